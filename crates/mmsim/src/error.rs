@@ -1,0 +1,1 @@
+//! AppError (OWNED BY THE REST/STATE WORK).

@@ -1,0 +1,1 @@
+//! Wire types (OWNED BY THE REST/STATE WORK).

@@ -1,0 +1,14 @@
+//! Deterministic organisations (OWNED BY THE REST/STATE WORK).
+use crate::state::State;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Size {
+    Demo,
+    Large,
+}
+
+#[must_use]
+pub fn generate(seed: u64, size: Size) -> State {
+    let _ = (seed, size);
+    State::default()
+}

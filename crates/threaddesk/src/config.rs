@@ -1,0 +1,1 @@
+//! Configuration (file + THREADDESK_* env + flags), validated with clear errors.
