@@ -100,6 +100,14 @@ impl Sim {
         &self.inner
     }
 
+    /// The user id behind a session, personal access or OAuth access token (`None` when the
+    /// token is unknown, revoked or expired). Used by the WebSocket authentication.
+    #[must_use]
+    pub fn user_for_token(&self, token: &str) -> Option<String> {
+        let state = self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.user_for_token(token)
+    }
+
     /// The axum router with every route and layer (REST, OAuth, WebSocket, admin/driver).
     pub fn router(&self) -> axum::Router {
         let app = api::routes()
