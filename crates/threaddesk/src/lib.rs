@@ -6,3 +6,4 @@
 pub mod config;
 pub mod inbox;
 pub mod store;
+pub mod privacy;
