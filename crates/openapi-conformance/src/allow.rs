@@ -202,6 +202,8 @@ pub const GAPS: &[Gap] = &[
         "id-only participants carry every non-omitempty field empty, timezone null — research trap 11"),
     extra!("usernotifyprops-auto_responder_active", "UserNotifyProps"."auto_responder_active": STR,
         "notify_props auto_responder_* — research §2.5"),
+    extra!("usernotifyprops-push_status", "UserNotifyProps"."push_status": STR,
+        "server default notify prop (model/user.go SetDefaultNotifications sets push_status=away); research §2.5 lists notify_props without it"),
     // ---- Status, ping (research §7) ----
     extra!("status-active_channel", "Status"."active_channel": STR, "omitempty Status field — research §7"),
     extra!("status-dnd_end_time", "Status"."dnd_end_time": INT, "Status field, seconds — research §7, trap 9"),
