@@ -7,3 +7,4 @@ pub mod config;
 pub mod inbox;
 pub mod store;
 pub mod privacy;
+pub mod web;
