@@ -1,0 +1,1 @@
+//! View models (front-end engineer).
