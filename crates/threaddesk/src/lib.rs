@@ -6,5 +6,6 @@
 pub mod config;
 pub mod inbox;
 pub mod store;
+pub mod sync;
 pub mod privacy;
 pub mod web;

@@ -1,0 +1,499 @@
+//! The pure sync planner: which Mattermost reads a sync needs, decided without any I/O.
+//!
+//! The executor in [`super::engine`] performs the [`Op`]s this module returns; keeping the
+//! decision pure makes "how many calls does a sync cost" a table- and property-tested fact
+//! (atuin's `record/sync` does the same: `plan(local, remote) -> Vec<Op>`).
+//!
+//! Two moments need a plan:
+//! - [`plan_initial`]: after the fixed reads (me, teams, team unreads, channels, members) the
+//!   planner chooses the per-team thread lists and the DM/GM channels whose posts are worth a call.
+//! - [`plan_resync`]: after a reconnect that lost events, one `GET /users/me/teams/unread` call is
+//!   compared with the counters we saw last; only the teams whose counters moved get a `since`
+//!   query, so the cost is proportional to what changed (research §B5), never to the org.
+
+use std::collections::BTreeMap;
+
+/// Milliseconds since the Unix epoch (Mattermost's time unit).
+pub type Millis = i64;
+
+/// Page size of every list call: the server clamps `per_page` at 200 (research finding 5).
+pub const PER_PAGE: usize = 200;
+
+/// Skew subtracted from every `since` cursor: Mattermost's `since` is strict (`update_at > since`)
+/// and clocks of a cluster differ by a little; re-reading a few seconds is idempotent and cheap.
+pub const SINCE_SKEW_MS: Millis = 5_000;
+
+/// Per-team counters of `GET /users/me/teams/unread?include_collapsed_threads=true`.
+///
+/// `msg_count` counts every unread post (roots and replies, `total_msg_count − msg_count` over the
+/// team's channels), so almost any activity in a team moves it; the `thread_*` fields move when a
+/// followed thread becomes unread or gains a mention.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TeamCounters {
+    pub team_id: String,
+    pub msg_count: i64,
+    pub mention_count: i64,
+    pub msg_count_root: i64,
+    pub mention_count_root: i64,
+    pub thread_count: i64,
+    pub thread_mention_count: i64,
+    pub thread_urgent_mention_count: i64,
+}
+
+impl TeamCounters {
+    /// True when nothing the inbox depends on differs (the team id is not compared).
+    #[must_use]
+    pub fn same_counts(&self, other: &Self) -> bool {
+        self.msg_count == other.msg_count
+            && self.mention_count == other.mention_count
+            && self.msg_count_root == other.msg_count_root
+            && self.mention_count_root == other.mention_count_root
+            && self.thread_count == other.thread_count
+            && self.thread_mention_count == other.thread_mention_count
+            && self.thread_urgent_mention_count == other.thread_urgent_mention_count
+    }
+}
+
+/// What the planner needs to know of a DM/GM channel (from `GET /users/me/channels` and the
+/// user's membership).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DirectChannel {
+    pub channel_id: String,
+    /// `Channel.last_post_at`: the newest post (root or reply) in the channel.
+    pub last_post_at: Millis,
+}
+
+/// One read the executor must perform.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Op {
+    /// `GET /users/me/teams/{team_id}/threads?per_page=200&since=…&extended=false`
+    /// (+ `excludeDirect=true` unless this team's list is the one that carries DM/GM threads),
+    /// paged with `before=<last id>` while a page comes back full.
+    Threads {
+        team_id: String,
+        since: Millis,
+        exclude_direct: bool,
+    },
+    /// `GET /channels/{channel_id}/posts?since=…`: a DM/GM channel's posts in the window (all
+    /// posts, roots and replies — a DM item shows its newest messages).
+    ChannelPostsSince { channel_id: String, since: Millis },
+}
+
+/// Plan the variable part of an initial sync.
+///
+/// - `team_ids`: the user's teams. Every team's followed threads since `now − retention` are
+///   listed; DM/GM threads appear in **every** team's list (trap 12), so only the first team (in
+///   id order, so the choice is stable across syncs) lists them, all others pass
+///   `excludeDirect=true`.
+/// - `directs`: DM/GM channels; only those with a post inside the window are read.
+#[must_use]
+pub fn plan_initial(
+    team_ids: &[String],
+    directs: &[DirectChannel],
+    now: Millis,
+    retention_ms: Millis,
+) -> Vec<Op> {
+    let since = now.saturating_sub(retention_ms);
+    let mut teams: Vec<&String> = team_ids.iter().collect();
+    teams.sort();
+    teams.dedup();
+    let mut ops: Vec<Op> = teams
+        .iter()
+        .enumerate()
+        .map(|(i, team_id)| Op::Threads {
+            team_id: (*team_id).clone(),
+            since,
+            exclude_direct: i > 0,
+        })
+        .collect();
+    let mut active: Vec<&DirectChannel> =
+        directs.iter().filter(|c| c.last_post_at >= since).collect();
+    // Newest conversations first: if the executor is interrupted, the most relevant are there.
+    active.sort_by(|a, b| {
+        b.last_post_at
+            .cmp(&a.last_post_at)
+            .then_with(|| a.channel_id.cmp(&b.channel_id))
+    });
+    active.dedup_by(|a, b| a.channel_id == b.channel_id);
+    ops.extend(active.into_iter().map(|c| Op::ChannelPostsSince {
+        channel_id: c.channel_id.clone(),
+        since,
+    }));
+    ops
+}
+
+/// Cursors the resync starts from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResyncCursors {
+    /// When this user's store was last known complete (end of the last sync or last event).
+    pub last_synced_at: Millis,
+    /// Oldest time the cache keeps (`now − retention`); a `since` is never older than this.
+    pub window_start: Millis,
+}
+
+impl ResyncCursors {
+    fn since(&self) -> Millis {
+        self.last_synced_at
+            .saturating_sub(SINCE_SKEW_MS)
+            .max(self.window_start)
+    }
+}
+
+/// Plan an incremental resync after events were lost.
+///
+/// `prev` are the counters stored at the last sync, `new` the answer of the one
+/// `teams/unread` call made now. A team is re-read when its counters changed or it is new; a
+/// team that disappeared needs no read (the executor drops it from the store). The DM/GM-carrying
+/// list is the first team in id order, as in [`plan_initial`]: if that team changed, its query
+/// runs without `excludeDirect`; DM/GM changes are otherwise found through `directs_changed`
+/// (channels whose `last_post_at` moved, computed by the caller from `GET /users/me/channels`).
+#[must_use]
+pub fn plan_resync(
+    prev: &[TeamCounters],
+    new: &[TeamCounters],
+    directs_changed: &[DirectChannel],
+    cursors: &ResyncCursors,
+) -> Vec<Op> {
+    let since = cursors.since();
+    let prev_by_team: BTreeMap<&str, &TeamCounters> =
+        prev.iter().map(|t| (t.team_id.as_str(), t)).collect();
+    let mut new_sorted: Vec<&TeamCounters> = new.iter().collect();
+    new_sorted.sort_by(|a, b| a.team_id.cmp(&b.team_id));
+    new_sorted.dedup_by(|a, b| a.team_id == b.team_id);
+    let first_team = new_sorted.first().map(|t| t.team_id.clone());
+
+    let mut ops = Vec::new();
+    let mut dm_threads_listed = false;
+    for team in &new_sorted {
+        let changed = prev_by_team
+            .get(team.team_id.as_str())
+            .is_none_or(|p| !p.same_counts(team));
+        if changed {
+            let carries_direct = first_team.as_deref() == Some(team.team_id.as_str());
+            dm_threads_listed |= carries_direct;
+            ops.push(Op::Threads {
+                team_id: team.team_id.clone(),
+                since,
+                exclude_direct: !carries_direct,
+            });
+        }
+    }
+    // A DM/GM conversation moved: its threads (if any) are only visible through a team list
+    // without excludeDirect, so make sure one runs (the first team's), then read the posts.
+    if !directs_changed.is_empty() {
+        if let (false, Some(first)) = (dm_threads_listed, first_team) {
+            ops.push(Op::Threads {
+                team_id: first,
+                since,
+                exclude_direct: false,
+            });
+        }
+        let mut chans: Vec<&DirectChannel> = directs_changed.iter().collect();
+        chans.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
+        chans.dedup_by(|a, b| a.channel_id == b.channel_id);
+        ops.extend(chans.into_iter().map(|c| Op::ChannelPostsSince {
+            channel_id: c.channel_id.clone(),
+            since,
+        }));
+    }
+    ops
+}
+
+/// DM/GM channels whose newest post moved since the last sync (input of [`plan_resync`]).
+#[must_use]
+pub fn directs_changed(prev: &[DirectChannel], now: &[DirectChannel]) -> Vec<DirectChannel> {
+    let prev_by_id: BTreeMap<&str, Millis> = prev
+        .iter()
+        .map(|c| (c.channel_id.as_str(), c.last_post_at))
+        .collect();
+    now.iter()
+        .filter(|c| {
+            prev_by_id
+                .get(c.channel_id.as_str())
+                .is_none_or(|p| *p != c.last_post_at)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Number of `per_page` pages needed for `n` rows (a list call returning a full page needs one
+/// more call to learn it was the last; the executor avoids it when `total` says so).
+#[must_use]
+pub fn pages_for(n: usize) -> usize {
+    n.div_ceil(PER_PAGE).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const DAY: Millis = 86_400_000;
+
+    fn tc(team: &str, msg: i64, threads: i64) -> TeamCounters {
+        TeamCounters {
+            team_id: team.into(),
+            msg_count: msg,
+            thread_count: threads,
+            ..TeamCounters::default()
+        }
+    }
+
+    fn dc(id: &str, at: Millis) -> DirectChannel {
+        DirectChannel {
+            channel_id: id.into(),
+            last_post_at: at,
+        }
+    }
+
+    #[test]
+    fn initial_lists_dm_threads_once_and_only_active_directs() {
+        let now = 100 * DAY;
+        let ops = plan_initial(
+            &["t2".into(), "t1".into(), "t3".into()],
+            &[
+                dc("d_old", now - 20 * DAY),
+                dc("d_new", now - DAY),
+                dc("d_mid", now - 3 * DAY),
+            ],
+            now,
+            14 * DAY,
+        );
+        let since = now - 14 * DAY;
+        assert_eq!(
+            ops,
+            vec![
+                Op::Threads {
+                    team_id: "t1".into(),
+                    since,
+                    exclude_direct: false
+                },
+                Op::Threads {
+                    team_id: "t2".into(),
+                    since,
+                    exclude_direct: true
+                },
+                Op::Threads {
+                    team_id: "t3".into(),
+                    since,
+                    exclude_direct: true
+                },
+                Op::ChannelPostsSince {
+                    channel_id: "d_new".into(),
+                    since
+                },
+                Op::ChannelPostsSince {
+                    channel_id: "d_mid".into(),
+                    since
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn initial_window_edge_is_inclusive() {
+        let now = 30 * DAY;
+        let ops = plan_initial(
+            &[],
+            &[dc("edge", now - 7 * DAY), dc("out", now - 7 * DAY - 1)],
+            now,
+            7 * DAY,
+        );
+        assert_eq!(
+            ops,
+            vec![Op::ChannelPostsSince {
+                channel_id: "edge".into(),
+                since: now - 7 * DAY
+            }]
+        );
+    }
+
+    #[test]
+    fn resync_table() {
+        let cursors = ResyncCursors {
+            last_synced_at: 50_000,
+            window_start: 0,
+        };
+        let since = 45_000;
+        struct Case {
+            name: &'static str,
+            prev: Vec<TeamCounters>,
+            new: Vec<TeamCounters>,
+            directs: Vec<DirectChannel>,
+            want: Vec<Op>,
+        }
+        let cases = vec![
+            Case {
+                name: "nothing changed",
+                prev: vec![tc("a", 1, 1), tc("b", 0, 0)],
+                new: vec![tc("b", 0, 0), tc("a", 1, 1)],
+                directs: vec![],
+                want: vec![],
+            },
+            Case {
+                name: "one non-first team changed",
+                prev: vec![tc("a", 1, 1), tc("b", 0, 0)],
+                new: vec![tc("a", 1, 1), tc("b", 3, 0)],
+                directs: vec![],
+                want: vec![Op::Threads {
+                    team_id: "b".into(),
+                    since,
+                    exclude_direct: true,
+                }],
+            },
+            Case {
+                name: "first team changed carries DMs",
+                prev: vec![tc("a", 1, 1), tc("b", 0, 0)],
+                new: vec![tc("a", 1, 2), tc("b", 0, 0)],
+                directs: vec![],
+                want: vec![Op::Threads {
+                    team_id: "a".into(),
+                    since,
+                    exclude_direct: false,
+                }],
+            },
+            Case {
+                name: "new team is read, removed team is not",
+                prev: vec![tc("a", 0, 0), tc("gone", 5, 5)],
+                new: vec![tc("a", 0, 0), tc("z", 0, 0)],
+                directs: vec![],
+                want: vec![Op::Threads {
+                    team_id: "z".into(),
+                    since,
+                    exclude_direct: true,
+                }],
+            },
+            Case {
+                name: "dm changed forces the DM-carrying list",
+                prev: vec![tc("a", 0, 0), tc("b", 0, 0)],
+                new: vec![tc("a", 0, 0), tc("b", 0, 0)],
+                directs: vec![dc("dm1", 60_000)],
+                want: vec![
+                    Op::Threads {
+                        team_id: "a".into(),
+                        since,
+                        exclude_direct: false,
+                    },
+                    Op::ChannelPostsSince {
+                        channel_id: "dm1".into(),
+                        since,
+                    },
+                ],
+            },
+            Case {
+                name: "dm changed and first team changed: one list",
+                prev: vec![tc("a", 0, 0)],
+                new: vec![tc("a", 2, 0)],
+                directs: vec![dc("dm1", 60_000)],
+                want: vec![
+                    Op::Threads {
+                        team_id: "a".into(),
+                        since,
+                        exclude_direct: false,
+                    },
+                    Op::ChannelPostsSince {
+                        channel_id: "dm1".into(),
+                        since,
+                    },
+                ],
+            },
+        ];
+        for c in cases {
+            assert_eq!(
+                plan_resync(&c.prev, &c.new, &c.directs, &cursors),
+                c.want,
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn resync_since_never_before_window() {
+        let cursors = ResyncCursors {
+            last_synced_at: 1_000,
+            window_start: 900,
+        };
+        let ops = plan_resync(&[], &[tc("a", 0, 0)], &[], &cursors);
+        assert_eq!(
+            ops,
+            vec![Op::Threads {
+                team_id: "a".into(),
+                since: 900,
+                exclude_direct: false
+            }]
+        );
+    }
+
+    #[test]
+    fn directs_changed_detects_moves_and_new() {
+        let prev = vec![dc("a", 1), dc("b", 2)];
+        let now = vec![dc("a", 1), dc("b", 3), dc("c", 1)];
+        let got: Vec<String> = directs_changed(&prev, &now)
+            .into_iter()
+            .map(|c| c.channel_id)
+            .collect();
+        assert_eq!(got, vec!["b".to_string(), "c".to_string()]);
+    }
+
+    #[test]
+    fn pages() {
+        assert_eq!(pages_for(0), 1);
+        assert_eq!(pages_for(200), 1);
+        assert_eq!(pages_for(201), 2);
+        assert_eq!(pages_for(10_000), 50);
+    }
+
+    fn counters() -> impl Strategy<Value = Vec<TeamCounters>> {
+        proptest::collection::btree_map(0u8..60, (0i64..5, 0i64..5, 0i64..3), 0..50).prop_map(|m| {
+            m.into_iter()
+                .map(|(t, (msg, men, thr))| TeamCounters {
+                    team_id: format!("team{t:02}"),
+                    msg_count: msg,
+                    mention_count: men,
+                    thread_count: thr,
+                    ..TeamCounters::default()
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Cost is proportional to what changed: exactly one thread query per changed or new team,
+        /// none when nothing changed, at most one list without excludeDirect, never before the window.
+        #[test]
+        fn resync_is_proportional_to_change(prev in counters(), new in counters(), last in 0i64..1_000_000, win in 0i64..1_000_000) {
+            let cursors = ResyncCursors { last_synced_at: last, window_start: win };
+            let ops = plan_resync(&prev, &new, &[], &cursors);
+            let changed: Vec<&TeamCounters> = new.iter().filter(|t| !prev.iter().any(|p| p.team_id == t.team_id && p.same_counts(t))).collect();
+            prop_assert_eq!(ops.len(), changed.len());
+            let mut direct_lists = 0;
+            for op in &ops {
+                match op {
+                    Op::Threads { team_id, since, exclude_direct } => {
+                        prop_assert!(changed.iter().any(|t| &t.team_id == team_id));
+                        prop_assert!(*since >= win);
+                        if !exclude_direct { direct_lists += 1; }
+                    }
+                    Op::ChannelPostsSince { .. } => prop_assert!(false, "no directs given"),
+                }
+            }
+            prop_assert!(direct_lists <= 1);
+            // Same input twice: no op (idempotent planning).
+            prop_assert!(plan_resync(&new, &new, &[], &cursors).is_empty());
+        }
+
+        /// Initial sync: one thread list per distinct team, exactly one carrying DM/GM threads.
+        #[test]
+        fn initial_one_list_per_team(teams in proptest::collection::vec(0u8..80, 0..60), now in 20i64 * DAY..40 * DAY) {
+            let ids: Vec<String> = teams.iter().map(|t| format!("t{t}")).collect();
+            let ops = plan_initial(&ids, &[], now, 14 * DAY);
+            let mut distinct = ids.clone();
+            distinct.sort();
+            distinct.dedup();
+            prop_assert_eq!(ops.len(), distinct.len());
+            let with_direct = ops.iter().filter(|o| matches!(o, Op::Threads { exclude_direct: false, .. })).count();
+            prop_assert_eq!(with_direct, usize::from(!distinct.is_empty()));
+        }
+    }
+}
