@@ -63,6 +63,14 @@ pub struct SimConfig {
     pub rate_limit: Option<ratelimit::RateLimitSettings>,
     /// PKCE S256 honoured at `/oauth/authorize` (Mattermost ≥ 11.2). Off = act like older servers.
     pub pkce: bool,
+    /// Username approved at `/oauth/authorize` when the request carries no session cookie
+    /// (demo/test auto-approve; `None` = redirect to `/login` like a real server).
+    pub oauth_auto_approve_user: Option<String>,
+    /// `ServiceSettings.EnableUserAccessTokens` (off on a real server by default; on here so the
+    /// demo's personal access token works).
+    pub enable_user_access_tokens: bool,
+    /// `pending_post_id` dedup window in ms (30 000 on a real server).
+    pub dedup_window_ms: i64,
 }
 
 impl Default for SimConfig {
@@ -73,6 +81,9 @@ impl Default for SimConfig {
             site_url: String::new(),
             rate_limit: None,
             pkce: true,
+            oauth_auto_approve_user: Some(seed::DEMO_USERNAME.to_owned()),
+            enable_user_access_tokens: true,
+            dedup_window_ms: 30_000,
         }
     }
 }
@@ -81,7 +92,13 @@ impl Sim {
     /// Build a simulator with the seeded organisation.
     #[must_use]
     pub fn new(config: SimConfig) -> Self {
-        let state = seed::generate(config.seed, config.size);
+        let mut state = seed::generate(config.seed, config.size);
+        state.settings = state::Settings {
+            site_url: config.site_url.clone(),
+            enable_user_access_tokens: config.enable_user_access_tokens,
+            dedup_window_ms: config.dedup_window_ms,
+            pkce: config.pkce,
+        };
         let ratelimit = ratelimit::RateLimiter::new(config.rate_limit.clone());
         Self {
             inner: Arc::new(SimInner {

@@ -1,6 +1,8 @@
 //! Deterministic organisations (OWNED BY THE REST/STATE WORK).
 use crate::state::State;
 
+pub const DEMO_USERNAME: &str = "alice";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Size {
     Demo,
