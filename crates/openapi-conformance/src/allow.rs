@@ -49,10 +49,27 @@ pub enum GapKind {
         method: &'static str,
         path: &'static str,
     },
+    /// The spec documents no body, no such status, or a wrong schema for this response: the
+    /// server's body is validated against `body` instead.
+    ResponseBody {
+        method: &'static str,
+        path: &'static str,
+        status: u16,
+        body: Body,
+    },
     /// Any operation may answer this status with a `text/plain` body (not validated as JSON).
     PlainTextStatus { status: u16 },
     /// An error status (4xx/5xx) the operation does not document is validated as `AppError`.
     UndocumentedErrorIsAppError,
+}
+
+/// A response body replacing the documented one.
+#[derive(Clone, Copy, Debug)]
+pub enum Body {
+    /// JSON matching this schema (`$ref`s to `#/components/schemas/...` allowed).
+    Json(&'static str),
+    /// Non-JSON bytes (files, images).
+    Binary,
 }
 
 const STR: &str = r#"{"type":"string"}"#;
@@ -69,6 +86,36 @@ macro_rules! extra {
                 schema: $schema,
                 field: $field,
                 value: $value,
+            },
+            reason: $reason,
+        }
+    };
+}
+
+macro_rules! body {
+    ($id:literal, $method:literal $path:literal $status:literal => $body:expr, $reason:literal) => {
+        Gap {
+            id: $id,
+            kind: GapKind::ResponseBody {
+                method: $method,
+                path: $path,
+                status: $status,
+                body: $body,
+            },
+            reason: $reason,
+        }
+    };
+}
+
+macro_rules! status {
+    ($id:literal, $method:literal $path:literal $documented:literal => $server:literal, $reason:literal) => {
+        Gap {
+            id: $id,
+            kind: GapKind::Status {
+                method: $method,
+                path: $path,
+                documented: $documented,
+                server: $server,
             },
             reason: $reason,
         }
@@ -222,16 +269,44 @@ pub const GAPS: &[Gap] = &[
         reason: "429 body is plain text `limit exceeded`, not AppError — research trap 20, §8",
     },
     // ---- Status codes and body formats ----
-    Gap {
-        id: "reactions-post-200",
-        kind: GapKind::Status {
-            method: "post",
-            path: "/api/v4/reactions",
-            documented: "201",
-            server: 200,
-        },
-        reason: "POST /reactions answers 200 (spec: 201) — research trap 18, §4.4, §11.3",
-    },
+    status!("reactions-post-200", "post" "/api/v4/reactions" "201" => 200,
+        "POST /reactions answers 200 (spec: 201) — research trap 18, §4.4, §11.3"),
+    status!("login-200", "post" "/api/v4/users/login" "201" => 200,
+        "POST /users/login answers 200 with the User (spec: 201) — research §2.3"),
+    status!("logout-200", "post" "/api/v4/users/logout" "201" => 200,
+        "POST /users/logout answers 200 {status: OK} via ReturnStatusOK (spec: 201) — research §1 (Status OK), §2.3"),
+    status!("create-token-200", "post" "/api/v4/users/{user_id}/tokens" "201" => 200,
+        "POST /users/{id}/tokens answers 200 UserAccessToken (spec: 201) — research §2.2"),
+    body!("emoji-list-array", "get" "/api/v4/emoji" 200 =>
+        Body::Json(r##"{"type":"array","items":{"$ref":"#/components/schemas/Emoji"}}"##),
+        "GET /emoji returns Emoji[] (spec: a single Emoji) — research §7"),
+    body!("config-client-string-map", "get" "/api/v4/config/client" 200 =>
+        Body::Json(r#"{"type":"object","additionalProperties":{"type":"string"}}"#),
+        "spec documents no body; the server returns a flat {string: string} map — research §7"),
+    body!("thread-get-body", "get" "/api/v4/users/{user_id}/teams/{team_id}/threads/{thread_id}" 200 =>
+        Body::Json(r##"{"$ref":"#/components/schemas/UserThread"}"##),
+        "spec documents no body; the server returns ThreadResponse — research §5.2, §5.3"),
+    body!("thread-read-body", "put" "/api/v4/users/{user_id}/teams/{team_id}/threads/{thread_id}/read/{timestamp}" 200 =>
+        Body::Json(r##"{"$ref":"#/components/schemas/UserThread"}"##),
+        "spec documents no body; the server returns ThreadResponse — research §5.3"),
+    body!("thread-set-unread-body", "post" "/api/v4/users/{user_id}/teams/{team_id}/threads/{thread_id}/set_unread/{post_id}" 200 =>
+        Body::Json(r##"{"$ref":"#/components/schemas/UserThread"}"##),
+        "spec documents no body; the server returns ThreadResponse — research §5.3"),
+    body!("threads-read-all-body", "put" "/api/v4/users/{user_id}/teams/{team_id}/threads/read" 200 =>
+        Body::Json(r##"{"$ref":"#/components/schemas/StatusOK"}"##),
+        "spec documents no body; the server returns {status: OK} — research §5.3"),
+    body!("thread-follow-body", "put" "/api/v4/users/{user_id}/teams/{team_id}/threads/{thread_id}/following" 200 =>
+        Body::Json(r##"{"$ref":"#/components/schemas/StatusOK"}"##),
+        "spec documents no body; the server returns {status: OK} — research §5.3"),
+    body!("thread-unfollow-body", "delete" "/api/v4/users/{user_id}/teams/{team_id}/threads/{thread_id}/following" 200 =>
+        Body::Json(r##"{"$ref":"#/components/schemas/StatusOK"}"##),
+        "spec documents no body; the server returns {status: OK} — research §5.3"),
+    body!("file-get-binary", "get" "/api/v4/files/{file_id}" 200 => Body::Binary,
+        "spec documents no 200; the server sends the file bytes — research §4.5"),
+    body!("file-thumbnail-binary", "get" "/api/v4/files/{file_id}/thumbnail" 200 => Body::Binary,
+        "spec documents no 200; the server sends image bytes — research §4.5"),
+    body!("file-preview-binary", "get" "/api/v4/files/{file_id}/preview" 200 => Body::Binary,
+        "spec documents no 200; the server sends image bytes — research §4.5"),
     Gap {
         id: "channel-members-ndjson",
         kind: GapKind::Ndjson {

@@ -25,7 +25,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-pub use allow::{GAPS, Gap, GapKind};
+pub use allow::{Body, GAPS, Gap, GapKind};
 pub use spec::{Error, OperationRef, PathMatch, ResponseDoc, Spec};
 pub use validate::Violation;
 
@@ -172,8 +172,9 @@ impl Conformance {
         path: &str,
         status: u16,
         content_type: Option<&str>,
-        body: &[u8],
+        body_bytes: &[u8],
     ) -> Outcome {
+        let body = body_bytes;
         let mut out = Outcome {
             request: format!("{} {path} -> {status}", method.to_uppercase()),
             ..Outcome::default()
@@ -228,6 +229,17 @@ impl Conformance {
                 status_key = documented.to_string();
             }
             out.gaps_used.insert(g.id);
+        }
+
+        if let Some(g) = self.gaps.iter().find(|g| {
+            matches!(g.kind, GapKind::ResponseBody { method: m, path: p, status: s, .. }
+                if m == op.method && p == op.path && s == status)
+        }) {
+            out.gaps_used.insert(g.id);
+            if let GapKind::ResponseBody { body, .. } = g.kind {
+                self.check_replaced_body(body, g.id, is_json, &media, body_bytes, &mut out);
+            }
+            return out;
         }
 
         let doc = match self.spec.response(&op, &status_key) {
@@ -313,6 +325,52 @@ impl Conformance {
             }
         }
         out
+    }
+
+    fn check_replaced_body(
+        &self,
+        body: Body,
+        id: &str,
+        is_json: bool,
+        media: &str,
+        bytes: &[u8],
+        out: &mut Outcome,
+    ) {
+        match body {
+            Body::Binary => {
+                if is_json {
+                    out.violations.push(Violation {
+                        pointer: String::new(),
+                        message: format!("JSON body where bytes are expected ({id})"),
+                    });
+                }
+            }
+            Body::Json(schema) => {
+                if !is_json {
+                    out.violations.push(Violation {
+                        pointer: String::new(),
+                        message: format!("content type `{media}`, JSON expected ({id})"),
+                    });
+                    return;
+                }
+                let parsed = serde_json::from_str::<Value>(schema);
+                match (serde_json::from_slice::<Value>(bytes), parsed) {
+                    (Ok(json), Ok(schema)) => {
+                        let r = self.validate_value(&json, &schema);
+                        out.violations.extend(r.violations);
+                        out.gaps_used.extend(r.gaps_used);
+                    }
+                    (Err(e), _) => out.violations.push(Violation {
+                        pointer: String::new(),
+                        message: format!("body is not valid JSON: {e}"),
+                    }),
+                    (_, Err(e)) => out.violations.push(Violation {
+                        pointer: String::new(),
+                        message: format!("allow-list entry `{id}` has an invalid schema: {e}"),
+                    }),
+                }
+            }
+        }
     }
 
     fn check_ndjson(&self, array_schema: &Value, body: &[u8], out: &mut Outcome) {

@@ -325,6 +325,52 @@ fn responses_by_status() {
 }
 
 #[test]
+fn replaced_bodies() {
+    let c = conf();
+    let id = "abcdefghijklmnopqrstuvwxyz";
+    let path = format!("/api/v4/users/me/teams/{id}/threads/{id}");
+    // The spec documents no body for a single thread; the server's ThreadResponse is checked.
+    let thread = br#"{"id":"t","reply_count":1,"last_reply_at":2,"last_viewed_at":0,"participants":[],"post":null,"unread_replies":1,"unread_mentions":0,"is_urgent":false,"delete_at":0}"#;
+    let o = c.check_response("GET", &path, 200, Some("application/json"), thread);
+    assert!(o.ok() && o.gaps_used.contains("thread-get-body"), "{o}");
+    let bad = br#"{"id":"t","reply_count":"1","is_following":true}"#;
+    let o = c.check_response("GET", &path, 200, Some("application/json"), bad);
+    assert_eq!(
+        messages(&o),
+        vec![
+            "/is_following: unknown field `is_following` (not in `UserThread`)",
+            "/reply_count: expected integer, got string \"1\"",
+        ]
+    );
+    // GET /emoji is an array (the spec says one Emoji).
+    let o = c.check_response(
+        "GET",
+        "/api/v4/emoji",
+        200,
+        Some("application/json"),
+        br#"[{"id":"e","name":"x","creator_id":"u","create_at":1,"update_at":1,"delete_at":0}]"#,
+    );
+    assert!(o.ok(), "{o}");
+    // Files are bytes.
+    let o = c.check_response(
+        "GET",
+        &format!("/api/v4/files/{id}"),
+        200,
+        Some("image/png"),
+        b"\x89PNG",
+    );
+    assert!(o.ok(), "{o}");
+    let o = c.check_response(
+        "GET",
+        &format!("/api/v4/files/{id}"),
+        200,
+        Some("application/json"),
+        b"{}",
+    );
+    assert!(!o.ok());
+}
+
+#[test]
 fn ndjson_lines_are_validated() {
     let c = conf();
     let line = r#"{"channel_id":"c","user_id":"u","roles":"channel_user","last_viewed_at":1,"msg_count":1,"mention_count":0,"mention_count_root":0,"urgent_mention_count":0,"msg_count_root":1,"notify_props":{"desktop":"default","push":"default","email":"default","mark_unread":"all","ignore_channel_mentions":"default","channel_auto_follow_threads":"off"},"last_update_at":1,"scheme_guest":false,"scheme_user":true,"scheme_admin":false,"explicit_roles":"","team_display_name":"T","team_name":"t","team_update_at":1}"#;
@@ -458,6 +504,29 @@ fn every_entry_is_still_needed() {
                     panic!("{}: no JSON 200", g.id)
                 };
                 assert!(!format!("{s}").contains("ndjson"), "{}", g.id);
+            }
+            GapKind::ResponseBody {
+                method,
+                path,
+                status,
+                body,
+            } => {
+                let op = OperationRef {
+                    method: method.into(),
+                    path: path.into(),
+                };
+                assert!(spec.operation(&op).is_some(), "{}: no such operation", g.id);
+                let documented = spec.response(&op, &status.to_string());
+                let needed = match (documented, body) {
+                    (None | Some(ResponseDoc::NoJson { .. }), _) => true,
+                    (Some(ResponseDoc::Json(d)), Body::Json(b)) => {
+                        serde_json::from_str::<Value>(b).ok().as_ref() != Some(d)
+                    }
+                    (Some(ResponseDoc::Json(_)), Body::Binary) => true,
+                };
+                if !needed {
+                    stale.push(format!("{}: the spec now documents this body", g.id));
+                }
             }
             GapKind::PlainTextStatus { status } => {
                 // The spec documents 429 as AppError JSON (components.responses.TooManyRequests).
