@@ -1,0 +1,27 @@
+//! REST endpoints, as `impl Client` blocks grouped by area. Each method documents the route it
+//! calls; surprising server behaviour cites `shared/research/mattermost-api.md`.
+//!
+//! `user_id` parameters accept [`crate::ME`].
+
+mod channels;
+mod misc;
+mod posts;
+mod threads;
+mod users;
+
+pub use channels::ChannelsForUserQuery;
+pub use posts::{ChannelPostsQuery, NewPost, PostPatch, PostThreadQuery, ThreadDirection};
+pub use threads::UserThreadsQuery;
+
+/// Largest page the server accepts (`per_page` is silently clamped to 200; research §0 trap 16).
+pub const MAX_PER_PAGE: u32 = 200;
+
+/// Largest batch for `POST /users/ids`-style calls and preference updates.
+pub const MAX_BATCH: usize = 100;
+
+/// `?page=&per_page=` query.
+#[derive(serde::Serialize)]
+pub(crate) struct Paging {
+    pub page: i64,
+    pub per_page: u32,
+}
