@@ -9,7 +9,7 @@
 //! `u32` index, so the `large` seed (hundreds of thousands of posts) stays small.
 
 mod channels;
-mod posts;
+pub mod posts;
 mod threads;
 mod users;
 
@@ -315,6 +315,9 @@ pub struct State {
     pub access_data: HashMap<String, AccessDataRec>,
 
     pub pending_posts: HashMap<String, PendingRec>,
+    /// `POST /posts` takes a read guard after the dedup check; tests hold the write guard
+    /// ([`crate::Sim::hold_post_creation`]) to keep a create "in flight".
+    pub post_gate: Arc<tokio::sync::RwLock<()>>,
 
     outbox: Vec<Delivery>,
 }
@@ -435,6 +438,23 @@ impl crate::Sim {
             inner.hub.publish(delivery);
         }
         result
+    }
+
+    /// Keep every `POST /posts` that passed the `pending_post_id` check waiting until the guard
+    /// is dropped (to test the "in flight" 500, trap 35, without sleeping).
+    pub async fn hold_post_creation(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        let gate = self.with_state(|s| s.post_gate.clone());
+        gate.write_owned().await
+    }
+
+    /// Whether a create with this `pending_post_id` is in flight right now.
+    #[must_use]
+    pub fn is_post_pending(&self, pending_post_id: &str) -> bool {
+        self.with_state(|s| {
+            s.pending_posts
+                .get(pending_post_id)
+                .is_some_and(|p| p.post.is_none())
+        })
     }
 
     /// The simulator's clock (shared with the state); tests move it forward with
