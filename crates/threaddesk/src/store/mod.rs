@@ -1,1 +1,608 @@
-//! SQLite store.
+//! Embedded SQLite cache: one file `<data_dir>/threaddesk.db` (WAL).
+//!
+//! - One writer connection behind a mutex ([`Store::write`], one transaction per call) and a
+//!   small pool of reader connections. Every call is blocking: the async layer calls it through
+//!   `spawn_blocking`.
+//! - `synchronous=NORMAL` for the cache (rebuildable from Mattermost); `FULL` around outbox and
+//!   token writes ([`Store::write_durable`]), since `synchronous` is per connection.
+//! - Per-user scoping is a type: user-owned rows are only reachable through
+//!   [`Store::for_user`] → [`UserStore`] (reads) and [`Tx::user`] → [`UserTx`] (writes), which
+//!   bind every statement to that user's id. Shared cache rows (channels, posts) are read only
+//!   through queries that join the user's memberships.
+//! - Retention: [`Store::purge_older_than`] deletes in batches of ≤ 1000 rows, one short
+//!   transaction each, so readers and the writer interleave.
+//!
+//! Logs carry ids and counts only.
+
+mod items;
+pub mod migrations;
+pub mod outbox;
+pub mod text;
+pub mod types;
+mod user;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use sha2::{Digest, Sha256};
+
+pub use outbox::{NewOutbox, OutboxRow, OutboxState};
+pub use text::{EncryptedBlob, JsonText, MessageText, SecretText};
+pub use types::*;
+pub use user::{UserExport, UserStore, UserTx};
+
+use crate::inbox::Millis;
+
+/// Database file name inside the data directory.
+pub const DB_FILE: &str = "threaddesk.db";
+/// Rows deleted per transaction by the purge.
+pub const PURGE_BATCH: usize = 1000;
+/// OAuth attempts expire after 10 minutes.
+pub const OAUTH_ATTEMPT_TTL_MS: Millis = 10 * 60 * 1000;
+const READER_POOL: usize = 4;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page cache per connection, in KiB (negative `cache_size` = KiB).
+const CACHE_KIB: i64 = 8 * 1024;
+
+/// Store errors. Messages carry no user content.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot use data directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the cache database was written by a newer ThreadDesk (schema version {found}; this binary knows up to {known}); upgrade ThreadDesk, or run `threaddesk purge` and delete the database to start a fresh cache"
+    )]
+    TooNew { found: i64, known: i64 },
+    #[error("cache database migration {version} failed: {source}")]
+    Migration {
+        version: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("not a valid Mattermost id")]
+    BadId,
+    #[error("outbox row {id} cannot go from {from} to {to}")]
+    InvalidTransition {
+        id: i64,
+        from: String,
+        to: &'static str,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error("stored data is not valid: {0}")]
+    Corrupt(&'static str),
+    #[error("a store lock was poisoned by a panic")]
+    Poisoned,
+}
+
+/// A Mattermost user id (26 chars, lowercase base32), validated.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    /// Validates a Mattermost user id.
+    ///
+    /// # Errors
+    /// [`StoreError::BadId`].
+    pub fn parse(s: &str) -> Result<Self, StoreError> {
+        if crate::inbox::is_valid_id(s) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(StoreError::BadId)
+        }
+    }
+
+    /// The id.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// SHA-256 of a secret token (sessions, OAuth state): only the hash is stored.
+#[must_use]
+pub fn hash_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// The store. Cheap to share behind an `Arc`.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
+    m.lock().map_err(|_| StoreError::Poisoned)
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens (creating if needed) `<data_dir>/threaddesk.db` and migrates it to head.
+    ///
+    /// # Errors
+    /// Unusable directory, SQLite failure, or a database newer than this binary.
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        Self::open_file(&data_dir.join(DB_FILE))
+    }
+
+    /// Opens a database file and migrates it to head.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub fn open_file(path: &Path) -> Result<Self, StoreError> {
+        Self::open_at_version(path, migrations::head())
+    }
+
+    /// Opens and migrates only up to `version` (tests of the migration path).
+    pub(crate) fn open_at_version(path: &Path, version: i64) -> Result<Self, StoreError> {
+        let mut writer = Connection::open(path)?;
+        writer.pragma_update(None, "journal_mode", "WAL")?;
+        configure(&writer)?;
+        // Zero deleted content so purged messages do not linger in free pages.
+        writer.pragma_update(None, "secure_delete", "ON")?;
+        migrations::migrate_to(&mut writer, version)?;
+        tracing::debug!(version = migrations::version(&writer)?, "store: opened");
+        Ok(Self {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The database file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.read(migrations::version)
+    }
+
+    /// Runs `f` on a reader connection (a consistent snapshot for the whole call).
+    pub(crate) fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let pooled = lock(&self.readers)?.pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                let c = Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                        | OpenFlags::SQLITE_OPEN_URI,
+                )?;
+                configure(&c)?;
+                c
+            }
+        };
+        let out = (|| {
+            conn.execute_batch("BEGIN DEFERRED")?;
+            let r = f(&conn);
+            conn.execute_batch("COMMIT")?;
+            r
+        })();
+        if out.is_err() && !conn.is_autocommit() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        let mut pool = lock(&self.readers)?;
+        if pool.len() < READER_POOL {
+            pool.push(conn);
+        }
+        out
+    }
+
+    /// Runs `f` in one write transaction (`synchronous=NORMAL`): committed if `f` returns `Ok`,
+    /// rolled back otherwise. Batch many events in one call for throughput.
+    ///
+    /// # Errors
+    /// `f`'s error or a SQLite failure.
+    pub fn write<R>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let mut conn = lock(&self.writer)?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let r = f(&Tx { conn: &tx })?;
+        tx.commit()?;
+        Ok(r)
+    }
+
+    /// As [`Store::write`], but with `synchronous=FULL` for this commit (outbox, tokens): the
+    /// commit survives power loss.
+    ///
+    /// # Errors
+    /// As [`Store::write`].
+    pub fn write_durable<R>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut conn = lock(&self.writer)?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let r = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let r = f(&Tx { conn: &tx })?;
+            tx.commit()?;
+            Ok(r)
+        })();
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        r
+    }
+
+    /// The read handle of one user. Every user-owned query exists only there.
+    #[must_use]
+    pub fn for_user(&self, user: &UserId) -> UserStore<'_> {
+        UserStore::new(self, user.clone())
+    }
+
+    /// Every user known to the store (to restart their sync at start-up).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn user_ids(&self) -> Result<Vec<UserId>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT user_id FROM users ORDER BY user_id")?;
+            let ids = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(UserId::parse(&id?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// Finds a live session by its token, enforcing the absolute (`expires_at`) and idle
+    /// timeouts; an expired session is deleted. Refreshes `last_seen_at` at most once a minute.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn session(
+        &self,
+        token: &str,
+        now: Millis,
+        idle_timeout_ms: Millis,
+    ) -> Result<Option<SessionInfo>, StoreError> {
+        let hash = hash_token(token);
+        let found = self.read(|c| {
+            c.query_row(
+                "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at
+                 FROM web_sessions WHERE id_hash = ?1",
+                params![hash],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(StoreError::from)
+        })?;
+        let Some((uid, csrf, created_at, last_seen_at, expires_at)) = found else {
+            return Ok(None);
+        };
+        let last_seen_at: Millis = last_seen_at;
+        let expires_at: Millis = expires_at;
+        if expires_at <= now || last_seen_at.saturating_add(idle_timeout_ms) <= now {
+            self.delete_session(token)?;
+            return Ok(None);
+        }
+        let mut info = SessionInfo {
+            user_id: UserId::parse(&uid)?,
+            csrf_token: SecretText::new(csrf),
+            created_at,
+            last_seen_at,
+            expires_at,
+        };
+        if now - last_seen_at >= 60_000 {
+            self.write(|tx| {
+                tx.conn.execute(
+                    "UPDATE web_sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
+                    params![hash, now],
+                )?;
+                Ok(())
+            })?;
+            info.last_seen_at = now;
+        }
+        Ok(Some(info))
+    }
+
+    /// Signs one browser out.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn delete_session(&self, token: &str) -> Result<bool, StoreError> {
+        let hash = hash_token(token);
+        self.write(|tx| {
+            Ok(tx
+                .conn
+                .execute("DELETE FROM web_sessions WHERE id_hash = ?1", params![hash])?
+                > 0)
+        })
+    }
+
+    /// Records an OAuth attempt: `state` and the browser `binding` (a pre-session cookie value)
+    /// are stored hashed.
+    ///
+    /// # Errors
+    /// SQLite failure (e.g. a duplicate state).
+    pub fn oauth_attempt_create(
+        &self,
+        state: &str,
+        binding: &str,
+        pkce_verifier: &str,
+        redirect: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.conn.execute(
+                "INSERT INTO oauth_attempts (state_hash, binding_hash, pkce_verifier, redirect, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![hash_token(state), hash_token(binding), pkce_verifier, redirect, now],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Takes (single use: always deletes) the attempt for `state`; returns it only when the
+    /// browser binding matches and it is younger than 10 minutes.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn oauth_attempt_take(
+        &self,
+        state: &str,
+        binding: &str,
+        now: Millis,
+    ) -> Result<Option<OAuthAttempt>, StoreError> {
+        let row = self.write(|tx| {
+            tx.conn
+                .query_row(
+                    "DELETE FROM oauth_attempts WHERE state_hash = ?1
+                     RETURNING binding_hash, pkce_verifier, redirect, created_at",
+                    params![hash_token(state)],
+                    |r| {
+                        Ok((
+                            r.get::<_, Vec<u8>>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, Millis>(3)?,
+                        ))
+                    },
+                )
+                .optional()
+                .map_err(StoreError::from)
+        })?;
+        Ok(row.and_then(|(b, verifier, redirect, created_at)| {
+            (b == hash_token(binding) && now - created_at < OAUTH_ATTEMPT_TTL_MS && created_at <= now)
+                .then(|| OAuthAttempt {
+                    pkce_verifier: SecretText::new(verifier),
+                    redirect,
+                    created_at,
+                })
+        }))
+    }
+
+    /// Deletes expired sessions (absolute or idle) and OAuth attempts older than 10 minutes.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn purge_expired_auth(&self, now: Millis, idle_timeout_ms: Millis) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            let s = tx.conn.execute(
+                "DELETE FROM web_sessions WHERE expires_at <= ?1 OR last_seen_at + ?2 <= ?1",
+                params![now, idle_timeout_ms],
+            )?;
+            let o = tx.conn.execute(
+                "DELETE FROM oauth_attempts WHERE created_at <= ?1",
+                params![now - OAUTH_ATTEMPT_TTL_MS],
+            )?;
+            Ok(s + o)
+        })
+    }
+
+    /// Users with outbox rows due at `now` (queued, `next_attempt_at <= now`).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn outbox_users_due(&self, now: Millis) -> Result<Vec<UserId>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT user_id FROM outbox WHERE state = 'queued' AND next_attempt_at <= ?1",
+            )?;
+            let ids = st.query_map(params![now], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for id in ids {
+                out.push(UserId::parse(&id?)?);
+            }
+            Ok(out)
+        })
+    }
+
+    /// At start-up: rows left in flight by a crash go back to `queued` (their outcome is
+    /// unknown; `first_sent_at` is kept so the sender reconciles before resending).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn outbox_requeue_inflight(&self, now: Millis) -> Result<usize, StoreError> {
+        self.write_durable(|tx| {
+            Ok(tx.conn.execute(
+                "UPDATE outbox SET state = 'queued', next_attempt_at = ?1 WHERE state = 'inflight'",
+                params![now],
+            )?)
+        })
+    }
+
+    /// Retention: deletes cached posts (and their search rows), threads, items, mentions, old
+    /// done/snooze mirrors and finished outbox rows older than `cutoff` (ms), in transactions of
+    /// at most [`PURGE_BATCH`] rows. The root post of a thread with activity after the cutoff
+    /// is kept (the item still shows it). Call at start and periodically with
+    /// `now_ms − retention`.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn purge_older_than(&self, cutoff: Millis) -> Result<PurgeReport, StoreError> {
+        let mut rep = PurgeReport::default();
+        let batch = i64::try_from(PURGE_BATCH).unwrap_or(1000);
+        loop {
+            let n = self.write(|tx| {
+                let mut st = tx.conn.prepare_cached(
+                    "SELECT seq FROM posts WHERE create_at < ?1
+                       AND NOT EXISTS (SELECT 1 FROM threads t
+                                       WHERE t.root_id = posts.post_id AND t.last_reply_at >= ?1)
+                     LIMIT ?2",
+                )?;
+                let seqs: Vec<i64> = st
+                    .query_map(params![cutoff, batch], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for s in &seqs {
+                    tx.conn.execute("DELETE FROM posts_fts WHERE rowid = ?1", params![s])?;
+                    tx.conn.execute("DELETE FROM posts WHERE seq = ?1", params![s])?;
+                }
+                Ok(seqs.len())
+            })?;
+            rep.posts += n;
+            if n < PURGE_BATCH {
+                break;
+            }
+        }
+        let batched = |sql: &str| -> Result<usize, StoreError> {
+            let mut total = 0;
+            loop {
+                let n = self.write(|tx| Ok(tx.conn.execute(sql, params![cutoff, batch])?))?;
+                total += n;
+                if n < PURGE_BATCH {
+                    return Ok(total);
+                }
+            }
+        };
+        rep.threads = batched(
+            "DELETE FROM threads WHERE (user_id, root_id) IN
+               (SELECT user_id, root_id FROM threads WHERE last_reply_at < ?1 LIMIT ?2)",
+        )?;
+        rep.items = batched(
+            "DELETE FROM items WHERE (user_id, item_key) IN
+               (SELECT user_id, item_key FROM items WHERE last_activity_at < ?1 LIMIT ?2)",
+        )?;
+        rep.mentions = batched(
+            "DELETE FROM user_mentions WHERE (user_id, post_id) IN
+               (SELECT user_id, post_id FROM user_mentions WHERE create_at < ?1 LIMIT ?2)",
+        )?;
+        // Marks are a mirror of Mattermost preferences; drop those whose item is gone and whose
+        // times are all older than the window.
+        rep.marks = batched(
+            "DELETE FROM marks WHERE (user_id, item_key) IN
+               (SELECT m.user_id, m.item_key FROM marks m
+                WHERE coalesce(m.done_at, 0) < ?1 AND coalesce(m.snoozed_until, 0) < ?1
+                  AND NOT EXISTS (SELECT 1 FROM items i WHERE i.user_id = m.user_id AND i.item_key = m.item_key)
+                LIMIT ?2)",
+        )?;
+        rep.outbox = batched(
+            "DELETE FROM outbox WHERE id IN
+               (SELECT id FROM outbox WHERE state IN ('sent', 'failed') AND created_at < ?1 LIMIT ?2)",
+        )?;
+        {
+            let conn = lock(&self.writer)?;
+            // Best effort: shrink the WAL after a large delete; busy readers just defer it.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        }
+        tracing::info!(
+            posts = rep.posts,
+            threads = rep.threads,
+            items = rep.items,
+            mentions = rep.mentions,
+            marks = rep.marks,
+            outbox = rep.outbox,
+            "store: retention purge"
+        );
+        Ok(rep)
+    }
+
+    /// `threaddesk purge`: deletes the whole cache, tokens and sessions included, and compacts
+    /// the file. Done/snooze state lives in Mattermost and comes back at the next sign-in.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn purge_all(&self) -> Result<(), StoreError> {
+        self.write_durable(|tx| {
+            tx.conn.execute_batch(
+                "DELETE FROM posts_fts; DELETE FROM posts; DELETE FROM outbox; DELETE FROM items;
+                 DELETE FROM marks; DELETE FROM user_mentions; DELETE FROM threads;
+                 DELETE FROM memberships; DELETE FROM channels; DELETE FROM profiles;
+                 DELETE FROM user_teams; DELETE FROM teams; DELETE FROM team_sync;
+                 DELETE FROM sync_state; DELETE FROM oauth_attempts; DELETE FROM web_sessions;
+                 DELETE FROM user_tokens; DELETE FROM users;",
+            )?;
+            Ok(())
+        })?;
+        let conn = lock(&self.writer)?;
+        conn.execute_batch("VACUUM")?;
+        let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        tracing::info!("store: purged all cached data");
+        Ok(())
+    }
+}
+
+/// One write transaction. Shared cache rows are written here; user-owned rows through
+/// [`Tx::user`].
+pub struct Tx<'a> {
+    pub(crate) conn: &'a Connection,
+}
+
+impl Tx<'_> {
+    /// The write handle of one user within this transaction.
+    #[must_use]
+    pub fn user<'u>(&'u self, user: &'u UserId) -> UserTx<'u> {
+        UserTx::new(self.conn, user)
+    }
+}

@@ -1,0 +1,456 @@
+//! Shared cache writes (teams, channels, posts, profiles) and the materialisation of the
+//! `items` table: after every change, the affected items are recomputed with the pure rules in
+//! [`crate::inbox`] and written with the user's marks. Newer wins everywhere (by `update_at`,
+//! `last_post_at`, `last_reply_at`), never increments, so replaying an event is harmless.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::types::{Channel, Post, Profile, Team};
+use super::{StoreError, Tx};
+use crate::inbox::{self, ChannelType, Item, ItemKey, Marks, MemberCounts, RootFacts};
+
+/// Collapsed Reply Threads: Mattermost's default (`always_on`); channel counts use root counts.
+pub(crate) const CRT: bool = true;
+
+impl Tx<'_> {
+    /// Inserts or updates a team (newer `update_at` wins).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn upsert_team(&self, t: &Team) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO teams (team_id, name, display_name, update_at, delete_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (team_id) DO UPDATE SET name = excluded.name,
+               display_name = excluded.display_name, update_at = excluded.update_at,
+               delete_at = excluded.delete_at
+             WHERE excluded.update_at >= teams.update_at",
+            params![t.team_id, t.name, t.display_name, t.update_at, t.delete_at],
+        )?;
+        Ok(())
+    }
+
+    /// Inserts or updates a channel; applied when its `update_at` and `last_post_at` are not older
+    /// than the stored ones. Refreshes the DM/GM item of every member.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn upsert_channel(&self, c: &Channel) -> Result<(), StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO channels (channel_id, team_id, type, name, display_name, total_msg_count,
+               total_msg_count_root, last_post_at, last_root_post_at, update_at, delete_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (channel_id) DO UPDATE SET team_id = excluded.team_id, type = excluded.type,
+               name = excluded.name, display_name = excluded.display_name,
+               total_msg_count = excluded.total_msg_count,
+               total_msg_count_root = excluded.total_msg_count_root,
+               last_post_at = excluded.last_post_at, last_root_post_at = excluded.last_root_post_at,
+               update_at = excluded.update_at, delete_at = excluded.delete_at
+             WHERE excluded.update_at >= channels.update_at
+               AND excluded.last_post_at >= channels.last_post_at
+               AND excluded.total_msg_count >= channels.total_msg_count",
+            params![
+                c.channel_id,
+                c.team_id,
+                c.channel_type,
+                c.name,
+                c.display_name,
+                c.total_msg_count,
+                c.total_msg_count_root,
+                c.last_post_at,
+                c.last_root_post_at,
+                c.update_at,
+                c.delete_at
+            ],
+        )?;
+        if n > 0 {
+            refresh_channel_for_members(self.conn, &c.channel_id)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts or updates profiles of other users (for display; newer `update_at` wins).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn upsert_profiles(&self, profiles: &[Profile]) -> Result<(), StoreError> {
+        let mut st = self.conn.prepare_cached(
+            "INSERT INTO profiles (user_id, username, first_name, last_name, nickname, update_at, delete_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,
+               first_name = excluded.first_name, last_name = excluded.last_name,
+               nickname = excluded.nickname, update_at = excluded.update_at,
+               delete_at = excluded.delete_at
+             WHERE excluded.update_at >= profiles.update_at",
+        )?;
+        for p in profiles {
+            st.execute(params![
+                p.user_id,
+                p.username,
+                p.first_name,
+                p.last_name,
+                p.nickname,
+                p.update_at,
+                p.delete_at
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Inserts or updates a post (newer or equal `update_at` wins) and its search row, and
+    /// refreshes the items that depend on it. A deleted post (`delete_at > 0`) keeps no text;
+    /// a deleted root also drops its cached replies (the server sends no events for them).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn upsert_post(&self, p: &Post) -> Result<(), StoreError> {
+        let deleted = p.delete_at > 0;
+        let empty = super::text::JsonText::new("");
+        let message = if deleted { "" } else { p.message.expose() };
+        let applied: Option<i64> = self
+            .conn
+            .query_row(
+                "INSERT INTO posts (post_id, channel_id, root_id, user_id, type, create_at, update_at,
+                   edit_at, delete_at, message, props, file_ids, reactions, metadata)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (post_id) DO UPDATE SET channel_id = excluded.channel_id,
+                   root_id = excluded.root_id, user_id = excluded.user_id, type = excluded.type,
+                   create_at = excluded.create_at, update_at = excluded.update_at,
+                   edit_at = excluded.edit_at, delete_at = excluded.delete_at,
+                   message = excluded.message, props = excluded.props,
+                   file_ids = excluded.file_ids, reactions = excluded.reactions,
+                   metadata = excluded.metadata
+                 WHERE excluded.update_at >= posts.update_at AND posts.delete_at = 0
+                 RETURNING seq",
+                params![
+                    p.post_id,
+                    p.channel_id,
+                    p.root_id,
+                    p.user_id,
+                    p.post_type,
+                    p.create_at,
+                    p.update_at,
+                    p.edit_at,
+                    p.delete_at,
+                    message,
+                    if deleted { &empty } else { &p.props }.expose(),
+                    if deleted { &empty } else { &p.file_ids }.expose(),
+                    if deleted { &empty } else { &p.reactions }.expose(),
+                    if deleted { &empty } else { &p.metadata }.expose(),
+                ],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(seq) = applied else {
+            return Ok(()); // stale event
+        };
+        if deleted {
+            self.conn
+                .execute("DELETE FROM posts_fts WHERE rowid = ?1", params![seq])?;
+            if p.root_id.is_empty() {
+                let mut st = self
+                    .conn
+                    .prepare_cached("SELECT seq FROM posts WHERE root_id = ?1")?;
+                let replies: Vec<i64> = st
+                    .query_map(params![p.post_id], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for s in replies {
+                    self.conn
+                        .execute("DELETE FROM posts_fts WHERE rowid = ?1", params![s])?;
+                    self.conn
+                        .execute("DELETE FROM posts WHERE seq = ?1", params![s])?;
+                }
+            }
+        } else {
+            self.conn.execute(
+                "INSERT OR REPLACE INTO posts_fts (rowid, message) VALUES (?1, ?2)",
+                params![seq, message],
+            )?;
+            // Monotonic max (not an increment): replaying the event changes nothing.
+            let n = self.conn.execute(
+                "UPDATE channels SET last_post_at = max(last_post_at, ?2),
+                   last_root_post_at = CASE WHEN ?3 THEN max(last_root_post_at, ?2)
+                                            ELSE last_root_post_at END
+                 WHERE channel_id = ?1 AND (last_post_at < ?2 OR (?3 AND last_root_post_at < ?2))",
+                params![p.channel_id, p.create_at, p.root_id.is_empty()],
+            )?;
+            if n > 0 {
+                refresh_channel_for_members(self.conn, &p.channel_id)?;
+            }
+        }
+        let root = if p.root_id.is_empty() { &p.post_id } else { &p.root_id };
+        refresh_thread_for_all(self.conn, root)?;
+        Ok(())
+    }
+}
+
+/// Refreshes the `Thread(root)` item of every user that has a thread row or a mention of it.
+fn refresh_thread_for_all(conn: &Connection, root_id: &str) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached(
+        "SELECT user_id FROM threads WHERE root_id = ?1
+         UNION SELECT user_id FROM user_mentions WHERE post_id = ?1",
+    )?;
+    let users: Vec<String> = st
+        .query_map(params![root_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for u in users {
+        refresh_thread_item(conn, &u, root_id)?;
+    }
+    Ok(())
+}
+
+fn refresh_channel_for_members(conn: &Connection, channel_id: &str) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached("SELECT user_id FROM memberships WHERE channel_id = ?1")?;
+    let users: Vec<String> = st
+        .query_map(params![channel_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for u in users {
+        refresh_channel_item(conn, &u, channel_id)?;
+    }
+    Ok(())
+}
+
+/// Recomputes every item of `user` in `channel_id` (after a membership change).
+pub(crate) fn refresh_channel_all(
+    conn: &Connection,
+    user: &str,
+    channel_id: &str,
+) -> Result<(), StoreError> {
+    refresh_channel_item(conn, user, channel_id)?;
+    let mut st = conn.prepare_cached(
+        "SELECT root_id FROM threads WHERE user_id = ?1 AND channel_id = ?2
+         UNION SELECT post_id FROM user_mentions WHERE user_id = ?1 AND channel_id = ?2
+         UNION SELECT substr(item_key, 3) FROM items
+               WHERE user_id = ?1 AND channel_id = ?2 AND item_key LIKE 't\\_%' ESCAPE '\\'",
+    )?;
+    let roots: Vec<String> = st
+        .query_map(params![user, channel_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for r in roots {
+        refresh_thread_item(conn, user, &r)?;
+    }
+    Ok(())
+}
+
+fn member_counts(
+    conn: &Connection,
+    user: &str,
+    channel_id: &str,
+) -> Result<Option<MemberCounts>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT msg_count, msg_count_root, mention_count, mention_count_root,
+                    urgent_mention_count, last_viewed_at
+             FROM memberships WHERE user_id = ?1 AND channel_id = ?2",
+            params![user, channel_id],
+            |r| {
+                Ok(MemberCounts {
+                    msg_count: r.get(0)?,
+                    msg_count_root: r.get(1)?,
+                    mention_count: r.get(2)?,
+                    mention_count_root: r.get(3)?,
+                    urgent_mention_count: r.get(4)?,
+                    last_viewed_at: r.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Recomputes the `Thread(root_id)` item of `user`.
+pub(crate) fn refresh_thread_item(
+    conn: &Connection,
+    user: &str,
+    root_id: &str,
+) -> Result<(), StoreError> {
+    let Some(key) = ItemKey::thread(root_id) else {
+        return Ok(());
+    };
+    let thread = conn
+        .query_row(
+            "SELECT channel_id, team_id, reply_count, last_reply_at, last_viewed_at, unread_replies,
+                    unread_mentions, is_urgent, following, delete_at
+             FROM threads WHERE user_id = ?1 AND root_id = ?2",
+            params![user, root_id],
+            |r| {
+                Ok(inbox::ThreadFacts {
+                    root_id: root_id.to_owned(),
+                    channel_id: r.get(0)?,
+                    team_id: r.get(1)?,
+                    reply_count: r.get(2)?,
+                    last_reply_at: r.get(3)?,
+                    last_viewed_at: r.get(4)?,
+                    unread_replies: r.get(5)?,
+                    unread_mentions: r.get(6)?,
+                    is_urgent: r.get(7)?,
+                    following: r.get(8)?,
+                    delete_at: r.get(9)?,
+                })
+            },
+        )
+        .optional()?;
+    let mention: Option<(String, String)> = conn
+        .query_row(
+            "SELECT channel_id, team_id FROM user_mentions WHERE user_id = ?1 AND post_id = ?2",
+            params![user, root_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let root: Option<(String, i64, i64)> = conn
+        .query_row(
+            "SELECT channel_id, create_at, delete_at FROM posts WHERE post_id = ?1",
+            params![root_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    let channel_id = thread
+        .as_ref()
+        .map(|t| t.channel_id.clone())
+        .or_else(|| mention.as_ref().map(|m| m.0.clone()))
+        .or_else(|| root.as_ref().map(|r| r.0.clone()));
+    let item = match channel_id {
+        None => None,
+        Some(channel_id) => {
+            let member = member_counts(conn, user, &channel_id)?;
+            let root_facts = match &root {
+                None => None,
+                Some((_, create_at, delete_at)) => {
+                    let has_replies: bool = conn.query_row(
+                        "SELECT EXISTS (SELECT 1 FROM posts WHERE root_id = ?1 AND delete_at = 0)",
+                        params![root_id],
+                        |r| r.get(0),
+                    )?;
+                    Some(RootFacts {
+                        create_at: *create_at,
+                        delete_at: *delete_at,
+                        channel_last_viewed_at: member.map_or(0, |m| m.last_viewed_at),
+                        has_replies,
+                    })
+                }
+            };
+            inbox::derive_thread_item(
+                root_id,
+                &inbox::ThreadItemInputs {
+                    thread: thread.as_ref(),
+                    is_member: member.is_some(),
+                    root: root_facts,
+                    mention: mention.as_ref().map(|(c, t)| (c.as_str(), t.as_str())),
+                },
+            )
+        }
+    };
+    write_item(conn, user, &key, item.as_ref())
+}
+
+/// Recomputes the `Channel(channel_id)` item of `user`.
+pub(crate) fn refresh_channel_item(
+    conn: &Connection,
+    user: &str,
+    channel_id: &str,
+) -> Result<(), StoreError> {
+    let Some(key) = ItemKey::channel(channel_id) else {
+        return Ok(());
+    };
+    let ch = conn
+        .query_row(
+            "SELECT type, team_id, total_msg_count, total_msg_count_root, last_post_at, delete_at
+             FROM channels WHERE channel_id = ?1",
+            params![channel_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let item = match ch {
+        None => None,
+        Some((ty, team_id, total, total_root, last_post_at, delete_at)) => {
+            match ChannelType::parse(&ty) {
+                None => None,
+                Some(channel_type) => inbox::derive_channel_item(
+                    &inbox::ChannelFacts {
+                        channel_id: channel_id.to_owned(),
+                        channel_type,
+                        team_id,
+                        total_msg_count: total,
+                        total_msg_count_root: total_root,
+                        last_post_at,
+                        delete_at,
+                        member: member_counts(conn, user, channel_id)?,
+                    },
+                    CRT,
+                ),
+            }
+        }
+    };
+    write_item(conn, user, &key, item.as_ref())
+}
+
+/// Re-applies the marks of one item (after a mark change).
+pub(crate) fn refresh_marks(conn: &Connection, user: &str, key: &ItemKey) -> Result<(), StoreError> {
+    match key {
+        ItemKey::Thread(id) => refresh_thread_item(conn, user, id),
+        ItemKey::Channel(id) => refresh_channel_item(conn, user, id),
+    }
+}
+
+fn write_item(
+    conn: &Connection,
+    user: &str,
+    key: &ItemKey,
+    item: Option<&Item>,
+) -> Result<(), StoreError> {
+    let key_s = key.to_string();
+    let Some(item) = item else {
+        conn.execute(
+            "DELETE FROM items WHERE user_id = ?1 AND item_key = ?2",
+            params![user, key_s],
+        )?;
+        return Ok(());
+    };
+    let marks = conn
+        .query_row(
+            "SELECT done_at, snoozed_until FROM marks WHERE user_id = ?1 AND item_key = ?2",
+            params![user, key_s],
+            |r| {
+                Ok(Marks {
+                    done_at: r.get(0)?,
+                    snoozed_until: r.get(1)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default();
+    let is_open = inbox::has_news(item.last_activity_at, &marks);
+    conn.prepare_cached(
+        "INSERT INTO items (user_id, item_key, kind, channel_id, team_id, last_activity_at, unread,
+           mentions, urgent, done_at, snoozed_until, is_open)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (user_id, item_key) DO UPDATE SET kind = excluded.kind,
+           channel_id = excluded.channel_id, team_id = excluded.team_id,
+           last_activity_at = excluded.last_activity_at, unread = excluded.unread,
+           mentions = excluded.mentions, urgent = excluded.urgent, done_at = excluded.done_at,
+           snoozed_until = excluded.snoozed_until, is_open = excluded.is_open",
+    )?
+    .execute(params![
+        user,
+        key_s,
+        item.kind.as_str(),
+        item.channel_id,
+        item.team_id,
+        item.last_activity_at,
+        item.counts.unread,
+        item.counts.mentions,
+        item.counts.urgent,
+        marks.done_at,
+        marks.snoozed_until,
+        is_open
+    ])?;
+    Ok(())
+}

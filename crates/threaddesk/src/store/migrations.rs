@@ -1,0 +1,275 @@
+//! Numbered, append-only, embedded migrations tracked by `PRAGMA user_version`.
+//!
+//! Never edit or reorder an entry once released: add a new one. `MIGRATIONS[i]` takes the
+//! database from version `i` to `i + 1`; head = `MIGRATIONS.len()`. Each runs in its own
+//! transaction together with the `user_version` bump. A database newer than the binary is refused.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// The schema, one step per entry.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the cache.
+    r"
+CREATE TABLE users (
+    user_id      TEXT PRIMARY KEY,
+    username     TEXT NOT NULL,
+    first_name   TEXT NOT NULL DEFAULT '',
+    last_name    TEXT NOT NULL DEFAULT '',
+    nickname     TEXT NOT NULL DEFAULT '',
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+) STRICT;
+
+-- Encrypted by the caller's cipher; the store only sees opaque bytes.
+CREATE TABLE user_tokens (
+    user_id     TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    kind        TEXT NOT NULL,
+    blob        BLOB NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, kind)
+) STRICT, WITHOUT ROWID;
+
+-- Session ids are stored as SHA-256 hashes only.
+CREATE TABLE web_sessions (
+    id_hash       BLOB PRIMARY KEY,
+    user_id       TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    csrf_token    TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    last_seen_at  INTEGER NOT NULL,
+    expires_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX web_sessions_user ON web_sessions(user_id);
+CREATE INDEX web_sessions_expiry ON web_sessions(expires_at);
+
+-- OAuth state is stored hashed; single use; 10-minute expiry.
+CREATE TABLE oauth_attempts (
+    state_hash     BLOB PRIMARY KEY,
+    binding_hash   BLOB NOT NULL,
+    pkce_verifier  TEXT NOT NULL,
+    redirect       TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX oauth_attempts_created ON oauth_attempts(created_at);
+
+CREATE TABLE teams (
+    team_id       TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    display_name  TEXT NOT NULL,
+    update_at     INTEGER NOT NULL,
+    delete_at     INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE user_teams (
+    user_id  TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    team_id  TEXT NOT NULL,
+    PRIMARY KEY (user_id, team_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE channels (
+    channel_id            TEXT PRIMARY KEY,
+    team_id               TEXT NOT NULL,
+    type                  TEXT NOT NULL,
+    name                  TEXT NOT NULL,
+    display_name          TEXT NOT NULL,
+    total_msg_count       INTEGER NOT NULL,
+    total_msg_count_root  INTEGER NOT NULL,
+    last_post_at          INTEGER NOT NULL,
+    last_root_post_at     INTEGER NOT NULL,
+    update_at             INTEGER NOT NULL,
+    delete_at             INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE memberships (
+    user_id               TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    channel_id            TEXT NOT NULL,
+    msg_count             INTEGER NOT NULL,
+    mention_count         INTEGER NOT NULL,
+    msg_count_root        INTEGER NOT NULL,
+    mention_count_root    INTEGER NOT NULL,
+    urgent_mention_count  INTEGER NOT NULL,
+    last_viewed_at        INTEGER NOT NULL,
+    last_update_at        INTEGER NOT NULL,
+    PRIMARY KEY (user_id, channel_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX memberships_channel ON memberships(channel_id, user_id);
+
+CREATE TABLE profiles (
+    user_id     TEXT PRIMARY KEY,
+    username    TEXT NOT NULL,
+    first_name  TEXT NOT NULL,
+    last_name   TEXT NOT NULL,
+    nickname    TEXT NOT NULL,
+    update_at   INTEGER NOT NULL,
+    delete_at   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE threads (
+    user_id          TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    root_id          TEXT NOT NULL,
+    channel_id       TEXT NOT NULL,
+    team_id          TEXT NOT NULL,
+    reply_count      INTEGER NOT NULL,
+    last_reply_at    INTEGER NOT NULL,
+    last_viewed_at   INTEGER NOT NULL,
+    unread_replies   INTEGER NOT NULL,
+    unread_mentions  INTEGER NOT NULL,
+    is_urgent        INTEGER NOT NULL,
+    following        INTEGER NOT NULL,
+    delete_at        INTEGER NOT NULL,
+    participants     TEXT NOT NULL,
+    PRIMARY KEY (user_id, root_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX threads_root ON threads(root_id);
+CREATE INDEX threads_last_reply ON threads(last_reply_at);
+
+-- Shared cache of recent posts; read only through a user handle that checks membership.
+CREATE TABLE posts (
+    seq         INTEGER PRIMARY KEY,
+    post_id     TEXT NOT NULL UNIQUE,
+    channel_id  TEXT NOT NULL,
+    root_id     TEXT NOT NULL,
+    user_id     TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    create_at   INTEGER NOT NULL,
+    update_at   INTEGER NOT NULL,
+    edit_at     INTEGER NOT NULL,
+    delete_at   INTEGER NOT NULL,
+    message     TEXT NOT NULL,
+    props       TEXT NOT NULL,
+    file_ids    TEXT NOT NULL,
+    reactions   TEXT NOT NULL,
+    metadata    TEXT NOT NULL
+) STRICT;
+CREATE INDEX posts_channel ON posts(channel_id, create_at);
+CREATE INDEX posts_root ON posts(root_id, create_at);
+CREATE INDEX posts_create ON posts(create_at);
+
+-- Root posts that mention the user (item kind 'mention' until someone replies).
+CREATE TABLE user_mentions (
+    user_id     TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    post_id     TEXT NOT NULL,
+    channel_id  TEXT NOT NULL,
+    team_id     TEXT NOT NULL,
+    create_at   INTEGER NOT NULL,
+    PRIMARY KEY (user_id, post_id)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX user_mentions_post ON user_mentions(post_id);
+CREATE INDEX user_mentions_create ON user_mentions(create_at);
+
+-- Done / snooze marks, mirrored from Mattermost preferences.
+CREATE TABLE marks (
+    user_id        TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    item_key       TEXT NOT NULL,
+    done_at        INTEGER,
+    snoozed_until  INTEGER,
+    PRIMARY KEY (user_id, item_key)
+) STRICT, WITHOUT ROWID;
+
+-- The materialised queue: one row per item, computed by inbox::derive_* on every change.
+-- is_open = has news since done_at (snooze depends on now and is filtered at query time).
+CREATE TABLE items (
+    user_id           TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    item_key          TEXT NOT NULL,
+    kind              TEXT NOT NULL,
+    channel_id        TEXT NOT NULL,
+    team_id           TEXT NOT NULL,
+    last_activity_at  INTEGER NOT NULL,
+    unread            INTEGER NOT NULL,
+    mentions          INTEGER NOT NULL,
+    urgent            INTEGER NOT NULL,
+    done_at           INTEGER,
+    snoozed_until     INTEGER,
+    is_open           INTEGER NOT NULL,
+    PRIMARY KEY (user_id, item_key)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX items_queue ON items(user_id, is_open, last_activity_at DESC, item_key);
+CREATE INDEX items_kind ON items(user_id, kind, is_open, last_activity_at DESC, item_key);
+CREATE INDEX items_team ON items(user_id, team_id, is_open, last_activity_at DESC, item_key);
+CREATE INDEX items_mentions ON items(user_id, last_activity_at DESC, item_key)
+    WHERE is_open = 1 AND mentions > 0;
+CREATE INDEX items_snoozed ON items(user_id, snoozed_until) WHERE snoozed_until IS NOT NULL;
+CREATE INDEX items_channel ON items(channel_id);
+CREATE INDEX items_activity ON items(last_activity_at);
+
+CREATE TABLE sync_state (
+    user_id            TEXT PRIMARY KEY REFERENCES users(user_id) ON DELETE CASCADE,
+    ws_connection_id   TEXT NOT NULL DEFAULT '',
+    ws_next_seq        INTEGER NOT NULL DEFAULT 0,
+    last_full_sync_at  INTEGER NOT NULL DEFAULT 0
+) STRICT;
+
+CREATE TABLE team_sync (
+    user_id              TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    team_id              TEXT NOT NULL,
+    last_thread_sync_at  INTEGER NOT NULL,
+    PRIMARY KEY (user_id, team_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE outbox (
+    id               INTEGER PRIMARY KEY,
+    user_id          TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    kind             TEXT NOT NULL,
+    item_key         TEXT NOT NULL,
+    payload          TEXT NOT NULL,
+    pending_post_id  TEXT NOT NULL,
+    marker           TEXT NOT NULL,
+    state            TEXT NOT NULL CHECK (state IN ('queued', 'inflight', 'sent', 'failed')),
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    first_sent_at    INTEGER,
+    next_attempt_at  INTEGER NOT NULL,
+    last_error       TEXT,
+    post_id          TEXT,
+    created_at       INTEGER NOT NULL
+) STRICT;
+CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+CREATE INDEX outbox_user ON outbox(user_id, state, id);
+",
+    // 2: full-text search over cached messages. Contentless (the text lives once, in posts);
+    // rowid = posts.seq, deleted together with the post.
+    r"
+CREATE VIRTUAL TABLE posts_fts USING fts5(message, content='', contentless_delete=1);
+",
+];
+
+/// The schema version this binary writes.
+#[must_use]
+pub fn head() -> i64 {
+    i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
+/// Reads `PRAGMA user_version`.
+///
+/// # Errors
+/// SQLite failure.
+pub fn version(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// Migrates up to `target` (≤ head). Refuses a database newer than the binary.
+///
+/// # Errors
+/// [`StoreError::TooNew`], or the failing migration (rolled back).
+pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
+    let current = version(conn)?;
+    if current > head() {
+        return Err(StoreError::TooNew {
+            found: current,
+            known: head(),
+        });
+    }
+    for v in current..target.min(head()) {
+        let idx = usize::try_from(v).map_err(|_| StoreError::TooNew { found: v, known: head() })?;
+        let Some(sql) = MIGRATIONS.get(idx) else { break };
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql).map_err(|source| StoreError::Migration {
+            version: v + 1,
+            source,
+        })?;
+        tx.pragma_update(None, "user_version", v + 1)?;
+        tx.commit()?;
+        tracing::info!(version = v + 1, "store: applied migration");
+    }
+    Ok(())
+}

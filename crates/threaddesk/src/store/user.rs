@@ -1,0 +1,1077 @@
+//! The per-user handles: [`UserStore`] (reads, plus convenience writes) and [`UserTx`] (writes
+//! inside a [`super::Tx`]). Every statement here is bound to the handle's user id; shared rows
+//! (channels, posts) are returned only when the user is a member of their channel.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::items::{refresh_channel_all, refresh_marks, refresh_thread_item};
+use super::outbox::{self, OutboxRow};
+use super::text::{EncryptedBlob, JsonText, MessageText, SecretText};
+use super::types::{
+    Channel, Cursor, ItemDetail, Membership, Mention, Post, Profile, QueueCounts, QueuePage,
+    QueueRow, SyncState, Team, Thread,
+};
+use super::{Store, StoreError, Tx, UserId, hash_token};
+use crate::inbox::{Counts, Filter, ItemKey, ItemKind, Marks, Millis};
+
+/// Largest queue page.
+pub const MAX_PAGE: usize = 200;
+
+const POST_COLUMNS: &str = "p.post_id, p.channel_id, p.root_id, p.user_id, p.type, p.create_at,
+    p.update_at, p.edit_at, p.delete_at, p.message, p.props, p.file_ids, p.reactions, p.metadata";
+
+/// `p` must be a post whose channel the user (`?1`) is a member of.
+const MEMBER_CHECK: &str =
+    "EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = ?1 AND m.channel_id = p.channel_id)";
+
+fn post_from_row(r: &Row<'_>) -> rusqlite::Result<Post> {
+    Ok(Post {
+        post_id: r.get(0)?,
+        channel_id: r.get(1)?,
+        root_id: r.get(2)?,
+        user_id: r.get(3)?,
+        post_type: r.get(4)?,
+        create_at: r.get(5)?,
+        update_at: r.get(6)?,
+        edit_at: r.get(7)?,
+        delete_at: r.get(8)?,
+        message: MessageText::new(r.get::<_, String>(9)?),
+        props: JsonText::new(r.get::<_, String>(10)?),
+        file_ids: JsonText::new(r.get::<_, String>(11)?),
+        reactions: JsonText::new(r.get::<_, String>(12)?),
+        metadata: JsonText::new(r.get::<_, String>(13)?),
+    })
+}
+
+const ITEM_COLUMNS: &str = "i.item_key, i.kind, i.channel_id, i.team_id, i.last_activity_at,
+    i.unread, i.mentions, i.urgent, i.done_at, i.snoozed_until,
+    coalesce(c.display_name, ''), coalesce(c.name, '')";
+
+fn item_from_row(r: &Row<'_>) -> rusqlite::Result<QueueRow> {
+    let bad = |i: usize| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, "bad item".into())
+    };
+    let key: String = r.get(0)?;
+    let kind: String = r.get(1)?;
+    Ok(QueueRow {
+        key: ItemKey::parse(&key).map_err(|_| bad(0))?,
+        kind: ItemKind::parse(&kind).ok_or_else(|| bad(1))?,
+        channel_id: r.get(2)?,
+        team_id: r.get(3)?,
+        last_activity_at: r.get(4)?,
+        counts: Counts {
+            unread: r.get(5)?,
+            mentions: r.get(6)?,
+            urgent: r.get(7)?,
+        },
+        done_at: r.get(8)?,
+        snoozed_until: r.get(9)?,
+        channel_display_name: r.get(10)?,
+        channel_name: r.get(11)?,
+        preview_user_id: None,
+        preview: None,
+    })
+}
+
+fn collect<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let mut st = conn.prepare_cached(sql)?;
+    let rows = st.query_map(p, f)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Everything ThreadDesk holds about one user ("Export my data").
+#[derive(Debug, Clone, Serialize)]
+pub struct UserExport {
+    pub user_id: UserId,
+    pub profile: Option<Profile>,
+    pub teams: Vec<Team>,
+    pub memberships: Vec<Membership>,
+    pub threads: Vec<Thread>,
+    pub mentions: Vec<Mention>,
+    /// `(item_key, done_at, snoozed_until)`.
+    pub marks: Vec<(String, Option<Millis>, Option<Millis>)>,
+    pub items: Vec<QueueRow>,
+    pub sync: SyncState,
+    /// `(created_at, last_seen_at, expires_at)` of each browser session.
+    pub sessions: Vec<(Millis, Millis, Millis)>,
+    /// `(kind, updated_at)` of each stored token (the encrypted bytes are not exported).
+    pub tokens: Vec<(String, Millis)>,
+    pub outbox: Vec<OutboxRow>,
+    /// Cached posts written by the user.
+    pub posts: Vec<Post>,
+}
+
+/// Read handle bound to one user. Obtain with [`Store::for_user`].
+pub struct UserStore<'s> {
+    pub(crate) store: &'s Store,
+    pub(crate) user: UserId,
+}
+
+impl<'s> UserStore<'s> {
+    pub(crate) fn new(store: &'s Store, user: UserId) -> Self {
+        Self { store, user }
+    }
+
+    /// The user this handle is bound to.
+    #[must_use]
+    pub fn user_id(&self) -> &UserId {
+        &self.user
+    }
+
+    /// Runs `f` with this user's write handle in one transaction (`synchronous=NORMAL`).
+    ///
+    /// # Errors
+    /// `f`'s error or a SQLite failure.
+    pub fn write<R>(&self, f: impl FnOnce(&UserTx<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.store.write(|tx| f(&tx.user(&self.user)))
+    }
+
+    /// As [`UserStore::write`] with `synchronous=FULL` (tokens).
+    ///
+    /// # Errors
+    /// `f`'s error or a SQLite failure.
+    pub fn write_durable<R>(
+        &self,
+        f: impl FnOnce(&UserTx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.store.write_durable(|tx| f(&tx.user(&self.user)))
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Connection, &str) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let u = self.user.as_str();
+        self.store.read(|c| f(c, u))
+    }
+
+    /// Stores an encrypted token durably (OAuth pairs must be persisted before use).
+    ///
+    /// # Errors
+    /// SQLite failure (the user row must exist: [`UserTx::upsert_self`]).
+    pub fn put_token(&self, kind: &str, blob: &EncryptedBlob, now: Millis) -> Result<(), StoreError> {
+        self.write_durable(|u| u.put_token(kind, blob, now))
+    }
+
+    /// The encrypted token of `kind`.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn token(&self, kind: &str) -> Result<Option<EncryptedBlob>, StoreError> {
+        self.read(|c, u| {
+            Ok(c.query_row(
+                "SELECT blob FROM user_tokens WHERE user_id = ?1 AND kind = ?2",
+                params![u, kind],
+                |r| r.get::<_, Vec<u8>>(0),
+            )
+            .optional()?
+            .map(EncryptedBlob))
+        })
+    }
+
+    /// The user's own profile.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn profile(&self) -> Result<Option<Profile>, StoreError> {
+        self.read(|c, u| {
+            Ok(c.query_row(
+                "SELECT user_id, username, first_name, last_name, nickname, updated_at, 0
+                 FROM users WHERE user_id = ?1",
+                params![u],
+                |r| {
+                    Ok(Profile {
+                        user_id: r.get(0)?,
+                        username: r.get(1)?,
+                        first_name: r.get(2)?,
+                        last_name: r.get(3)?,
+                        nickname: r.get(4)?,
+                        update_at: r.get(5)?,
+                        delete_at: r.get(6)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    /// Display profiles of other users, by id (unknown ids are skipped).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn profiles(&self, ids: &[&str]) -> Result<Vec<Profile>, StoreError> {
+        self.read(|c, _| {
+            let mut out = Vec::new();
+            let mut st = c.prepare_cached(
+                "SELECT user_id, username, first_name, last_name, nickname, update_at, delete_at
+                 FROM profiles WHERE user_id = ?1",
+            )?;
+            for id in ids {
+                if let Some(p) = st
+                    .query_row(params![id], |r| {
+                        Ok(Profile {
+                            user_id: r.get(0)?,
+                            username: r.get(1)?,
+                            first_name: r.get(2)?,
+                            last_name: r.get(3)?,
+                            nickname: r.get(4)?,
+                            update_at: r.get(5)?,
+                            delete_at: r.get(6)?,
+                        })
+                    })
+                    .optional()?
+                {
+                    out.push(p);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The user's teams.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn teams(&self) -> Result<Vec<Team>, StoreError> {
+        self.read(|c, u| {
+            collect(
+                c,
+                "SELECT t.team_id, t.name, t.display_name, t.update_at, t.delete_at
+                 FROM user_teams ut JOIN teams t ON t.team_id = ut.team_id
+                 WHERE ut.user_id = ?1 ORDER BY t.display_name, t.team_id",
+                params![u],
+                |r| {
+                    Ok(Team {
+                        team_id: r.get(0)?,
+                        name: r.get(1)?,
+                        display_name: r.get(2)?,
+                        update_at: r.get(3)?,
+                        delete_at: r.get(4)?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// A channel the user is a member of.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn channel(&self, channel_id: &str) -> Result<Option<Channel>, StoreError> {
+        self.read(|c, u| {
+            Ok(c.query_row(
+                "SELECT c.channel_id, c.team_id, c.type, c.name, c.display_name, c.total_msg_count,
+                        c.total_msg_count_root, c.last_post_at, c.last_root_post_at, c.update_at, c.delete_at
+                 FROM memberships m JOIN channels c ON c.channel_id = m.channel_id
+                 WHERE m.user_id = ?1 AND m.channel_id = ?2",
+                params![u, channel_id],
+                |r| {
+                    Ok(Channel {
+                        channel_id: r.get(0)?,
+                        team_id: r.get(1)?,
+                        channel_type: r.get(2)?,
+                        name: r.get(3)?,
+                        display_name: r.get(4)?,
+                        total_msg_count: r.get(5)?,
+                        total_msg_count_root: r.get(6)?,
+                        last_post_at: r.get(7)?,
+                        last_root_post_at: r.get(8)?,
+                        update_at: r.get(9)?,
+                        delete_at: r.get(10)?,
+                    })
+                },
+            )
+            .optional()?)
+        })
+    }
+
+    /// The user's channel memberships.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn memberships(&self) -> Result<Vec<Membership>, StoreError> {
+        self.read(|c, u| memberships(c, u))
+    }
+
+    /// The user's thread membership of `root_id`.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn thread(&self, root_id: &str) -> Result<Option<Thread>, StoreError> {
+        self.read(|c, u| Ok(threads(c, u, Some(root_id))?.into_iter().next()))
+    }
+
+    /// The user's done / snooze marks.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn marks(&self) -> Result<BTreeMap<ItemKey, Marks>, StoreError> {
+        self.read(|c, u| {
+            let rows = collect(
+                c,
+                "SELECT item_key, done_at, snoozed_until FROM marks WHERE user_id = ?1",
+                params![u],
+                |r| Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(k, d, s)| {
+                    ItemKey::parse(&k).ok().map(|k| {
+                        (
+                            k,
+                            Marks {
+                                done_at: d,
+                                snoozed_until: s,
+                            },
+                        )
+                    })
+                })
+                .collect())
+        })
+    }
+
+    /// One page of the queue for `filter` at `now`, newest activity first, after `after`.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn queue(
+        &self,
+        filter: &Filter,
+        now: Millis,
+        after: Option<&Cursor>,
+        limit: usize,
+    ) -> Result<QueuePage, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let open = "i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)";
+        let (cond, team) = match filter {
+            Filter::All => (open.to_owned(), None),
+            Filter::Mentions => (format!("{open} AND i.mentions > 0"), None),
+            Filter::Direct => (format!("i.kind IN ('dm', 'gm') AND {open}"), None),
+            Filter::Threads => (format!("i.kind IN ('thread', 'mention') AND {open}"), None),
+            Filter::Team(t) => (format!("i.team_id = ?6 AND {open}"), Some(t.as_str())),
+            Filter::Snoozed => ("i.is_open = 1 AND i.snoozed_until > ?2".to_owned(), None),
+            Filter::Done => ("i.is_open = 0".to_owned(), None),
+        };
+        let sql = format!(
+            "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN channels c ON c.channel_id = i.channel_id
+             WHERE i.user_id = ?1 AND {cond}
+               AND (?3 IS NULL OR i.last_activity_at < ?3 OR (i.last_activity_at = ?3 AND i.item_key > ?4))
+             ORDER BY i.last_activity_at DESC, i.item_key
+             LIMIT ?5"
+        );
+        let (a_at, a_key) = after.map_or((None, None), |c| (Some(c.last_activity_at), Some(c.key.as_str())));
+        let fetch = i64::try_from(limit + 1).unwrap_or(201);
+        self.read(|c, u| {
+            let mut rows = collect(c, &sql, params![u, now, a_at, a_key, fetch, team], item_from_row)?;
+            let next = if rows.len() > limit {
+                rows.truncate(limit);
+                rows.last().map(|r| Cursor {
+                    last_activity_at: r.last_activity_at,
+                    key: r.key.to_string(),
+                })
+            } else {
+                None
+            };
+            for r in &mut rows {
+                fill_preview(c, u, r)?;
+            }
+            Ok(QueuePage { rows, next })
+        })
+    }
+
+    /// Item counts per filter at `now` (one pass over the user's items).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn counts(&self, now: Millis) -> Result<QueueCounts, StoreError> {
+        self.read(|c, u| {
+            let mut counts = c.query_row(
+                "SELECT
+                   coalesce(sum(o), 0),
+                   coalesce(sum(o AND mentions > 0), 0),
+                   coalesce(sum(o AND kind IN ('dm', 'gm')), 0),
+                   coalesce(sum(o AND kind IN ('thread', 'mention')), 0),
+                   coalesce(sum(is_open = 1 AND snoozed_until > ?2), 0),
+                   coalesce(sum(is_open = 0), 0)
+                 FROM (SELECT *, (is_open = 1 AND (snoozed_until IS NULL OR snoozed_until <= ?2)) AS o
+                       FROM items WHERE user_id = ?1)",
+                params![u, now],
+                |r| {
+                    Ok(QueueCounts {
+                        all: r.get(0)?,
+                        mentions: r.get(1)?,
+                        direct: r.get(2)?,
+                        threads: r.get(3)?,
+                        snoozed: r.get(4)?,
+                        done: r.get(5)?,
+                        teams: Vec::new(),
+                    })
+                },
+            )?;
+            counts.teams = collect(
+                c,
+                "SELECT team_id, count(*) FROM items
+                 WHERE user_id = ?1 AND is_open = 1 AND (snoozed_until IS NULL OR snoozed_until <= ?2)
+                 GROUP BY team_id ORDER BY team_id",
+                params![u, now],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            Ok(counts)
+        })
+    }
+
+    /// One item with its most recent `limit` posts (oldest first): the thread (root + replies)
+    /// or the DM/GM channel.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn item(&self, key: &ItemKey, limit: usize) -> Result<Option<ItemDetail>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(200);
+        self.read(|c, u| {
+            let sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN channels c ON c.channel_id = i.channel_id
+                 WHERE i.user_id = ?1 AND i.item_key = ?2"
+            );
+            let Some(mut row) = c
+                .query_row(&sql, params![u, key.to_string()], item_from_row)
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            fill_preview(c, u, &mut row)?;
+            let mut posts = match key {
+                ItemKey::Thread(root) => thread_posts(c, u, root, limit)?,
+                ItemKey::Channel(ch) => channel_posts(c, u, ch, None, limit)?,
+            };
+            posts.reverse();
+            Ok(Some(ItemDetail { row, posts }))
+        })
+    }
+
+    /// A cached post, if the user is a member of its channel.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn post(&self, post_id: &str) -> Result<Option<Post>, StoreError> {
+        self.read(|c, u| {
+            let sql = format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}");
+            Ok(c.query_row(&sql, params![u, post_id], post_from_row).optional()?)
+        })
+    }
+
+    /// The newest `limit` cached posts of a thread (root and replies), newest first.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn thread_posts(&self, root_id: &str, limit: usize) -> Result<Vec<Post>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(200);
+        self.read(|c, u| thread_posts(c, u, root_id, limit))
+    }
+
+    /// The newest `limit` cached posts of a channel created before `before` (ms), newest first.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn channel_posts(
+        &self,
+        channel_id: &str,
+        before: Option<Millis>,
+        limit: usize,
+    ) -> Result<Vec<Post>, StoreError> {
+        let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(200);
+        self.read(|c, u| channel_posts(c, u, channel_id, before, limit))
+    }
+
+    /// Full-text search over cached messages of the user's channels, newest first. Each word
+    /// of `query` must appear (words are quoted: no FTS syntax reaches SQLite).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Post>, StoreError> {
+        let terms: Vec<String> = query
+            .split_whitespace()
+            .take(16)
+            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+            .collect();
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fts = terms.join(" ");
+        let limit = i64::try_from(limit.clamp(1, 200)).unwrap_or(50);
+        self.read(|c, u| {
+            let sql = format!(
+                "SELECT {POST_COLUMNS} FROM posts_fts f JOIN posts p ON p.seq = f.rowid
+                 WHERE posts_fts MATCH ?2 AND p.delete_at = 0 AND {MEMBER_CHECK}
+                 ORDER BY p.create_at DESC LIMIT ?3"
+            );
+            collect(c, &sql, params![u, fts, limit], post_from_row)
+        })
+    }
+
+    /// Sync cursors.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn sync_state(&self) -> Result<SyncState, StoreError> {
+        self.read(|c, u| sync_state(c, u))
+    }
+
+    /// Number of live browser sessions of the user.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn session_count(&self) -> Result<i64, StoreError> {
+        self.read(|c, u| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM web_sessions WHERE user_id = ?1",
+                params![u],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Everything held about the user, for "Export my data".
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn export(&self) -> Result<UserExport, StoreError> {
+        let profile = self.profile()?;
+        let teams = self.teams()?;
+        let outbox = self.outbox_rows(None)?;
+        self.read(|c, u| {
+            let items_sql = format!(
+                "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN channels c ON c.channel_id = i.channel_id
+                 WHERE i.user_id = ?1 ORDER BY i.last_activity_at DESC, i.item_key"
+            );
+            Ok(UserExport {
+                user_id: UserId(u.to_owned()),
+                profile,
+                teams,
+                memberships: memberships(c, u)?,
+                threads: threads(c, u, None)?,
+                mentions: collect(
+                    c,
+                    "SELECT post_id, channel_id, team_id, create_at FROM user_mentions WHERE user_id = ?1 ORDER BY post_id",
+                    params![u],
+                    |r| {
+                        Ok(Mention {
+                            post_id: r.get(0)?,
+                            channel_id: r.get(1)?,
+                            team_id: r.get(2)?,
+                            create_at: r.get(3)?,
+                        })
+                    },
+                )?,
+                marks: collect(
+                    c,
+                    "SELECT item_key, done_at, snoozed_until FROM marks WHERE user_id = ?1 ORDER BY item_key",
+                    params![u],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?,
+                items: collect(c, &items_sql, params![u], item_from_row)?,
+                sync: sync_state(c, u)?,
+                sessions: collect(
+                    c,
+                    "SELECT created_at, last_seen_at, expires_at FROM web_sessions WHERE user_id = ?1 ORDER BY created_at",
+                    params![u],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?,
+                tokens: collect(
+                    c,
+                    "SELECT kind, updated_at FROM user_tokens WHERE user_id = ?1 ORDER BY kind",
+                    params![u],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?,
+                outbox,
+                posts: collect(
+                    c,
+                    &format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.user_id = ?1 ORDER BY p.create_at"),
+                    params![u],
+                    post_from_row,
+                )?,
+            })
+        })
+    }
+
+    /// "Delete my data": every row of the user (sessions, tokens, cache, outbox, marks), and
+    /// shared cache rows (channels, posts) no other user of this instance is a member of.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn delete_all(&self) -> Result<(), StoreError> {
+        self.write_durable(|u| u.delete_all())?;
+        tracing::info!(user.id = %self.user, "store: deleted all data of user");
+        Ok(())
+    }
+}
+
+fn fill_preview(c: &Connection, u: &str, row: &mut QueueRow) -> Result<(), StoreError> {
+    let found = match (&row.key, row.kind) {
+        (ItemKey::Channel(ch), _) => channel_posts(c, u, ch, None, 1)?.into_iter().next(),
+        (ItemKey::Thread(root), _) => {
+            let sql = format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}");
+            c.query_row(&sql, params![u, root], post_from_row).optional()?
+        }
+    };
+    if let Some(p) = found {
+        row.preview_user_id = Some(p.user_id);
+        row.preview = Some(p.message);
+    }
+    Ok(())
+}
+
+fn thread_posts(c: &Connection, u: &str, root: &str, limit: i64) -> Result<Vec<Post>, StoreError> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p
+         WHERE (p.post_id = ?2 OR p.root_id = ?2) AND {MEMBER_CHECK}
+         ORDER BY p.create_at DESC, p.post_id DESC LIMIT ?3"
+    );
+    collect(c, &sql, params![u, root, limit], post_from_row)
+}
+
+fn channel_posts(
+    c: &Connection,
+    u: &str,
+    channel_id: &str,
+    before: Option<Millis>,
+    limit: i64,
+) -> Result<Vec<Post>, StoreError> {
+    let sql = format!(
+        "SELECT {POST_COLUMNS} FROM posts p
+         WHERE p.channel_id = ?2 AND p.delete_at = 0 AND (?3 IS NULL OR p.create_at < ?3) AND {MEMBER_CHECK}
+         ORDER BY p.create_at DESC, p.post_id DESC LIMIT ?4"
+    );
+    collect(c, &sql, params![u, channel_id, before, limit], post_from_row)
+}
+
+fn memberships(c: &Connection, u: &str) -> Result<Vec<Membership>, StoreError> {
+    collect(
+        c,
+        "SELECT channel_id, msg_count, mention_count, msg_count_root, mention_count_root,
+                urgent_mention_count, last_viewed_at, last_update_at
+         FROM memberships WHERE user_id = ?1 ORDER BY channel_id",
+        params![u],
+        |r| {
+            Ok(Membership {
+                channel_id: r.get(0)?,
+                msg_count: r.get(1)?,
+                mention_count: r.get(2)?,
+                msg_count_root: r.get(3)?,
+                mention_count_root: r.get(4)?,
+                urgent_mention_count: r.get(5)?,
+                last_viewed_at: r.get(6)?,
+                last_update_at: r.get(7)?,
+            })
+        },
+    )
+}
+
+fn threads(c: &Connection, u: &str, root: Option<&str>) -> Result<Vec<Thread>, StoreError> {
+    collect(
+        c,
+        "SELECT root_id, channel_id, team_id, reply_count, last_reply_at, last_viewed_at,
+                unread_replies, unread_mentions, is_urgent, following, delete_at, participants
+         FROM threads WHERE user_id = ?1 AND (?2 IS NULL OR root_id = ?2) ORDER BY root_id",
+        params![u, root],
+        |r| {
+            Ok(Thread {
+                root_id: r.get(0)?,
+                channel_id: r.get(1)?,
+                team_id: r.get(2)?,
+                reply_count: r.get(3)?,
+                last_reply_at: r.get(4)?,
+                last_viewed_at: r.get(5)?,
+                unread_replies: r.get(6)?,
+                unread_mentions: r.get(7)?,
+                is_urgent: r.get(8)?,
+                following: r.get(9)?,
+                delete_at: r.get(10)?,
+                participants: JsonText::new(r.get::<_, String>(11)?),
+            })
+        },
+    )
+}
+
+fn sync_state(c: &Connection, u: &str) -> Result<SyncState, StoreError> {
+    let mut s = c
+        .query_row(
+            "SELECT ws_connection_id, ws_next_seq, last_full_sync_at FROM sync_state WHERE user_id = ?1",
+            params![u],
+            |r| {
+                Ok(SyncState {
+                    ws_connection_id: r.get(0)?,
+                    ws_next_seq: r.get(1)?,
+                    last_full_sync_at: r.get(2)?,
+                    teams: Vec::new(),
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default();
+    s.teams = collect(
+        c,
+        "SELECT team_id, last_thread_sync_at FROM team_sync WHERE user_id = ?1 ORDER BY team_id",
+        params![u],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(s)
+}
+
+/// Write handle bound to one user, inside a transaction. Obtain with [`Tx::user`].
+pub struct UserTx<'t> {
+    conn: &'t Connection,
+    user: &'t UserId,
+}
+
+impl<'t> UserTx<'t> {
+    pub(crate) fn new(conn: &'t Connection, user: &'t UserId) -> Self {
+        Self { conn, user }
+    }
+
+    fn u(&self) -> &str {
+        self.user.as_str()
+    }
+
+    /// The shared-cache writer of the same transaction.
+    #[must_use]
+    pub fn shared(&self) -> Tx<'t> {
+        Tx { conn: self.conn }
+    }
+
+    /// Creates or updates the user's own row (at sign-in). Must exist before any other row.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn upsert_self(&self, p: &Profile, now: Millis) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO users (user_id, username, first_name, last_name, nickname, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+             ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,
+               first_name = excluded.first_name, last_name = excluded.last_name,
+               nickname = excluded.nickname, updated_at = excluded.updated_at",
+            params![self.u(), p.username, p.first_name, p.last_name, p.nickname, now],
+        )?;
+        self.conn.execute(
+            "INSERT INTO sync_state (user_id) VALUES (?1) ON CONFLICT DO NOTHING",
+            params![self.u()],
+        )?;
+        Ok(())
+    }
+
+    /// Stores an encrypted token (use inside [`Store::write_durable`]).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn put_token(&self, kind: &str, blob: &EncryptedBlob, now: Millis) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO user_tokens (user_id, kind, blob, updated_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user_id, kind) DO UPDATE SET blob = excluded.blob, updated_at = excluded.updated_at",
+            params![self.u(), kind, blob.0, now],
+        )?;
+        Ok(())
+    }
+
+    /// Deletes a token.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn delete_token(&self, kind: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM user_tokens WHERE user_id = ?1 AND kind = ?2",
+            params![self.u(), kind],
+        )?;
+        Ok(())
+    }
+
+    /// Creates a browser session; only the SHA-256 of `token` is stored.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn create_session(
+        &self,
+        token: &str,
+        csrf: &SecretText,
+        now: Millis,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+            params![hash_token(token), self.u(), csrf.expose(), now, expires_at],
+        )?;
+        Ok(())
+    }
+
+    /// Signs the user out everywhere.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn delete_all_sessions(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .execute("DELETE FROM web_sessions WHERE user_id = ?1", params![self.u()])?)
+    }
+
+    /// Replaces the set of teams the user belongs to (teams rows via [`Tx::upsert_team`]).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_teams(&self, team_ids: &[&str]) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM user_teams WHERE user_id = ?1", params![self.u()])?;
+        let mut st = self
+            .conn
+            .prepare_cached("INSERT OR IGNORE INTO user_teams (user_id, team_id) VALUES (?1, ?2)")?;
+        for t in team_ids {
+            st.execute(params![self.u(), t])?;
+        }
+        Ok(())
+    }
+
+    /// Inserts or updates the user's membership of a channel (newer-or-equal `last_update_at`
+    /// wins) and refreshes the items in that channel.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn upsert_membership(&self, m: &Membership) -> Result<(), StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO memberships (user_id, channel_id, msg_count, mention_count, msg_count_root,
+               mention_count_root, urgent_mention_count, last_viewed_at, last_update_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (user_id, channel_id) DO UPDATE SET msg_count = excluded.msg_count,
+               mention_count = excluded.mention_count, msg_count_root = excluded.msg_count_root,
+               mention_count_root = excluded.mention_count_root,
+               urgent_mention_count = excluded.urgent_mention_count,
+               last_viewed_at = excluded.last_viewed_at, last_update_at = excluded.last_update_at
+             WHERE excluded.last_update_at >= memberships.last_update_at",
+            params![
+                self.u(),
+                m.channel_id,
+                m.msg_count,
+                m.mention_count,
+                m.msg_count_root,
+                m.mention_count_root,
+                m.urgent_mention_count,
+                m.last_viewed_at,
+                m.last_update_at
+            ],
+        )?;
+        if n > 0 {
+            refresh_channel_all(self.conn, self.u(), &m.channel_id)?;
+        }
+        Ok(())
+    }
+
+    /// The user left (or was removed from) a channel: its items leave the queue.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn remove_membership(&self, channel_id: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "DELETE FROM memberships WHERE user_id = ?1 AND channel_id = ?2",
+            params![self.u(), channel_id],
+        )?;
+        refresh_channel_all(self.conn, self.u(), channel_id)
+    }
+
+    /// Inserts or updates a thread membership; applied unless older than the stored one
+    /// (`last_reply_at` smaller). Equal `last_reply_at` applies (read state, follow changes).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn upsert_thread(&self, t: &Thread) -> Result<(), StoreError> {
+        let n = self.conn.execute(
+            "INSERT INTO threads (user_id, root_id, channel_id, team_id, reply_count, last_reply_at,
+               last_viewed_at, unread_replies, unread_mentions, is_urgent, following, delete_at, participants)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (user_id, root_id) DO UPDATE SET channel_id = excluded.channel_id,
+               team_id = excluded.team_id, reply_count = excluded.reply_count,
+               last_reply_at = excluded.last_reply_at, last_viewed_at = excluded.last_viewed_at,
+               unread_replies = excluded.unread_replies, unread_mentions = excluded.unread_mentions,
+               is_urgent = excluded.is_urgent, following = excluded.following,
+               delete_at = excluded.delete_at, participants = excluded.participants
+             WHERE excluded.last_reply_at >= threads.last_reply_at",
+            params![
+                self.u(),
+                t.root_id,
+                t.channel_id,
+                t.team_id,
+                t.reply_count,
+                t.last_reply_at,
+                t.last_viewed_at,
+                t.unread_replies,
+                t.unread_mentions,
+                t.is_urgent,
+                t.following,
+                t.delete_at,
+                t.participants.expose()
+            ],
+        )?;
+        if n > 0 {
+            refresh_thread_item(self.conn, self.u(), &t.root_id)?;
+        }
+        Ok(())
+    }
+
+    /// Records that a root post mentions the user (an item until someone replies).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn add_mention(&self, m: &Mention) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO user_mentions (user_id, post_id, channel_id, team_id, create_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![self.u(), m.post_id, m.channel_id, m.team_id, m.create_at],
+        )?;
+        refresh_thread_item(self.conn, self.u(), &m.post_id)
+    }
+
+    /// Sets (or with `Marks::default()` clears) the done / snooze marks of one item.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_marks(&self, key: &ItemKey, marks: Marks) -> Result<(), StoreError> {
+        let k = key.to_string();
+        if marks == Marks::default() {
+            self.conn.execute(
+                "DELETE FROM marks WHERE user_id = ?1 AND item_key = ?2",
+                params![self.u(), k],
+            )?;
+        } else {
+            self.conn.execute(
+                "INSERT INTO marks (user_id, item_key, done_at, snoozed_until) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (user_id, item_key) DO UPDATE SET done_at = excluded.done_at,
+                   snoozed_until = excluded.snoozed_until",
+                params![self.u(), k, marks.done_at, marks.snoozed_until],
+            )?;
+        }
+        refresh_marks(self.conn, self.u(), key)
+    }
+
+    /// Replaces all marks (after reading the user's preferences from Mattermost).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn replace_marks(&self, marks: &BTreeMap<ItemKey, Marks>) -> Result<(), StoreError> {
+        let old: Vec<String> = collect(
+            self.conn,
+            "SELECT item_key FROM marks WHERE user_id = ?1",
+            params![self.u()],
+            |r| r.get(0),
+        )?;
+        self.conn
+            .execute("DELETE FROM marks WHERE user_id = ?1", params![self.u()])?;
+        for k in old.iter().filter_map(|k| ItemKey::parse(k).ok()) {
+            if !marks.contains_key(&k) {
+                refresh_marks(self.conn, self.u(), &k)?;
+            }
+        }
+        for (k, m) in marks {
+            self.set_marks(k, *m)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the WebSocket resume point.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_ws_state(&self, connection_id: &str, next_seq: i64) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO sync_state (user_id, ws_connection_id, ws_next_seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id) DO UPDATE SET ws_connection_id = excluded.ws_connection_id,
+               ws_next_seq = excluded.ws_next_seq",
+            params![self.u(), connection_id, next_seq],
+        )?;
+        Ok(())
+    }
+
+    /// Records a completed full sync.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_last_full_sync(&self, at: Millis) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO sync_state (user_id, last_full_sync_at) VALUES (?1, ?2)
+             ON CONFLICT (user_id) DO UPDATE SET last_full_sync_at = excluded.last_full_sync_at",
+            params![self.u(), at],
+        )?;
+        Ok(())
+    }
+
+    /// Records the last thread sync time of a team (the next `since`).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_team_sync(&self, team_id: &str, at: Millis) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO team_sync (user_id, team_id, last_thread_sync_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (user_id, team_id) DO UPDATE SET last_thread_sync_at = excluded.last_thread_sync_at",
+            params![self.u(), team_id, at],
+        )?;
+        Ok(())
+    }
+
+    /// Claims nothing, lists nothing: the outbox rows of this user (same transaction).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let sql = format!("SELECT {} FROM outbox WHERE user_id = ?1 ORDER BY id", outbox::COLUMNS);
+        collect(self.conn, &sql, params![self.u()], outbox::from_row)
+    }
+
+    /// Deletes every row of the user and the shared cache rows nobody else needs.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn delete_all(&self) -> Result<(), StoreError> {
+        let u = self.u();
+        let channels: Vec<String> = collect(
+            self.conn,
+            "SELECT channel_id FROM memberships WHERE user_id = ?1",
+            params![u],
+            |r| r.get(0),
+        )?;
+        for t in [
+            "items",
+            "marks",
+            "user_mentions",
+            "threads",
+            "memberships",
+            "user_teams",
+            "team_sync",
+            "sync_state",
+            "outbox",
+            "web_sessions",
+            "user_tokens",
+            "users",
+        ] {
+            self.conn
+                .execute(&format!("DELETE FROM {t} WHERE user_id = ?1"), params![u])?;
+        }
+        for ch in channels {
+            let shared: bool = self.conn.query_row(
+                "SELECT EXISTS (SELECT 1 FROM memberships WHERE channel_id = ?1)",
+                params![ch],
+                |r| r.get(0),
+            )?;
+            if !shared {
+                self.conn.execute(
+                    "DELETE FROM posts_fts WHERE rowid IN (SELECT seq FROM posts WHERE channel_id = ?1)",
+                    params![ch],
+                )?;
+                self.conn
+                    .execute("DELETE FROM posts WHERE channel_id = ?1", params![ch])?;
+                self.conn
+                    .execute("DELETE FROM channels WHERE channel_id = ?1", params![ch])?;
+            }
+        }
+        Ok(())
+    }
+}
