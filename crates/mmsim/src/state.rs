@@ -255,6 +255,7 @@ pub struct AuthCodeRec {
     pub code_challenge: Option<String>,
 }
 
+#[derive(Clone, Debug)]
 pub struct AccessDataRec {
     pub client_id: Id,
     pub user_id: Id,

@@ -93,6 +93,7 @@ pub fn routes() -> Router<Sim> {
         .route("/emoji/{emoji_id}/image", get(system::emoji_image))
         .route("/system/ping", get(system::ping))
         .route("/config/client", get(system::client_config))
+        .merge(crate::oauth::api_routes())
         .route("/{*rest}", any(unknown_route));
     Router::new()
         .nest("/api/v4", v4)

@@ -11,7 +11,6 @@ use super::{Auth, Params, bytes_response, parse_body, parse_ids, png};
 use crate::Sim;
 use crate::error::{ApiResult, AppError};
 use crate::model::{self, Id, STATUS_OK};
-use crate::state::SessionKind;
 
 #[derive(Deserialize)]
 pub struct LoginRequest {
@@ -283,11 +282,4 @@ fn preference_not_found() -> AppError {
         "app.preference.get.app_error",
         "Unable to get the preference.",
     )
-}
-
-/// Used by `oauth.rs`: the session behind a cookie, if any (no CSRF check on GET).
-#[must_use]
-pub fn cookie_session_user(sim: &Sim, headers: &HeaderMap) -> Option<(Id, SessionKind)> {
-    let token = super::cookie(headers, "MMAUTHTOKEN")?;
-    sim.with_state(|s| s.session(&token).map(|x| (x.user_id, x.kind.clone())))
 }
