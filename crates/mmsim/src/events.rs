@@ -765,13 +765,13 @@ fn hello_frame(conn: &Conn, hostname: &str) -> String {
         user_id: conn.user_id.clone(),
         ..Broadcast::default()
     };
-    let envelope = serde_json::json!({
-        "event": "hello",
-        "data": data,
-        "broadcast": broadcast,
-        "seq": conn.next_seq,
-    });
-    format!("{envelope}\n")
+    // Field order of Go's `webSocketEventJSON` struct: event, data, broadcast, seq.
+    format!(
+        "{{\"event\":\"hello\",\"data\":{},\"broadcast\":{},\"seq\":{}}}\n",
+        Value::Object(data),
+        serde_json::to_string(&broadcast).unwrap_or_else(|_| "{}".to_owned()),
+        conn.next_seq
+    )
 }
 
 /// A Mattermost id: 26 characters of z-base-32 (`model.NewId`).
