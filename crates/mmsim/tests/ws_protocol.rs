@@ -2,6 +2,9 @@
 //! resumption, slow consumers, limits and socket faults (research `mattermost-api.md` §6,
 //! traps 22–34b; reliability finding 3).
 
+// Test helpers panic on purpose: a failed set-up step is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -758,8 +761,7 @@ async fn origin_must_match_the_site_url() {
         &[("authorization", &auth), ("origin", "http://evil.example")],
     )
     .await
-    .err()
-    .expect("refused");
+    .expect_err("refused");
     match err {
         WsError::Http(resp) => assert_eq!(resp.status(), 403),
         other => panic!("expected HTTP 403, got {other:?}"),
