@@ -1,1 +1,1002 @@
-// placeholder
+// ThreadDesk front end: one ES module, no framework, no build step.
+// Pages are server-rendered (askama); this adds keyboard triage, optimistic actions, the live
+// stream and small comforts. Routes and the CSRF token come from the page (data-* on <body>,
+// <meta name="csrf-token">). No inline scripts or styles (strict CSP).
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
+const body = document.body;
+const PAGE = body.dataset.page || "plain";
+const API = body.dataset.api || "/api/v1";
+const ME = body.dataset.userId || "";
+
+// ---------- Storage (never throws: private mode, quotas) ----------
+const local = {
+  get: (k) => { try { return localStorage.getItem(k); } catch { return null; } },
+  set: (k, v) => { try { localStorage.setItem(k, v); } catch { /* UI preference only */ } },
+};
+const session = {
+  get: (k) => { try { return sessionStorage.getItem(k); } catch { return null; } },
+  set: (k, v) => { try { sessionStorage.setItem(k, v); } catch { /* best effort */ } },
+  del: (k) => { try { sessionStorage.removeItem(k); } catch { /* best effort */ } },
+  json: (k) => { try { return JSON.parse(sessionStorage.getItem(k) || "null"); } catch { return null; } },
+};
+
+// ---------- Theme (a class on <html>; localStorage is a UI preference only) ----------
+const THEMES = ["system", "light", "dark"];
+function applyTheme(theme) {
+  const html = document.documentElement;
+  html.classList.remove("theme-light", "theme-dark");
+  if (theme === "light" || theme === "dark") html.classList.add(`theme-${theme}`);
+}
+function currentTheme() {
+  const html = document.documentElement;
+  return html.classList.contains("theme-dark") ? "dark" : html.classList.contains("theme-light") ? "light" : "system";
+}
+function setTheme(theme) {
+  local.set("td:theme", theme);
+  applyTheme(theme);
+  $$('#theme-choice input[name="theme"]').forEach((r) => { r.checked = r.value === theme; });
+}
+if (THEMES.includes(local.get("td:theme"))) applyTheme(local.get("td:theme"));
+
+// ---------- Toasts (aria-live region in base.html) ----------
+function toast(message, { error = false, action = null, timeout = error ? 9000 : 6000 } = {}) {
+  const region = $("#toasts");
+  if (!region) return;
+  const el = document.createElement("div");
+  el.className = error ? "toast toast-error" : "toast";
+  if (error) el.setAttribute("role", "alert");
+  const msg = document.createElement("span");
+  msg.className = "toast-msg";
+  msg.textContent = message;
+  el.append(msg);
+  if (action) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = action.label;
+    b.addEventListener("click", () => { el.remove(); action.run(); });
+    el.append(b);
+  }
+  region.append(el);
+  while (region.children.length > 3) region.firstElementChild.remove();
+  setTimeout(() => el.remove(), timeout);
+}
+
+// ---------- API ----------
+class ApiError extends Error {
+  constructor(message, status) { super(message); this.status = status; }
+}
+function csrfToken() {
+  return $('meta[name="csrf-token"]')?.content || "";
+}
+async function api(path, { method = "GET", json } = {}) {
+  const headers = { Accept: "application/json" };
+  const opts = { method, headers, credentials: "same-origin" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrfToken();
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(json);
+  }
+  let res;
+  try {
+    res = await fetch(API + path, opts);
+  } catch {
+    throw new ApiError("Can't reach ThreadDesk — check your connection and try again.", 0);
+  }
+  let data = null;
+  try { data = await res.json(); } catch { /* empty or not JSON */ }
+  if (res.status === 401) throw new ApiError("Your session has ended. Sign in again.", 401);
+  if (!res.ok) throw new ApiError((data && data.error) || `Request failed (${res.status}).`, res.status);
+  return data;
+}
+const itemPath = (key) => `/items/${encodeURIComponent(key)}`;
+const act = (key, action, payload = {}) => api(`${itemPath(key)}/${action}`, { method: "POST", json: payload });
+function showError(err) {
+  const action = err.status === 401 ? { label: "Sign in", run: () => { location.href = "/signin"; } } : null;
+  toast(err.message || "Something went wrong.", { error: true, action });
+}
+
+// ---------- Time ----------
+const fmt = (opts) => new Intl.DateTimeFormat(undefined, opts);
+const F_CLOCK = fmt({ hour: "2-digit", minute: "2-digit" });
+const F_DAY = fmt({ weekday: "short" });
+const F_DATE = fmt({ month: "short", day: "numeric" });
+const F_FULL = fmt({ year: "numeric", month: "short", day: "numeric" });
+const F_LONG = fmt({ dateStyle: "full", timeStyle: "short" });
+const DAY = 86400000;
+const startOfDay = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
+function dayDiff(ms) {
+  return Math.round((startOfDay(new Date()) - startOfDay(new Date(ms))) / DAY);
+}
+function relTime(ms) {
+  const diff = Date.now() - ms;
+  if (diff < 45000) return "now";
+  if (diff < 3600000) return `${Math.max(1, Math.round(diff / 60000))}m`;
+  const days = dayDiff(ms);
+  if (days <= 0) return F_CLOCK.format(ms);
+  if (days === 1) return "Yesterday";
+  if (days < 7) return F_DAY.format(ms);
+  return new Date(ms).getFullYear() === new Date().getFullYear() ? F_DATE.format(ms) : F_FULL.format(ms);
+}
+function postTime(ms) {
+  const days = dayDiff(ms);
+  if (days <= 0) return F_CLOCK.format(ms);
+  if (days === 1) return `Yesterday ${F_CLOCK.format(ms)}`;
+  if (days < 7) return `${F_DAY.format(ms)} ${F_CLOCK.format(ms)}`;
+  return `${F_DATE.format(ms)} ${F_CLOCK.format(ms)}`;
+}
+function futureTime(ms) {
+  const days = -dayDiff(ms);
+  const clock = F_CLOCK.format(ms);
+  if (days <= 0) return `today ${clock}`;
+  if (days === 1) return `tomorrow ${clock}`;
+  if (days < 7) return `${F_DAY.format(ms)} ${clock}`;
+  return `${F_DATE.format(ms)} ${clock}`;
+}
+function refreshTimes(root = document) {
+  for (const t of $$("time[data-ts]", root)) {
+    const ms = Number(t.dataset.ts);
+    if (!ms) continue;
+    const f = t.dataset.format;
+    t.textContent = f === "future" ? futureTime(ms) : f === "clock" ? F_CLOCK.format(ms)
+      : t.classList.contains("post-time") ? postTime(ms) : relTime(ms);
+    t.title = F_LONG.format(ms);
+    t.dateTime = new Date(ms).toISOString();
+  }
+}
+
+// ---------- Snooze ----------
+function morningHour() {
+  const h = Number(local.get("td:morning"));
+  return h >= 5 && h <= 12 ? h : 9;
+}
+function snoozePreset(id) {
+  const now = new Date();
+  const d = new Date(now);
+  if (id === "later") {
+    const ms = now.getTime() + 3 * 3600000;
+    return Math.ceil(ms / 900000) * 900000; // next quarter hour
+  }
+  d.setHours(morningHour(), 0, 0, 0);
+  if (id === "tomorrow") {
+    d.setDate(d.getDate() + 1);
+  } else {
+    const toMonday = ((8 - d.getDay()) % 7) || 7;
+    d.setDate(d.getDate() + toMonday);
+  }
+  return d.getTime();
+}
+function fillSnoozeLabels(root = document) {
+  for (const el of $$("[data-when]", root)) el.textContent = futureTime(snoozePreset(el.dataset.when));
+}
+function localInputValue(ms) {
+  const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60000);
+  return d.toISOString().slice(0, 16);
+}
+let snoozeCallback = null;
+function openSnooze(onPick) {
+  const dlg = $("#snooze-dialog");
+  if (!dlg) return;
+  snoozeCallback = onPick;
+  fillSnoozeLabels(dlg);
+  const input = $("#snooze-at", dlg);
+  input.min = localInputValue(Date.now());
+  input.value = localInputValue(snoozePreset("tomorrow"));
+  dlg.showModal();
+  $(".snooze-option", dlg)?.focus();
+}
+function pickSnooze(ms) {
+  const dlg = $("#snooze-dialog");
+  dlg?.close();
+  const cb = snoozeCallback;
+  snoozeCallback = null;
+  if (cb) cb(ms);
+}
+$("#snooze-dialog")?.addEventListener("click", (e) => {
+  const opt = e.target.closest("[data-snooze]");
+  if (opt) pickSnooze(snoozePreset(opt.dataset.snooze));
+});
+$("#snooze-custom")?.addEventListener("submit", (e) => {
+  e.preventDefault();
+  const ms = new Date($("#snooze-at").value).getTime();
+  if (!Number.isFinite(ms) || ms <= Date.now()) {
+    toast("Pick a time in the future.", { error: true });
+    return;
+  }
+  pickSnooze(ms);
+});
+
+// ---------- Undo memory (survives navigation between queue and conversation) ----------
+function remember(key, action, detail) {
+  session.set("td:last", JSON.stringify({ key, action, detail, at: Date.now() }));
+}
+function undoToast(message) {
+  toast(message, { action: { label: "Undo", run: undo } });
+}
+async function undo() {
+  const last = session.json("td:last");
+  if (!last) { toast("Nothing to undo."); return; }
+  session.del("td:last");
+  const restored = queue ? queue.restore(last.key) : false;
+  try {
+    await act(last.key, "undo");
+    toast("Undone.");
+    if (!restored && queue) queue.refreshSoon();
+    if (conv && conv.key === last.key) conv.refresh();
+  } catch (err) {
+    showError(err);
+    if (restored) queue.hide(last.key);
+  }
+}
+
+// ---------- Queue page ----------
+const KIND_LABEL = { thread: "Thread", direct: "Direct message", group: "Group message" };
+function rowClass(it) {
+  let c = "item";
+  if (it.unread) c += " unread";
+  if (it.urgent) c += " urgent";
+  if (it.mentions > 0) c += " mentioned";
+  if (it.done) c += " done";
+  if (it.snoozed_until) c += " snoozed";
+  return c;
+}
+function badgeSummary(it) {
+  const p = [];
+  if (it.urgent) p.push("urgent");
+  if (it.mentions > 0) p.push(it.mentions === 1 ? "1 mention" : `${it.mentions} mentions`);
+  if (it.unread_replies > 0) p.push(`${it.unread_replies} new`);
+  else if (it.unread) p.push("unread");
+  return p.join(", ");
+}
+function fillRow(li, it) {
+  const selected = li.classList.contains("selected");
+  li.className = rowClass(it) + (selected ? " selected" : "");
+  Object.assign(li.dataset, {
+    key: it.key, kind: it.kind, unread: String(!!it.unread), following: String(!!it.following),
+    done: String(!!it.done), snoozedUntil: it.snoozed_until ? String(it.snoozed_until) : "",
+    activity: String(it.last_activity_at || 0), teamId: it.team_id || "", permalink: it.permalink || "",
+  });
+  $(".item-link", li).href = `/items/${encodeURIComponent(it.key)}`;
+  $(".item-title", li).textContent = it.title;
+  const team = $(".item-team", li);
+  team.textContent = it.team_name || "";
+  team.hidden = !it.team_name;
+  $(".item-kind", li).textContent = KIND_LABEL[it.kind] || "";
+  $(".item-snippet", li).textContent = it.snippet || "";
+  $(".badge-urgent", li).hidden = !it.urgent;
+  const m = $(".badge-mentions", li);
+  m.hidden = !(it.mentions > 0);
+  $(".n", m).textContent = it.mentions;
+  const u = $(".badge-unread", li);
+  u.hidden = !(it.unread_replies > 0);
+  $(".n", u).textContent = it.unread_replies;
+  $(".badge-summary", li).textContent = badgeSummary(it);
+  const sn = $(".snoozed-until", li);
+  sn.hidden = !it.snoozed_until;
+  $("time", sn).dataset.ts = it.snoozed_until || "";
+  $(".item-time", li).dataset.ts = it.last_activity_at;
+  refreshTimes(li);
+}
+
+function createQueue() {
+  const list = $("#queue");
+  if (!list) return null;
+  const filter = body.dataset.filter || "all";
+  const team = body.dataset.team || "";
+  const q = (body.dataset.q || "").toLowerCase();
+  const removed = new Map(); // key -> row element (for undo / failure restore)
+  const pending = new Set(); // keys with a request in flight
+  let countsTimer = 0;
+
+  const rows = () => $$(":scope > li.item:not([hidden])", list);
+  const find = (key) => rows().find((r) => r.dataset.key === key) || null;
+  const selected = () => $(":scope > li.item.selected", list);
+
+  function select(row, { focus = true } = {}) {
+    if (!row) return;
+    for (const r of $$(":scope > li.selected", list)) r.classList.remove("selected");
+    row.classList.add("selected");
+    session.set("td:sel", row.dataset.key);
+    if (focus) $(".item-link", row).focus({ preventScroll: true });
+    row.scrollIntoView({ block: "nearest" });
+  }
+  function move(delta) {
+    const all = rows();
+    if (!all.length) return;
+    const i = all.indexOf(selected());
+    const next = i < 0 ? (delta > 0 ? 0 : all.length - 1) : Math.min(all.length - 1, Math.max(0, i + delta));
+    select(all[next]);
+  }
+  function updateEmpty() {
+    const empty = rows().length === 0;
+    list.hidden = empty;
+    const e = $("#empty");
+    if (e) e.hidden = !empty;
+  }
+  function insertSorted(row) {
+    const at = Number(row.dataset.activity);
+    const before = rows().find((r) => r !== row && Number(r.dataset.activity) < at);
+    list.insertBefore(row, before || null);
+  }
+  function hide(key) {
+    const row = find(key);
+    if (!row) return null;
+    const all = rows();
+    const i = all.indexOf(row);
+    const wasSelected = row.classList.contains("selected");
+    row.remove();
+    row.classList.remove("selected");
+    removed.set(key, row);
+    if (wasSelected) {
+      const rest = rows();
+      if (rest.length) select(rest[Math.min(i, rest.length - 1)], { focus: list.contains(document.activeElement) || document.activeElement === body });
+    }
+    updateEmpty();
+    return row;
+  }
+  function restore(key) {
+    const row = removed.get(key);
+    if (!row || find(key)) return false;
+    removed.delete(key);
+    insertSorted(row);
+    updateEmpty();
+    select(row);
+    return true;
+  }
+  function matches(it) {
+    const now = Date.now();
+    const snoozed = !!it.snoozed_until && it.snoozed_until > now;
+    let ok;
+    switch (filter) {
+      case "done": ok = it.done; break;
+      case "snoozed": ok = snoozed && !it.done; break;
+      case "mentions": ok = !it.done && !snoozed && (it.mentions > 0 || it.urgent); break;
+      case "direct": ok = !it.done && !snoozed && (it.kind === "direct" || it.kind === "group"); break;
+      case "threads": ok = !it.done && !snoozed && it.kind === "thread"; break;
+      default: ok = !it.done && !snoozed;
+    }
+    if (ok && team) ok = it.team_id === team;
+    if (ok && q) ok = [it.title, it.snippet, it.team_name].some((s) => (s || "").toLowerCase().includes(q));
+    return ok;
+  }
+  function newRow() {
+    const tpl = $("#tpl-item");
+    return tpl ? tpl.content.firstElementChild.cloneNode(true) : null;
+  }
+  function upsert(it, { animate = true } = {}) {
+    let row = find(it.key);
+    if (!row) {
+      row = removed.get(it.key) || newRow();
+      removed.delete(it.key);
+      if (!row) return;
+      fillRow(row, it);
+      insertSorted(row);
+      if (animate) {
+        row.classList.add("arriving");
+        setTimeout(() => row.classList.remove("arriving"), 700);
+      }
+    } else {
+      const moved = row.dataset.activity !== String(it.last_activity_at);
+      fillRow(row, it);
+      if (moved) insertSorted(row);
+    }
+    updateEmpty();
+    if (!selected()) select(row, { focus: false });
+  }
+  function onEvent(data) {
+    if (!data || typeof data.key !== "string" || pending.has(data.key)) return;
+    if (data.item && matches(data.item)) upsert(data.item);
+    else if (find(data.key)) { hide(data.key); removed.delete(data.key); }
+    refreshSoon();
+  }
+  function params(extra = {}) {
+    const p = new URLSearchParams();
+    if (filter !== "all") p.set("filter", filter);
+    if (team) p.set("team", team);
+    if (body.dataset.q) p.set("q", body.dataset.q);
+    for (const [k, v] of Object.entries(extra)) p.set(k, v);
+    return p.toString();
+  }
+  function setCounts(counts) {
+    if (!counts) return;
+    for (const el of $$("[data-count]")) {
+      const n = counts[el.dataset.count];
+      el.textContent = n > 0 ? String(n) : "";
+    }
+  }
+  function refreshSoon() {
+    clearTimeout(countsTimer);
+    countsTimer = setTimeout(async () => {
+      try { setCounts((await api(`/items?${params()}`)).counts); } catch { /* next event retries */ }
+    }, 700);
+  }
+  // After a reconnect: make the list exactly what the server says (counts you can trust).
+  async function reconcile() {
+    try {
+      const data = await api(`/items?${params()}`);
+      const keys = new Set();
+      for (const it of data.items || []) { keys.add(it.key); upsert(it, { animate: false }); }
+      if (!data.next_cursor) for (const r of rows()) if (!keys.has(r.dataset.key) && !pending.has(r.dataset.key)) hide(r.dataset.key);
+      setCounts(data.counts);
+    } catch { /* keep what we have */ }
+  }
+  async function loadMore(button) {
+    const cursor = body.dataset.nextCursor;
+    if (!cursor) return;
+    button.setAttribute("aria-busy", "true");
+    try {
+      const data = await api(`/items?${params({ cursor })}`);
+      for (const it of data.items || []) if (!find(it.key)) { const r = newRow(); if (r) { fillRow(r, it); list.append(r); } }
+      body.dataset.nextCursor = data.next_cursor || "";
+      if (!data.next_cursor) button.closest(".more")?.remove();
+      updateEmpty();
+    } catch (err) { showError(err); } finally { button.removeAttribute("aria-busy"); }
+  }
+
+  // Triage: optimistic, restored on failure.
+  async function removeWith(row, action, payload, message) {
+    const key = row.dataset.key;
+    pending.add(key);
+    row.classList.add("leaving");
+    await new Promise((r) => setTimeout(r, 160));
+    row.classList.remove("leaving");
+    hide(key);
+    try {
+      await act(key, action, payload);
+      remember(key, action);
+      undoToast(message);
+    } catch (err) {
+      restore(key);
+      showError(err);
+    } finally {
+      pending.delete(key);
+      refreshSoon();
+    }
+  }
+  const done = (row) => row && removeWith(row, "done", {}, "Marked done. It comes back on new activity.");
+  const snooze = (row) => row && openSnooze((until) => removeWith(row, "snooze", { until }, `Snoozed until ${futureTime(until)}.`));
+  async function toggleUnread(row) {
+    if (!row) return;
+    const key = row.dataset.key;
+    const makeUnread = row.dataset.unread !== "true";
+    const flip = (v) => { row.dataset.unread = String(v); row.classList.toggle("unread", v); };
+    flip(makeUnread);
+    pending.add(key);
+    try {
+      await act(key, makeUnread ? "unread" : "read");
+      remember(key, makeUnread ? "unread" : "read");
+      toast(makeUnread ? "Marked unread." : "Marked read.");
+    } catch (err) { flip(!makeUnread); showError(err); } finally { pending.delete(key); refreshSoon(); }
+  }
+  async function toggleFollow(row) {
+    if (!row || row.dataset.kind !== "thread") return;
+    const follow = row.dataset.following !== "true";
+    row.dataset.following = String(follow);
+    try {
+      await act(row.dataset.key, follow ? "follow" : "unfollow");
+      toast(follow ? "Following the thread." : "Unfollowed. You'll follow again if you're mentioned.");
+    } catch (err) { row.dataset.following = String(!follow); showError(err); }
+  }
+  function open(row, hash = "") {
+    if (!row) return;
+    session.set("td:sel", row.dataset.key);
+    location.href = $(".item-link", row).href + hash;
+  }
+
+  list.addEventListener("focusin", (e) => {
+    const row = e.target.closest("li.item");
+    if (row && !row.classList.contains("selected")) select(row, { focus: false });
+  });
+  list.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-action]");
+    if (!b) return;
+    const row = b.closest("li.item");
+    select(row, { focus: false });
+    if (b.dataset.action === "done") done(row);
+    else if (b.dataset.action === "snooze") snooze(row);
+    else if (b.dataset.action === "toggle-unread") toggleUnread(row);
+  });
+  $('[data-action="load-more"]')?.addEventListener("click", (e) => loadMore(e.currentTarget));
+
+  // Type-ahead filtering of the visible rows; Enter searches on the server.
+  const box = $("#filter-box");
+  box?.addEventListener("input", () => {
+    const needle = box.value.trim().toLowerCase();
+    for (const r of $$(":scope > li.item", list)) {
+      const text = `${$(".item-title", r).textContent} ${$(".item-snippet", r).textContent} ${$(".item-team", r).textContent}`.toLowerCase();
+      r.hidden = !!needle && !text.includes(needle);
+    }
+    updateEmpty();
+  });
+
+  // Initial selection: the item last opened, else the first.
+  const initial = find(session.get("td:sel") || "") || rows()[0];
+  if (initial) select(initial, { focus: false });
+  if (session.get("td:focus-filter")) { session.del("td:focus-filter"); box?.focus(); }
+
+  return {
+    find, hide, restore, onEvent, reconcile, refreshSoon, move,
+    current: () => selected(),
+    done: () => done(selected()),
+    snooze: () => snooze(selected()),
+    toggleUnread: () => toggleUnread(selected()),
+    toggleFollow: () => toggleFollow(selected()),
+    open: (hash) => open(selected(), hash),
+    permalink: () => selected()?.dataset.permalink,
+    escape: () => { const s = selected(); if (s) $(".item-link", s).focus(); },
+  };
+}
+
+// ---------- Conversation page ----------
+function el(tag, className, text) {
+  const e = document.createElement(tag);
+  if (className) e.className = className;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function buildReactions(container, reactions) {
+  container.replaceChildren();
+  for (const r of reactions || []) container.append(reactionButton(r));
+  const add = el("button", "reaction reaction-add");
+  add.type = "button";
+  add.dataset.action = "react-picker";
+  add.setAttribute("aria-label", "Add reaction");
+  add.title = "Add reaction";
+  const icon = el("span", "icon i-smile");
+  icon.setAttribute("aria-hidden", "true");
+  add.append(icon);
+  container.append(add);
+}
+function reactionButton(r) {
+  const b = el("button", r.mine ? "reaction mine" : "reaction");
+  b.type = "button";
+  b.dataset.action = "react";
+  b.dataset.emoji = r.emoji;
+  b.title = `:${r.emoji}:`;
+  b.setAttribute("aria-pressed", String(!!r.mine));
+  if (r.image_url) {
+    const img = el("img", "emoji");
+    img.src = r.image_url;
+    img.alt = `:${r.emoji}:`;
+    b.append(img);
+  } else {
+    b.append(el("span", "emoji", r.glyph || `:${r.emoji}:`));
+  }
+  b.append(el("span", "count", String(r.count)));
+  return b;
+}
+function humanSize(n) {
+  if (n < 1024) return `${n} B`;
+  const units = ["KB", "MB", "GB", "TB"];
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${v < 10 ? v.toFixed(1) : Math.round(v)} ${units[i]}`;
+}
+function buildPost(p, cont) {
+  const li = el("li", "post");
+  li.classList.toggle("post-root", !!p.is_root);
+  li.classList.toggle("cont", cont);
+  li.classList.toggle("deleted", !!p.deleted);
+  li.id = `post-${p.id}`;
+  li.tabIndex = -1;
+  Object.assign(li.dataset, { postId: p.id, authorId: p.author.id, ts: String(p.create_at) });
+  const gutter = el("div", "post-gutter");
+  if (cont) {
+    const t = el("time", "post-time-mini");
+    t.dataset.ts = p.create_at;
+    t.dataset.format = "clock";
+    gutter.append(t);
+  } else {
+    const img = el("img", "avatar");
+    Object.assign(img, { src: p.author.avatar_url, alt: "", width: 36, height: 36, loading: "lazy" });
+    gutter.append(img);
+  }
+  const main = el("div", "post-body");
+  const head = el("div", "post-head");
+  head.hidden = cont;
+  const time = el("time", "post-time");
+  time.dataset.ts = p.create_at;
+  head.append(el("span", "author", p.author.display_name), el("span", "username", `@${p.author.username}`), time);
+  main.append(head);
+  fillPostContent(main, p);
+  li.append(gutter, main);
+  li.dataset.sig = postSig(p);
+  refreshTimes(li);
+  return li;
+}
+function fillPostContent(main, p) {
+  for (const old of $$(":scope > .md, :scope > .post-deleted, :scope > .edited, :scope > .files, :scope > .reactions", main)) old.remove();
+  if (p.deleted) {
+    main.append(el("p", "post-deleted", "This message was deleted."));
+  } else {
+    const md = el("div", "md");
+    md.innerHTML = p.html; // rendered and sanitised by the server (web/render.rs)
+    main.append(md);
+    if (p.edited) { const e = el("span", "edited", "(edited)"); e.title = "This message was edited"; main.append(e); }
+  }
+  if (p.files && p.files.length) {
+    const ul = el("ul", "files");
+    ul.setAttribute("aria-label", "Attachments");
+    for (const f of p.files) {
+      const li = el("li", "file");
+      const a = el("a");
+      a.href = f.url;
+      if (f.mime && f.mime.startsWith("image/") && f.mime !== "image/svg+xml") {
+        li.classList.add("file-image");
+        Object.assign(a, { target: "_blank", rel: "noopener", title: f.name });
+        const img = el("img");
+        Object.assign(img, { src: f.thumbnail_url, alt: f.name, loading: "lazy" });
+        a.append(img);
+      } else {
+        a.className = "file-chip";
+        a.download = f.name;
+        const icon = el("span", "icon i-file");
+        icon.setAttribute("aria-hidden", "true");
+        a.append(icon, el("span", "file-name", f.name), el("span", "file-size", humanSize(f.size)));
+      }
+      li.append(a);
+      ul.append(li);
+    }
+    main.append(ul);
+  }
+  const reactions = el("div", "reactions");
+  reactions.hidden = !!p.deleted;
+  buildReactions(reactions, p.reactions);
+  main.append(reactions);
+}
+const postSig = (p) => JSON.stringify([p.html, p.edited, p.deleted, p.reactions, (p.files || []).map((f) => f.id)]);
+
+function createConversation() {
+  const root = $("#conv");
+  if (!root) return null;
+  const key = root.dataset.key;
+  const posts = $("#posts");
+  const form = $("#reply-form");
+  const box = $("#reply-box");
+  const status = $("#reply-status");
+  const draftKey = `td:draft:${key}`;
+  let sending = false;
+  let refreshing = null;
+
+  function setState(it) {
+    if (!it) return;
+    Object.assign(root.dataset, {
+      unread: String(!!it.unread), following: String(!!it.following), done: String(!!it.done),
+      snoozedUntil: it.snoozed_until ? String(it.snoozed_until) : "",
+    });
+    root.classList.toggle("done", !!it.done);
+    root.classList.toggle("unread", !!it.unread);
+    const ul = $('[data-action="toggle-unread"] .btn-label', root);
+    if (ul) ul.textContent = it.unread ? ul.dataset.labelUnread : ul.dataset.labelRead;
+    const fb = $('[data-action="toggle-follow"]', root);
+    if (fb) {
+      fb.setAttribute("aria-pressed", String(!!it.following));
+      const l = $(".btn-label", fb);
+      l.textContent = it.following ? l.dataset.labelOn : l.dataset.labelOff;
+    }
+    const st = $("#conv-state");
+    if (st) {
+      st.replaceChildren();
+      if (it.done) st.append(" · Done");
+      if (it.snoozed_until) {
+        const t = el("time");
+        t.dataset.ts = it.snoozed_until;
+        t.dataset.format = "future";
+        st.append(" · Snoozed until ", t);
+        refreshTimes(st);
+      }
+    }
+  }
+  const state = () => ({
+    unread: root.dataset.unread === "true", following: root.dataset.following === "true",
+    done: root.dataset.done === "true", snoozed_until: Number(root.dataset.snoozedUntil) || null,
+  });
+  const nearBottom = () => window.innerHeight + window.scrollY >= document.body.scrollHeight - 160;
+
+  async function refresh() {
+    if (refreshing) return refreshing;
+    refreshing = (async () => {
+      try {
+        const data = await api(itemPath(key));
+        setState(data.item);
+        const stick = nearBottom();
+        let prev = null;
+        let mineArrived = false;
+        for (const p of data.posts || []) {
+          let node = document.getElementById(`post-${p.id}`);
+          const cont = !!prev && !p.is_root && prev.author.id === p.author.id && p.create_at - prev.create_at < 300000;
+          if (!node) {
+            node = buildPost(p, cont);
+            node.classList.add("fresh");
+            posts.append(node);
+            if (p.author.id === ME) mineArrived = true;
+          } else if (node.dataset.sig !== postSig(p)) {
+            fillPostContent($(".post-body", node), p);
+            node.dataset.sig = postSig(p);
+          }
+          prev = p;
+        }
+        if (mineArrived) for (const n of $$(".post.pending", posts)) n.remove();
+        if (stick) window.scrollTo({ top: document.body.scrollHeight });
+      } catch (err) {
+        if (err.status === 404) toast("This item is no longer available.", { error: true });
+      } finally {
+        refreshing = null;
+      }
+    })();
+    return refreshing;
+  }
+
+  // Reply: the text stays in the box (and in sessionStorage) until the server acknowledges.
+  const saved = session.get(draftKey);
+  if (saved && !box.value) { box.value = saved; status.textContent = "Draft restored."; }
+  const grow = () => { box.rows = Math.min(14, Math.max(3, box.value.split("\n").length + 1)); };
+  box.addEventListener("input", () => {
+    if (box.value) session.set(draftKey, box.value); else session.del(draftKey);
+    status.classList.remove("error");
+    status.textContent = "";
+    grow();
+  });
+  grow();
+  async function send() {
+    const message = box.value.trim();
+    if (!message || sending) return;
+    sending = true;
+    const button = $('button[type="submit"]', form);
+    button.setAttribute("aria-busy", "true");
+    status.classList.remove("error");
+    status.textContent = "Sending…";
+    try {
+      const res = await act(key, "reply", { message });
+      if (box.value.trim() === message) { box.value = ""; grow(); }
+      session.del(draftKey);
+      status.textContent = res && res.pending ? "Queued — it will be sent as soon as Mattermost answers." : "Sent.";
+      const pendingPost = el("li", "post pending");
+      const body2 = el("div", "post-body");
+      const text = el("div", "md");
+      text.append(el("p", "", message));
+      body2.append(el("div", "post-status", "Sending…"), text);
+      pendingPost.append(el("div", "post-gutter"), body2);
+      posts.append(pendingPost);
+      window.scrollTo({ top: document.body.scrollHeight });
+      refresh();
+    } catch (err) {
+      status.classList.add("error");
+      status.textContent = `Not sent: ${err.message} Your text is still here.`;
+      showError(err);
+    } finally {
+      sending = false;
+      button.removeAttribute("aria-busy");
+    }
+  }
+  form.addEventListener("submit", (e) => { e.preventDefault(); send(); });
+
+  // Reactions.
+  let reactTarget = null;
+  async function react(postEl, emoji) {
+    const container = $(".reactions", postEl);
+    let b = $$(".reaction[data-emoji]", container).find((x) => x.dataset.emoji === emoji);
+    const remove = b?.getAttribute("aria-pressed") === "true";
+    const before = container.cloneNode(true);
+    if (!b) {
+      b = reactionButton({ emoji, count: 0, mine: false, glyph: $(`.react-choice[data-emoji="${CSS.escape(emoji)}"]`)?.textContent });
+      container.insertBefore(b, $(".reaction-add", container));
+    }
+    const count = $(".count", b);
+    const n = Number(count.textContent) + (remove ? -1 : 1);
+    count.textContent = String(n);
+    b.classList.toggle("mine", !remove);
+    b.setAttribute("aria-pressed", String(!remove));
+    if (n <= 0) b.remove();
+    try {
+      await act(key, "react", { emoji, post_id: postEl.dataset.postId, remove });
+    } catch (err) {
+      container.replaceWith(before);
+      showError(err);
+    }
+  }
+  posts.addEventListener("click", (e) => {
+    const b = e.target.closest("button[data-action]");
+    if (!b) return;
+    const postEl = b.closest(".post");
+    if (b.dataset.action === "react") react(postEl, b.dataset.emoji);
+    else if (b.dataset.action === "react-picker") { reactTarget = postEl; $("#react-dialog")?.showModal(); }
+  });
+  $("#react-dialog")?.addEventListener("click", (e) => {
+    const c = e.target.closest(".react-choice");
+    if (!c) return;
+    $("#react-dialog").close();
+    if (reactTarget) react(reactTarget, c.dataset.emoji);
+  });
+
+  // Triage from the conversation: done/snooze return to the queue with an undo toast.
+  async function leaveWith(action, payload, message) {
+    const b = $(`[data-action="${action}"]`, root);
+    b?.setAttribute("aria-busy", "true");
+    try {
+      await act(key, action, payload);
+      remember(key, action);
+      session.set("td:toast", message);
+      location.href = "/";
+    } catch (err) { showError(err); } finally { b?.removeAttribute("aria-busy"); }
+  }
+  async function flipState(field, on, off, ok) {
+    const s = state();
+    const next = !s[field];
+    setState({ ...s, [field]: next });
+    try {
+      await act(key, next ? on : off);
+      if (field === "unread") remember(key, next ? on : off);
+      if (ok) toast(ok(next));
+    } catch (err) { setState(s); showError(err); }
+  }
+  const api2 = {
+    key, refresh, setState,
+    done: () => leaveWith("done", {}, "Marked done. It comes back on new activity."),
+    snooze: () => openSnooze((until) => leaveWith("snooze", { until }, `Snoozed until ${futureTime(until)}.`)),
+    toggleUnread: () => flipState("unread", "unread", "read", (v) => (v ? "Marked unread." : "Marked read.")),
+    toggleFollow: () => root.dataset.kind === "thread" && flipState("following", "follow", "unfollow",
+      (v) => (v ? "Following the thread." : "Unfollowed. You'll follow again if you're mentioned.")),
+    save: async () => {
+      try { await act(key, "save"); toast("Saved in Mattermost."); } catch (err) { showError(err); }
+    },
+    reply: () => { box.focus(); box.setSelectionRange(box.value.length, box.value.length); },
+    permalink: () => root.dataset.permalink,
+    move: (delta) => {
+      const all = $$(".post[data-post-id]", posts);
+      if (!all.length) return;
+      const cur = document.activeElement?.closest?.(".post");
+      const i = all.indexOf(cur);
+      const next = i < 0 ? (delta > 0 ? 0 : all.length - 1) : Math.min(all.length - 1, Math.max(0, i + delta));
+      all[next].focus();
+      all[next].scrollIntoView({ block: "nearest" });
+    },
+  };
+  root.addEventListener("click", (e) => {
+    const b = e.target.closest(".toolbar [data-action]");
+    if (!b || b.tagName === "A") return;
+    ({ done: api2.done, snooze: api2.snooze, "toggle-unread": api2.toggleUnread, "toggle-follow": api2.toggleFollow, save: api2.save })[b.dataset.action]?.();
+  });
+  if (location.hash === "#reply") api2.reply();
+  else if (nearBottom() === false && !saved) window.scrollTo({ top: document.body.scrollHeight });
+  return api2;
+}
+
+// ---------- Live stream (SSE) ----------
+function connectLive() {
+  if (!window.EventSource || !ME || !(queue || conv)) return;
+  const dot = $("#live-dot");
+  const mark = (cls, title) => { if (dot) { dot.className = `live-dot ${cls}`; dot.title = title; } };
+  let es;
+  let wasDown = false;
+  const start = () => {
+    es = new EventSource(body.dataset.eventsUrl || `${API}/events`);
+    es.addEventListener("open", () => {
+      mark("live", "Live updates: connected");
+      if (wasDown) { queue?.reconcile(); conv?.refresh(); }
+      wasDown = false;
+    });
+    es.addEventListener("error", () => {
+      wasDown = true;
+      mark("down", "Live updates: reconnecting…");
+      if (es.readyState === EventSource.CLOSED) setTimeout(start, 15000); // e.g. session ended
+    });
+    es.addEventListener("item", (ev) => {
+      let data;
+      try { data = JSON.parse(ev.data); } catch { return; }
+      queue?.onEvent(data);
+      if (conv && data && data.key === conv.key) conv.refresh();
+    });
+    es.addEventListener("reload", () => location.reload());
+  };
+  start();
+  addEventListener("pagehide", () => es?.close());
+}
+
+// ---------- Keyboard ----------
+const keymap = new Map();
+const on = (keys, fn) => keymap.set(keys, fn);
+const current = () => queue || conv;
+on("j", () => current()?.move(1));
+on("k", () => current()?.move(-1));
+on("ArrowDown", () => queue?.move(1));
+on("ArrowUp", () => queue?.move(-1));
+on("o", () => queue?.open());
+on("Enter", () => queue?.open());
+on("e", () => current()?.done());
+on("s", () => current()?.snooze());
+on("u", () => current()?.toggleUnread());
+on("f", () => current()?.toggleFollow());
+on("z", () => undo());
+on("r", () => (conv ? conv.reply() : queue?.open("#reply")));
+on("v", () => { const url = current()?.permalink(); if (url) window.open(url, "_blank", "noopener"); });
+on("/", () => {
+  const box = $("#filter-box");
+  if (box) { box.focus(); box.select(); } else { session.set("td:focus-filter", "1"); location.href = "/"; }
+});
+on("?", () => $("#shortcuts-dialog")?.showModal());
+on("g i", () => { location.href = "/"; });
+
+let pendingSeq = "";
+let seqTimer = 0;
+document.addEventListener("keydown", (e) => {
+  if (e.defaultPrevented || e.isComposing) return;
+  const t = e.target;
+  const typing = t instanceof Element && !!t.closest("input, textarea, select, [contenteditable]");
+  const dialog = $("dialog[open]");
+  if (dialog) {
+    if (dialog.id === "snooze-dialog" && !typing && /^[1-3]$/.test(e.key)) {
+      e.preventDefault();
+      $$(".snooze-option", dialog)[Number(e.key) - 1]?.click();
+    }
+    return; // Esc closes dialogs natively
+  }
+  if (e.key === "Escape") {
+    if (typing) {
+      if (t.id === "filter-box" && queue) { e.preventDefault(); queue.escape(); }
+      else if (t.id === "reply-box") { t.blur(); $("#posts .post:last-child")?.focus(); }
+      else t.blur();
+    } else if (conv) {
+      location.href = "/";
+    }
+    return;
+  }
+  if (typing) {
+    if ((e.ctrlKey || e.metaKey) && e.key === "Enter" && t.id === "reply-box") {
+      e.preventDefault();
+      $("#reply-form")?.requestSubmit();
+    }
+    return;
+  }
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  // Enter on a focused button or link does what it says; ours only opens the selected row.
+  if (e.key === "Enter" && t instanceof Element && t.closest("button, a:not(.item-link)")) return;
+  const combo = pendingSeq ? `${pendingSeq} ${e.key}` : e.key;
+  clearTimeout(seqTimer);
+  if (keymap.has(combo)) {
+    e.preventDefault();
+    pendingSeq = "";
+    keymap.get(combo)(e);
+  } else if ([...keymap.keys()].some((k) => k.startsWith(`${combo} `))) {
+    e.preventDefault();
+    pendingSeq = combo;
+    seqTimer = setTimeout(() => { pendingSeq = ""; }, 1500);
+  } else {
+    pendingSeq = "";
+  }
+});
+
+// ---------- Page-wide wiring ----------
+document.addEventListener("click", (e) => {
+  const b = e.target.closest("[data-action]");
+  if (!b) return;
+  if (b.dataset.action === "close-dialog") b.closest("dialog")?.close();
+  else if (b.dataset.action === "shortcuts") $("#shortcuts-dialog")?.showModal();
+});
+// Click on a dialog's backdrop closes it.
+for (const d of $$("dialog")) d.addEventListener("click", (e) => { if (e.target === d) d.close(); });
+$("#theme-toggle")?.addEventListener("click", () => {
+  const next = THEMES[(THEMES.indexOf(currentTheme()) + 1) % THEMES.length];
+  setTheme(next);
+  toast(`Theme: ${next}`);
+});
+for (const r of $$('#theme-choice input[name="theme"]')) {
+  r.checked = r.value === currentTheme();
+  r.addEventListener("change", () => setTheme(r.value));
+}
+const morning = $("#morning-hour");
+if (morning) {
+  morning.value = String(morningHour());
+  morning.addEventListener("change", () => { local.set("td:morning", morning.value); fillSnoozeLabels(); });
+}
+fillSnoozeLabels($("main") || document);
+
+const queue = PAGE === "queue" ? createQueue() : null;
+const conv = PAGE === "item" ? createConversation() : null;
+refreshTimes();
+setInterval(() => refreshTimes(), 60000);
+connectLive();
+const pendingToast = session.get("td:toast");
+if (pendingToast && queue) { session.del("td:toast"); undoToast(pendingToast); }

@@ -321,8 +321,8 @@ pub struct AuthorView {
     pub avatar_url: String,
 }
 
-/// One reaction on a post.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One reaction on a post. JSON adds `glyph` (the Unicode emoji) for built-in emoji.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReactionView {
     /// Emoji name without colons (`+1`, `tada`, or a custom emoji name).
     pub emoji: String,
@@ -330,8 +330,20 @@ pub struct ReactionView {
     /// Whether the signed-in user reacted with it.
     pub mine: bool,
     /// For custom emoji: ThreadDesk path `/media/emoji/{id}`. Built-in emoji leave it `None`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_url: Option<String>,
+}
+
+impl Serialize for ReactionView {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("ReactionView", 5)?;
+        st.serialize_field("emoji", &self.emoji)?;
+        st.serialize_field("count", &self.count)?;
+        st.serialize_field("mine", &self.mine)?;
+        st.serialize_field("image_url", &self.image_url)?;
+        st.serialize_field("glyph", &render::emoji_glyph(&self.emoji))?;
+        st.end()
+    }
 }
 
 impl ReactionView {
@@ -1061,6 +1073,7 @@ mod tests {
         let post = samples::posts().remove(0);
         let v = serde_json::to_value(&post).unwrap();
         assert!(v["html"].as_str().unwrap().starts_with("<p>"));
+        assert_eq!(v["reactions"][0]["glyph"], "👍");
     }
 
     #[test]
