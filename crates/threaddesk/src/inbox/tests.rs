@@ -89,7 +89,8 @@ fn ids_and_keys() {
 #[test]
 fn queue_membership_table() {
     // (last_activity, done_at, snoozed_until, now, expected state)
-    let cases: &[(Millis, Option<Millis>, Option<Millis>, Millis, ItemState)] = &[
+    type Case = (Millis, Option<Millis>, Option<Millis>, Millis, ItemState);
+    let cases: &[Case] = &[
         (100, None, None, 500, ItemState::Open),
         (100, Some(99), None, 500, ItemState::Open),
         // activity exactly at the done mark is not new
@@ -122,7 +123,7 @@ fn queue_membership_table() {
 
 #[test]
 fn ordering_is_by_activity_then_key() {
-    let mut items = vec![
+    let mut items = [
         item(ItemKey::thread(B).unwrap(), 10),
         item(ItemKey::channel(A).unwrap(), 10),
         item(ItemKey::thread(A).unwrap(), 20),

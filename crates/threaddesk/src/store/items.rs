@@ -178,7 +178,11 @@ impl Tx<'_> {
                 refresh_channel_for_members(self.conn, &p.channel_id)?;
             }
         }
-        let root = if p.root_id.is_empty() { &p.post_id } else { &p.root_id };
+        let root = if p.root_id.is_empty() {
+            &p.post_id
+        } else {
+            &p.root_id
+        };
         refresh_thread_for_all(self.conn, root)?;
         Ok(())
     }
@@ -393,7 +397,11 @@ pub(crate) fn refresh_channel_item(
 }
 
 /// Re-applies the marks of one item (after a mark change).
-pub(crate) fn refresh_marks(conn: &Connection, user: &str, key: &ItemKey) -> Result<(), StoreError> {
+pub(crate) fn refresh_marks(
+    conn: &Connection,
+    user: &str,
+    key: &ItemKey,
+) -> Result<(), StoreError> {
     match key {
         ItemKey::Thread(id) => refresh_thread_item(conn, user, id),
         ItemKey::Channel(id) => refresh_channel_item(conn, user, id),

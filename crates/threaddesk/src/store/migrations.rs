@@ -230,6 +230,7 @@ CREATE INDEX outbox_user ON outbox(user_id, state, id);
     // rowid = posts.seq, deleted together with the post.
     r"
 CREATE VIRTUAL TABLE posts_fts USING fts5(message, content='', contentless_delete=1);
+INSERT INTO posts_fts (rowid, message) SELECT seq, message FROM posts WHERE delete_at = 0;
 ",
 ];
 
@@ -260,13 +261,19 @@ pub fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> 
         });
     }
     for v in current..target.min(head()) {
-        let idx = usize::try_from(v).map_err(|_| StoreError::TooNew { found: v, known: head() })?;
-        let Some(sql) = MIGRATIONS.get(idx) else { break };
-        let tx = conn.transaction()?;
-        tx.execute_batch(sql).map_err(|source| StoreError::Migration {
-            version: v + 1,
-            source,
+        let idx = usize::try_from(v).map_err(|_| StoreError::TooNew {
+            found: v,
+            known: head(),
         })?;
+        let Some(sql) = MIGRATIONS.get(idx) else {
+            break;
+        };
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration {
+                version: v + 1,
+                source,
+            })?;
         tx.pragma_update(None, "user_version", v + 1)?;
         tx.commit()?;
         tracing::info!(version = v + 1, "store: applied migration");

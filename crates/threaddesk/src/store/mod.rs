@@ -139,7 +139,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -247,7 +249,10 @@ impl Store {
     ///
     /// # Errors
     /// `f`'s error or a SQLite failure.
-    pub fn write<R>(&self, f: impl FnOnce(&Tx<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    pub fn write<R>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let mut conn = lock(&self.writer)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let r = f(&Tx { conn: &tx })?;
@@ -424,7 +429,9 @@ impl Store {
                 .map_err(StoreError::from)
         })?;
         Ok(row.and_then(|(b, verifier, redirect, created_at)| {
-            (b == hash_token(binding) && now - created_at < OAUTH_ATTEMPT_TTL_MS && created_at <= now)
+            (b == hash_token(binding)
+                && now - created_at < OAUTH_ATTEMPT_TTL_MS
+                && created_at <= now)
                 .then(|| OAuthAttempt {
                     pkce_verifier: SecretText::new(verifier),
                     redirect,
@@ -437,7 +444,11 @@ impl Store {
     ///
     /// # Errors
     /// SQLite failure.
-    pub fn purge_expired_auth(&self, now: Millis, idle_timeout_ms: Millis) -> Result<usize, StoreError> {
+    pub fn purge_expired_auth(
+        &self,
+        now: Millis,
+        idle_timeout_ms: Millis,
+    ) -> Result<usize, StoreError> {
         self.write(|tx| {
             let s = tx.conn.execute(
                 "DELETE FROM web_sessions WHERE expires_at <= ?1 OR last_seen_at + ?2 <= ?1",
@@ -506,8 +517,10 @@ impl Store {
                     .query_map(params![cutoff, batch], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 for s in &seqs {
-                    tx.conn.execute("DELETE FROM posts_fts WHERE rowid = ?1", params![s])?;
-                    tx.conn.execute("DELETE FROM posts WHERE seq = ?1", params![s])?;
+                    tx.conn
+                        .execute("DELETE FROM posts_fts WHERE rowid = ?1", params![s])?;
+                    tx.conn
+                        .execute("DELETE FROM posts WHERE seq = ?1", params![s])?;
                 }
                 Ok(seqs.len())
             })?;
@@ -551,6 +564,15 @@ impl Store {
             "DELETE FROM outbox WHERE id IN
                (SELECT id FROM outbox WHERE state IN ('sent', 'failed') AND created_at < ?1 LIMIT ?2)",
         )?;
+        if rep.posts > 0 {
+            // FTS5 keeps deleted rows' terms in its segments until a merge: rewrite the index so
+            // purged words leave the file (secure_delete zeroes the freed pages).
+            self.write(|tx| {
+                tx.conn
+                    .execute("INSERT INTO posts_fts (posts_fts) VALUES ('optimize')", [])?;
+                Ok(())
+            })?;
+        }
         {
             let conn = lock(&self.writer)?;
             // Best effort: shrink the WAL after a large delete; busy readers just defer it.
@@ -576,7 +598,7 @@ impl Store {
     pub fn purge_all(&self) -> Result<(), StoreError> {
         self.write_durable(|tx| {
             tx.conn.execute_batch(
-                "DELETE FROM posts_fts; DELETE FROM posts; DELETE FROM outbox; DELETE FROM items;
+                "INSERT INTO posts_fts (posts_fts) VALUES ('delete-all'); DELETE FROM posts; DELETE FROM outbox; DELETE FROM items;
                  DELETE FROM marks; DELETE FROM user_mentions; DELETE FROM threads;
                  DELETE FROM memberships; DELETE FROM channels; DELETE FROM profiles;
                  DELETE FROM user_teams; DELETE FROM teams; DELETE FROM team_sync;

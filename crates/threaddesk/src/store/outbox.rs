@@ -94,7 +94,8 @@ pub struct OutboxRow {
     pub created_at: Millis,
 }
 
-pub(crate) const COLUMNS: &str = "id, kind, item_key, payload, pending_post_id, marker, state, attempts,
+pub(crate) const COLUMNS: &str =
+    "id, kind, item_key, payload, pending_post_id, marker, state, attempts,
     first_sent_at, next_attempt_at, last_error, post_id, created_at";
 
 pub(crate) fn from_row(r: &Row<'_>) -> rusqlite::Result<OutboxRow> {
@@ -243,7 +244,14 @@ impl UserStore<'_> {
     pub fn outbox_mark_sent(&self, id: i64, post_id: Option<&str>) -> Result<(), StoreError> {
         let user = self.user.as_str().to_owned();
         self.store.write_durable(|tx| {
-            transition(tx.conn, &user, id, OutboxState::Sent, "post_id = ?3, last_error = NULL", &[&post_id])
+            transition(
+                tx.conn,
+                &user,
+                id,
+                OutboxState::Sent,
+                "post_id = ?3, last_error = NULL",
+                &[&post_id],
+            )
         })
     }
 
@@ -252,7 +260,12 @@ impl UserStore<'_> {
     ///
     /// # Errors
     /// As [`UserStore::outbox_mark_sent`].
-    pub fn outbox_retry_later(&self, id: i64, next_attempt_at: Millis, error: &str) -> Result<(), StoreError> {
+    pub fn outbox_retry_later(
+        &self,
+        id: i64,
+        next_attempt_at: Millis,
+        error: &str,
+    ) -> Result<(), StoreError> {
         let user = self.user.as_str().to_owned();
         let e = short_error(error);
         self.store.write_durable(|tx| {
@@ -275,7 +288,14 @@ impl UserStore<'_> {
         let user = self.user.as_str().to_owned();
         let e = short_error(error);
         self.store.write_durable(|tx| {
-            transition(tx.conn, &user, id, OutboxState::Failed, "last_error = ?3", &[&e])
+            transition(
+                tx.conn,
+                &user,
+                id,
+                OutboxState::Failed,
+                "last_error = ?3",
+                &[&e],
+            )
         })
     }
 
@@ -286,7 +306,14 @@ impl UserStore<'_> {
     pub fn outbox_retry_failed(&self, id: i64, now: Millis) -> Result<(), StoreError> {
         let user = self.user.as_str().to_owned();
         self.store.write_durable(|tx| {
-            transition(tx.conn, &user, id, OutboxState::Queued, "next_attempt_at = ?3", &[&now])
+            transition(
+                tx.conn,
+                &user,
+                id,
+                OutboxState::Queued,
+                "next_attempt_at = ?3",
+                &[&now],
+            )
         })
     }
 

@@ -1,1 +1,1065 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use super::*;
+use crate::inbox::{self, Filter, ItemKey, ItemKind, Marks};
+
+/// A 26-char id: one letter + 25 digits.
+fn id(prefix: char, n: usize) -> String {
+    format!("{prefix}{n:0>25}")
+}
+
+fn uid(n: usize) -> UserId {
+    UserId::parse(&id('u', n)).unwrap()
+}
+
+struct Fx {
+    _dir: tempfile::TempDir,
+    store: Store,
+}
+
+fn fx() -> Fx {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    Fx { _dir: dir, store }
+}
+
+fn profile(u: &UserId) -> Profile {
+    Profile {
+        user_id: u.as_str().into(),
+        username: format!("user{}", &u.as_str()[20..]),
+        ..Profile::default()
+    }
+}
+
+fn channel(n: usize, ty: &str, team: &str, last_post_at: i64) -> Channel {
+    Channel {
+        channel_id: id('c', n),
+        team_id: team.into(),
+        channel_type: ty.into(),
+        name: format!("ch{n}"),
+        display_name: format!("Channel {n}"),
+        total_msg_count: 10,
+        total_msg_count_root: 8,
+        last_post_at,
+        last_root_post_at: last_post_at,
+        update_at: 1,
+        delete_at: 0,
+    }
+}
+
+fn member(n: usize) -> Membership {
+    Membership {
+        channel_id: id('c', n),
+        msg_count: 5,
+        msg_count_root: 5,
+        last_update_at: 1,
+        ..Membership::default()
+    }
+}
+
+fn post(n: usize, channel: usize, root: Option<usize>, at: i64, text: &str) -> Post {
+    Post {
+        post_id: id('p', n),
+        channel_id: id('c', channel),
+        root_id: root.map(|r| id('p', r)).unwrap_or_default(),
+        user_id: id('u', 99),
+        create_at: at,
+        update_at: at,
+        message: MessageText::new(text),
+        props: JsonText::new("{}"),
+        file_ids: JsonText::new("[]"),
+        reactions: JsonText::new("[]"),
+        metadata: JsonText::new("{}"),
+        ..Post::default()
+    }
+}
+
+fn thread(root: usize, channel: usize, team: &str, last_reply_at: i64) -> Thread {
+    Thread {
+        root_id: id('p', root),
+        channel_id: id('c', channel),
+        team_id: team.into(),
+        reply_count: 2,
+        last_reply_at,
+        last_viewed_at: 0,
+        unread_replies: 2,
+        unread_mentions: 0,
+        is_urgent: false,
+        following: true,
+        delete_at: 0,
+        participants: JsonText::new("[]"),
+    }
+}
+
+/// User `u` with: team T, open channel 1 (thread on post 1 + replies), DM channel 2 with
+/// posts, GM channel 3, mention post 4 in channel 1.
+fn seed(store: &Store, u: &UserId, base: usize) {
+    let team = id('t', 1);
+    store
+        .write(|tx| {
+            let ut = tx.user(u);
+            ut.upsert_self(&profile(u), 1)?;
+            tx.upsert_team(&Team {
+                team_id: team.clone(),
+                name: "t".into(),
+                display_name: "Team".into(),
+                update_at: 1,
+                delete_at: 0,
+            })?;
+            ut.set_teams(&[&team])?;
+            tx.upsert_channel(&channel(base + 1, "O", &team, 1_000))?;
+            tx.upsert_channel(&channel(base + 2, "D", "", 2_000))?;
+            tx.upsert_channel(&channel(base + 3, "G", "", 3_000))?;
+            for c in 1..=3 {
+                ut.upsert_membership(&member(base + c))?;
+            }
+            tx.upsert_post(&post(
+                base + 1,
+                base + 1,
+                None,
+                100,
+                "root of thread canary",
+            ))?;
+            tx.upsert_post(&post(base + 10, base + 1, Some(base + 1), 1_500, "a reply"))?;
+            tx.upsert_post(&post(base + 20, base + 2, None, 2_000, "hello in dm"))?;
+            ut.upsert_thread(&thread(base + 1, base + 1, &team, 1_500))?;
+            tx.upsert_post(&post(base + 4, base + 1, None, 4_000, "@user look"))?;
+            ut.add_mention(&Mention {
+                post_id: id('p', base + 4),
+                channel_id: id('c', base + 1),
+                team_id: team.clone(),
+                create_at: 4_000,
+            })?;
+            Ok(())
+        })
+        .unwrap();
+}
+
+fn keys(page: &QueuePage) -> Vec<String> {
+    page.rows.iter().map(|r| r.key.to_string()).collect()
+}
+
+#[test]
+fn user_id_is_validated() {
+    assert!(UserId::parse("short").is_err());
+    assert!(UserId::parse(&id('u', 1)).is_ok());
+    assert!(UserId::parse(&id('U', 1)).is_err());
+}
+
+#[test]
+fn migrates_from_every_past_version_to_head() {
+    for v in 0..=migrations::head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let s = Store::open_at_version(&path, v).unwrap();
+            assert_eq!(s.schema_version().unwrap(), v);
+            if v >= 1 {
+                // Written with version-1 SQL: the code of later versions may need later tables.
+                let c = s.writer.lock().unwrap();
+                c.execute_batch(&format!(
+                    "INSERT INTO users (user_id, username, created_at, updated_at) VALUES ('{u}', 'x', 1, 1);
+                     INSERT INTO posts (post_id, channel_id, root_id, user_id, type, create_at, update_at,
+                       edit_at, delete_at, message, props, file_ids, reactions, metadata)
+                     VALUES ('{p}', '{c}', '', '{u}', '', 5, 5, 0, 0, 'old searchable words', '{{}}', '[]', '[]', '{{}}');",
+                    u = id('u', 1),
+                    p = id('p', 1),
+                    c = id('c', 1)
+                ))
+                .unwrap();
+            }
+        }
+        let s = Store::open_file(&path).unwrap();
+        assert_eq!(s.schema_version().unwrap(), migrations::head(), "from {v}");
+        if v >= 1 {
+            // Data written at the old version survives (and is searchable after the FTS step).
+            let u = uid(1);
+            s.write(|tx| tx.user(&u).upsert_membership(&member(1)))
+                .unwrap();
+            assert!(
+                s.for_user(&u).post(&id('p', 1)).unwrap().is_some(),
+                "from {v}"
+            );
+            if v < 2 {
+                // Migration 2 indexes the posts already cached.
+                assert_eq!(
+                    s.for_user(&u).search("searchable", 10).unwrap().len(),
+                    1,
+                    "from {v}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn newer_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    drop(Store::open_file(&path).unwrap());
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", migrations::head() + 1)
+            .unwrap();
+    }
+    let e = Store::open_file(&path).unwrap_err();
+    assert!(matches!(e, StoreError::TooNew { .. }));
+    assert!(e.to_string().contains("newer ThreadDesk"), "{e}");
+}
+
+#[test]
+fn pragmas_are_set() {
+    let f = fx();
+    let c = f.store.writer.lock().unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = c
+        .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(fk, 1);
+    let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+    assert_eq!(sync, 1, "NORMAL outside durable writes");
+}
+
+#[test]
+fn queue_filters_and_order() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    let now = 10_000;
+    let all = us.queue(&Filter::All, now, None, 50).unwrap();
+    // mention (4000), GM (3000), DM (2000), thread (1500)
+    assert_eq!(
+        keys(&all),
+        vec![
+            format!("t_{}", id('p', 4)),
+            format!("c_{}", id('c', 3)),
+            format!("c_{}", id('c', 2)),
+            format!("t_{}", id('p', 1)),
+        ]
+    );
+    let kinds: Vec<ItemKind> = all.rows.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ItemKind::Mention,
+            ItemKind::Group,
+            ItemKind::Direct,
+            ItemKind::Thread
+        ]
+    );
+    // DM: unread = total_root 8 − read 5 = 3, all mentions; preview is the latest post.
+    let dm = &all.rows[2];
+    assert_eq!((dm.counts.unread, dm.counts.mentions), (3, 3));
+    assert_eq!(dm.preview.as_ref().unwrap().expose(), "hello in dm");
+    assert_eq!(
+        all.rows[3].preview.as_ref().unwrap().expose(),
+        "root of thread canary"
+    );
+    assert_eq!(all.rows[3].channel_display_name, "Channel 1");
+    assert!(all.next.is_none());
+
+    let q = |flt: &Filter| keys(&us.queue(flt, now, None, 50).unwrap());
+    assert_eq!(q(&Filter::Direct).len(), 2);
+    assert_eq!(q(&Filter::Threads).len(), 2);
+    assert_eq!(q(&Filter::Mentions).len(), 2, "mention post + DM");
+    assert_eq!(q(&Filter::Team(id('t', 1))).len(), 2);
+    assert_eq!(q(&Filter::Team(String::new())).len(), 2);
+
+    // Keyset pagination visits every row once.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = us.queue(&Filter::All, now, cursor.as_ref(), 1).unwrap();
+        seen.extend(keys(&page));
+        match page.next {
+            Some(c) => cursor = Some(Cursor::decode(&c.encode()).unwrap()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, keys(&all));
+
+    // Done: activity exactly at the mark is not new; snooze hides until it expires.
+    let dm_key = ItemKey::channel(&id('c', 2)).unwrap();
+    let gm_key = ItemKey::channel(&id('c', 3)).unwrap();
+    us.write(|t| {
+        t.set_marks(
+            &dm_key,
+            Marks {
+                done_at: Some(2_000),
+                snoozed_until: None,
+            },
+        )?;
+        t.set_marks(
+            &gm_key,
+            Marks {
+                done_at: None,
+                snoozed_until: Some(now + 1),
+            },
+        )
+    })
+    .unwrap();
+    assert_eq!(q(&Filter::All).len(), 2);
+    assert_eq!(q(&Filter::Done), vec![dm_key.to_string()]);
+    assert_eq!(q(&Filter::Snoozed), vec![gm_key.to_string()]);
+    let later = us.queue(&Filter::All, now + 1, None, 50).unwrap();
+    assert_eq!(later.rows.len(), 3, "snooze expiring exactly now: back");
+    let c = us.counts(now).unwrap();
+    assert_eq!(
+        (c.all, c.done, c.snoozed, c.direct, c.threads, c.mentions),
+        (2, 1, 1, 0, 2, 1)
+    );
+    assert_eq!(c.teams, vec![(id('t', 1), 2)]);
+
+    // New DM activity after the done mark brings it back.
+    f.store
+        .write(|tx| tx.upsert_post(&post(21, 2, None, 2_001, "new dm")))
+        .unwrap();
+    assert!(q(&Filter::All).contains(&dm_key.to_string()));
+
+    // Marks mirror round trip.
+    let marks = us.marks().unwrap();
+    assert_eq!(marks[&gm_key].snoozed_until, Some(now + 1));
+    let mut replaced = BTreeMap::new();
+    replaced.insert(
+        gm_key.clone(),
+        Marks {
+            done_at: Some(99_999),
+            snoozed_until: None,
+        },
+    );
+    us.write(|t| t.replace_marks(&replaced)).unwrap();
+    assert_eq!(us.marks().unwrap(), replaced);
+    assert_eq!(q(&Filter::Done), vec![gm_key.to_string()]);
+}
+
+#[test]
+fn item_lifecycle_edges() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    let now = 10_000;
+    let thread_key = ItemKey::thread(&id('p', 1)).unwrap();
+    let mention_key = ItemKey::thread(&id('p', 4)).unwrap();
+
+    // Item detail: root + reply, oldest first.
+    let d = us.item(&thread_key, 50).unwrap().unwrap();
+    let ids: Vec<&str> = d.posts.iter().map(|p| p.post_id.as_str()).collect();
+    assert_eq!(ids, vec![id('p', 1), id('p', 10)]);
+
+    // A reply to the mention post: the mention item is gone (no follow) ...
+    f.store
+        .write(|tx| tx.upsert_post(&post(40, 1, Some(4), 5_000, "reply")))
+        .unwrap();
+    assert!(us.item(&mention_key, 10).unwrap().is_none());
+    // ... and comes back as a thread when the user follows, keeping its key.
+    f.store
+        .write(|tx| tx.user(&u).upsert_thread(&thread(4, 1, &id('t', 1), 5_000)))
+        .unwrap();
+    assert_eq!(
+        us.item(&mention_key, 10).unwrap().unwrap().row.kind,
+        ItemKind::Thread
+    );
+
+    // Stale thread update (older last_reply_at) is ignored; equal applies.
+    let mut stale = thread(1, 1, &id('t', 1), 1_000);
+    stale.unread_replies = 99;
+    f.store
+        .write(|tx| tx.user(&u).upsert_thread(&stale))
+        .unwrap();
+    assert_eq!(us.thread(&id('p', 1)).unwrap().unwrap().unread_replies, 2);
+    let mut read = thread(1, 1, &id('t', 1), 1_500);
+    read.unread_replies = 0;
+    f.store
+        .write(|tx| tx.user(&u).upsert_thread(&read))
+        .unwrap();
+    assert_eq!(
+        us.item(&thread_key, 1).unwrap().unwrap().row.counts.unread,
+        0
+    );
+
+    // Root deleted: thread leaves the queue, replies dropped, text gone.
+    let mut del = post(1, 1, None, 100, "");
+    del.update_at = 6_000;
+    del.delete_at = 6_000;
+    f.store.write(|tx| tx.upsert_post(&del)).unwrap();
+    assert!(us.item(&thread_key, 10).unwrap().is_none());
+    assert!(us.post(&id('p', 10)).unwrap().is_none());
+    assert!(us.search("canary", 10).unwrap().is_empty());
+    // A replayed older version of the post does not resurrect it.
+    f.store
+        .write(|tx| tx.upsert_post(&post(1, 1, None, 100, "root of thread canary")))
+        .unwrap();
+    assert!(us.item(&thread_key, 10).unwrap().is_none());
+
+    // Removed from the DM channel: item gone; every read of it fails.
+    f.store
+        .write(|tx| tx.user(&u).remove_membership(&id('c', 2)))
+        .unwrap();
+    let dm_key = ItemKey::channel(&id('c', 2)).unwrap();
+    assert!(us.item(&dm_key, 10).unwrap().is_none());
+    assert!(us.channel(&id('c', 2)).unwrap().is_none());
+    assert!(us.channel_posts(&id('c', 2), None, 10).unwrap().is_empty());
+    assert!(!keys(&us.queue(&Filter::All, now, None, 50).unwrap()).contains(&dm_key.to_string()));
+
+    // Removed from channel 1: thread on post 4 gone too.
+    f.store
+        .write(|tx| tx.user(&u).remove_membership(&id('c', 1)))
+        .unwrap();
+    assert!(us.item(&mention_key, 10).unwrap().is_none());
+    // Re-joining restores it (rules are recomputed, nothing was lost).
+    f.store
+        .write(|tx| tx.user(&u).upsert_membership(&member(1)))
+        .unwrap();
+    assert!(us.item(&mention_key, 10).unwrap().is_some());
+}
+
+#[test]
+fn user_a_cannot_read_user_b() {
+    let f = fx();
+    let (a, b) = (uid(1), uid(2));
+    seed(&f.store, &a, 0);
+    seed(&f.store, &b, 100);
+    f.store
+        .write(|tx| {
+            let bt = tx.user(&b);
+            bt.put_token("pat", &EncryptedBlob(vec![7; 8]), 1)?;
+            bt.create_session("b-session", &SecretText::new("csrf"), 1, i64::MAX)?;
+            bt.set_marks(
+                &ItemKey::channel(&id('c', 102)).unwrap(),
+                Marks {
+                    done_at: Some(1),
+                    snoozed_until: None,
+                },
+            )?;
+            bt.set_ws_state("conn-b", 5)
+        })
+        .unwrap();
+    f.store
+        .for_user(&b)
+        .outbox_enqueue(&new_outbox("reply", &id('p', 101), false), 1)
+        .unwrap();
+    let ua = f.store.for_user(&a);
+    let now = 10_000;
+    // Every read method with B's ids returns nothing of B.
+    assert!(ua.token("pat").unwrap().is_none());
+    assert_eq!(ua.profile().unwrap().unwrap().user_id, a.as_str());
+    for ch in [101, 102, 103] {
+        assert!(ua.channel(&id('c', ch)).unwrap().is_none());
+        assert!(ua.channel_posts(&id('c', ch), None, 50).unwrap().is_empty());
+        assert!(
+            ua.item(&ItemKey::channel(&id('c', ch)).unwrap(), 50)
+                .unwrap()
+                .is_none()
+        );
+    }
+    for p in [101, 104, 110, 120] {
+        assert!(ua.post(&id('p', p)).unwrap().is_none());
+        assert!(ua.thread(&id('p', p)).unwrap().is_none());
+        assert!(ua.thread_posts(&id('p', p), 50).unwrap().is_empty());
+        assert!(
+            ua.item(&ItemKey::thread(&id('p', p)).unwrap(), 50)
+                .unwrap()
+                .is_none()
+        );
+    }
+    for flt in [
+        Filter::All,
+        Filter::Mentions,
+        Filter::Direct,
+        Filter::Threads,
+        Filter::Snoozed,
+        Filter::Done,
+        Filter::Team(id('t', 1)),
+    ] {
+        for row in ua.queue(&flt, now, None, 200).unwrap().rows {
+            assert!(row.channel_id <= id('c', 3), "{flt:?} leaked {:?}", row.key);
+        }
+    }
+    assert_eq!(ua.counts(now).unwrap().all, 4);
+    assert!(ua.marks().unwrap().is_empty());
+    assert!(
+        ua.memberships()
+            .unwrap()
+            .iter()
+            .all(|m| m.channel_id <= id('c', 3))
+    );
+    assert!(
+        ua.search("canary", 50)
+            .unwrap()
+            .iter()
+            .all(|p| p.channel_id == id('c', 1))
+    );
+    assert_eq!(ua.search("canary", 50).unwrap().len(), 1);
+    assert_eq!(ua.sync_state().unwrap().ws_connection_id, "");
+    assert_eq!(ua.session_count().unwrap(), 0);
+    assert!(ua.outbox_rows(None).unwrap().is_empty());
+    let b_row = f.store.for_user(&b).outbox_rows(None).unwrap()[0].id;
+    assert!(matches!(
+        ua.outbox_mark_failed(b_row, "x"),
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(ua.outbox_cancel(b_row), Err(StoreError::NotFound)));
+    assert!(ua.outbox_claim_next(now).unwrap().is_none());
+    let ex = ua.export().unwrap();
+    let json = serde_json::to_string(&ex).unwrap();
+    assert!(!json.contains(b.as_str()));
+    assert!(!json.contains(&id('c', 101)));
+    // Deleting A leaves B intact.
+    ua.delete_all().unwrap();
+    let ub = f.store.for_user(&b);
+    assert_eq!(ub.counts(now).unwrap().all, 4);
+    assert!(ub.token("pat").unwrap().is_some());
+}
+
+fn new_outbox(kind: &str, root: &str, coalesce: bool) -> NewOutbox {
+    NewOutbox {
+        kind: kind.into(),
+        item_key: ItemKey::thread(root).unwrap(),
+        payload: JsonText::new("{\"message\":\"canary reply\"}"),
+        pending_post_id: "u:1".into(),
+        marker: "m1".into(),
+        coalesce,
+    }
+}
+
+#[test]
+fn outbox_state_machine() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    let r1 = id('p', 1);
+    let r2 = id('p', 4);
+    let a = us
+        .outbox_enqueue(&new_outbox("reply", &r1, false), 100)
+        .unwrap();
+    let b = us
+        .outbox_enqueue(&new_outbox("reply", &r1, false), 101)
+        .unwrap();
+    let c = us
+        .outbox_enqueue(&new_outbox("reply", &r2, false), 102)
+        .unwrap();
+    // Not due yet.
+    assert!(us.outbox_claim_next(99).unwrap().is_none());
+    // Oldest first; b waits for a (same item).
+    let got = us.outbox_claim_next(200).unwrap().unwrap();
+    assert_eq!(
+        (got.id, got.state, got.attempts, got.first_sent_at),
+        (a, OutboxState::Inflight, 1, Some(200))
+    );
+    assert!(!format!("{got:?}").contains("canary"));
+    let got = us.outbox_claim_next(200).unwrap().unwrap();
+    assert_eq!(got.id, c, "b is blocked behind a");
+    assert!(us.outbox_claim_next(200).unwrap().is_none());
+    // a: unknown outcome → retry later with the same pending id and first_sent_at.
+    us.outbox_retry_later(a, 300, "timeout").unwrap();
+    assert!(us.outbox_claim_next(250).unwrap().is_none());
+    let again = us.outbox_claim_next(300).unwrap().unwrap();
+    assert_eq!(
+        (again.id, again.attempts, again.first_sent_at),
+        (a, 2, Some(200))
+    );
+    assert_eq!(again.pending_post_id, "u:1");
+    us.outbox_mark_sent(a, Some(&id('p', 77))).unwrap();
+    // Invalid transitions are refused.
+    assert!(matches!(
+        us.outbox_mark_sent(a, None),
+        Err(StoreError::InvalidTransition { .. })
+    ));
+    assert!(matches!(
+        us.outbox_retry_failed(b, 1),
+        Err(StoreError::InvalidTransition { .. })
+    ));
+    assert!(matches!(us.outbox_cancel(a), Err(StoreError::NotFound)));
+    // c fails, then the user retries.
+    us.outbox_mark_failed(c, "400 api.post.create_post.root_id.app_error")
+        .unwrap();
+    assert_eq!(us.outbox_rows(Some(OutboxState::Failed)).unwrap().len(), 1);
+    us.outbox_retry_failed(c, 400).unwrap();
+    // b is now free.
+    let got = us.outbox_claim_next(400).unwrap().unwrap();
+    assert_eq!(got.id, b);
+    // Crash: in-flight rows go back to queued at start-up.
+    assert_eq!(f.store.outbox_users_due(400).unwrap(), vec![u.clone()]);
+    assert_eq!(f.store.outbox_requeue_inflight(500).unwrap(), 1);
+    assert_eq!(
+        us.outbox_rows(Some(OutboxState::Inflight)).unwrap().len(),
+        0
+    );
+    // Cancel a queued row.
+    us.outbox_cancel(c).unwrap();
+    // Coalescing replaces the queued row of the same kind and item.
+    let d1 = us
+        .outbox_enqueue(&new_outbox("read", &r2, true), 600)
+        .unwrap();
+    let d2 = us
+        .outbox_enqueue(&new_outbox("read", &r2, true), 601)
+        .unwrap();
+    assert_eq!(d1, d2);
+    assert_eq!(us.outbox_resume(700).unwrap(), 2);
+}
+
+#[test]
+fn outbox_transition_table_matches_pure_rules() {
+    use OutboxState::{Failed, Inflight, Queued, Sent};
+    let all = [Queued, Inflight, Sent, Failed];
+    let allowed: Vec<(OutboxState, OutboxState)> = all
+        .iter()
+        .flat_map(|a| all.iter().map(move |b| (*a, *b)))
+        .filter(|(a, b)| a.can_go(*b))
+        .collect();
+    assert_eq!(
+        allowed,
+        vec![
+            (Queued, Inflight),
+            (Inflight, Queued),
+            (Inflight, Sent),
+            (Inflight, Failed),
+            (Failed, Queued)
+        ]
+    );
+    for s in all {
+        assert_eq!(OutboxState::parse(s.as_str()), Some(s));
+    }
+}
+
+#[test]
+fn retention_purge_with_injected_clock() {
+    let f = fx();
+    let u = uid(1);
+    let day = 86_400_000;
+    let now = 100 * day;
+    let cutoff = now - 14 * day;
+    let team = id('t', 1);
+    f.store
+        .write(|tx| {
+            let ut = tx.user(&u);
+            ut.upsert_self(&profile(&u), 1)?;
+            tx.upsert_channel(&channel(1, "O", &team, now))?;
+            ut.upsert_membership(&member(1))?;
+            // 2,500 old posts (three purge batches) + 10 recent ones.
+            for n in 0..2_500 {
+                tx.upsert_post(&post(
+                    1_000 + n,
+                    1,
+                    None,
+                    cutoff - 1 - i64::try_from(n).unwrap(),
+                    "old canary",
+                ))?;
+            }
+            for n in 0..10 {
+                tx.upsert_post(&post(
+                    5_000 + n,
+                    1,
+                    None,
+                    cutoff + i64::try_from(n).unwrap(),
+                    "new words",
+                ))?;
+            }
+            // Old thread whose root is old but reply is recent: root kept.
+            tx.upsert_post(&post(
+                9_000,
+                1,
+                None,
+                cutoff - day,
+                "old root of live thread",
+            ))?;
+            tx.upsert_post(&post(9_001, 1, Some(9_000), now - 1, "fresh reply"))?;
+            ut.upsert_thread(&thread(9_000, 1, &team, now - 1))?;
+            // Thread entirely old.
+            ut.upsert_thread(&thread(1_000, 1, &team, cutoff - 1))?;
+            Ok(())
+        })
+        .unwrap();
+    let us = f.store.for_user(&u);
+    assert_eq!(us.search("canary", 200).unwrap().len(), 200);
+    let rep = f.store.purge_older_than(cutoff).unwrap();
+    assert_eq!(rep.posts, 2_500);
+    assert_eq!(rep.threads, 1);
+    assert_eq!(rep.items, 1);
+    assert!(
+        us.search("canary", 200).unwrap().is_empty(),
+        "search rows purged with posts"
+    );
+    assert_eq!(us.search("words", 200).unwrap().len(), 10);
+    assert!(us.post(&id('p', 9_000)).unwrap().is_some());
+    assert!(
+        us.item(&ItemKey::thread(&id('p', 1_000)).unwrap(), 1)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        us.item(&ItemKey::thread(&id('p', 9_000)).unwrap(), 1)
+            .unwrap()
+            .is_some()
+    );
+    // Idempotent.
+    assert_eq!(
+        f.store.purge_older_than(cutoff).unwrap(),
+        PurgeReport::default()
+    );
+    // Purged text is not left in the file.
+    drop(f.store);
+    let bytes = std::fs::read(f._dir.path().join(DB_FILE)).unwrap();
+    let wal = std::fs::read(f._dir.path().join(format!("{DB_FILE}-wal"))).unwrap_or_default();
+    for b in [&bytes, &wal] {
+        assert!(
+            !b.windows(6).any(|w| w == b"canary"),
+            "purged text or search terms still on disk"
+        );
+    }
+}
+
+#[test]
+fn purge_all_and_tokens_not_in_file() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    us.put_token("oauth", &EncryptedBlob(b"ciphertext-bytes".to_vec()), 1)
+        .unwrap();
+    assert_eq!(us.token("oauth").unwrap().unwrap().0, b"ciphertext-bytes");
+    f.store.purge_all().unwrap();
+    assert!(f.store.user_ids().unwrap().is_empty());
+    assert!(us.token("oauth").unwrap().is_none());
+    assert_eq!(us.counts(1).unwrap(), QueueCounts::default());
+    let path = f.store.path().to_owned();
+    drop(f.store);
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(!bytes.windows(6).any(|w| w == b"canary"));
+    assert!(!bytes.windows(16).any(|w| w == b"ciphertext-bytes"));
+}
+
+#[test]
+fn sessions_and_oauth_attempts() {
+    let f = fx();
+    let u = uid(1);
+    let idle = 1_000_000;
+    f.store
+        .write(|tx| {
+            let ut = tx.user(&u);
+            ut.upsert_self(&profile(&u), 1)?;
+            ut.create_session("tok-1", &SecretText::new("csrf-1"), 100, 10_000_000)
+        })
+        .unwrap();
+    let s = f.store.session("tok-1", 200, idle).unwrap().unwrap();
+    assert_eq!(s.user_id, u);
+    assert_eq!(s.csrf_token.expose(), "csrf-1");
+    assert!(f.store.session("tok-2", 200, idle).unwrap().is_none());
+    // last_seen refreshed after a minute; idle timeout counts from it.
+    let s = f.store.session("tok-1", 100_000, idle).unwrap().unwrap();
+    assert_eq!(s.last_seen_at, 100_000);
+    assert!(
+        f.store
+            .session("tok-1", 100_000 + idle, idle)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.store.session("tok-1", 1, idle).unwrap().is_none(),
+        "expired sessions are deleted"
+    );
+    // Absolute expiry.
+    f.store
+        .write(|tx| {
+            tx.user(&u)
+                .create_session("tok-3", &SecretText::new("c"), 0, 500)
+        })
+        .unwrap();
+    assert!(f.store.session("tok-3", 500, idle).unwrap().is_none());
+    // Sign-out everywhere.
+    f.store
+        .write(|tx| {
+            tx.user(&u)
+                .create_session("tok-4", &SecretText::new("c"), 0, 9_000)
+        })
+        .unwrap();
+    assert_eq!(
+        f.store
+            .write(|tx| tx.user(&u).delete_all_sessions())
+            .unwrap(),
+        1
+    );
+    // Session tokens are stored hashed.
+    let raw: i64 = f
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM web_sessions WHERE id_hash = 'tok-4'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(raw, 0);
+
+    // OAuth: single use, bound to the browser, 10-minute expiry.
+    f.store
+        .oauth_attempt_create("st", "browser", "verifier", "/", 0)
+        .unwrap();
+    assert!(
+        f.store
+            .oauth_attempt_take("st", "other-browser", 1)
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        f.store
+            .oauth_attempt_take("st", "browser", 1)
+            .unwrap()
+            .is_none(),
+        "consumed"
+    );
+    f.store
+        .oauth_attempt_create("st2", "b", "v", "/x", 0)
+        .unwrap();
+    let a = f
+        .store
+        .oauth_attempt_take("st2", "b", OAUTH_ATTEMPT_TTL_MS - 1)
+        .unwrap()
+        .unwrap();
+    assert_eq!((a.pkce_verifier.expose(), a.redirect.as_str()), ("v", "/x"));
+    f.store
+        .oauth_attempt_create("st3", "b", "v", "/", 0)
+        .unwrap();
+    assert!(
+        f.store
+            .oauth_attempt_take("st3", "b", OAUTH_ATTEMPT_TTL_MS)
+            .unwrap()
+            .is_none()
+    );
+    f.store
+        .oauth_attempt_create("st4", "b", "v", "/", 0)
+        .unwrap();
+    assert_eq!(
+        f.store
+            .purge_expired_auth(OAUTH_ATTEMPT_TTL_MS, idle)
+            .unwrap(),
+        1
+    );
+}
+
+#[test]
+fn export_and_delete_user() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    us.put_token("pat", &EncryptedBlob(vec![1, 2, 3]), 5)
+        .unwrap();
+    let mut mine = post(50, 2, None, 2_500, "my own words");
+    mine.user_id = u.as_str().into();
+    f.store.write(|tx| tx.upsert_post(&mine)).unwrap();
+    let ex = us.export().unwrap();
+    assert_eq!(ex.items.len(), 4);
+    assert_eq!(ex.memberships.len(), 3);
+    assert_eq!(ex.threads.len(), 1);
+    assert_eq!(ex.mentions.len(), 1);
+    assert_eq!(ex.tokens, vec![("pat".to_owned(), 5)]);
+    assert_eq!(ex.posts.len(), 1);
+    let json = serde_json::to_value(&ex).unwrap();
+    assert_eq!(json["posts"][0]["message"], "my own words");
+    assert!(
+        !format!("{ex:?}").contains("my own words"),
+        "Debug stays redacted"
+    );
+    us.delete_all().unwrap();
+    assert!(us.profile().unwrap().is_none());
+    assert!(us.token("pat").unwrap().is_none());
+    let left: i64 = f
+        .store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM posts", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(left, 0, "posts of channels nobody else is in are deleted");
+}
+
+#[test]
+fn queue_matches_pure_rules_on_random_data() {
+    // Deterministic pseudo-random scenarios: the SQL queue equals inbox::Filter on derived items.
+    let f = fx();
+    let u = uid(1);
+    let mut seed_v: u64 = 42;
+    let mut rnd = |m: u64| {
+        seed_v = seed_v
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (seed_v >> 33) % m
+    };
+    let team = id('t', 1);
+    let mut marks = BTreeMap::new();
+    f.store
+        .write(|tx| {
+            let ut = tx.user(&u);
+            ut.upsert_self(&profile(&u), 1)?;
+            for n in 0..60usize {
+                let at = i64::try_from(rnd(50)).unwrap() * 10;
+                let ty = ["O", "D", "G"][usize::try_from(rnd(3)).unwrap()];
+                let team_id = if ty == "O" {
+                    team.clone()
+                } else {
+                    String::new()
+                };
+                tx.upsert_channel(&channel(n, ty, &team_id, at + 1))?;
+                ut.upsert_membership(&member(n))?;
+                if ty == "O" {
+                    tx.upsert_post(&post(n, n, None, 1, "r"))?;
+                    ut.upsert_thread(&thread(n, n, &team_id, at))?;
+                }
+                let key = if ty == "O" {
+                    ItemKey::thread(&id('p', n)).unwrap()
+                } else {
+                    ItemKey::channel(&id('c', n)).unwrap()
+                };
+                let m = Marks {
+                    done_at: (rnd(2) == 0).then(|| i64::try_from(rnd(60)).unwrap() * 10),
+                    snoozed_until: (rnd(3) == 0).then(|| i64::try_from(rnd(60)).unwrap() * 10),
+                };
+                if m != Marks::default() {
+                    ut.set_marks(&key, m)?;
+                    marks.insert(key, m);
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let us = f.store.for_user(&u);
+    let all_rows = us.export().unwrap().items;
+    let items: Vec<inbox::Item> = all_rows
+        .iter()
+        .map(|r| inbox::Item {
+            key: r.key.clone(),
+            kind: r.kind,
+            channel_id: r.channel_id.clone(),
+            team_id: r.team_id.clone(),
+            last_activity_at: r.last_activity_at,
+            counts: r.counts,
+        })
+        .collect();
+    for now in [0, 250, 600] {
+        for flt in [
+            Filter::All,
+            Filter::Mentions,
+            Filter::Direct,
+            Filter::Threads,
+            Filter::Team(team.clone()),
+            Filter::Snoozed,
+            Filter::Done,
+        ] {
+            let mut want: Vec<&inbox::Item> = items
+                .iter()
+                .filter(|i| flt.matches(i, &marks.get(&i.key).copied().unwrap_or_default(), now))
+                .collect();
+            want.sort_by(|a, b| inbox::queue_order(a, b));
+            let want: Vec<String> = want.iter().map(|i| i.key.to_string()).collect();
+            let got = keys(&us.queue(&flt, now, None, 200).unwrap());
+            assert_eq!(got, want, "{flt:?} at {now}");
+        }
+    }
+}
+
+#[test]
+fn queue_queries_use_indexes() {
+    let f = fx();
+    let sqls = [
+        "SELECT item_key FROM items i WHERE i.user_id = 'u' AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= 5) ORDER BY i.last_activity_at DESC, i.item_key LIMIT 51",
+        "SELECT item_key FROM items i WHERE i.user_id = 'u' AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= 5) AND i.mentions > 0 ORDER BY i.last_activity_at DESC, i.item_key LIMIT 51",
+        "SELECT item_key FROM items i WHERE i.user_id = 'u' AND i.team_id = 't' AND i.is_open = 1 ORDER BY i.last_activity_at DESC, i.item_key LIMIT 51",
+    ];
+    for sql in sqls {
+        let plan: Vec<String> = f
+            .store
+            .read(|c| {
+                let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                let rows = st.query_map([], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<Result<_, _>>()?)
+            })
+            .unwrap();
+        let plan = plan.join(" | ");
+        assert!(plan.contains("INDEX items_"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{sql}: {plan}");
+    }
+}
+
+#[test]
+fn concurrent_writer_and_readers() {
+    let f = fx();
+    let store = Arc::new(f.store);
+    let u = uid(1);
+    store
+        .write(|tx| {
+            tx.user(&u).upsert_self(&profile(&u), 1)?;
+            tx.upsert_channel(&channel(1, "D", "", 1))?;
+            tx.user(&u).upsert_membership(&member(1))
+        })
+        .unwrap();
+    let writer = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            for n in 0..200 {
+                let at = 10 + i64::try_from(n).unwrap();
+                store
+                    .write(|tx| tx.upsert_post(&post(n, 1, None, at, "m")))
+                    .unwrap();
+            }
+        })
+    };
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            let u = u.clone();
+            std::thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..100 {
+                    let page = store.for_user(&u).queue(&Filter::All, 0, None, 10).unwrap();
+                    let at = page.rows.first().map_or(0, |r| r.last_activity_at);
+                    assert!(at >= last, "reads never go back in time");
+                    last = at;
+                }
+            })
+        })
+        .collect();
+    writer.join().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    let page = store.for_user(&u).queue(&Filter::All, 0, None, 10).unwrap();
+    assert_eq!(page.rows[0].last_activity_at, 209);
+}
+
+#[test]
+#[ignore = "timing; run with --ignored --release"]
+fn queue_page_at_10k_items() {
+    let f = fx();
+    let u = uid(1);
+    let team = id('t', 1);
+    f.store
+        .write(|tx| {
+            let ut = tx.user(&u);
+            ut.upsert_self(&profile(&u), 1)?;
+            tx.upsert_channel(&channel(1, "O", &team, 1))?;
+            ut.upsert_membership(&member(1))?;
+            for n in 0..10_000 {
+                ut.upsert_thread(&thread(n, 1, &team, i64::try_from(n).unwrap()))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let us = f.store.for_user(&u);
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        assert_eq!(us.queue(&Filter::All, 0, None, 50).unwrap().rows.len(), 50);
+    }
+    let page = t.elapsed() / 100;
+    let t = std::time::Instant::now();
+    for _ in 0..100 {
+        assert_eq!(us.counts(0).unwrap().all, 10_000);
+    }
+    let counts = t.elapsed() / 100;
+    eprintln!("10k items: page {page:?}, counts {counts:?}");
+}

@@ -92,6 +92,9 @@ mod tests {
         assert_eq!(serde_json::to_string(&m).unwrap(), "\"canary secret\"");
         let j = JsonText::new("{\"a\":\"canary\"}");
         assert!(!format!("{j:?}").contains("canary"));
-        assert_eq!(format!("{:?}", EncryptedBlob(vec![1, 2])), "[encrypted 2 bytes]");
+        assert_eq!(
+            format!("{:?}", EncryptedBlob(vec![1, 2])),
+            "[encrypted 2 bytes]"
+        );
     }
 }

@@ -130,7 +130,10 @@ impl<'s> UserStore<'s> {
     ///
     /// # Errors
     /// `f`'s error or a SQLite failure.
-    pub fn write<R>(&self, f: impl FnOnce(&UserTx<'_>) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    pub fn write<R>(
+        &self,
+        f: impl FnOnce(&UserTx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         self.store.write(|tx| f(&tx.user(&self.user)))
     }
 
@@ -145,7 +148,10 @@ impl<'s> UserStore<'s> {
         self.store.write_durable(|tx| f(&tx.user(&self.user)))
     }
 
-    fn read<R>(&self, f: impl FnOnce(&Connection, &str) -> Result<R, StoreError>) -> Result<R, StoreError> {
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&Connection, &str) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
         let u = self.user.as_str();
         self.store.read(|c| f(c, u))
     }
@@ -154,7 +160,12 @@ impl<'s> UserStore<'s> {
     ///
     /// # Errors
     /// SQLite failure (the user row must exist: [`UserTx::upsert_self`]).
-    pub fn put_token(&self, kind: &str, blob: &EncryptedBlob, now: Millis) -> Result<(), StoreError> {
+    pub fn put_token(
+        &self,
+        kind: &str,
+        blob: &EncryptedBlob,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         self.write_durable(|u| u.put_token(kind, blob, now))
     }
 
@@ -295,7 +306,7 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn memberships(&self) -> Result<Vec<Membership>, StoreError> {
-        self.read(|c, u| memberships(c, u))
+        self.read(memberships)
     }
 
     /// The user's thread membership of `root_id`.
@@ -347,15 +358,21 @@ impl<'s> UserStore<'s> {
         limit: usize,
     ) -> Result<QueuePage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        let open = "i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)";
+        // ?6 is the team id, bound (as NULL) for every filter so the parameter count is fixed.
+        let open =
+            "?6 IS NULL AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)";
         let (cond, team) = match filter {
             Filter::All => (open.to_owned(), None),
             Filter::Mentions => (format!("{open} AND i.mentions > 0"), None),
             Filter::Direct => (format!("i.kind IN ('dm', 'gm') AND {open}"), None),
             Filter::Threads => (format!("i.kind IN ('thread', 'mention') AND {open}"), None),
-            Filter::Team(t) => (format!("i.team_id = ?6 AND {open}"), Some(t.as_str())),
-            Filter::Snoozed => ("i.is_open = 1 AND i.snoozed_until > ?2".to_owned(), None),
-            Filter::Done => ("i.is_open = 0".to_owned(), None),
+            Filter::Team(t) => (
+                "i.team_id = ?6 AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)"
+                    .to_owned(),
+                Some(t.as_str()),
+            ),
+            Filter::Snoozed => ("?6 IS NULL AND i.is_open = 1 AND i.snoozed_until > ?2".to_owned(), None),
+            Filter::Done => ("?6 IS NULL AND i.is_open = 0".to_owned(), None),
         };
         let sql = format!(
             "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN channels c ON c.channel_id = i.channel_id
@@ -364,10 +381,17 @@ impl<'s> UserStore<'s> {
              ORDER BY i.last_activity_at DESC, i.item_key
              LIMIT ?5"
         );
-        let (a_at, a_key) = after.map_or((None, None), |c| (Some(c.last_activity_at), Some(c.key.as_str())));
+        let (a_at, a_key) = after.map_or((None, None), |c| {
+            (Some(c.last_activity_at), Some(c.key.as_str()))
+        });
         let fetch = i64::try_from(limit + 1).unwrap_or(201);
         self.read(|c, u| {
-            let mut rows = collect(c, &sql, params![u, now, a_at, a_key, fetch, team], item_from_row)?;
+            let mut rows = collect(
+                c,
+                &sql,
+                params![u, now, a_at, a_key, fetch, team],
+                item_from_row,
+            )?;
             let next = if rows.len() > limit {
                 rows.truncate(limit);
                 rows.last().map(|r| Cursor {
@@ -459,8 +483,11 @@ impl<'s> UserStore<'s> {
     /// SQLite failure.
     pub fn post(&self, post_id: &str) -> Result<Option<Post>, StoreError> {
         self.read(|c, u| {
-            let sql = format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}");
-            Ok(c.query_row(&sql, params![u, post_id], post_from_row).optional()?)
+            let sql = format!(
+                "SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}"
+            );
+            Ok(c.query_row(&sql, params![u, post_id], post_from_row)
+                .optional()?)
         })
     }
 
@@ -518,7 +545,7 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn sync_state(&self) -> Result<SyncState, StoreError> {
-        self.read(|c, u| sync_state(c, u))
+        self.read(sync_state)
     }
 
     /// Number of live browser sessions of the user.
@@ -614,8 +641,11 @@ fn fill_preview(c: &Connection, u: &str, row: &mut QueueRow) -> Result<(), Store
     let found = match (&row.key, row.kind) {
         (ItemKey::Channel(ch), _) => channel_posts(c, u, ch, None, 1)?.into_iter().next(),
         (ItemKey::Thread(root), _) => {
-            let sql = format!("SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}");
-            c.query_row(&sql, params![u, root], post_from_row).optional()?
+            let sql = format!(
+                "SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}"
+            );
+            c.query_row(&sql, params![u, root], post_from_row)
+                .optional()?
         }
     };
     if let Some(p) = found {
@@ -646,7 +676,12 @@ fn channel_posts(
          WHERE p.channel_id = ?2 AND p.delete_at = 0 AND (?3 IS NULL OR p.create_at < ?3) AND {MEMBER_CHECK}
          ORDER BY p.create_at DESC, p.post_id DESC LIMIT ?4"
     );
-    collect(c, &sql, params![u, channel_id, before, limit], post_from_row)
+    collect(
+        c,
+        &sql,
+        params![u, channel_id, before, limit],
+        post_from_row,
+    )
 }
 
 fn memberships(c: &Connection, u: &str) -> Result<Vec<Membership>, StoreError> {
@@ -767,7 +802,12 @@ impl<'t> UserTx<'t> {
     ///
     /// # Errors
     /// SQLite failure.
-    pub fn put_token(&self, kind: &str, blob: &EncryptedBlob, now: Millis) -> Result<(), StoreError> {
+    pub fn put_token(
+        &self,
+        kind: &str,
+        blob: &EncryptedBlob,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         self.conn.execute(
             "INSERT INTO user_tokens (user_id, kind, blob, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (user_id, kind) DO UPDATE SET blob = excluded.blob, updated_at = excluded.updated_at",
@@ -812,9 +852,10 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn delete_all_sessions(&self) -> Result<usize, StoreError> {
-        Ok(self
-            .conn
-            .execute("DELETE FROM web_sessions WHERE user_id = ?1", params![self.u()])?)
+        Ok(self.conn.execute(
+            "DELETE FROM web_sessions WHERE user_id = ?1",
+            params![self.u()],
+        )?)
     }
 
     /// Replaces the set of teams the user belongs to (teams rows via [`Tx::upsert_team`]).
@@ -822,11 +863,13 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn set_teams(&self, team_ids: &[&str]) -> Result<(), StoreError> {
-        self.conn
-            .execute("DELETE FROM user_teams WHERE user_id = ?1", params![self.u()])?;
-        let mut st = self
-            .conn
-            .prepare_cached("INSERT OR IGNORE INTO user_teams (user_id, team_id) VALUES (?1, ?2)")?;
+        self.conn.execute(
+            "DELETE FROM user_teams WHERE user_id = ?1",
+            params![self.u()],
+        )?;
+        let mut st = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO user_teams (user_id, team_id) VALUES (?1, ?2)",
+        )?;
         for t in team_ids {
             st.execute(params![self.u(), t])?;
         }
@@ -1022,7 +1065,10 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn outbox_rows(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        let sql = format!("SELECT {} FROM outbox WHERE user_id = ?1 ORDER BY id", outbox::COLUMNS);
+        let sql = format!(
+            "SELECT {} FROM outbox WHERE user_id = ?1 ORDER BY id",
+            outbox::COLUMNS
+        );
         collect(self.conn, &sql, params![self.u()], outbox::from_row)
     }
 
