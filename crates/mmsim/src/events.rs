@@ -72,11 +72,6 @@ pub const NON_CRITICAL_EVENTS: [&str; 3] = ["typing", "status_change", "multiple
 /// `WebSocketEventScope`; research trap 27).
 const PRESENCE_SCOPED_EVENTS: [&str; 3] = ["typing", "reaction_added", "reaction_removed"];
 
-/// Build number and client-config hash reported in `hello.server_version`
-/// (`{version}.{build}.{config hash}.{enterprise build}`, `web_conn.go` `createHelloMessage`).
-pub const BUILD_NUMBER: &str = "dev";
-pub const CLIENT_CONFIG_HASH: &str = "6f1bd2bb1bd0e4a9cdbc8a9d7b9c4e53";
-
 /// The hub's limits and timings. The defaults are the real server's constants; tests shorten the
 /// durations with [`Hub::set_config`].
 #[derive(Clone, Debug)]
@@ -754,10 +749,9 @@ fn hello_frame(conn: &Conn, hostname: &str) -> String {
     let mut data = Map::new();
     data.insert(
         "server_version".into(),
-        Value::String(format!(
-            "{}.{BUILD_NUMBER}.{CLIENT_CONFIG_HASH}.false",
-            crate::SERVER_VERSION
-        )),
+        // `{version}.{build}.{config hash}.{enterprise build}` (`createHelloMessage`); the same
+        // string as `X-Version-Id` here, since mmsim is neither licensed nor an enterprise build.
+        Value::String(crate::api::version_id()),
     );
     data.insert("connection_id".into(), Value::String(conn.id.clone()));
     data.insert("server_hostname".into(), Value::String(hostname.to_owned()));
@@ -777,23 +771,7 @@ fn hello_frame(conn: &Conn, hostname: &str) -> String {
 /// A Mattermost id: 26 characters of z-base-32 (`model.NewId`).
 #[must_use]
 pub fn new_id() -> String {
-    const ALPHABET: &[u8; 32] = b"ybndrfg8ejkmcpqxot1uwisza345h769";
-    let bytes: [u8; 16] = rand::random();
-    let mut out = String::with_capacity(26);
-    let mut acc: u32 = 0;
-    let mut bits = 0;
-    for b in bytes {
-        acc = (acc << 8) | u32::from(b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(char::from(ALPHABET[((acc >> bits) & 31) as usize]));
-        }
-    }
-    if bits > 0 {
-        out.push(char::from(ALPHABET[((acc << (5 - bits)) & 31) as usize]));
-    }
-    out
+    crate::model::Id::random().to_string()
 }
 
 /// `model.IsValidId`: 26 ASCII letters or digits.
