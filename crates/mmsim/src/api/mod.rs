@@ -101,8 +101,8 @@ pub fn routes() -> Router<Sim> {
 }
 
 /// 404 for an unknown `/api/v4` route (trap 21).
-async fn unknown_route(req: Request) -> AppError {
-    AppError::unknown_route(req.uri().path())
+async fn unknown_route(axum::extract::OriginalUri(uri): axum::extract::OriginalUri) -> AppError {
+    AppError::unknown_route(uri.path())
 }
 
 /// `X-Version-Id` value.
