@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::types::{Channel, Post, Profile, Team};
 use super::{StoreError, Tx};
-use crate::inbox::{self, ChannelType, Item, ItemKey, Marks, MemberCounts, RootFacts};
+use crate::inbox::{self, ChannelType, Item, ItemKey, ItemKind, Marks, MemberCounts, RootFacts};
 
 /// Collapsed Reply Threads: Mattermost's default (`always_on`); channel counts use root counts.
 pub(crate) const CRT: bool = true;
@@ -95,6 +95,24 @@ impl Tx<'_> {
             ])?;
         }
         Ok(())
+    }
+
+    /// Replaces a post's reactions (from `reaction_added` / `reaction_removed`, which bump the
+    /// post's `update_at`): applied when `update_at` is not older than the stored post's.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_post_reactions(
+        &self,
+        post_id: &str,
+        reactions: &super::text::JsonText,
+        update_at: i64,
+    ) -> Result<bool, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE posts SET reactions = ?2, update_at = ?3
+             WHERE post_id = ?1 AND update_at <= ?3 AND delete_at = 0",
+            params![post_id, reactions.expose(), update_at],
+        )? > 0)
     }
 
     /// Inserts or updates a post (newer or equal `update_at` wins) and its search row, and
@@ -438,13 +456,14 @@ fn write_item(
     let is_open = inbox::has_news(item.last_activity_at, &marks);
     conn.prepare_cached(
         "INSERT INTO items (user_id, item_key, kind, channel_id, team_id, last_activity_at, unread,
-           mentions, urgent, done_at, snoozed_until, is_open)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+           mentions, urgent, done_at, snoozed_until, is_open, is_direct)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (user_id, item_key) DO UPDATE SET kind = excluded.kind,
            channel_id = excluded.channel_id, team_id = excluded.team_id,
            last_activity_at = excluded.last_activity_at, unread = excluded.unread,
            mentions = excluded.mentions, urgent = excluded.urgent, done_at = excluded.done_at,
-           snoozed_until = excluded.snoozed_until, is_open = excluded.is_open",
+           snoozed_until = excluded.snoozed_until, is_open = excluded.is_open,
+           is_direct = excluded.is_direct",
     )?
     .execute(params![
         user,
@@ -458,7 +477,8 @@ fn write_item(
         item.counts.urgent,
         marks.done_at,
         marks.snoozed_until,
-        is_open
+        is_open,
+        matches!(item.kind, ItemKind::Direct | ItemKind::Group)
     ])?;
     Ok(())
 }

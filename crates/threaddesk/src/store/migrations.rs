@@ -182,13 +182,17 @@ CREATE TABLE items (
     done_at           INTEGER,
     snoozed_until     INTEGER,
     is_open           INTEGER NOT NULL,
+    -- 1 for DM/GM items, 0 for threads and mention posts (one index serves both filters).
+    is_direct         INTEGER NOT NULL,
     PRIMARY KEY (user_id, item_key)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX items_queue ON items(user_id, is_open, last_activity_at DESC, item_key);
-CREATE INDEX items_kind ON items(user_id, kind, is_open, last_activity_at DESC, item_key);
+CREATE INDEX items_direct ON items(user_id, is_direct, is_open, last_activity_at DESC, item_key);
 CREATE INDEX items_team ON items(user_id, team_id, is_open, last_activity_at DESC, item_key);
 CREATE INDEX items_mentions ON items(user_id, last_activity_at DESC, item_key)
     WHERE is_open = 1 AND mentions > 0;
+-- Covering index for the per-filter counts (one pass, no table lookups).
+CREATE INDEX items_counts ON items(user_id, team_id, is_open, is_direct, mentions, snoozed_until);
 CREATE INDEX items_snoozed ON items(user_id, snoozed_until) WHERE snoozed_until IS NOT NULL;
 CREATE INDEX items_channel ON items(channel_id);
 CREATE INDEX items_activity ON items(last_activity_at);

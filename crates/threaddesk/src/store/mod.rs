@@ -281,6 +281,30 @@ impl Store {
         r
     }
 
+    /// `PRAGMA quick_check`: run at start-up after an unclean shutdown. `Ok(true)` when sound;
+    /// if not, the cache can be purged and rebuilt from Mattermost.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn quick_check(&self) -> Result<bool, StoreError> {
+        let conn = lock(&self.writer)?;
+        let r: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+        Ok(r == "ok")
+    }
+
+    /// Online backup to a new file (`VACUUM INTO`); `dest` must not exist.
+    ///
+    /// # Errors
+    /// SQLite failure (e.g. `dest` exists).
+    pub fn backup_to(&self, dest: &Path) -> Result<(), StoreError> {
+        let conn = lock(&self.writer)?;
+        let dest = dest
+            .to_str()
+            .ok_or(StoreError::Corrupt("backup path is not UTF-8"))?;
+        conn.execute("VACUUM INTO ?1", params![dest])?;
+        Ok(())
+    }
+
     /// The read handle of one user. Every user-owned query exists only there.
     #[must_use]
     pub fn for_user(&self, user: &UserId) -> UserStore<'_> {

@@ -358,29 +358,7 @@ impl<'s> UserStore<'s> {
         limit: usize,
     ) -> Result<QueuePage, StoreError> {
         let limit = limit.clamp(1, MAX_PAGE);
-        // ?6 is the team id, bound (as NULL) for every filter so the parameter count is fixed.
-        let open =
-            "?6 IS NULL AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)";
-        let (cond, team) = match filter {
-            Filter::All => (open.to_owned(), None),
-            Filter::Mentions => (format!("{open} AND i.mentions > 0"), None),
-            Filter::Direct => (format!("i.kind IN ('dm', 'gm') AND {open}"), None),
-            Filter::Threads => (format!("i.kind IN ('thread', 'mention') AND {open}"), None),
-            Filter::Team(t) => (
-                "i.team_id = ?6 AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)"
-                    .to_owned(),
-                Some(t.as_str()),
-            ),
-            Filter::Snoozed => ("?6 IS NULL AND i.is_open = 1 AND i.snoozed_until > ?2".to_owned(), None),
-            Filter::Done => ("?6 IS NULL AND i.is_open = 0".to_owned(), None),
-        };
-        let sql = format!(
-            "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN channels c ON c.channel_id = i.channel_id
-             WHERE i.user_id = ?1 AND {cond}
-               AND (?3 IS NULL OR i.last_activity_at < ?3 OR (i.last_activity_at = ?3 AND i.item_key > ?4))
-             ORDER BY i.last_activity_at DESC, i.item_key
-             LIMIT ?5"
-        );
+        let (sql, team) = queue_sql(filter);
         let (a_at, a_key) = after.map_or((None, None), |c| {
             (Some(c.last_activity_at), Some(c.key.as_str()))
         });
@@ -413,38 +391,41 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn counts(&self, now: Millis) -> Result<QueueCounts, StoreError> {
+        // One pass over a covering index in team order (no sort), summing per team.
         self.read(|c, u| {
-            let mut counts = c.query_row(
-                "SELECT
-                   coalesce(sum(o), 0),
-                   coalesce(sum(o AND mentions > 0), 0),
-                   coalesce(sum(o AND kind IN ('dm', 'gm')), 0),
-                   coalesce(sum(o AND kind IN ('thread', 'mention')), 0),
-                   coalesce(sum(is_open = 1 AND snoozed_until > ?2), 0),
-                   coalesce(sum(is_open = 0), 0)
-                 FROM (SELECT *, (is_open = 1 AND (snoozed_until IS NULL OR snoozed_until <= ?2)) AS o
-                       FROM items WHERE user_id = ?1)",
+            let per_team = collect(
+                c,
+                "SELECT team_id,
+                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1)),
+                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1) AND mentions > 0),
+                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1) AND is_direct = 1),
+                   sum(is_open = 1 AND coalesce(snoozed_until > ?2, 0)),
+                   sum(is_open = 0)
+                 FROM items WHERE user_id = ?1 GROUP BY team_id ORDER BY team_id",
                 params![u, now],
                 |r| {
-                    Ok(QueueCounts {
-                        all: r.get(0)?,
-                        mentions: r.get(1)?,
-                        direct: r.get(2)?,
-                        threads: r.get(3)?,
-                        snoozed: r.get(4)?,
-                        done: r.get(5)?,
-                        teams: Vec::new(),
-                    })
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, i64>(5)?,
+                    ))
                 },
             )?;
-            counts.teams = collect(
-                c,
-                "SELECT team_id, count(*) FROM items
-                 WHERE user_id = ?1 AND is_open = 1 AND (snoozed_until IS NULL OR snoozed_until <= ?2)
-                 GROUP BY team_id ORDER BY team_id",
-                params![u, now],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let mut counts = QueueCounts::default();
+            for (team, open, mentions, direct, snoozed, done) in per_team {
+                counts.all += open;
+                counts.mentions += mentions;
+                counts.direct += direct;
+                counts.threads += open - direct;
+                counts.snoozed += snoozed;
+                counts.done += done;
+                if open > 0 {
+                    counts.teams.push((team, open));
+                }
+            }
             Ok(counts)
         })
     }
@@ -635,6 +616,34 @@ impl<'s> UserStore<'s> {
         tracing::info!(user.id = %self.user, "store: deleted all data of user");
         Ok(())
     }
+}
+
+/// The queue query for `filter`. Parameters: ?1 user, ?2 now, ?3/?4 cursor (activity, key),
+/// ?5 limit, ?6 team id (bound as NULL for every other filter, so the count is fixed).
+pub(crate) fn queue_sql(filter: &Filter) -> (String, Option<&str>) {
+    let open =
+        "?6 IS NULL AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)";
+    let (cond, team) = match filter {
+        Filter::All => (open.to_owned(), None),
+        Filter::Mentions => (format!("{open} AND i.mentions > 0"), None),
+        Filter::Direct => (format!("i.is_direct = 1 AND {open}"), None),
+        Filter::Threads => (format!("i.is_direct = 0 AND {open}"), None),
+        Filter::Team(t) => (
+            "i.team_id = ?6 AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)"
+                .to_owned(),
+            Some(t.as_str()),
+        ),
+        Filter::Snoozed => ("?6 IS NULL AND i.is_open = 1 AND i.snoozed_until > ?2".to_owned(), None),
+        Filter::Done => ("?6 IS NULL AND i.is_open = 0".to_owned(), None),
+    };
+    let sql = format!(
+        "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN channels c ON c.channel_id = i.channel_id
+         WHERE i.user_id = ?1 AND {cond}
+           AND (?3 IS NULL OR i.last_activity_at < ?3 OR (i.last_activity_at = ?3 AND i.item_key > ?4))
+         ORDER BY i.last_activity_at DESC, i.item_key
+         LIMIT ?5"
+    );
+    (sql, team)
 }
 
 fn fill_preview(c: &Connection, u: &str, row: &mut QueueRow) -> Result<(), StoreError> {
@@ -959,6 +968,68 @@ impl<'t> UserTx<'t> {
             refresh_thread_item(self.conn, self.u(), &t.root_id)?;
         }
         Ok(())
+    }
+
+    /// Follow / unfollow (`thread_follow_changed`) of a thread already known; returns false if
+    /// the thread is unknown (fetch it then).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_thread_following(&self, root_id: &str, following: bool) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE threads SET following = ?3 WHERE user_id = ?1 AND root_id = ?2",
+            params![self.u(), root_id, following],
+        )?;
+        refresh_thread_item(self.conn, self.u(), root_id)?;
+        Ok(n > 0)
+    }
+
+    /// Read state of a thread (`thread_read_changed`, or our own mark-read): absolute values
+    /// from the server, applied as given. Returns false if the thread is unknown.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_thread_read(
+        &self,
+        root_id: &str,
+        last_viewed_at: Millis,
+        unread_replies: i64,
+        unread_mentions: i64,
+    ) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE threads SET last_viewed_at = ?3, unread_replies = ?4, unread_mentions = ?5
+             WHERE user_id = ?1 AND root_id = ?2",
+            params![
+                self.u(),
+                root_id,
+                last_viewed_at,
+                unread_replies,
+                unread_mentions
+            ],
+        )?;
+        refresh_thread_item(self.conn, self.u(), root_id)?;
+        Ok(n > 0)
+    }
+
+    /// The channel was viewed at `at` (`multiple_channels_viewed`): unless an equal or later
+    /// view is already recorded, the read counts become the channel's totals and the unread
+    /// mentions zero (state, not increments).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn mark_channel_viewed(&self, channel_id: &str, at: Millis) -> Result<bool, StoreError> {
+        let n = self.conn.execute(
+            "UPDATE memberships SET last_viewed_at = ?3, last_update_at = max(last_update_at, ?3),
+               msg_count = coalesce((SELECT total_msg_count FROM channels WHERE channel_id = ?2), msg_count),
+               msg_count_root = coalesce((SELECT total_msg_count_root FROM channels WHERE channel_id = ?2), msg_count_root),
+               mention_count = 0, mention_count_root = 0, urgent_mention_count = 0
+             WHERE user_id = ?1 AND channel_id = ?2 AND last_viewed_at < ?3",
+            params![self.u(), channel_id, at],
+        )?;
+        if n > 0 {
+            refresh_channel_all(self.conn, self.u(), channel_id)?;
+        }
+        Ok(n > 0)
     }
 
     /// Records that a root post mentions the user (an item until someone replies).
