@@ -1,9 +1,276 @@
 //! The sync engine: Mattermost → store, kept live; user actions → outbox → Mattermost.
 //!
-//! - [`planner`]: pure decisions of which reads a sync needs (table- and property-tested).
-//! - [`ratelimit`]: the instance-wide request budget shared fairly by all users.
-//! - [`outbox`]: pure delivery rules of the outbox (retry, reconcile by marker, fail visibly).
+//! | module | role |
+//! |---|---|
+//! | [`planner`] | pure: which reads an initial sync / resync needs (table- and property-tested) |
+//! | [`ratelimit`] | the instance-wide request budget, fair per user, paused by 429s |
+//! | [`outbox`] | pure: outbox delivery rules (retry, reconcile by marker, fail visibly) |
+//! | `events` | pure: WebSocket event → one batch of store writes |
+//! | `apply` | commits a batch in one store transaction |
+//! | `engine` | the executor: initial sync, live loop, resync |
+//! | `actions` | [`SyncEngine::act`] and the outbox worker |
+//!
+//! Use:
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<threaddesk::store::Store>, base: &str, token: &str,
+//! #               user: threaddesk::store::UserId) -> Result<(), Box<dyn std::error::Error>> {
+//! use threaddesk::sync::{SyncEngine, SyncSettings, ratelimit::{RateLimiter, LimiterSettings}};
+//! let limiter = RateLimiter::new(LimiterSettings::default());
+//! let engine = SyncEngine::new(store, SyncSettings::default(), limiter);
+//! // One base client per server, built with the engine's gate; one token per user.
+//! let base = mattermost::Client::builder(base).request_gate(engine.request_gate()).build()?;
+//! engine.start_user(&user, base.with_token(token));
+//! let mut changes = engine.subscribe();
+//! while let Ok(change) = changes.recv().await { let _ = change; /* re-render that row */ }
+//! # Ok(()) }
+//! ```
+//!
+//! Logs carry ids, counts and timings only; message text stays in redacted types.
 
+mod actions;
+mod apply;
+mod batch;
+mod convert;
+mod engine;
+mod events;
+pub mod gate;
 pub mod outbox;
 pub mod planner;
 pub mod ratelimit;
+
+use std::sync::Arc;
+
+use mattermost::Client;
+use tokio::sync::broadcast;
+
+pub use actions::{Action, ActionAck};
+pub use engine::{EngineStatus, MENTION_CHANNELS_MAX, Phase, SYNC_CONCURRENCY, UserStatus};
+
+use crate::inbox::{ItemKey, Millis};
+use crate::store::{Store, StoreError, UserId};
+use ratelimit::RateLimiter;
+
+/// Settings of the engine (from [`crate::config::Config`] via [`SyncSettings::from_config`]).
+#[derive(Clone, Debug)]
+pub struct SyncSettings {
+    /// How far back the cache reaches (the `since` of the initial sync).
+    pub retention_ms: Millis,
+    /// WebSocket settings (4 KiB read buffer by default).
+    pub ws: mattermost::ws::WsConfig,
+    /// DM/GM conversations whose posts are read during the initial sync (newest first); the
+    /// others are read right after, once the queue is live.
+    pub initial_direct_posts_max: usize,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        Self {
+            retention_ms: 14 * 86_400_000,
+            ws: mattermost::ws::WsConfig::default(),
+            initial_direct_posts_max: 10,
+        }
+    }
+}
+
+impl SyncSettings {
+    /// From the validated configuration.
+    #[must_use]
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            retention_ms: i64::from(config.retention_days) * 86_400_000,
+            ..Self::default()
+        }
+    }
+}
+
+impl ratelimit::LimiterSettings {
+    /// From the validated configuration.
+    #[must_use]
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            requests_per_second: config.mattermost_rate_limit,
+            burst: config.mattermost_rate_burst,
+            max_concurrency: config.sync_concurrency.max(1),
+        }
+    }
+}
+
+/// Why an item changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    InitialSync,
+    Resync,
+    Event,
+    Action,
+    Outbox,
+}
+
+/// A notice to the web layer: this user's item `key` changed (re-read it from the store).
+/// `key: None` means "many items changed" (after a sync): reload the list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ItemChanged {
+    pub user_id: String,
+    pub key: Option<ItemKey>,
+    pub cause: Cause,
+}
+
+/// Sync errors. `Display` carries no message content; [`SyncError::phrase`] is a fixed phrase
+/// for logs and the status page.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Mattermost(Box<mattermost::Error>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the token belongs to another Mattermost user")]
+    WrongUser,
+    #[error("invalid action: {0}")]
+    BadAction(&'static str),
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+impl SyncError {
+    /// Mattermost refused the token (401).
+    #[must_use]
+    pub fn is_unauthorized(&self) -> bool {
+        matches!(self, Self::Mattermost(e) if e.is_unauthorized())
+            || matches!(self, Self::WrongUser)
+    }
+
+    /// A fixed phrase (no server text, no content).
+    #[must_use]
+    pub fn phrase(&self) -> &'static str {
+        match self {
+            Self::Mattermost(e) if e.is_unauthorized() => "Mattermost refused the token",
+            Self::Mattermost(e) if e.retry_after().is_some() => "Mattermost rate limit",
+            Self::Mattermost(e) if e.is_retryable() => "Mattermost unreachable or failing",
+            Self::Mattermost(_) => "Mattermost refused a request",
+            Self::Store(_) => "local store error",
+            Self::WrongUser => "token of another user",
+            Self::BadAction(_) => "invalid action",
+            Self::Internal(_) => "internal error",
+        }
+    }
+}
+
+impl From<mattermost::Error> for SyncError {
+    fn from(e: mattermost::Error) -> Self {
+        Self::Mattermost(Box::new(e))
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The engine. Cheap to clone; create it inside a Tokio runtime (it spawns the outbox worker).
+#[derive(Clone)]
+pub struct SyncEngine {
+    inner: Arc<engine::Inner>,
+    _worker: Arc<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for SyncEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncEngine").finish_non_exhaustive()
+    }
+}
+
+impl SyncEngine {
+    /// Create the engine and start the outbox worker, which first delivers whatever a previous
+    /// run left pending (rows in flight at a crash are re-queued; replies reconcile first).
+    #[must_use]
+    pub fn new(store: Arc<Store>, settings: SyncSettings, limiter: RateLimiter) -> Self {
+        let inner = Arc::new(engine::new_inner(store, settings, limiter));
+        let worker = tokio::spawn(actions::outbox_worker(Arc::clone(&inner)));
+        Self {
+            inner,
+            _worker: Arc::new(AbortOnDrop(worker)),
+        }
+    }
+
+    /// The rate-limit gate to build the base [`mattermost::Client`] with.
+    #[must_use]
+    pub fn request_gate(&self) -> Arc<dyn mattermost::RequestGate> {
+        gate::LimiterGate::shared(self.inner.limiter.clone())
+    }
+
+    /// Start (or restart, e.g. with a refreshed token) the sync of one user: a task connects the
+    /// WebSocket, runs the initial sync, then applies live events until [`SyncEngine::stop_user`].
+    /// Parked outbox rows of the user (after a 401) become due again.
+    pub fn start_user(&self, user_id: &UserId, client: Client) {
+        let store = Arc::clone(&self.inner.store);
+        let uid = user_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = store.for_user(&uid).outbox_resume(engine::now_ms());
+        });
+        engine::spawn_user(&self.inner, user_id.clone(), client);
+        self.inner.outbox_wake.notify_one();
+    }
+
+    /// Stop a user's sync (sign-out): the WebSocket is closed, the cache is kept.
+    pub async fn stop_user(&self, user_id: &UserId) {
+        let entry = self.inner.users().remove(user_id.as_str());
+        if let Some(e) = entry {
+            let ws =
+                e.ws.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+            if let Some(ws) = ws {
+                ws.close().await;
+            }
+            e.task.abort();
+        }
+    }
+
+    /// Item-changed notices of every user (filter by `user_id`).
+    #[must_use]
+    pub fn subscribe(&self) -> broadcast::Receiver<ItemChanged> {
+        self.inner.changes.subscribe()
+    }
+
+    /// Record a user action: the outbox row is committed durably and the store updated
+    /// optimistically before this returns; delivery to Mattermost follows in the background.
+    ///
+    /// # Errors
+    /// [`SyncError::BadAction`] for an invalid action; store failures (nothing was recorded).
+    pub async fn act(&self, user_id: &UserId, action: Action) -> Result<ActionAck, SyncError> {
+        actions::act(&self.inner, user_id, action).await
+    }
+
+    /// Status for the admin page: per-user phase, last sync, call counts, errors, rate limit.
+    #[must_use]
+    pub fn status(&self) -> EngineStatus {
+        let mut users: Vec<UserStatus> = self
+            .inner
+            .users()
+            .values()
+            .map(|e| e.ctx.status().clone())
+            .collect();
+        users.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        EngineStatus {
+            users,
+            rate_limit: self.inner.limiter.status(),
+        }
+    }
+
+    /// One user's status.
+    #[must_use]
+    pub fn user_status(&self, user_id: &UserId) -> Option<UserStatus> {
+        self.inner.ctx(user_id.as_str()).map(|c| c.status().clone())
+    }
+
+    /// REST calls made for a user since it was started (initial sync, events, resyncs, outbox).
+    #[must_use]
+    pub fn calls_made(&self, user_id: &UserId) -> Option<u64> {
+        self.inner
+            .ctx(user_id.as_str())
+            .map(|c| c.calls.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}

@@ -1,0 +1,788 @@
+//! User actions: committed to the outbox first (durably), applied optimistically to the store,
+//! then delivered by the outbox worker with the rules of [`super::outbox`].
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mattermost::models as mm;
+use mattermost::{ME, NewPost, PostThreadQuery};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinSet;
+use tracing::{debug, warn};
+
+use super::batch::{Batch, Write};
+use super::engine::{Inner, UserCtx, now_ms};
+use super::outbox::{self, DeliveryState, Outcome, RowView};
+use super::{Cause, ItemChanged, SyncError};
+use crate::inbox::{self, ItemKey, MarkKind, Millis};
+use crate::store::{MessageText, NewOutbox, OutboxRow, UserId};
+
+mod key_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::inbox::ItemKey;
+
+    #[allow(clippy::trivially_copy_pass_by_ref)]
+    pub fn serialize<S: Serializer>(k: &ItemKey, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&k.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ItemKey, D::Error> {
+        let s = String::deserialize(d)?;
+        ItemKey::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A user action. Ids are Mattermost ids; times are ms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    /// Reply in a thread (`root_id`), or post in a DM/GM channel when `root_id` is empty.
+    Reply {
+        channel_id: String,
+        root_id: String,
+        message: MessageText,
+    },
+    /// Thread: `PUT …/threads/{id}/read/{now}`; DM/GM: view the channel (CRT-safe).
+    MarkRead {
+        #[serde(with = "key_str")]
+        key: ItemKey,
+    },
+    /// Unread from `post_id` on (thread `set_unread`, or channel post `set_unread`).
+    MarkUnread {
+        #[serde(with = "key_str")]
+        key: ItemKey,
+        post_id: String,
+    },
+    /// Done mark = `at` (stored as a Mattermost preference).
+    Done {
+        #[serde(with = "key_str")]
+        key: ItemKey,
+        at: Millis,
+    },
+    UndoDone {
+        #[serde(with = "key_str")]
+        key: ItemKey,
+    },
+    Snooze {
+        #[serde(with = "key_str")]
+        key: ItemKey,
+        until: Millis,
+    },
+    Unsnooze {
+        #[serde(with = "key_str")]
+        key: ItemKey,
+    },
+    Follow {
+        root_id: String,
+    },
+    Unfollow {
+        root_id: String,
+    },
+    React {
+        post_id: String,
+        emoji_name: String,
+        add: bool,
+    },
+    /// Saved message (`flagged_post` preference).
+    Save {
+        post_id: String,
+        saved: bool,
+    },
+}
+
+impl Action {
+    /// Outbox kind; actions of one kind on one item coalesce (last writer wins), except replies
+    /// and reactions.
+    fn kind(&self) -> &'static str {
+        match self {
+            Self::Reply { .. } => "reply",
+            Self::MarkRead { .. } | Self::MarkUnread { .. } => "read",
+            Self::Done { .. } | Self::UndoDone { .. } => "done",
+            Self::Snooze { .. } | Self::Unsnooze { .. } => "snooze",
+            Self::Follow { .. } | Self::Unfollow { .. } => "follow",
+            Self::React { .. } => "react",
+            Self::Save { .. } => "save",
+        }
+    }
+
+    fn coalesce(&self) -> bool {
+        !matches!(
+            self,
+            Self::Reply { .. } | Self::React { .. } | Self::MarkUnread { .. }
+        )
+    }
+
+    /// The item the action belongs to (ordering and coalescing key).
+    fn item_key(&self) -> Option<ItemKey> {
+        match self {
+            Self::Reply {
+                channel_id,
+                root_id,
+                ..
+            } => {
+                if root_id.is_empty() {
+                    ItemKey::channel(channel_id)
+                } else {
+                    ItemKey::thread(root_id)
+                }
+            }
+            Self::MarkRead { key }
+            | Self::MarkUnread { key, .. }
+            | Self::Done { key, .. }
+            | Self::UndoDone { key }
+            | Self::Snooze { key, .. }
+            | Self::Unsnooze { key } => Some(key.clone()),
+            Self::Follow { root_id } | Self::Unfollow { root_id } => ItemKey::thread(root_id),
+            Self::React { post_id, .. } | Self::Save { post_id, .. } => ItemKey::thread(post_id),
+        }
+    }
+
+    fn validate(&self) -> Result<(), SyncError> {
+        let id_ok = |s: &str| inbox::is_valid_id(s);
+        let ok = match self {
+            Self::Reply {
+                channel_id,
+                root_id,
+                message,
+            } => id_ok(channel_id) && (root_id.is_empty() || id_ok(root_id)) && !message.is_empty(),
+            Self::MarkUnread { post_id, .. } | Self::Save { post_id, .. } => id_ok(post_id),
+            Self::React {
+                post_id,
+                emoji_name,
+                ..
+            } => {
+                id_ok(post_id)
+                    && !emoji_name.is_empty()
+                    && emoji_name.len() <= 64
+                    && emoji_name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'+')
+            }
+            Self::Follow { root_id } | Self::Unfollow { root_id } => id_ok(root_id),
+            Self::Done { at, .. } => *at > 0,
+            Self::Snooze { until, .. } => *until > 0,
+            Self::MarkRead { .. } | Self::UndoDone { .. } | Self::Unsnooze { .. } => true,
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(SyncError::BadAction("malformed id, emoji or empty message"))
+        }
+    }
+
+    /// The store change shown at once (confirmed later by the echoed event).
+    fn optimistic(&self, now: Millis) -> Batch {
+        let mut b = Batch::default();
+        match self {
+            Self::MarkRead {
+                key: ItemKey::Thread(root),
+            } => b.push(Write::ThreadRead {
+                root_id: root.clone(),
+                last_viewed_at: now,
+                unread_replies: Some(0),
+                unread_mentions: Some(0),
+            }),
+            Self::MarkRead {
+                key: ItemKey::Channel(c),
+            } => b.push(Write::ChannelViewed {
+                channel_id: c.clone(),
+                at: now,
+            }),
+            Self::Done { key, at } => b.push(Write::MarkSet {
+                key: key.clone(),
+                kind: MarkKind::Done,
+                at: Some(*at),
+            }),
+            Self::UndoDone { key } => b.push(Write::MarkSet {
+                key: key.clone(),
+                kind: MarkKind::Done,
+                at: None,
+            }),
+            Self::Snooze { key, until } => b.push(Write::MarkSet {
+                key: key.clone(),
+                kind: MarkKind::Snooze,
+                at: Some(*until),
+            }),
+            Self::Unsnooze { key } => b.push(Write::MarkSet {
+                key: key.clone(),
+                kind: MarkKind::Snooze,
+                at: None,
+            }),
+            Self::Follow { root_id } | Self::Unfollow { root_id } => b.push(Write::Follow {
+                root_id: root_id.clone(),
+                following: matches!(self, Self::Follow { .. }),
+                reply_count: None,
+            }),
+            Self::Reply { .. }
+            | Self::MarkUnread { .. }
+            | Self::React { .. }
+            | Self::Save { .. } => {}
+        }
+        b.touch(self.item_key());
+        b
+    }
+}
+
+/// Answer of [`super::SyncEngine::act`]: the action is recorded and will be delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ActionAck {
+    /// Outbox row id (the web layer shows pending / failed rows by it).
+    pub outbox_id: i64,
+    #[serde(serialize_with = "ser_key")]
+    pub key: Option<ItemKey>,
+}
+
+#[allow(clippy::ref_option)]
+fn ser_key<S: serde::Serializer>(k: &Option<ItemKey>, s: S) -> Result<S::Ok, S::Error> {
+    match k {
+        Some(k) => s.serialize_some(&k.to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+fn random_marker() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..26)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+pub(crate) async fn act(
+    inner: &Arc<Inner>,
+    user: &UserId,
+    action: Action,
+) -> Result<ActionAck, SyncError> {
+    action.validate()?;
+    let key = action
+        .item_key()
+        .ok_or(SyncError::BadAction("malformed id"))?;
+    let now = now_ms();
+    let is_reply = matches!(action, Action::Reply { .. });
+    let payload =
+        serde_json::to_string(&action).map_err(|_| SyncError::Internal("payload encoding"))?;
+    let new = NewOutbox {
+        kind: action.kind().to_owned(),
+        item_key: key.clone(),
+        payload: crate::store::JsonText::new(payload),
+        // Mattermost's own format; fixed at creation, reused by every retry.
+        pending_post_id: if is_reply {
+            format!("{}:{now}", user.as_str())
+        } else {
+            String::new()
+        },
+        marker: if is_reply {
+            random_marker()
+        } else {
+            String::new()
+        },
+        coalesce: action.coalesce(),
+    };
+    let store = Arc::clone(&inner.store);
+    let u = user.clone();
+    let optimistic = action.optimistic(now);
+    let id = tokio::task::spawn_blocking(move || -> Result<i64, SyncError> {
+        // 1. Durable first: the browser hears "ok" only once the row survives a crash.
+        let id = store.for_user(&u).outbox_enqueue(&new, now)?;
+        // 2. Optimistic store update (its own short transaction; rebuilt by any sync).
+        if !optimistic.is_empty() {
+            super::apply::commit(&store, &u, optimistic)?;
+        }
+        Ok(id)
+    })
+    .await
+    .map_err(|_| SyncError::Internal("store task panicked"))??;
+    let _ = inner.changes.send(ItemChanged {
+        user_id: user.as_str().to_owned(),
+        key: Some(key.clone()),
+        cause: Cause::Action,
+    });
+    inner.outbox_wake.notify_one();
+    debug!(
+        outbox.id = id,
+        kind = action.kind(),
+        "sync: action recorded"
+    );
+    Ok(ActionAck {
+        outbox_id: id,
+        key: Some(key),
+    })
+}
+
+/// Map a client error to an outbox outcome.
+fn outcome_of(e: &mattermost::Error) -> Outcome {
+    if let Some(d) = e.retry_after() {
+        return Outcome::RateLimited { retry_after: d };
+    }
+    if e.is_unauthorized() {
+        return Outcome::Unauthorized;
+    }
+    if e.is_pending_post_duplicate() {
+        return Outcome::Unknown;
+    }
+    match (e, e.status()) {
+        (_, Some(s)) if (400..500).contains(&s) && s != 408 => Outcome::Rejected {
+            status: s,
+            reason: e.api_id().unwrap_or("refused").to_owned(),
+        },
+        (mattermost::Error::InvalidArgument(_), _) => Outcome::Rejected {
+            status: 400,
+            reason: "invalid request".into(),
+        },
+        _ => Outcome::Unknown,
+    }
+}
+
+/// The team id to use in a thread URL: the thread's, or any of the user's (DM/GM threads).
+async fn thread_team(ctx: &UserCtx, root_id: &str) -> Option<String> {
+    let store = Arc::clone(&ctx.store);
+    let user = ctx.user_id.clone();
+    let root = root_id.to_owned();
+    let team = tokio::task::spawn_blocking(move || {
+        store
+            .for_user(&user)
+            .thread(&root)
+            .ok()
+            .flatten()
+            .map(|t| t.team_id)
+    })
+    .await
+    .ok()
+    .flatten()
+    .filter(|t| !t.is_empty());
+    team.or_else(|| ctx.any_team())
+}
+
+fn pref(user: &str, category: &str, name: &str, value: String) -> mm::Preference {
+    mm::Preference {
+        user_id: user.to_owned(),
+        category: category.to_owned(),
+        name: name.to_owned(),
+        value,
+    }
+}
+
+/// Perform one delivery attempt.
+async fn send(ctx: &UserCtx, row: &OutboxRow, action: &Action) -> Outcome {
+    let c = &ctx.client;
+    let me = ctx.user_id.as_str();
+    ctx.count_call();
+    let r: Result<Option<String>, mattermost::Error> = match action {
+        Action::Reply {
+            channel_id,
+            root_id,
+            message,
+        } => {
+            let mut props = mm::JsonMap::new();
+            props.insert(
+                outbox::MARKER_PROP.into(),
+                serde_json::Value::String(row.marker.clone()),
+            );
+            let mut post = NewPost::new(channel_id.clone(), message.expose())
+                .pending_post_id(row.pending_post_id.clone())
+                .props(props);
+            if !root_id.is_empty() {
+                post = post.reply_to(root_id.clone());
+            }
+            c.create_post(&post).await.map(|p| Some(p.id))
+        }
+        Action::MarkRead {
+            key: ItemKey::Thread(root),
+        } => match thread_team(ctx, root).await {
+            Some(team) => c
+                .update_thread_read(ME, &team, root, now_ms())
+                .await
+                .map(|_| None),
+            None => Err(mattermost::Error::InvalidArgument(
+                "no team for the thread".into(),
+            )),
+        },
+        Action::MarkRead {
+            key: ItemKey::Channel(ch),
+        } => c.view_channel(ME, ch, None).await.map(|_| None),
+        Action::MarkUnread {
+            key: ItemKey::Thread(root),
+            post_id,
+        } => match thread_team(ctx, root).await {
+            Some(team) => c
+                .set_thread_unread(ME, &team, root, post_id)
+                .await
+                .map(|_| None),
+            None => Err(mattermost::Error::InvalidArgument(
+                "no team for the thread".into(),
+            )),
+        },
+        Action::MarkUnread {
+            key: ItemKey::Channel(_),
+            post_id,
+        } => c.set_post_unread(ME, post_id).await.map(|_| None),
+        Action::Done { key, at } => c
+            .update_preferences(
+                me,
+                &[pref(
+                    me,
+                    inbox::DONE_CATEGORY,
+                    &key.to_string(),
+                    at.to_string(),
+                )],
+            )
+            .await
+            .map(|()| None),
+        Action::UndoDone { key } => c
+            .delete_preferences(
+                me,
+                &[pref(
+                    me,
+                    inbox::DONE_CATEGORY,
+                    &key.to_string(),
+                    String::new(),
+                )],
+            )
+            .await
+            .map(|()| None),
+        Action::Snooze { key, until } => c
+            .update_preferences(
+                me,
+                &[pref(
+                    me,
+                    inbox::SNOOZE_CATEGORY,
+                    &key.to_string(),
+                    until.to_string(),
+                )],
+            )
+            .await
+            .map(|()| None),
+        Action::Unsnooze { key } => c
+            .delete_preferences(
+                me,
+                &[pref(
+                    me,
+                    inbox::SNOOZE_CATEGORY,
+                    &key.to_string(),
+                    String::new(),
+                )],
+            )
+            .await
+            .map(|()| None),
+        Action::Follow { root_id } | Action::Unfollow { root_id } => {
+            match thread_team(ctx, root_id).await {
+                Some(team) if matches!(action, Action::Follow { .. }) => {
+                    c.follow_thread(ME, &team, root_id).await.map(|()| None)
+                }
+                Some(team) => c.unfollow_thread(ME, &team, root_id).await.map(|()| None),
+                None => Err(mattermost::Error::InvalidArgument(
+                    "no team for the thread".into(),
+                )),
+            }
+        }
+        Action::React {
+            post_id,
+            emoji_name,
+            add: true,
+        } => c.add_reaction(me, post_id, emoji_name).await.map(|_| None),
+        Action::React {
+            post_id,
+            emoji_name,
+            add: false,
+        } => c
+            .remove_reaction(me, post_id, emoji_name)
+            .await
+            .map(|()| None),
+        Action::Save {
+            post_id,
+            saved: true,
+        } => c
+            .update_preferences(me, &[pref(me, "flagged_post", post_id, "true".into())])
+            .await
+            .map(|()| None),
+        Action::Save {
+            post_id,
+            saved: false,
+        } => c
+            .delete_preferences(me, &[pref(me, "flagged_post", post_id, "true".into())])
+            .await
+            .map(|()| None),
+    };
+    match r {
+        Ok(post_id) => Outcome::Delivered { post_id },
+        Err(e) => outcome_of(&e),
+    }
+}
+
+/// Search the thread (or DM/GM channel) for a post carrying the row's marker.
+async fn reconcile(ctx: &UserCtx, row: &OutboxRow, action: &Action) -> Outcome {
+    let Action::Reply {
+        channel_id,
+        root_id,
+        ..
+    } = action
+    else {
+        return Outcome::MarkerAbsent;
+    };
+    ctx.count_call();
+    let list = if root_id.is_empty() {
+        let q = mattermost::ChannelPostsQuery {
+            since: row.first_sent_at.map(|t| t - 60_000),
+            ..mattermost::ChannelPostsQuery::default()
+        };
+        ctx.client.get_posts_for_channel(channel_id, &q).await
+    } else {
+        ctx.client
+            .get_post_thread(root_id, &PostThreadQuery::default())
+            .await
+    };
+    match list {
+        Ok(list) => list
+            .posts
+            .values()
+            .find(|p| {
+                super::convert::outbox_marker(p) == Some(row.marker.as_str())
+                    && p.user_id == ctx.user_id.as_str()
+            })
+            .map_or(Outcome::MarkerAbsent, |p| Outcome::MarkerFound {
+                post_id: p.id.clone(),
+            }),
+        Err(e) => match outcome_of(&e) {
+            // The thread is gone: the reply cannot be delivered.
+            Outcome::Rejected { status: 404, .. } => Outcome::Rejected {
+                status: 404,
+                reason: "the thread no longer exists".into(),
+            },
+            o => o,
+        },
+    }
+}
+
+/// Deliver one claimed row and record the next step.
+async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
+    let store = Arc::clone(&ctx.store);
+    let user = ctx.user_id.clone();
+    let Ok(action) = serde_json::from_str::<Action>(row.payload.expose()) else {
+        let id = row.id;
+        tokio::task::spawn_blocking(move || {
+            store
+                .for_user(&user)
+                .outbox_mark_failed(id, "unreadable action")
+        })
+        .await
+        .map_err(|_| SyncError::Internal("store task panicked"))??;
+        return Ok(());
+    };
+    let is_reply = matches!(action, Action::Reply { .. });
+    let attempted_at = now_ms();
+    let view = RowView {
+        is_reply,
+        // `attempts` counts this claim; the rules want the attempts before it.
+        attempts: u32::try_from(row.attempts.saturating_sub(1)).unwrap_or(0),
+        first_attempt_at: row.first_sent_at,
+        created_at: row.created_at,
+    };
+    let mut outcome = if outbox::must_reconcile_before_send(&view, attempted_at) {
+        reconcile(ctx, &row, &action).await
+    } else {
+        send(ctx, &row, &action).await
+    };
+    if outcome == Outcome::MarkerAbsent {
+        // Nothing landed: resend now (same pending_post_id and marker).
+        outcome = send(ctx, &row, &action).await;
+    }
+    let step = outbox::next_step(
+        &view,
+        &outcome,
+        attempted_at,
+        now_ms(),
+        rand::random::<f64>(),
+    );
+    debug!(
+        outbox.id = row.id,
+        state = step.state.as_str(),
+        "sync: outbox attempt"
+    );
+    let id = row.id;
+    let key = ItemKey::parse(&row.item_key).ok();
+    tokio::task::spawn_blocking(move || -> Result<(), SyncError> {
+        let us = store.for_user(&user);
+        match step.state {
+            DeliveryState::Sent { post_id } => us.outbox_mark_sent(id, post_id.as_deref())?,
+            DeliveryState::Failed { reason } => us.outbox_mark_failed(id, &reason)?,
+            DeliveryState::Parked => us.outbox_retry_later(id, Millis::MAX / 4, "needs sign-in")?,
+            DeliveryState::Pending | DeliveryState::Reconcile => {
+                us.outbox_retry_later(
+                    id,
+                    step.next_at.unwrap_or(now_ms() + 1_000),
+                    "not delivered yet",
+                )?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| SyncError::Internal("store task panicked"))??;
+    let _ = ctx.changes.send(ItemChanged {
+        user_id: ctx.user_id.as_str().to_owned(),
+        key,
+        cause: Cause::Outbox,
+    });
+    Ok(())
+}
+
+/// Deliver every due row of one user, one at a time (per-item order is kept by the store).
+async fn drain_user(ctx: Arc<UserCtx>) -> String {
+    loop {
+        let store = Arc::clone(&ctx.store);
+        let user = ctx.user_id.clone();
+        let claimed =
+            tokio::task::spawn_blocking(move || store.for_user(&user).outbox_claim_next(now_ms()))
+                .await;
+        match claimed {
+            Ok(Ok(Some(row))) => {
+                if let Err(e) = deliver(&ctx, row).await {
+                    warn!(
+                        error = e.phrase(),
+                        "sync: outbox delivery bookkeeping failed"
+                    );
+                    break;
+                }
+            }
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
+                warn!(error = %e, "sync: outbox claim failed");
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    ctx.user_id.as_str().to_owned()
+}
+
+/// The instance's outbox worker: rows left in flight by a crash are re-queued, then due rows of
+/// active users are delivered, one sender per user.
+pub(crate) async fn outbox_worker(inner: Arc<Inner>) {
+    let store = Arc::clone(&inner.store);
+    let _ = tokio::task::spawn_blocking(move || store.outbox_requeue_inflight(now_ms())).await;
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut senders: JoinSet<String> = JoinSet::new();
+    loop {
+        let store = Arc::clone(&inner.store);
+        let due = tokio::task::spawn_blocking(move || store.outbox_users_due(now_ms()))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        for u in due {
+            if busy.contains(u.as_str()) {
+                continue;
+            }
+            if let Some(ctx) = inner.ctx(u.as_str()) {
+                busy.insert(u.as_str().to_owned());
+                senders.spawn(drain_user(ctx));
+            }
+        }
+        tokio::select! {
+            () = inner.outbox_wake.notified() => {}
+            Some(done) = senders.join_next() => {
+                if let Ok(u) = done {
+                    busy.remove(&u);
+                }
+            }
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: &str = "rrrrrrrrrrrrrrrrrrrrrrrrrr";
+
+    #[test]
+    fn payload_roundtrip_and_redaction() {
+        let a = Action::Reply {
+            channel_id: R.into(),
+            root_id: R.into(),
+            message: MessageText::new("secret words"),
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        let back: Action = serde_json::from_str(&json).unwrap();
+        assert_eq!(a, back);
+        assert!(!format!("{a:?}").contains("secret"));
+        let d = Action::Done {
+            key: ItemKey::thread(R).unwrap(),
+            at: 5,
+        };
+        let json = serde_json::to_string(&d).unwrap();
+        assert!(json.contains("\"key\":\"t_"));
+        assert_eq!(serde_json::from_str::<Action>(&json).unwrap(), d);
+    }
+
+    #[test]
+    fn validation() {
+        assert!(
+            Action::Follow {
+                root_id: "x".into()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Action::React {
+                post_id: R.into(),
+                emoji_name: "thumbsup".into(),
+                add: true
+            }
+            .validate()
+            .is_ok()
+        );
+        assert!(
+            Action::React {
+                post_id: R.into(),
+                emoji_name: "../x".into(),
+                add: true
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            Action::Reply {
+                channel_id: R.into(),
+                root_id: String::new(),
+                message: MessageText::new("")
+            }
+            .validate()
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn errors_map_to_outcomes() {
+        let api = |status: u16, id: &str| mattermost::Error::Api {
+            status,
+            id: id.into(),
+            message: String::new(),
+            request_id: None,
+            detailed_error: String::new(),
+            endpoint: "POST /api/v4/posts".into(),
+        };
+        assert_eq!(
+            outcome_of(&api(500, "api.post.deduplicate_create_post.pending")),
+            Outcome::Unknown
+        );
+        assert_eq!(outcome_of(&api(503, "x")), Outcome::Unknown);
+        assert_eq!(outcome_of(&api(401, "x")), Outcome::Unauthorized);
+        assert!(matches!(
+            outcome_of(&api(400, "bad")),
+            Outcome::Rejected { status: 400, .. }
+        ));
+        assert!(matches!(
+            outcome_of(&mattermost::Error::RateLimited {
+                retry_after: Duration::from_secs(2),
+                reset: None
+            }),
+            Outcome::RateLimited { .. }
+        ));
+    }
+}

@@ -1,0 +1,472 @@
+//! Commit a [`Batch`] to the store in ONE transaction, through the store's user-scoped write
+//! handle ([`crate::store::UserTx`]) and its idempotent upserts (which also re-derive the
+//! affected queue items). Partial updates (a thread's read state, a channel view, a reaction)
+//! read the current row inside the same transaction and write it back whole, so the store's
+//! "newer wins" rules still decide.
+//!
+//! Blocking: call from `spawn_blocking`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rusqlite::{OptionalExtension, params};
+
+use super::batch::{Batch, Write};
+use crate::inbox::{ItemKey, MarkKind, Marks};
+use crate::store::{self, Store, StoreError, UserId, UserTx};
+
+fn thread_row(
+    ut: &UserTx<'_>,
+    user: &str,
+    root_id: &str,
+) -> Result<Option<store::Thread>, StoreError> {
+    let tx = ut.shared();
+    Ok(tx
+        .conn
+        .query_row(
+            "SELECT root_id, channel_id, team_id, reply_count, last_reply_at, last_viewed_at,
+                    unread_replies, unread_mentions, is_urgent, following, delete_at, participants
+             FROM threads WHERE user_id = ?1 AND root_id = ?2",
+            params![user, root_id],
+            |r| {
+                Ok(store::Thread {
+                    root_id: r.get(0)?,
+                    channel_id: r.get(1)?,
+                    team_id: r.get(2)?,
+                    reply_count: r.get(3)?,
+                    last_reply_at: r.get(4)?,
+                    last_viewed_at: r.get(5)?,
+                    unread_replies: r.get(6)?,
+                    unread_mentions: r.get(7)?,
+                    is_urgent: r.get(8)?,
+                    following: r.get(9)?,
+                    delete_at: r.get(10)?,
+                    participants: store::JsonText::new(r.get::<_, String>(11)?),
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn channel_row(ut: &UserTx<'_>, channel_id: &str) -> Result<Option<store::Channel>, StoreError> {
+    let tx = ut.shared();
+    Ok(tx
+        .conn
+        .query_row(
+            "SELECT channel_id, team_id, type, name, display_name, total_msg_count,
+                    total_msg_count_root, last_post_at, last_root_post_at, update_at, delete_at
+             FROM channels WHERE channel_id = ?1",
+            params![channel_id],
+            |r| {
+                Ok(store::Channel {
+                    channel_id: r.get(0)?,
+                    team_id: r.get(1)?,
+                    channel_type: r.get(2)?,
+                    name: r.get(3)?,
+                    display_name: r.get(4)?,
+                    total_msg_count: r.get(5)?,
+                    total_msg_count_root: r.get(6)?,
+                    last_post_at: r.get(7)?,
+                    last_root_post_at: r.get(8)?,
+                    update_at: r.get(9)?,
+                    delete_at: r.get(10)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn membership_row(
+    ut: &UserTx<'_>,
+    user: &str,
+    channel_id: &str,
+) -> Result<Option<store::Membership>, StoreError> {
+    let tx = ut.shared();
+    Ok(tx
+        .conn
+        .query_row(
+            "SELECT channel_id, msg_count, mention_count, msg_count_root, mention_count_root,
+                    urgent_mention_count, last_viewed_at, last_update_at
+             FROM memberships WHERE user_id = ?1 AND channel_id = ?2",
+            params![user, channel_id],
+            |r| {
+                Ok(store::Membership {
+                    channel_id: r.get(0)?,
+                    msg_count: r.get(1)?,
+                    mention_count: r.get(2)?,
+                    msg_count_root: r.get(3)?,
+                    mention_count_root: r.get(4)?,
+                    urgent_mention_count: r.get(5)?,
+                    last_viewed_at: r.get(6)?,
+                    last_update_at: r.get(7)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn post_row(ut: &UserTx<'_>, post_id: &str) -> Result<Option<store::Post>, StoreError> {
+    let tx = ut.shared();
+    Ok(tx
+        .conn
+        .query_row(
+            "SELECT post_id, channel_id, root_id, user_id, type, create_at, update_at, edit_at,
+                    delete_at, message, props, file_ids, reactions, metadata
+             FROM posts WHERE post_id = ?1",
+            params![post_id],
+            |r| {
+                Ok(store::Post {
+                    post_id: r.get(0)?,
+                    channel_id: r.get(1)?,
+                    root_id: r.get(2)?,
+                    user_id: r.get(3)?,
+                    post_type: r.get(4)?,
+                    create_at: r.get(5)?,
+                    update_at: r.get(6)?,
+                    edit_at: r.get(7)?,
+                    delete_at: r.get(8)?,
+                    message: store::MessageText::new(r.get::<_, String>(9)?),
+                    props: store::JsonText::new(r.get::<_, String>(10)?),
+                    file_ids: store::JsonText::new(r.get::<_, String>(11)?),
+                    reactions: store::JsonText::new(r.get::<_, String>(12)?),
+                    metadata: store::JsonText::new(r.get::<_, String>(13)?),
+                })
+            },
+        )
+        .optional()?)
+}
+
+fn marks_row(ut: &UserTx<'_>, user: &str, key: &ItemKey) -> Result<Marks, StoreError> {
+    let tx = ut.shared();
+    Ok(tx
+        .conn
+        .query_row(
+            "SELECT done_at, snoozed_until FROM marks WHERE user_id = ?1 AND item_key = ?2",
+            params![user, key.to_string()],
+            |r| {
+                Ok(Marks {
+                    done_at: r.get(0)?,
+                    snoozed_until: r.get(1)?,
+                })
+            },
+        )
+        .optional()?
+        .unwrap_or_default())
+}
+
+/// What a commit changed.
+#[derive(Debug, Default)]
+pub struct Committed {
+    /// Items whose row may have changed.
+    pub keys: Vec<ItemKey>,
+    /// Threads followed (elsewhere) that the store does not hold yet: read them over REST.
+    pub missing_threads: Vec<String>,
+}
+
+/// Apply `batch` for `user` in one transaction.
+///
+/// # Errors
+/// SQLite failure (the whole batch is rolled back).
+pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, StoreError> {
+    let u = user.as_str();
+    store.for_user(user).write(|ut| {
+        let mut out = Committed {
+            keys: batch.keys.clone(),
+            ..Committed::default()
+        };
+        let touch = |k: Option<ItemKey>, out: &mut Committed| {
+            if let Some(k) = k
+                && !out.keys.contains(&k)
+            {
+                out.keys.push(k);
+            }
+        };
+        for w in batch.writes {
+            match w {
+                Write::SelfProfile(p) => ut.upsert_self(&p, super::engine::now_ms())?,
+                Write::Profiles(ps) => ut.shared().upsert_profiles(&ps)?,
+                Write::Teams(ts) => {
+                    for t in &ts {
+                        ut.shared().upsert_team(t)?;
+                    }
+                    let ids: Vec<&str> = ts.iter().filter(|t| t.delete_at == 0).map(|t| t.team_id.as_str()).collect();
+                    ut.set_teams(&ids)?;
+                }
+                Write::Channels(cs) => {
+                    for c in &cs {
+                        ut.shared().upsert_channel(c)?;
+                    }
+                }
+                Write::Memberships { rows, replace_all } => {
+                    for m in &rows {
+                        ut.upsert_membership(m)?;
+                    }
+                    if replace_all {
+                        let keep: HashSet<&str> = rows.iter().map(|m| m.channel_id.as_str()).collect();
+                        let tx = ut.shared();
+                        let mut st = tx.conn.prepare_cached("SELECT channel_id FROM memberships WHERE user_id = ?1")?;
+                        let have: Vec<String> = st.query_map(params![u], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                        for c in have.iter().filter(|c| !keep.contains(c.as_str())) {
+                            ut.remove_membership(c)?;
+                            touch(ItemKey::channel(c), &mut out);
+                        }
+                    }
+                }
+                Write::RemoveMembership { channel_id } => ut.remove_membership(&channel_id)?,
+                Write::Threads(ts) => {
+                    for t in &ts {
+                        ut.upsert_thread(t)?;
+                    }
+                }
+                Write::ThreadRead {
+                    root_id,
+                    last_viewed_at,
+                    unread_replies,
+                    unread_mentions,
+                } => {
+                    if let Some(mut t) = thread_row(ut, u, &root_id)? {
+                        t.last_viewed_at = last_viewed_at;
+                        let read_all = last_viewed_at >= t.last_reply_at;
+                        t.unread_replies = unread_replies.unwrap_or(if read_all { 0 } else { t.unread_replies });
+                        t.unread_mentions = unread_mentions.unwrap_or(if read_all { 0 } else { t.unread_mentions });
+                        ut.upsert_thread(&t)?;
+                    }
+                }
+                Write::ThreadsAllRead { team_id, at } => {
+                    let tx = ut.shared();
+                    let mut st = tx.conn.prepare_cached(
+                        "SELECT root_id FROM threads WHERE user_id = ?1 AND following = 1 AND (team_id = ?2 OR team_id = '')",
+                    )?;
+                    let roots: Vec<String> = st.query_map(params![u, team_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                    for root in roots {
+                        if let Some(mut t) = thread_row(ut, u, &root)? {
+                            t.last_viewed_at = t.last_viewed_at.max(at);
+                            t.unread_replies = 0;
+                            t.unread_mentions = 0;
+                            ut.upsert_thread(&t)?;
+                            touch(ItemKey::thread(&root), &mut out);
+                        }
+                    }
+                }
+                Write::Follow {
+                    root_id,
+                    following,
+                    reply_count,
+                } => match thread_row(ut, u, &root_id)? {
+                    Some(mut t) => {
+                        t.following = following;
+                        if let Some(n) = reply_count {
+                            t.reply_count = t.reply_count.max(n);
+                        }
+                        ut.upsert_thread(&t)?;
+                    }
+                    None if following => out.missing_threads.push(root_id),
+                    None => {}
+                },
+                Write::Posts(ps) => {
+                    for p in &ps {
+                        ut.shared().upsert_post(p)?;
+                    }
+                }
+                Write::ChannelPostAdded { post, mentions_me, from_me } => {
+                    let known = post_row(ut, &post.post_id)?.is_some();
+                    ut.shared().upsert_post(&post)?;
+                    if !known {
+                        // First sight of this post id: move the channel totals by one. Keyed by
+                        // post id, so a replayed event changes nothing.
+                        if let Some(mut c) = channel_row(ut, &post.channel_id)? {
+                            c.total_msg_count += 1;
+                            if post.root_id.is_empty() {
+                                c.total_msg_count_root += 1;
+                            }
+                            c.last_post_at = c.last_post_at.max(post.create_at);
+                            if post.root_id.is_empty() {
+                                c.last_root_post_at = c.last_root_post_at.max(post.create_at);
+                            }
+                            ut.shared().upsert_channel(&c)?;
+                            if let Some(mut m) = membership_row(ut, u, &post.channel_id)? {
+                                let direct = c.channel_type == "D" || c.channel_type == "G";
+                                if from_me && (post.root_id.is_empty() || direct) {
+                                    // Posting views the channel for the author (not for a CRT
+                                    // reply in a team channel).
+                                    m.msg_count = c.total_msg_count;
+                                    m.msg_count_root = c.total_msg_count_root;
+                                    m.mention_count = 0;
+                                    m.mention_count_root = 0;
+                                    m.urgent_mention_count = 0;
+                                    m.last_viewed_at = m.last_viewed_at.max(post.create_at);
+                                } else if mentions_me {
+                                    m.mention_count += 1;
+                                    if post.root_id.is_empty() {
+                                        m.mention_count_root += 1;
+                                    }
+                                }
+                                m.last_update_at = m.last_update_at.max(post.create_at);
+                                ut.upsert_membership(&m)?;
+                            }
+                        }
+                    }
+                }
+                Write::PostDeleted { post_id, root_id, at } => {
+                    if let Some(mut p) = post_row(ut, &post_id)? {
+                        p.delete_at = at;
+                        p.update_at = p.update_at.max(at);
+                        ut.shared().upsert_post(&p)?;
+                    }
+                    if root_id.is_empty()
+                        && let Some(mut t) = thread_row(ut, u, &post_id)?
+                    {
+                        t.delete_at = at;
+                        ut.upsert_thread(&t)?;
+                    }
+                }
+                Write::Reaction { reaction, added } => {
+                    // Reactions do not change any item; edit the cached post's list by value.
+                    if let Some(p) = post_row(ut, &reaction.post_id)? {
+                        let mut list: Vec<mattermost::models::Reaction> =
+                            serde_json::from_str(p.reactions.expose()).unwrap_or_default();
+                        list.retain(|r| !(r.user_id == reaction.user_id && r.emoji_name == reaction.emoji_name));
+                        if added {
+                            list.push(reaction.clone());
+                        }
+                        let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
+                        ut.shared().conn.execute(
+                            "UPDATE posts SET reactions = ?2 WHERE post_id = ?1 AND delete_at = 0",
+                            params![reaction.post_id, json],
+                        )?;
+                    }
+                }
+                Write::Mentions(ms) => {
+                    for m in &ms {
+                        ut.add_mention(m)?;
+                        touch(ItemKey::thread(&m.post_id), &mut out);
+                    }
+                }
+                Write::Marks { marks, replace_all } => {
+                    if replace_all {
+                        let map: BTreeMap<ItemKey, Marks> = marks.into_iter().collect();
+                        ut.replace_marks(&map)?;
+                    } else {
+                        for (k, m) in &marks {
+                            ut.set_marks(k, *m)?;
+                        }
+                    }
+                }
+                Write::MarkSet { key, kind, at } => {
+                    let mut m = marks_row(ut, u, &key)?;
+                    match kind {
+                        MarkKind::Done => m.done_at = at,
+                        MarkKind::Snooze => m.snoozed_until = at,
+                    }
+                    ut.set_marks(&key, m)?;
+                }
+                Write::ChannelViewed { channel_id, at } => {
+                    if let (Some(c), Some(mut m)) =
+                        (channel_row(ut, &channel_id)?, membership_row(ut, u, &channel_id)?)
+                        && at >= m.last_viewed_at
+                    {
+                            m.msg_count = c.total_msg_count;
+                            m.msg_count_root = c.total_msg_count_root;
+                            m.mention_count = 0;
+                            m.mention_count_root = 0;
+                            m.urgent_mention_count = 0;
+                            m.last_viewed_at = at;
+                            m.last_update_at = m.last_update_at.max(at);
+                            ut.upsert_membership(&m)?;
+                                            }
+                }
+                Write::MemberReadCounts {
+                    channel_id,
+                    msg_count,
+                    msg_count_root,
+                    mention_count,
+                    mention_count_root,
+                    urgent_mention_count,
+                    last_viewed_at,
+                } => {
+                    if let Some(mut m) = membership_row(ut, u, &channel_id)? {
+                        m.msg_count = msg_count;
+                        m.msg_count_root = msg_count_root;
+                        m.mention_count = mention_count;
+                        m.mention_count_root = mention_count_root;
+                        m.urgent_mention_count = urgent_mention_count;
+                        m.last_viewed_at = last_viewed_at;
+                        m.last_update_at = m.last_update_at.max(super::engine::now_ms());
+                        ut.upsert_membership(&m)?;
+                    }
+                }
+                // Saved posts are not cached by the store yet (nothing in the queue uses them).
+                Write::Flagged { .. } => {}
+                Write::SyncedAt { at } => ut.set_last_full_sync(at)?,
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Team id and type letter of the channels an event names (only channels the user belongs to).
+///
+/// # Errors
+/// SQLite failure.
+pub fn channel_info(
+    store: &Store,
+    user: &UserId,
+    ids: &[String],
+) -> Result<HashMap<String, (String, String)>, StoreError> {
+    let us = store.for_user(user);
+    let mut out = HashMap::new();
+    for id in ids {
+        if let Some(c) = us.channel(id)? {
+            out.insert(id.clone(), (c.team_id, c.channel_type));
+        }
+    }
+    Ok(out)
+}
+
+/// Channel ids an event refers to.
+#[must_use]
+pub fn channels_in_event(ev: &mattermost::ws::WsEvent) -> Vec<String> {
+    use mattermost::ws::Event;
+    let mut ids = Vec::new();
+    if !ev.broadcast.channel_id.is_empty() {
+        ids.push(ev.broadcast.channel_id.clone());
+    }
+    match &ev.event {
+        Event::Posted(p) => ids.push(p.post.channel_id.clone()),
+        Event::PostEdited(c) | Event::PostDeleted(c) => ids.push(c.post.channel_id.clone()),
+        Event::ThreadUpdated(t) => {
+            if let Some(p) = &t.thread.post {
+                ids.push(p.channel_id.clone());
+            }
+        }
+        Event::MultipleChannelsViewed { channel_times } => {
+            ids.extend(channel_times.keys().cloned())
+        }
+        _ => {}
+    }
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Of `ids`, those without a cached profile.
+///
+/// # Errors
+/// SQLite failure.
+pub fn unknown_profiles(
+    store: &Store,
+    user: &UserId,
+    ids: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let known: HashSet<String> = store
+        .for_user(user)
+        .profiles(&refs)?
+        .into_iter()
+        .map(|p| p.user_id)
+        .collect();
+    Ok(ids
+        .iter()
+        .filter(|i| !known.contains(*i))
+        .cloned()
+        .collect())
+}

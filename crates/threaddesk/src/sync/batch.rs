@@ -1,0 +1,135 @@
+//! A batch of store writes, produced by pure functions (REST results, WebSocket events) and
+//! committed in ONE transaction by [`super::apply::commit`]. Keeping the production pure means
+//! every event handler is testable without a database, and that an event's effects are atomic.
+
+use mattermost::models as mm;
+
+use crate::inbox::{ItemKey, MarkKind, Marks, Millis};
+use crate::store;
+
+/// One write. Applied in order; every write is idempotent (absolute values, compared by
+/// `update_at` / `last_reply_at` in the store — never increments).
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// The user's own row (must exist before any other row of the user).
+    SelfProfile(store::Profile),
+    Profiles(Vec<store::Profile>),
+    /// The user's complete team list (replaces the previous one).
+    Teams(Vec<store::Team>),
+    Channels(Vec<store::Channel>),
+    /// Memberships; with `replace_all`, memberships not listed are removed (left channels).
+    Memberships {
+        rows: Vec<store::Membership>,
+        replace_all: bool,
+    },
+    /// The user left / was removed from a channel.
+    RemoveMembership {
+        channel_id: String,
+    },
+    /// Full thread rows (from a thread list or `thread_updated`).
+    Threads(Vec<store::Thread>),
+    /// Read state of one thread changed (`thread_read_changed`, our own mark read / unread).
+    ThreadRead {
+        root_id: String,
+        last_viewed_at: Millis,
+        unread_replies: Option<i64>,
+        unread_mentions: Option<i64>,
+    },
+    /// Mark-all-read of a team (and of all DM/GM threads): every followed thread read at `at`.
+    ThreadsAllRead {
+        team_id: String,
+        at: Millis,
+    },
+    /// Follow state changed.
+    Follow {
+        root_id: String,
+        following: bool,
+        reply_count: Option<i64>,
+    },
+    Posts(Vec<store::Post>),
+    /// A new post in a channel (`posted`). Idempotent by post id: the channel totals (and, for
+    /// a DM from the other side, the member's mention count) move only the first time this
+    /// post id is seen; `last_post_at` moves by max.
+    ChannelPostAdded {
+        post: store::Post,
+        mentions_me: bool,
+        from_me: bool,
+    },
+    /// A post was deleted at `at` (a deleted root takes its replies and thread with it).
+    PostDeleted {
+        post_id: String,
+        root_id: String,
+        at: Millis,
+    },
+    /// A reaction added or removed (the post row's reaction list is edited by value).
+    Reaction {
+        reaction: mm::Reaction,
+        added: bool,
+    },
+    /// Root posts that mention the user (item kind `mention` until someone replies).
+    Mentions(Vec<store::Mention>),
+    /// Done / snooze marks; with `replace_all`, marks not listed are cleared (a full read of
+    /// the user's preferences).
+    Marks {
+        marks: Vec<(ItemKey, Marks)>,
+        replace_all: bool,
+    },
+    /// One mark set (`Some`) or cleared (`None`), e.g. from another device.
+    MarkSet {
+        key: ItemKey,
+        kind: MarkKind,
+        at: Option<Millis>,
+    },
+    /// A channel was viewed at `at` (another client, or our own mark read): read counts = totals.
+    ChannelViewed {
+        channel_id: String,
+        at: Millis,
+    },
+    /// `post_unread` / `set_unread`: the member's new **read** counts.
+    MemberReadCounts {
+        channel_id: String,
+        msg_count: i64,
+        msg_count_root: i64,
+        mention_count: i64,
+        mention_count_root: i64,
+        urgent_mention_count: i64,
+        last_viewed_at: Millis,
+    },
+    /// Saved-post (flagged) state, mirrored from the `flagged_post` preferences (the store has
+    /// no saved-post column yet; kept so the event mapping is complete and tested).
+    #[allow(dead_code)]
+    Flagged {
+        post_id: String,
+        saved: bool,
+    },
+    /// A complete sync finished at `at`.
+    SyncedAt {
+        at: Millis,
+    },
+}
+
+/// Writes plus the item keys they are known to touch (the commit adds the keys it derives).
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub writes: Vec<Write>,
+    pub keys: Vec<ItemKey>,
+}
+
+impl Batch {
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    pub fn push(&mut self, w: Write) {
+        self.writes.push(w);
+    }
+
+    pub fn touch(&mut self, key: Option<ItemKey>) {
+        if let Some(k) = key
+            && !self.keys.contains(&k)
+        {
+            self.keys.push(k);
+        }
+    }
+}

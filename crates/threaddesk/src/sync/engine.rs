@@ -1,0 +1,977 @@
+//! The executor: runs the planner's reads, keeps one WebSocket per active user, applies events,
+//! resyncs after loss, and delivers the outbox.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, FutureExt};
+use futures_util::{StreamExt, TryStreamExt, stream};
+use mattermost::models as mm;
+use mattermost::ws::{WsClient, WsConfig, WsHandle, WsItem};
+use mattermost::{ChannelPostsQuery, ChannelsForUserQuery, Client, ME, UserThreadsQuery};
+use tokio::sync::{Notify, broadcast};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::apply;
+use super::batch::{Batch, Write};
+use super::convert;
+use super::events::{self, EventCtx, FollowUp};
+use super::planner::{self, DirectChannel, Op, ResyncCursors, TeamCounters};
+use super::ratelimit::{LimiterStatus, RateLimiter};
+use super::{Cause, ItemChanged, SyncError, SyncSettings};
+use crate::inbox::{ItemKey, Millis};
+use crate::store::{Store, UserId};
+
+/// Reads running at once for one user's sync. Initial sync is ~75 calls; 4 in parallel hides
+/// most of the round-trip latency (≈ 20 calls × RTT) while a recovering server sees at most
+/// 4 requests per user in flight, and the shared limiter still caps the instance.
+pub const SYNC_CONCURRENCY: usize = 4;
+
+/// Team channels with unread root mentions whose recent roots are read at initial sync (a root
+/// mention without replies has no thread on the server, so only the channel's posts show it).
+pub const MENTION_CHANNELS_MAX: usize = 20;
+
+/// Item-changed notices buffered per subscriber before it lags (it then reloads).
+const CHANGES_CAPACITY: usize = 1024;
+
+pub(crate) fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| {
+            Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+        })
+}
+
+/// Connection state of one user, for the status page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    #[default]
+    Starting,
+    InitialSync,
+    Live,
+    Reconnecting,
+    Resyncing,
+    NeedsSignIn,
+    Stopped,
+}
+
+/// One user's sync status (ids, counts and timings only).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct UserStatus {
+    pub user_id: String,
+    pub phase: Phase,
+    pub connected: bool,
+    pub last_sync_at: Option<Millis>,
+    /// REST calls and wall time of the last initial sync.
+    pub initial_sync_calls: u64,
+    pub initial_sync_ms: u64,
+    /// REST calls of the last incremental resync, and how many resyncs ran.
+    pub last_resync_calls: u64,
+    pub resyncs: u64,
+    pub events_applied: u64,
+    /// A fixed phrase (never message content).
+    pub last_error: Option<String>,
+}
+
+/// The admin status page's view of the engine.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EngineStatus {
+    pub users: Vec<UserStatus>,
+    pub rate_limit: LimiterStatus,
+}
+
+/// What the engine keeps per active user.
+pub(crate) struct UserCtx {
+    pub user_id: UserId,
+    pub client: Client,
+    pub store: Arc<Store>,
+    pub settings: SyncSettings,
+    pub changes: broadcast::Sender<ItemChanged>,
+    pub status: Mutex<UserStatus>,
+    /// REST calls made on behalf of this user (all kinds).
+    pub calls: AtomicU64,
+    /// Sync memory for an O(changed) resync: counters of the last `teams/unread`, and
+    /// `last_post_at` of every DM/GM channel.
+    pub memo: Mutex<Memo>,
+}
+
+#[derive(Default, Clone)]
+pub(crate) struct Memo {
+    pub username: String,
+    pub team_ids: Vec<String>,
+    pub counters: Vec<TeamCounters>,
+    pub directs: Vec<DirectChannel>,
+    pub last_synced_at: Millis,
+}
+
+impl UserCtx {
+    pub fn status(&self) -> std::sync::MutexGuard<'_, UserStatus> {
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
+        self.memo.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn count_call(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A team id usable in thread URLs (any of the user's teams works for DM/GM threads).
+    pub fn any_team(&self) -> Option<String> {
+        self.memo().team_ids.first().cloned()
+    }
+
+    /// Commit one batch in one transaction (blocking store call off the runtime), then notify.
+    pub async fn commit(&self, batch: Batch, cause: Cause) -> Result<(), SyncError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let store = Arc::clone(&self.store);
+        let user = self.user_id.clone();
+        let done = tokio::task::spawn_blocking(move || apply::commit(&store, &user, batch))
+            .await
+            .map_err(|_| SyncError::Internal("store task panicked"))??;
+        let missing = done.missing_threads;
+        self.notify(done.keys, cause);
+        // Threads followed elsewhere that we never saw: one read each.
+        for root in missing {
+            let Some(team) = self.any_team() else { break };
+            self.count_call();
+            match self.client.get_user_thread(ME, &team, &root, false).await {
+                Ok(t) => {
+                    let store = Arc::clone(&self.store);
+                    let user = self.user_id.clone();
+                    let b = thread_batch(&store, &user, &t).await?;
+                    let done = tokio::task::spawn_blocking(move || apply::commit(&store, &user, b))
+                        .await
+                        .map_err(|_| SyncError::Internal("store task panicked"))??;
+                    self.notify(done.keys, cause);
+                }
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    pub fn notify(&self, keys: Vec<ItemKey>, cause: Cause) {
+        let user_id = self.user_id.as_str().to_owned();
+        if keys.is_empty() {
+            let _ = self.changes.send(ItemChanged {
+                user_id,
+                key: None,
+                cause,
+            });
+            return;
+        }
+        for key in keys {
+            let _ = self.changes.send(ItemChanged {
+                user_id: user_id.clone(),
+                key: Some(key),
+                cause,
+            });
+        }
+    }
+}
+
+/// A batch holding one thread read over REST (its team comes from the store's channel row).
+async fn thread_batch(
+    store: &Arc<Store>,
+    user: &UserId,
+    t: &mm::ThreadResponse,
+) -> Result<Batch, SyncError> {
+    let channel_id = t
+        .post
+        .as_ref()
+        .map(|p| p.channel_id.clone())
+        .unwrap_or_default();
+    let (s, u) = (Arc::clone(store), user.clone());
+    let info = tokio::task::spawn_blocking(move || apply::channel_info(&s, &u, &[channel_id]))
+        .await
+        .map_err(|_| SyncError::Internal("store task panicked"))??;
+    let mut b = Batch::default();
+    if let Some(row) = convert::thread(t, true, |c| info.get(c).map(|(team, _)| team.clone())) {
+        b.push(Write::Threads(vec![row]));
+    }
+    if let Some(root) = &t.post {
+        b.push(Write::Posts(vec![convert::post(root)]));
+    }
+    b.touch(ItemKey::thread(&t.id));
+    Ok(b)
+}
+
+macro_rules! call {
+    ($ctx:expr, $e:expr) => {{
+        $ctx.count_call();
+        $e.await
+    }};
+}
+
+fn counters(u: &mm::TeamUnread) -> TeamCounters {
+    TeamCounters {
+        team_id: u.team_id.clone(),
+        msg_count: u.msg_count,
+        mention_count: u.mention_count,
+        msg_count_root: u.msg_count_root,
+        mention_count_root: u.mention_count_root,
+        thread_count: u.thread_count,
+        thread_mention_count: u.thread_mention_count,
+        thread_urgent_mention_count: u.thread_urgent_mention_count,
+    }
+}
+
+fn directs_of(channels: &[mm::Channel]) -> Vec<DirectChannel> {
+    channels
+        .iter()
+        .filter(|c| c.channel_type.is_direct_or_group() && c.delete_at == 0)
+        .map(|c| DirectChannel {
+            channel_id: c.id.clone(),
+            last_post_at: c.last_post_at,
+        })
+        .collect()
+}
+
+/// Reads the result of one planner op produced.
+enum OpResult {
+    Threads(Vec<mm::ThreadResponse>),
+    Posts(mm::PostList),
+}
+
+async fn run_op(ctx: &UserCtx, op: &Op) -> Result<OpResult, SyncError> {
+    match op {
+        Op::Threads {
+            team_id,
+            since,
+            exclude_direct,
+        } => {
+            let q = UserThreadsQuery {
+                since: Some(*since),
+                per_page: Some(u32::try_from(planner::PER_PAGE).unwrap_or(200)),
+                exclude_direct: *exclude_direct,
+                // extended=false: participants as ids only; profiles are read once, in batches.
+                ..UserThreadsQuery::default()
+            };
+            // Pages with `before=<last id>` while a page is full (one call per 200 threads).
+            let mut all = Vec::new();
+            let mut q = q;
+            loop {
+                let page = call!(ctx, ctx.client.get_user_threads(ME, team_id, &q))?;
+                let n = page.threads.len();
+                let last = page.threads.last().map(|t| t.id.clone());
+                all.extend(page.threads);
+                let total = usize::try_from(page.total).unwrap_or(0);
+                // `total` counts every followed thread of the team (not only since): a full page
+                // is followed by one more call only when more may exist.
+                if n < planner::PER_PAGE || (q.before.is_none() && total > 0 && total <= all.len())
+                {
+                    break;
+                }
+                match last {
+                    Some(id) if q.before.as_deref() != Some(id.as_str()) => {
+                        q.before = Some(id);
+                        q.threads_only = true;
+                    }
+                    _ => break,
+                }
+            }
+            Ok(OpResult::Threads(all))
+        }
+        Op::ChannelPostsSince { channel_id, since } => {
+            let q = ChannelPostsQuery {
+                since: Some(*since),
+                ..ChannelPostsQuery::default()
+            };
+            let list = call!(ctx, ctx.client.get_posts_for_channel(channel_id, &q))?;
+            Ok(OpResult::Posts(list))
+        }
+    }
+}
+
+/// Run ops with bounded concurrency; results in op order.
+async fn run_ops(ctx: &UserCtx, ops: &[Op]) -> Result<Vec<OpResult>, SyncError> {
+    let futs: Vec<BoxFuture<'_, Result<OpResult, SyncError>>> =
+        ops.iter().map(|op| run_op(ctx, op).boxed()).collect();
+    bounded(futs).await
+}
+
+/// Run futures with at most [`SYNC_CONCURRENCY`] in flight; results in order, first error wins.
+async fn bounded<T>(futs: Vec<BoxFuture<'_, Result<T, SyncError>>>) -> Result<Vec<T>, SyncError> {
+    stream::iter(futs)
+        .buffered(SYNC_CONCURRENCY)
+        .try_collect()
+        .await
+}
+
+/// Channel → (team id, type letter), from the channel list just read.
+fn channel_map(channels: &[mm::Channel]) -> HashMap<String, (String, String)> {
+    channels
+        .iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                (c.team_id.clone(), c.channel_type.as_str().to_owned()),
+            )
+        })
+        .collect()
+}
+
+/// Turn op results into writes; returns the user ids worth a profile.
+fn results_to_writes(
+    batch: &mut Batch,
+    results: Vec<OpResult>,
+    chans: &HashMap<String, (String, String)>,
+    me: &str,
+) -> BTreeSet<String> {
+    let mut people = BTreeSet::new();
+    let mut threads = Vec::new();
+    let mut posts = Vec::new();
+    for r in results {
+        match r {
+            OpResult::Threads(list) => {
+                for t in &list {
+                    let team = |c: &str| chans.get(c).map(|(t, _)| t.clone());
+                    if let Some(row) = convert::thread(t, true, team) {
+                        threads.push(row);
+                    }
+                    if let Some(root) = &t.post {
+                        people.insert(root.user_id.clone());
+                        posts.push(convert::post(root));
+                    }
+                    // The newest participants are shown on the row.
+                    for p in t.participants.iter().rev().take(3) {
+                        people.insert(p.id.clone());
+                    }
+                }
+            }
+            OpResult::Posts(list) => {
+                for p in list.posts.values() {
+                    people.insert(p.user_id.clone());
+                    posts.push(convert::post(p));
+                }
+            }
+        }
+    }
+    people.remove(me);
+    people.remove("");
+    if !posts.is_empty() {
+        batch.push(Write::Posts(posts));
+    }
+    if !threads.is_empty() {
+        batch.push(Write::Threads(threads));
+    }
+    people
+}
+
+/// Initial sync of one user. Returns the number of REST calls it made.
+pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
+    let started = Instant::now();
+    let calls_before = ctx.calls.load(Ordering::Relaxed);
+    let now = now_ms();
+    let retention = ctx.settings.retention_ms;
+    let since = now - retention;
+    let c = &ctx.client;
+
+    // Fixed reads, all in parallel (6 calls):
+    // - /users/me: who the token belongs to (must be the user we sync) and the username for
+    //   mention detection;
+    // - /users/me/teams: team ids (thread lists are per team) and names for display;
+    // - /users/me/teams/unread?include_collapsed_threads=true: per-team counters, the baseline
+    //   an O(changed) resync compares against (research finding 4);
+    // - /users/me/channels: every channel of every team plus DMs/GMs in ONE call (totals,
+    //   last_post_at, types, names);
+    // - /users/me/channel_members: read state of every channel (NDJSON, one call; pages of 200
+    //   if the server does not stream);
+    // - /users/me/preferences: ThreadDesk done/snooze marks and saved posts.
+    let (me, teams, unread, channels, members, prefs) = tokio::try_join!(
+        async { call!(ctx, c.get_me()).map_err(SyncError::from) },
+        async { call!(ctx, c.get_teams_for_user(ME)).map_err(SyncError::from) },
+        async { call!(ctx, c.get_teams_unread(ME, true)).map_err(SyncError::from) },
+        async {
+            call!(
+                ctx,
+                c.get_channels_for_user(ME, &ChannelsForUserQuery::default())
+            )
+            .map_err(SyncError::from)
+        },
+        async { all_members(ctx).await },
+        async { call!(ctx, c.get_preferences(ME)).map_err(SyncError::from) },
+    )?;
+    if me.id != ctx.user_id.as_str() {
+        return Err(SyncError::WrongUser);
+    }
+    let chans = channel_map(&channels);
+    let team_ids: Vec<String> = teams
+        .iter()
+        .filter(|t| t.delete_at == 0)
+        .map(|t| t.id.clone())
+        .collect();
+    let directs = directs_of(&channels);
+
+    // Variable reads, planned: one thread list per team (DM/GM threads listed once), and the
+    // posts of the DM/GM conversations with activity in the window (newest first, capped; the
+    // rest is backfilled right after the queue is live).
+    let mut ops = planner::plan_initial(&team_ids, &directs, now, retention);
+    let direct_cap = ctx.settings.initial_direct_posts_max;
+    let mut backfill = Vec::new();
+    let mut kept_direct = 0;
+    ops.retain(|op| match op {
+        Op::ChannelPostsSince { .. } if kept_direct >= direct_cap => {
+            backfill.push(op.clone());
+            false
+        }
+        Op::ChannelPostsSince { .. } => {
+            kept_direct += 1;
+            true
+        }
+        Op::Threads { .. } => true,
+    });
+    // Root mentions without replies exist only as posts: read the roots of team channels that
+    // report unread root mentions (mention_count_root > 0).
+    let member_by_channel: HashMap<&str, &mm::ChannelMember> =
+        members.iter().map(|m| (m.channel_id.as_str(), m)).collect();
+    let mut mention_channels: Vec<(&mm::Channel, Millis)> = channels
+        .iter()
+        .filter(|ch| !ch.channel_type.is_direct_or_group() && ch.last_root_post_at >= since)
+        .filter_map(|ch| {
+            let m = member_by_channel.get(ch.id.as_str())?;
+            (m.mention_count_root > 0).then_some((ch, m.last_viewed_at.max(since)))
+        })
+        .collect();
+    mention_channels.sort_by_key(|c| std::cmp::Reverse(c.0.last_root_post_at));
+    mention_channels.truncate(MENTION_CHANNELS_MAX);
+
+    let results = run_ops(ctx, &ops).await?;
+    let mention_futs: Vec<BoxFuture<'_, Result<mm::PostList, SyncError>>> = mention_channels
+        .iter()
+        .map(|(ch, from)| {
+            let q = ChannelPostsQuery {
+                since: Some(*from),
+                collapsed_threads: true,
+                ..ChannelPostsQuery::default()
+            };
+            let id = ch.id.clone();
+            async move {
+                call!(ctx, ctx.client.get_posts_for_channel(&id, &q)).map_err(SyncError::from)
+            }
+            .boxed()
+        })
+        .collect();
+    let mention_lists = bounded(mention_futs).await?;
+
+    let mut batch = Batch::default();
+    batch.push(Write::SelfProfile(convert::profile(&me)));
+    batch.push(Write::Teams(teams.iter().map(convert::team).collect()));
+    batch.push(Write::Channels(
+        channels.iter().map(convert::channel).collect(),
+    ));
+    batch.push(Write::Memberships {
+        rows: members.iter().map(convert::membership).collect(),
+        replace_all: true,
+    });
+    let mut people = results_to_writes(&mut batch, results, &chans, ctx.user_id.as_str());
+    let mut mentions = Vec::new();
+    let mut mention_posts = Vec::new();
+    for list in &mention_lists {
+        for p in list.posts.values() {
+            if p.is_root()
+                && p.reply_count == 0
+                && p.user_id != me.id
+                && p.delete_at == 0
+                && convert::mentions_user(p, &me.username)
+            {
+                mentions.push(crate::store::Mention {
+                    post_id: p.id.clone(),
+                    channel_id: p.channel_id.clone(),
+                    team_id: chans
+                        .get(&p.channel_id)
+                        .map(|(t, _)| t.clone())
+                        .unwrap_or_default(),
+                    create_at: p.create_at,
+                });
+                mention_posts.push(convert::post(p));
+                people.insert(p.user_id.clone());
+            }
+        }
+    }
+    if !mention_posts.is_empty() {
+        batch.push(Write::Posts(mention_posts));
+        batch.push(Write::Mentions(mentions));
+    }
+    // DM partners (from the DM name), so a DM row can show who it is with.
+    for ch in channels
+        .iter()
+        .filter(|c| c.channel_type == mm::ChannelType::Direct)
+    {
+        if let Some(p) = convert::dm_partner(&ch.name, &me.id)
+            && p != me.id
+        {
+            people.insert(p);
+        }
+    }
+    // Profiles by id, 100 per call (POST /users/ids): names and avatars of everyone shown.
+    let ids: Vec<String> = people.into_iter().collect();
+    let users = if ids.is_empty() {
+        Vec::new()
+    } else {
+        let chunks: Vec<Vec<String>> = ids
+            .chunks(mattermost::MAX_BATCH)
+            .map(<[String]>::to_vec)
+            .collect();
+        let futs: Vec<BoxFuture<'_, Result<Vec<mm::User>, SyncError>>> = chunks
+            .into_iter()
+            .map(|chunk| {
+                async move {
+                    call!(ctx, ctx.client.get_users_by_ids(&chunk)).map_err(SyncError::from)
+                }
+                .boxed()
+            })
+            .collect();
+        let lists = bounded(futs).await?;
+        lists.into_iter().flatten().collect()
+    };
+    let mut profiles: Vec<_> = users.iter().map(convert::profile).collect();
+    profiles.push(convert::profile(&me));
+    batch.push(Write::Profiles(profiles));
+    // Marks: the preferences are the source of truth; a full read replaces local marks.
+    let marks = crate::inbox::preferences_to_marks(
+        &prefs
+            .iter()
+            .map(|p| crate::inbox::Preference {
+                user_id: p.user_id.clone(),
+                category: p.category.clone(),
+                name: p.name.clone(),
+                value: p.value.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    batch.push(Write::Marks {
+        marks: marks.into_iter().collect(),
+        replace_all: true,
+    });
+    for p in prefs.iter().filter(|p| p.category == "flagged_post") {
+        batch.push(Write::Flagged {
+            post_id: p.name.clone(),
+            saved: p.value == "true",
+        });
+    }
+    batch.push(Write::SyncedAt { at: now });
+    ctx.commit(batch, Cause::InitialSync).await?;
+
+    {
+        let mut memo = ctx.memo();
+        memo.username.clone_from(&me.username);
+        memo.team_ids = {
+            let mut t = team_ids;
+            t.sort();
+            t
+        };
+        memo.counters = unread.iter().map(counters).collect();
+        memo.directs = directs;
+        memo.last_synced_at = now;
+    }
+    let calls = ctx.calls.load(Ordering::Relaxed) - calls_before;
+    let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    info!(calls, ms, "sync: initial sync done");
+    {
+        let mut st = ctx.status();
+        st.initial_sync_calls = calls;
+        st.initial_sync_ms = ms;
+        st.last_sync_at = Some(now);
+    }
+
+    // Backfill: the remaining active DM/GM conversations' posts (previews), after the queue
+    // is already complete and live.
+    if !backfill.is_empty() {
+        let results = run_ops(ctx, &backfill).await?;
+        let mut b = Batch::default();
+        let people = results_to_writes(&mut b, results, &chans, ctx.user_id.as_str());
+        let ids: Vec<String> = people.into_iter().collect();
+        for chunk in ids.chunks(mattermost::MAX_BATCH) {
+            let users = call!(ctx, ctx.client.get_users_by_ids(chunk))?;
+            b.push(Write::Profiles(
+                users.iter().map(convert::profile).collect(),
+            ));
+        }
+        ctx.commit(b, Cause::InitialSync).await?;
+    }
+    Ok(calls)
+}
+
+/// Every membership in one NDJSON call; pages of 200 if the server refuses the stream.
+async fn all_members(ctx: &UserCtx) -> Result<Vec<mm::ChannelMember>, SyncError> {
+    match call!(ctx, ctx.client.get_channel_members_for_user_ndjson(ME)) {
+        Ok(m) => Ok(m),
+        Err(e) if e.is_unauthorized() || e.retry_after().is_some() => Err(e.into()),
+        Err(_) => {
+            let mut all = Vec::new();
+            for page in 0.. {
+                let batch = call!(
+                    ctx,
+                    ctx.client
+                        .get_channel_members_for_user(ME, page, mattermost::MAX_PER_PAGE)
+                )?;
+                let n = batch.len();
+                all.extend(batch);
+                if n < mattermost::MAX_PER_PAGE as usize {
+                    break;
+                }
+            }
+            Ok(all)
+        }
+    }
+}
+
+/// Incremental resync after events were lost: cost proportional to what changed.
+pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
+    let calls_before = ctx.calls.load(Ordering::Relaxed);
+    let now = now_ms();
+    let c = &ctx.client;
+    // Fixed part, in parallel (4 calls, none proportional to history):
+    // - teams/unread: which teams' counters moved (the O(changed) filter);
+    // - channels: DM/GM `last_post_at` moves (DM/GM activity is in no team's counters), new
+    //   or renamed channels;
+    // - channel_members: read state changed by other clients (views, set_unread);
+    // - preferences: done/snooze set on another device while we were away.
+    let (unread, channels, members, prefs) = tokio::try_join!(
+        async { call!(ctx, c.get_teams_unread(ME, true)).map_err(SyncError::from) },
+        async {
+            call!(
+                ctx,
+                c.get_channels_for_user(ME, &ChannelsForUserQuery::default())
+            )
+            .map_err(SyncError::from)
+        },
+        async { all_members(ctx).await },
+        async { call!(ctx, c.get_preferences(ME)).map_err(SyncError::from) },
+    )?;
+    let memo = ctx.memo().clone();
+    let new_counters: Vec<TeamCounters> = unread.iter().map(counters).collect();
+    let new_directs = directs_of(&channels);
+    let changed_directs = planner::directs_changed(&memo.directs, &new_directs);
+    let cursors = ResyncCursors {
+        last_synced_at: memo.last_synced_at,
+        window_start: now - ctx.settings.retention_ms,
+    };
+    let ops = planner::plan_resync(&memo.counters, &new_counters, &changed_directs, &cursors);
+    debug!(ops = ops.len(), "sync: resync plan");
+    let results = run_ops(ctx, &ops).await?;
+    let chans = channel_map(&channels);
+    let mut batch = Batch::default();
+    batch.push(Write::Channels(
+        channels.iter().map(convert::channel).collect(),
+    ));
+    batch.push(Write::Memberships {
+        rows: members.iter().map(convert::membership).collect(),
+        replace_all: true,
+    });
+    let people = results_to_writes(&mut batch, results, &chans, ctx.user_id.as_str());
+    let marks = crate::inbox::preferences_to_marks(
+        &prefs
+            .iter()
+            .map(|p| crate::inbox::Preference {
+                user_id: p.user_id.clone(),
+                category: p.category.clone(),
+                name: p.name.clone(),
+                value: p.value.clone(),
+            })
+            .collect::<Vec<_>>(),
+    );
+    batch.push(Write::Marks {
+        marks: marks.into_iter().collect(),
+        replace_all: true,
+    });
+    // Profiles only for people the store does not know yet.
+    let unknown = {
+        let store = Arc::clone(&ctx.store);
+        let ids: Vec<String> = people.into_iter().collect();
+        let user = ctx.user_id.clone();
+        tokio::task::spawn_blocking(move || apply::unknown_profiles(&store, &user, &ids))
+            .await
+            .map_err(|_| SyncError::Internal("store task panicked"))??
+    };
+    for chunk in unknown.chunks(mattermost::MAX_BATCH) {
+        let users = call!(ctx, ctx.client.get_users_by_ids(chunk))?;
+        batch.push(Write::Profiles(
+            users.iter().map(convert::profile).collect(),
+        ));
+    }
+    batch.push(Write::SyncedAt { at: now });
+    ctx.commit(batch, Cause::Resync).await?;
+    // The resync may have changed many items: ask listeners to reload.
+    ctx.notify(Vec::new(), Cause::Resync);
+    {
+        let mut m = ctx.memo();
+        m.counters = new_counters;
+        m.directs = new_directs;
+        m.last_synced_at = now;
+    }
+    let calls = ctx.calls.load(Ordering::Relaxed) - calls_before;
+    info!(calls, "sync: resync done");
+    let mut st = ctx.status();
+    st.last_resync_calls = calls;
+    st.resyncs += 1;
+    st.last_sync_at = Some(now);
+    Ok(calls)
+}
+
+/// Apply one WebSocket event (one transaction) and run its follow-ups.
+pub(crate) async fn apply_event(
+    ctx: &UserCtx,
+    ev: &mattermost::ws::WsEvent,
+) -> Result<(), SyncError> {
+    let username = ctx.memo().username.clone();
+    let store = Arc::clone(&ctx.store);
+    let user = ctx.user_id.clone();
+    // Channel lookups for the event come from the store (one small read).
+    let channel_ids = apply::channels_in_event(ev);
+    let known =
+        tokio::task::spawn_blocking(move || apply::channel_info(&store, &user, &channel_ids))
+            .await
+            .map_err(|_| SyncError::Internal("store task panicked"))??;
+    let (batch, follow) = {
+        let lookup = |id: &str| known.get(id).cloned();
+        let ectx = EventCtx {
+            user_id: ctx.user_id.as_str(),
+            username: &username,
+            now: now_ms(),
+            channel: &lookup,
+        };
+        events::batch_for(&ectx, ev)
+    };
+    // Keep the DM/GM memo current so a later resync does not re-read what events delivered.
+    if let mattermost::ws::Event::Posted(p) = &ev.event {
+        let mut memo = ctx.memo();
+        if let Some(d) = memo
+            .directs
+            .iter_mut()
+            .find(|d| d.channel_id == p.post.channel_id)
+        {
+            d.last_post_at = d.last_post_at.max(p.post.create_at);
+        }
+    }
+    ctx.commit(batch, Cause::Event).await?;
+    for f in follow {
+        match f {
+            FollowUp::FetchChannel { channel_id } => {
+                let (ch, member) = tokio::try_join!(
+                    async {
+                        call!(ctx, ctx.client.get_channel(&channel_id)).map_err(SyncError::from)
+                    },
+                    async {
+                        call!(ctx, ctx.client.get_channel_member(&channel_id, ME))
+                            .map_err(SyncError::from)
+                    },
+                )?;
+                let mut b = Batch::default();
+                b.push(Write::Channels(vec![convert::channel(&ch)]));
+                b.push(Write::Memberships {
+                    rows: vec![convert::membership(&member)],
+                    replace_all: false,
+                });
+                if ch.channel_type.is_direct_or_group() {
+                    b.touch(ItemKey::channel(&ch.id));
+                    let mut memo = ctx.memo();
+                    if !memo.directs.iter().any(|d| d.channel_id == ch.id) {
+                        memo.directs.push(DirectChannel {
+                            channel_id: ch.id.clone(),
+                            last_post_at: ch.last_post_at,
+                        });
+                    }
+                }
+                ctx.commit(b, Cause::Event).await?;
+            }
+        }
+    }
+    ctx.status().events_applied += 1;
+    Ok(())
+}
+
+/// The per-user task: WebSocket first (so nothing is missed while syncing), initial sync, then
+/// live events; resync when the socket reports loss.
+pub(crate) async fn run_user(
+    ctx: Arc<UserCtx>,
+    ws_config: WsConfig,
+    ws_slot: Arc<Mutex<Option<WsHandle>>>,
+) {
+    let (handle, mut items) = WsClient::connect(ctx.client.clone(), ws_config);
+    *ws_slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.clone());
+    ctx.status().phase = Phase::InitialSync;
+    let mut synced = false;
+    // Retry the initial sync with backoff until it succeeds (or the token is refused).
+    let mut failures = 0u32;
+    while !synced {
+        match initial_sync(&ctx).await {
+            Ok(_) => synced = true,
+            Err(e) if e.is_unauthorized() => {
+                warn!("sync: token refused; user must sign in again");
+                {
+                    let mut st = ctx.status();
+                    st.phase = Phase::NeedsSignIn;
+                    st.last_error = Some("Mattermost refused the token".into());
+                }
+                handle.close().await;
+                return;
+            }
+            Err(e) => {
+                failures += 1;
+                warn!(error = %e.phrase(), failures, "sync: initial sync failed; retrying");
+                ctx.status().last_error = Some(e.phrase().into());
+                let delay = Duration::from_millis(
+                    u64::try_from(super::outbox::backoff_ms(failures, rand::random::<f64>()))
+                        .unwrap_or(1_000),
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+    {
+        let mut st = ctx.status();
+        st.phase = Phase::Live;
+        st.last_error = None;
+    }
+    while let Some(item) = items.recv().await {
+        match item {
+            WsItem::Connected {
+                connection_id,
+                resumed,
+            } => {
+                debug!(connection.id = %connection_id, resumed, "sync: websocket connected");
+                let mut st = ctx.status();
+                st.connected = true;
+                st.phase = Phase::Live;
+            }
+            WsItem::Event(ev) => {
+                if let Err(e) = apply_event(&ctx, &ev).await {
+                    warn!(event = ev.event.name(), error = %e.phrase(), "sync: event not applied; resyncing");
+                    let _ = resync_with_status(&ctx).await;
+                }
+            }
+            WsItem::Resync { reason } => {
+                debug!(?reason, "sync: events lost");
+                let _ = resync_with_status(&ctx).await;
+            }
+            WsItem::Disconnected { error } => {
+                let unauthorized = error.is_unauthorized();
+                let mut st = ctx.status();
+                st.connected = false;
+                st.phase = if unauthorized {
+                    Phase::NeedsSignIn
+                } else {
+                    Phase::Reconnecting
+                };
+                st.last_error = Some(
+                    if unauthorized {
+                        "Mattermost refused the token"
+                    } else {
+                        "WebSocket disconnected"
+                    }
+                    .into(),
+                );
+            }
+        }
+    }
+    ctx.status().phase = Phase::Stopped;
+}
+
+async fn resync_with_status(ctx: &UserCtx) -> Result<(), SyncError> {
+    ctx.status().phase = Phase::Resyncing;
+    let r = resync(ctx).await;
+    let mut st = ctx.status();
+    match &r {
+        Ok(_) => {
+            st.phase = Phase::Live;
+            st.last_error = None;
+        }
+        Err(e) => {
+            st.phase = if e.is_unauthorized() {
+                Phase::NeedsSignIn
+            } else {
+                Phase::Live
+            };
+            st.last_error = Some(e.phrase().into());
+        }
+    }
+    r.map(|_| ())
+}
+
+/// Per-user runtime held by the engine.
+pub(crate) struct UserEntry {
+    pub ctx: Arc<UserCtx>,
+    pub task: tokio::task::JoinHandle<()>,
+    pub ws: Arc<Mutex<Option<WsHandle>>>,
+}
+
+/// Shared engine state.
+pub(crate) struct Inner {
+    pub store: Arc<Store>,
+    pub settings: SyncSettings,
+    pub limiter: RateLimiter,
+    pub changes: broadcast::Sender<ItemChanged>,
+    pub users: Mutex<HashMap<String, UserEntry>>,
+    pub outbox_wake: Notify,
+}
+
+impl Inner {
+    pub fn users(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserEntry>> {
+        self.users.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn ctx(&self, user_id: &str) -> Option<Arc<UserCtx>> {
+        self.users().get(user_id).map(|e| Arc::clone(&e.ctx))
+    }
+}
+
+pub(crate) fn new_inner(store: Arc<Store>, settings: SyncSettings, limiter: RateLimiter) -> Inner {
+    let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+    Inner {
+        store,
+        settings,
+        limiter,
+        changes,
+        users: Mutex::new(HashMap::new()),
+        outbox_wake: Notify::new(),
+    }
+}
+
+pub(crate) fn spawn_user(inner: &Arc<Inner>, user_id: UserId, client: Client) -> Arc<UserCtx> {
+    let client = client.with_user_key(user_id.as_str().to_owned());
+    let ctx = Arc::new(UserCtx {
+        user_id: user_id.clone(),
+        client,
+        store: Arc::clone(&inner.store),
+        settings: inner.settings.clone(),
+        changes: inner.changes.clone(),
+        status: Mutex::new(UserStatus {
+            user_id: user_id.as_str().to_owned(),
+            ..UserStatus::default()
+        }),
+        calls: AtomicU64::new(0),
+        memo: Mutex::new(Memo::default()),
+    });
+    let ws_slot = Arc::new(Mutex::new(None));
+    let span = info_span!("sync_user", user.id = %user_id.as_str());
+    let task = tokio::spawn(
+        run_user(
+            Arc::clone(&ctx),
+            inner.settings.ws.clone(),
+            Arc::clone(&ws_slot),
+        )
+        .instrument(span),
+    );
+    let old = inner.users().insert(
+        user_id.as_str().to_owned(),
+        UserEntry {
+            ctx: Arc::clone(&ctx),
+            task,
+            ws: ws_slot,
+        },
+    );
+    if let Some(old) = old {
+        old.task.abort();
+    }
+    ctx
+}
