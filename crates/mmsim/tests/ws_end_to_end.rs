@@ -123,7 +123,7 @@ async fn rest_post_arrives_as_posted_and_typing_reaches_the_other_side() {
         serde_json::from_str(e["data"]["mentions"].as_str().unwrap()).unwrap();
     assert_eq!(
         mentions,
-        [b.clone()],
+        std::slice::from_ref(&b),
         "a DM is a mention of the recipient only"
     );
 
