@@ -6,7 +6,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::types::{Channel, Post, Profile, Team};
-use super::{StoreError, Tx};
+use super::{StoreError, Tx, exec, q_row};
 use crate::inbox::{self, ChannelType, Item, ItemKey, ItemKind, Marks, MemberCounts, RootFacts};
 
 /// Collapsed Reply Threads: Mattermost's default (`always_on`); channel counts use root counts.
@@ -18,7 +18,8 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_team(&self, t: &Team) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(
+            self.conn,
             "INSERT INTO teams (team_id, name, display_name, update_at, delete_at)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (team_id) DO UPDATE SET name = excluded.name,
@@ -36,7 +37,7 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_channel(&self, c: &Channel) -> Result<(), StoreError> {
-        let n = self.conn.execute(
+        let n = exec(self.conn, 
             "INSERT INTO channels (channel_id, team_id, type, name, display_name, total_msg_count,
                total_msg_count_root, last_post_at, last_root_post_at, update_at, delete_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -108,7 +109,8 @@ impl Tx<'_> {
         reactions: &super::text::JsonText,
         update_at: i64,
     ) -> Result<bool, StoreError> {
-        Ok(self.conn.execute(
+        Ok(exec(
+            self.conn,
             "UPDATE posts SET reactions = ?2, update_at = ?3
              WHERE post_id = ?1 AND update_at <= ?3 AND delete_at = 0",
             params![post_id, reactions.expose(), update_at],
@@ -125,10 +127,9 @@ impl Tx<'_> {
         let deleted = p.delete_at > 0;
         let empty = super::text::JsonText::new("");
         let message = if deleted { "" } else { p.message.expose() };
-        let applied: Option<i64> = self
-            .conn
-            .query_row(
-                "INSERT INTO posts (post_id, channel_id, root_id, user_id, type, create_at, update_at,
+        let applied: Option<i64> = q_row(
+            self.conn,
+            "INSERT INTO posts (post_id, channel_id, root_id, user_id, type, create_at, update_at,
                    edit_at, delete_at, message, props, file_ids, reactions, metadata)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
                  ON CONFLICT (post_id) DO UPDATE SET channel_id = excluded.channel_id,
@@ -140,31 +141,34 @@ impl Tx<'_> {
                    metadata = excluded.metadata
                  WHERE excluded.update_at >= posts.update_at AND posts.delete_at = 0
                  RETURNING seq",
-                params![
-                    p.post_id,
-                    p.channel_id,
-                    p.root_id,
-                    p.user_id,
-                    p.post_type,
-                    p.create_at,
-                    p.update_at,
-                    p.edit_at,
-                    p.delete_at,
-                    message,
-                    if deleted { &empty } else { &p.props }.expose(),
-                    if deleted { &empty } else { &p.file_ids }.expose(),
-                    if deleted { &empty } else { &p.reactions }.expose(),
-                    if deleted { &empty } else { &p.metadata }.expose(),
-                ],
-                |r| r.get(0),
-            )
-            .optional()?;
+            params![
+                p.post_id,
+                p.channel_id,
+                p.root_id,
+                p.user_id,
+                p.post_type,
+                p.create_at,
+                p.update_at,
+                p.edit_at,
+                p.delete_at,
+                message,
+                if deleted { &empty } else { &p.props }.expose(),
+                if deleted { &empty } else { &p.file_ids }.expose(),
+                if deleted { &empty } else { &p.reactions }.expose(),
+                if deleted { &empty } else { &p.metadata }.expose(),
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
         let Some(seq) = applied else {
             return Ok(()); // stale event
         };
         if deleted {
-            self.conn
-                .execute("DELETE FROM posts_fts WHERE rowid = ?1", params![seq])?;
+            exec(
+                self.conn,
+                "DELETE FROM posts_fts WHERE rowid = ?1",
+                params![seq],
+            )?;
             if p.root_id.is_empty() {
                 let mut st = self
                     .conn
@@ -173,19 +177,23 @@ impl Tx<'_> {
                     .query_map(params![p.post_id], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 for s in replies {
-                    self.conn
-                        .execute("DELETE FROM posts_fts WHERE rowid = ?1", params![s])?;
-                    self.conn
-                        .execute("DELETE FROM posts WHERE seq = ?1", params![s])?;
+                    exec(
+                        self.conn,
+                        "DELETE FROM posts_fts WHERE rowid = ?1",
+                        params![s],
+                    )?;
+                    exec(self.conn, "DELETE FROM posts WHERE seq = ?1", params![s])?;
                 }
             }
         } else {
-            self.conn.execute(
+            exec(
+                self.conn,
                 "INSERT OR REPLACE INTO posts_fts (rowid, message) VALUES (?1, ?2)",
                 params![seq, message],
             )?;
             // Monotonic max (not an increment): replaying the event changes nothing.
-            let n = self.conn.execute(
+            let n = exec(
+                self.conn,
                 "UPDATE channels SET last_post_at = max(last_post_at, ?2),
                    last_root_post_at = CASE WHEN ?3 THEN max(last_root_post_at, ?2)
                                             ELSE last_root_post_at END
@@ -259,24 +267,24 @@ fn member_counts(
     user: &str,
     channel_id: &str,
 ) -> Result<Option<MemberCounts>, StoreError> {
-    Ok(conn
-        .query_row(
-            "SELECT msg_count, msg_count_root, mention_count, mention_count_root,
+    Ok(q_row(
+        conn,
+        "SELECT msg_count, msg_count_root, mention_count, mention_count_root,
                     urgent_mention_count, last_viewed_at
              FROM memberships WHERE user_id = ?1 AND channel_id = ?2",
-            params![user, channel_id],
-            |r| {
-                Ok(MemberCounts {
-                    msg_count: r.get(0)?,
-                    msg_count_root: r.get(1)?,
-                    mention_count: r.get(2)?,
-                    mention_count_root: r.get(3)?,
-                    urgent_mention_count: r.get(4)?,
-                    last_viewed_at: r.get(5)?,
-                })
-            },
-        )
-        .optional()?)
+        params![user, channel_id],
+        |r| {
+            Ok(MemberCounts {
+                msg_count: r.get(0)?,
+                msg_count_root: r.get(1)?,
+                mention_count: r.get(2)?,
+                mention_count_root: r.get(3)?,
+                urgent_mention_count: r.get(4)?,
+                last_viewed_at: r.get(5)?,
+            })
+        },
+    )
+    .optional()?)
 }
 
 /// Recomputes the `Thread(root_id)` item of `user`.
@@ -288,43 +296,43 @@ pub(crate) fn refresh_thread_item(
     let Some(key) = ItemKey::thread(root_id) else {
         return Ok(());
     };
-    let thread = conn
-        .query_row(
-            "SELECT channel_id, team_id, reply_count, last_reply_at, last_viewed_at, unread_replies,
+    let thread = q_row(
+        conn,
+        "SELECT channel_id, team_id, reply_count, last_reply_at, last_viewed_at, unread_replies,
                     unread_mentions, is_urgent, following, delete_at
              FROM threads WHERE user_id = ?1 AND root_id = ?2",
-            params![user, root_id],
-            |r| {
-                Ok(inbox::ThreadFacts {
-                    root_id: root_id.to_owned(),
-                    channel_id: r.get(0)?,
-                    team_id: r.get(1)?,
-                    reply_count: r.get(2)?,
-                    last_reply_at: r.get(3)?,
-                    last_viewed_at: r.get(4)?,
-                    unread_replies: r.get(5)?,
-                    unread_mentions: r.get(6)?,
-                    is_urgent: r.get(7)?,
-                    following: r.get(8)?,
-                    delete_at: r.get(9)?,
-                })
-            },
-        )
-        .optional()?;
-    let mention: Option<(String, String)> = conn
-        .query_row(
-            "SELECT channel_id, team_id FROM user_mentions WHERE user_id = ?1 AND post_id = ?2",
-            params![user, root_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?;
-    let root: Option<(String, i64, i64)> = conn
-        .query_row(
-            "SELECT channel_id, create_at, delete_at FROM posts WHERE post_id = ?1",
-            params![root_id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
+        params![user, root_id],
+        |r| {
+            Ok(inbox::ThreadFacts {
+                root_id: root_id.to_owned(),
+                channel_id: r.get(0)?,
+                team_id: r.get(1)?,
+                reply_count: r.get(2)?,
+                last_reply_at: r.get(3)?,
+                last_viewed_at: r.get(4)?,
+                unread_replies: r.get(5)?,
+                unread_mentions: r.get(6)?,
+                is_urgent: r.get(7)?,
+                following: r.get(8)?,
+                delete_at: r.get(9)?,
+            })
+        },
+    )
+    .optional()?;
+    let mention: Option<(String, String)> = q_row(
+        conn,
+        "SELECT channel_id, team_id FROM user_mentions WHERE user_id = ?1 AND post_id = ?2",
+        params![user, root_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()?;
+    let root: Option<(String, i64, i64)> = q_row(
+        conn,
+        "SELECT channel_id, create_at, delete_at FROM posts WHERE post_id = ?1",
+        params![root_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()?;
     let channel_id = thread
         .as_ref()
         .map(|t| t.channel_id.clone())
@@ -337,7 +345,8 @@ pub(crate) fn refresh_thread_item(
             let root_facts = match &root {
                 None => None,
                 Some((_, create_at, delete_at)) => {
-                    let has_replies: bool = conn.query_row(
+                    let has_replies: bool = q_row(
+                        conn,
                         "SELECT EXISTS (SELECT 1 FROM posts WHERE root_id = ?1 AND delete_at = 0)",
                         params![root_id],
                         |r| r.get(0),
@@ -373,23 +382,23 @@ pub(crate) fn refresh_channel_item(
     let Some(key) = ItemKey::channel(channel_id) else {
         return Ok(());
     };
-    let ch = conn
-        .query_row(
-            "SELECT type, team_id, total_msg_count, total_msg_count_root, last_post_at, delete_at
+    let ch = q_row(
+        conn,
+        "SELECT type, team_id, total_msg_count, total_msg_count_root, last_post_at, delete_at
              FROM channels WHERE channel_id = ?1",
-            params![channel_id],
-            |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, i64>(5)?,
-                ))
-            },
-        )
-        .optional()?;
+        params![channel_id],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        },
+    )
+    .optional()?;
     let item = match ch {
         None => None,
         Some((ty, team_id, total, total_root, last_post_at, delete_at)) => {
@@ -433,26 +442,32 @@ fn write_item(
     item: Option<&Item>,
 ) -> Result<(), StoreError> {
     let key_s = key.to_string();
-    let Some(item) = item else {
-        conn.execute(
+    let cutoff: i64 = conn
+        .prepare_cached("SELECT cutoff FROM retention WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let Some(item) = item.filter(|i| i.last_activity_at >= cutoff) else {
+        exec(
+            conn,
             "DELETE FROM items WHERE user_id = ?1 AND item_key = ?2",
             params![user, key_s],
         )?;
         return Ok(());
     };
-    let marks = conn
-        .query_row(
-            "SELECT done_at, snoozed_until FROM marks WHERE user_id = ?1 AND item_key = ?2",
-            params![user, key_s],
-            |r| {
-                Ok(Marks {
-                    done_at: r.get(0)?,
-                    snoozed_until: r.get(1)?,
-                })
-            },
-        )
-        .optional()?
-        .unwrap_or_default();
+    let marks = q_row(
+        conn,
+        "SELECT done_at, snoozed_until FROM marks WHERE user_id = ?1 AND item_key = ?2",
+        params![user, key_s],
+        |r| {
+            Ok(Marks {
+                done_at: r.get(0)?,
+                snoozed_until: r.get(1)?,
+            })
+        },
+    )
+    .optional()?
+    .unwrap_or_default();
     let is_open = inbox::has_news(item.last_activity_at, &marks);
     conn.prepare_cached(
         "INSERT INTO items (user_id, item_key, kind, channel_id, team_id, last_activity_at, unread,

@@ -236,6 +236,15 @@ CREATE INDEX outbox_user ON outbox(user_id, state, id);
 CREATE VIRTUAL TABLE posts_fts USING fts5(message, content='', contentless_delete=1);
 INSERT INTO posts_fts (rowid, message) SELECT seq, message FROM posts WHERE delete_at = 0;
 ",
+    // 3: the retention cutoff of the last purge: items older than it are not materialised
+    // again (e.g. when a full sync re-sends an old DM channel).
+    r"
+CREATE TABLE retention (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    cutoff  INTEGER NOT NULL
+) STRICT;
+INSERT INTO retention (id, cutoff) VALUES (1, 0);
+",
 ];
 
 /// The schema version this binary writes.

@@ -46,6 +46,8 @@ pub const PURGE_BATCH: usize = 1000;
 /// OAuth attempts expire after 10 minutes.
 pub const OAUTH_ATTEMPT_TTL_MS: Millis = 10 * 60 * 1000;
 const READER_POOL: usize = 4;
+/// Prepared statements kept per connection (the store uses about 60 distinct ones).
+const STATEMENT_CACHE: usize = 128;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Page cache per connection, in KiB (negative `cache_size` = KiB).
 const CACHE_KIB: i64 = 8 * 1024;
@@ -149,8 +151,28 @@ fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
     m.lock().map_err(|_| StoreError::Poisoned)
 }
 
+/// `execute` through the connection's prepared-statement cache (no SQL parsing per call).
+pub(crate) fn exec(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    conn.prepare_cached(sql)?.execute(p)
+}
+
+/// `query_row` through the prepared-statement cache.
+pub(crate) fn q_row<T>(
+    conn: &Connection,
+    sql: &str,
+    p: impl rusqlite::Params,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(sql)?.query_row(p, f)
+}
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
@@ -340,7 +362,8 @@ impl Store {
     ) -> Result<Option<SessionInfo>, StoreError> {
         let hash = hash_token(token);
         let found = self.read(|c| {
-            c.query_row(
+            q_row(
+                c,
                 "SELECT user_id, csrf_token, created_at, last_seen_at, expires_at
                  FROM web_sessions WHERE id_hash = ?1",
                 params![hash],
@@ -375,7 +398,8 @@ impl Store {
         };
         if now - last_seen_at >= 60_000 {
             self.write(|tx| {
-                tx.conn.execute(
+                exec(
+                    tx.conn,
                     "UPDATE web_sessions SET last_seen_at = ?2 WHERE id_hash = ?1",
                     params![hash, now],
                 )?;
@@ -393,10 +417,11 @@ impl Store {
     pub fn delete_session(&self, token: &str) -> Result<bool, StoreError> {
         let hash = hash_token(token);
         self.write(|tx| {
-            Ok(tx
-                .conn
-                .execute("DELETE FROM web_sessions WHERE id_hash = ?1", params![hash])?
-                > 0)
+            Ok(exec(
+                tx.conn,
+                "DELETE FROM web_sessions WHERE id_hash = ?1",
+                params![hash],
+            )? > 0)
         })
     }
 
@@ -414,7 +439,7 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            tx.conn.execute(
+            exec(tx.conn, 
                 "INSERT INTO oauth_attempts (state_hash, binding_hash, pkce_verifier, redirect, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![hash_token(state), hash_token(binding), pkce_verifier, redirect, now],
@@ -435,22 +460,22 @@ impl Store {
         now: Millis,
     ) -> Result<Option<OAuthAttempt>, StoreError> {
         let row = self.write(|tx| {
-            tx.conn
-                .query_row(
-                    "DELETE FROM oauth_attempts WHERE state_hash = ?1
+            q_row(
+                tx.conn,
+                "DELETE FROM oauth_attempts WHERE state_hash = ?1
                      RETURNING binding_hash, pkce_verifier, redirect, created_at",
-                    params![hash_token(state)],
-                    |r| {
-                        Ok((
-                            r.get::<_, Vec<u8>>(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get::<_, Millis>(3)?,
-                        ))
-                    },
-                )
-                .optional()
-                .map_err(StoreError::from)
+                params![hash_token(state)],
+                |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Millis>(3)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(StoreError::from)
         })?;
         Ok(row.and_then(|(b, verifier, redirect, created_at)| {
             (b == hash_token(binding)
@@ -474,11 +499,13 @@ impl Store {
         idle_timeout_ms: Millis,
     ) -> Result<usize, StoreError> {
         self.write(|tx| {
-            let s = tx.conn.execute(
+            let s = exec(
+                tx.conn,
                 "DELETE FROM web_sessions WHERE expires_at <= ?1 OR last_seen_at + ?2 <= ?1",
                 params![now, idle_timeout_ms],
             )?;
-            let o = tx.conn.execute(
+            let o = exec(
+                tx.conn,
                 "DELETE FROM oauth_attempts WHERE created_at <= ?1",
                 params![now - OAUTH_ATTEMPT_TTL_MS],
             )?;
@@ -511,7 +538,8 @@ impl Store {
     /// SQLite failure.
     pub fn outbox_requeue_inflight(&self, now: Millis) -> Result<usize, StoreError> {
         self.write_durable(|tx| {
-            Ok(tx.conn.execute(
+            Ok(exec(
+                tx.conn,
                 "UPDATE outbox SET state = 'queued', next_attempt_at = ?1 WHERE state = 'inflight'",
                 params![now],
             )?)
@@ -522,13 +550,22 @@ impl Store {
     /// done/snooze mirrors and finished outbox rows older than `cutoff` (ms), in transactions of
     /// at most [`PURGE_BATCH`] rows. The root post of a thread with activity after the cutoff
     /// is kept (the item still shows it). Call at start and periodically with
-    /// `now_ms − retention`.
+    /// `now_ms − retention`. Until the next purge, items older than `cutoff` are not
+    /// materialised again.
     ///
     /// # Errors
     /// SQLite failure.
     pub fn purge_older_than(&self, cutoff: Millis) -> Result<PurgeReport, StoreError> {
         let mut rep = PurgeReport::default();
         let batch = i64::try_from(PURGE_BATCH).unwrap_or(1000);
+        self.write(|tx| {
+            exec(
+                tx.conn,
+                "UPDATE retention SET cutoff = ?1 WHERE id = 1",
+                params![cutoff],
+            )?;
+            Ok(())
+        })?;
         loop {
             let n = self.write(|tx| {
                 let mut st = tx.conn.prepare_cached(
@@ -541,10 +578,12 @@ impl Store {
                     .query_map(params![cutoff, batch], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 for s in &seqs {
-                    tx.conn
-                        .execute("DELETE FROM posts_fts WHERE rowid = ?1", params![s])?;
-                    tx.conn
-                        .execute("DELETE FROM posts WHERE seq = ?1", params![s])?;
+                    exec(
+                        tx.conn,
+                        "DELETE FROM posts_fts WHERE rowid = ?1",
+                        params![s],
+                    )?;
+                    exec(tx.conn, "DELETE FROM posts WHERE seq = ?1", params![s])?;
                 }
                 Ok(seqs.len())
             })?;
@@ -556,7 +595,7 @@ impl Store {
         let batched = |sql: &str| -> Result<usize, StoreError> {
             let mut total = 0;
             loop {
-                let n = self.write(|tx| Ok(tx.conn.execute(sql, params![cutoff, batch])?))?;
+                let n = self.write(|tx| Ok(exec(tx.conn, sql, params![cutoff, batch])?))?;
                 total += n;
                 if n < PURGE_BATCH {
                     return Ok(total);
@@ -592,8 +631,11 @@ impl Store {
             // FTS5 keeps deleted rows' terms in its segments until a merge: rewrite the index so
             // purged words leave the file (secure_delete zeroes the freed pages).
             self.write(|tx| {
-                tx.conn
-                    .execute("INSERT INTO posts_fts (posts_fts) VALUES ('optimize')", [])?;
+                exec(
+                    tx.conn,
+                    "INSERT INTO posts_fts (posts_fts) VALUES ('optimize')",
+                    [],
+                )?;
                 Ok(())
             })?;
         }
@@ -627,7 +669,7 @@ impl Store {
                  DELETE FROM memberships; DELETE FROM channels; DELETE FROM profiles;
                  DELETE FROM user_teams; DELETE FROM teams; DELETE FROM team_sync;
                  DELETE FROM sync_state; DELETE FROM oauth_attempts; DELETE FROM web_sessions;
-                 DELETE FROM user_tokens; DELETE FROM users;",
+                 DELETE FROM user_tokens; DELETE FROM users; UPDATE retention SET cutoff = 0;",
             )?;
             Ok(())
         })?;

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::text::JsonText;
-use super::{StoreError, UserStore};
+use super::{StoreError, UserStore, exec, q_row};
 use crate::inbox::{ItemKey, Millis};
 
 /// Outbox row state.
@@ -131,13 +131,13 @@ fn transition(
     sql_set: &str,
     extra: &[&dyn rusqlite::ToSql],
 ) -> Result<(), StoreError> {
-    let from: Option<String> = conn
-        .query_row(
-            "SELECT state FROM outbox WHERE user_id = ?1 AND id = ?2",
-            params![user, id],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let from: Option<String> = q_row(
+        conn,
+        "SELECT state FROM outbox WHERE user_id = ?1 AND id = ?2",
+        params![user, id],
+        |r| r.get(0),
+    )
+    .optional()?;
     let Some(from) = from else {
         return Err(StoreError::NotFound);
     };
@@ -155,7 +155,7 @@ fn transition(
     );
     let mut p: Vec<&dyn rusqlite::ToSql> = vec![&user, &id];
     p.extend_from_slice(extra);
-    conn.execute(&sql, p.as_slice())?;
+    exec(conn, &sql, p.as_slice())?;
     Ok(())
 }
 
@@ -174,9 +174,7 @@ impl UserStore<'_> {
         self.store.write_durable(|tx| {
             let key = new.item_key.to_string();
             if new.coalesce {
-                let id: Option<i64> = tx
-                    .conn
-                    .query_row(
+                let id: Option<i64> = q_row(tx.conn, 
                         "UPDATE outbox SET payload = ?4, next_attempt_at = min(next_attempt_at, ?5)
                          WHERE id = (SELECT id FROM outbox WHERE user_id = ?1 AND kind = ?2
                                      AND item_key = ?3 AND state = 'queued' ORDER BY id DESC LIMIT 1)
@@ -189,7 +187,7 @@ impl UserStore<'_> {
                     return Ok(id);
                 }
             }
-            Ok(tx.conn.query_row(
+            Ok(q_row(tx.conn, 
                 "INSERT INTO outbox (user_id, kind, item_key, payload, pending_post_id, marker, state,
                    attempts, next_attempt_at, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7) RETURNING id",
@@ -230,10 +228,7 @@ impl UserStore<'_> {
                    ORDER BY o.id LIMIT 1)
                  RETURNING {COLUMNS}"
             );
-            Ok(tx
-                .conn
-                .query_row(&sql, params![user, now], from_row)
-                .optional()?)
+            Ok(q_row(tx.conn, &sql, params![user, now], from_row).optional()?)
         })
     }
 
@@ -324,7 +319,7 @@ impl UserStore<'_> {
     pub fn outbox_cancel(&self, id: i64) -> Result<(), StoreError> {
         let user = self.user.as_str().to_owned();
         self.store.write_durable(|tx| {
-            let n = tx.conn.execute(
+            let n = exec(tx.conn, 
                 "DELETE FROM outbox WHERE user_id = ?1 AND id = ?2 AND state IN ('queued', 'failed')",
                 params![user, id],
             )?;
@@ -339,7 +334,8 @@ impl UserStore<'_> {
     pub fn outbox_resume(&self, now: Millis) -> Result<usize, StoreError> {
         let user = self.user.as_str().to_owned();
         self.store.write_durable(|tx| {
-            Ok(tx.conn.execute(
+            Ok(exec(
+                tx.conn,
                 "UPDATE outbox SET next_attempt_at = ?2 WHERE user_id = ?1 AND state = 'queued'",
                 params![user, now],
             )?)

@@ -704,6 +704,29 @@ fn retention_purge_with_injected_clock() {
         f.store.purge_older_than(cutoff).unwrap(),
         PurgeReport::default()
     );
+    // A full sync re-sending an old DM channel does not bring an item older than the window.
+    f.store
+        .write(|tx| {
+            tx.upsert_channel(&channel(7, "D", "", cutoff - day))?;
+            tx.user(&u).upsert_membership(&member(7))
+        })
+        .unwrap();
+    assert!(
+        us.item(&ItemKey::channel(&id('c', 7)).unwrap(), 1)
+            .unwrap()
+            .is_none()
+    );
+    f.store
+        .write(|tx| tx.upsert_channel(&channel(8, "D", "", cutoff + 1)))
+        .unwrap();
+    f.store
+        .write(|tx| tx.user(&u).upsert_membership(&member(8)))
+        .unwrap();
+    assert!(
+        us.item(&ItemKey::channel(&id('c', 8)).unwrap(), 1)
+            .unwrap()
+            .is_some()
+    );
     // Purged text is not left in the file.
     drop(f.store);
     let bytes = std::fs::read(f._dir.path().join(DB_FILE)).unwrap();
@@ -1160,5 +1183,47 @@ fn live_event_helpers() {
     assert_eq!(
         b.for_user(&u).counts(10_000).unwrap(),
         us.counts(10_000).unwrap()
+    );
+}
+
+#[test]
+#[ignore = "timing; run with --ignored --release"]
+fn write_throughput_batched() {
+    let f = fx();
+    let u = uid(1);
+    let team = id('t', 1);
+    f.store
+        .write(|tx| {
+            let ut = tx.user(&u);
+            ut.upsert_self(&profile(&u), 1)?;
+            tx.upsert_channel(&channel(1, "O", &team, 1))?;
+            ut.upsert_membership(&member(1))?;
+            for n in 0..100 {
+                tx.upsert_post(&post(n, 1, None, 1, "root"))?;
+                ut.upsert_thread(&thread(n, 1, &team, 1))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let t = std::time::Instant::now();
+    let events = 5_000;
+    for batch in 0..events / 100 {
+        f.store
+            .write(|tx| {
+                let ut = tx.user(&u);
+                for k in 0..100 {
+                    let n = batch * 100 + k;
+                    let at = 10 + i64::try_from(n).unwrap();
+                    tx.upsert_post(&post(1_000 + n, 1, Some(n % 100), at, "reply text"))?;
+                    ut.upsert_thread(&thread(n % 100, 1, &team, at))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let el = t.elapsed();
+    eprintln!(
+        "{events} events (post + thread) in {el:?}: {:.0} events/s",
+        f64::from(u32::try_from(events).unwrap()) / el.as_secs_f64()
     );
 }

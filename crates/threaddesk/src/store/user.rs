@@ -14,7 +14,7 @@ use super::types::{
     Channel, Cursor, ItemDetail, Membership, Mention, Post, Profile, QueueCounts, QueuePage,
     QueueRow, SyncState, Team, Thread,
 };
-use super::{Store, StoreError, Tx, UserId, hash_token};
+use super::{Store, StoreError, Tx, UserId, exec, hash_token, q_row};
 use crate::inbox::{Counts, Filter, ItemKey, ItemKind, Marks, Millis};
 
 /// Largest queue page.
@@ -175,7 +175,8 @@ impl<'s> UserStore<'s> {
     /// SQLite failure.
     pub fn token(&self, kind: &str) -> Result<Option<EncryptedBlob>, StoreError> {
         self.read(|c, u| {
-            Ok(c.query_row(
+            Ok(q_row(
+                c,
                 "SELECT blob FROM user_tokens WHERE user_id = ?1 AND kind = ?2",
                 params![u, kind],
                 |r| r.get::<_, Vec<u8>>(0),
@@ -191,7 +192,8 @@ impl<'s> UserStore<'s> {
     /// SQLite failure.
     pub fn profile(&self) -> Result<Option<Profile>, StoreError> {
         self.read(|c, u| {
-            Ok(c.query_row(
+            Ok(q_row(
+                c,
                 "SELECT user_id, username, first_name, last_name, nickname, updated_at, 0
                  FROM users WHERE user_id = ?1",
                 params![u],
@@ -275,7 +277,7 @@ impl<'s> UserStore<'s> {
     /// SQLite failure.
     pub fn channel(&self, channel_id: &str) -> Result<Option<Channel>, StoreError> {
         self.read(|c, u| {
-            Ok(c.query_row(
+            Ok(q_row(c, 
                 "SELECT c.channel_id, c.team_id, c.type, c.name, c.display_name, c.total_msg_count,
                         c.total_msg_count_root, c.last_post_at, c.last_root_post_at, c.update_at, c.delete_at
                  FROM memberships m JOIN channels c ON c.channel_id = m.channel_id
@@ -442,8 +444,7 @@ impl<'s> UserStore<'s> {
                 "SELECT {ITEM_COLUMNS} FROM items i LEFT JOIN channels c ON c.channel_id = i.channel_id
                  WHERE i.user_id = ?1 AND i.item_key = ?2"
             );
-            let Some(mut row) = c
-                .query_row(&sql, params![u, key.to_string()], item_from_row)
+            let Some(mut row) = q_row(c, &sql, params![u, key.to_string()], item_from_row)
                 .optional()?
             else {
                 return Ok(None);
@@ -467,8 +468,7 @@ impl<'s> UserStore<'s> {
             let sql = format!(
                 "SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}"
             );
-            Ok(c.query_row(&sql, params![u, post_id], post_from_row)
-                .optional()?)
+            Ok(q_row(c, &sql, params![u, post_id], post_from_row).optional()?)
         })
     }
 
@@ -535,7 +535,8 @@ impl<'s> UserStore<'s> {
     /// SQLite failure.
     pub fn session_count(&self) -> Result<i64, StoreError> {
         self.read(|c, u| {
-            Ok(c.query_row(
+            Ok(q_row(
+                c,
                 "SELECT count(*) FROM web_sessions WHERE user_id = ?1",
                 params![u],
                 |r| r.get(0),
@@ -653,8 +654,7 @@ fn fill_preview(c: &Connection, u: &str, row: &mut QueueRow) -> Result<(), Store
             let sql = format!(
                 "SELECT {POST_COLUMNS} FROM posts p WHERE p.post_id = ?2 AND {MEMBER_CHECK}"
             );
-            c.query_row(&sql, params![u, root], post_from_row)
-                .optional()?
+            q_row(c, &sql, params![u, root], post_from_row).optional()?
         }
     };
     if let Some(p) = found {
@@ -742,8 +742,7 @@ fn threads(c: &Connection, u: &str, root: Option<&str>) -> Result<Vec<Thread>, S
 }
 
 fn sync_state(c: &Connection, u: &str) -> Result<SyncState, StoreError> {
-    let mut s = c
-        .query_row(
+    let mut s = q_row(c, 
             "SELECT ws_connection_id, ws_next_seq, last_full_sync_at FROM sync_state WHERE user_id = ?1",
             params![u],
             |r| {
@@ -792,7 +791,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_self(&self, p: &Profile, now: Millis) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(self.conn, 
             "INSERT INTO users (user_id, username, first_name, last_name, nickname, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
              ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,
@@ -800,7 +799,8 @@ impl<'t> UserTx<'t> {
                nickname = excluded.nickname, updated_at = excluded.updated_at",
             params![self.u(), p.username, p.first_name, p.last_name, p.nickname, now],
         )?;
-        self.conn.execute(
+        exec(
+            self.conn,
             "INSERT INTO sync_state (user_id) VALUES (?1) ON CONFLICT DO NOTHING",
             params![self.u()],
         )?;
@@ -817,7 +817,7 @@ impl<'t> UserTx<'t> {
         blob: &EncryptedBlob,
         now: Millis,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(self.conn, 
             "INSERT INTO user_tokens (user_id, kind, blob, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (user_id, kind) DO UPDATE SET blob = excluded.blob, updated_at = excluded.updated_at",
             params![self.u(), kind, blob.0, now],
@@ -830,7 +830,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn delete_token(&self, kind: &str) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(
+            self.conn,
             "DELETE FROM user_tokens WHERE user_id = ?1 AND kind = ?2",
             params![self.u(), kind],
         )?;
@@ -848,7 +849,7 @@ impl<'t> UserTx<'t> {
         now: Millis,
         expires_at: Millis,
     ) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(self.conn, 
             "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
             params![hash_token(token), self.u(), csrf.expose(), now, expires_at],
@@ -861,7 +862,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn delete_all_sessions(&self) -> Result<usize, StoreError> {
-        Ok(self.conn.execute(
+        Ok(exec(
+            self.conn,
             "DELETE FROM web_sessions WHERE user_id = ?1",
             params![self.u()],
         )?)
@@ -872,7 +874,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn set_teams(&self, team_ids: &[&str]) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(
+            self.conn,
             "DELETE FROM user_teams WHERE user_id = ?1",
             params![self.u()],
         )?;
@@ -891,7 +894,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_membership(&self, m: &Membership) -> Result<(), StoreError> {
-        let n = self.conn.execute(
+        let n = exec(self.conn, 
             "INSERT INTO memberships (user_id, channel_id, msg_count, mention_count, msg_count_root,
                mention_count_root, urgent_mention_count, last_viewed_at, last_update_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -924,7 +927,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn remove_membership(&self, channel_id: &str) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(
+            self.conn,
             "DELETE FROM memberships WHERE user_id = ?1 AND channel_id = ?2",
             params![self.u(), channel_id],
         )?;
@@ -937,7 +941,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_thread(&self, t: &Thread) -> Result<(), StoreError> {
-        let n = self.conn.execute(
+        let n = exec(self.conn, 
             "INSERT INTO threads (user_id, root_id, channel_id, team_id, reply_count, last_reply_at,
                last_viewed_at, unread_replies, unread_mentions, is_urgent, following, delete_at, participants)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
@@ -976,7 +980,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn set_thread_following(&self, root_id: &str, following: bool) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
+        let n = exec(
+            self.conn,
             "UPDATE threads SET following = ?3 WHERE user_id = ?1 AND root_id = ?2",
             params![self.u(), root_id, following],
         )?;
@@ -996,7 +1001,8 @@ impl<'t> UserTx<'t> {
         unread_replies: i64,
         unread_mentions: i64,
     ) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
+        let n = exec(
+            self.conn,
             "UPDATE threads SET last_viewed_at = ?3, unread_replies = ?4, unread_mentions = ?5
              WHERE user_id = ?1 AND root_id = ?2",
             params![
@@ -1018,7 +1024,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn mark_channel_viewed(&self, channel_id: &str, at: Millis) -> Result<bool, StoreError> {
-        let n = self.conn.execute(
+        let n = exec(self.conn, 
             "UPDATE memberships SET last_viewed_at = ?3, last_update_at = max(last_update_at, ?3),
                msg_count = coalesce((SELECT total_msg_count FROM channels WHERE channel_id = ?2), msg_count),
                msg_count_root = coalesce((SELECT total_msg_count_root FROM channels WHERE channel_id = ?2), msg_count_root),
@@ -1037,7 +1043,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn add_mention(&self, m: &Mention) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(
+            self.conn,
             "INSERT OR IGNORE INTO user_mentions (user_id, post_id, channel_id, team_id, create_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![self.u(), m.post_id, m.channel_id, m.team_id, m.create_at],
@@ -1052,12 +1059,13 @@ impl<'t> UserTx<'t> {
     pub fn set_marks(&self, key: &ItemKey, marks: Marks) -> Result<(), StoreError> {
         let k = key.to_string();
         if marks == Marks::default() {
-            self.conn.execute(
+            exec(
+                self.conn,
                 "DELETE FROM marks WHERE user_id = ?1 AND item_key = ?2",
                 params![self.u(), k],
             )?;
         } else {
-            self.conn.execute(
+            exec(self.conn, 
                 "INSERT INTO marks (user_id, item_key, done_at, snoozed_until) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user_id, item_key) DO UPDATE SET done_at = excluded.done_at,
                    snoozed_until = excluded.snoozed_until",
@@ -1078,8 +1086,11 @@ impl<'t> UserTx<'t> {
             params![self.u()],
             |r| r.get(0),
         )?;
-        self.conn
-            .execute("DELETE FROM marks WHERE user_id = ?1", params![self.u()])?;
+        exec(
+            self.conn,
+            "DELETE FROM marks WHERE user_id = ?1",
+            params![self.u()],
+        )?;
         for k in old.iter().filter_map(|k| ItemKey::parse(k).ok()) {
             if !marks.contains_key(&k) {
                 refresh_marks(self.conn, self.u(), &k)?;
@@ -1096,7 +1107,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn set_ws_state(&self, connection_id: &str, next_seq: i64) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(
+            self.conn,
             "INSERT INTO sync_state (user_id, ws_connection_id, ws_next_seq) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id) DO UPDATE SET ws_connection_id = excluded.ws_connection_id,
                ws_next_seq = excluded.ws_next_seq",
@@ -1110,7 +1122,8 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn set_last_full_sync(&self, at: Millis) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(
+            self.conn,
             "INSERT INTO sync_state (user_id, last_full_sync_at) VALUES (?1, ?2)
              ON CONFLICT (user_id) DO UPDATE SET last_full_sync_at = excluded.last_full_sync_at",
             params![self.u(), at],
@@ -1123,7 +1136,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn set_team_sync(&self, team_id: &str, at: Millis) -> Result<(), StoreError> {
-        self.conn.execute(
+        exec(self.conn, 
             "INSERT INTO team_sync (user_id, team_id, last_thread_sync_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id, team_id) DO UPDATE SET last_thread_sync_at = excluded.last_thread_sync_at",
             params![self.u(), team_id, at],
@@ -1169,24 +1182,35 @@ impl<'t> UserTx<'t> {
             "user_tokens",
             "users",
         ] {
-            self.conn
-                .execute(&format!("DELETE FROM {t} WHERE user_id = ?1"), params![u])?;
+            exec(
+                self.conn,
+                &format!("DELETE FROM {t} WHERE user_id = ?1"),
+                params![u],
+            )?;
         }
         for ch in channels {
-            let shared: bool = self.conn.query_row(
+            let shared: bool = q_row(
+                self.conn,
                 "SELECT EXISTS (SELECT 1 FROM memberships WHERE channel_id = ?1)",
                 params![ch],
                 |r| r.get(0),
             )?;
             if !shared {
-                self.conn.execute(
+                exec(
+                    self.conn,
                     "DELETE FROM posts_fts WHERE rowid IN (SELECT seq FROM posts WHERE channel_id = ?1)",
                     params![ch],
                 )?;
-                self.conn
-                    .execute("DELETE FROM posts WHERE channel_id = ?1", params![ch])?;
-                self.conn
-                    .execute("DELETE FROM channels WHERE channel_id = ?1", params![ch])?;
+                exec(
+                    self.conn,
+                    "DELETE FROM posts WHERE channel_id = ?1",
+                    params![ch],
+                )?;
+                exec(
+                    self.conn,
+                    "DELETE FROM channels WHERE channel_id = ?1",
+                    params![ch],
+                )?;
             }
         }
         Ok(())
