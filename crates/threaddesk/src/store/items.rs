@@ -37,7 +37,7 @@ impl Tx<'_> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_channel(&self, c: &Channel) -> Result<(), StoreError> {
-        let n = exec(self.conn, 
+        let n = exec(self.conn,
             "INSERT INTO channels (channel_id, team_id, type, name, display_name, total_msg_count,
                total_msg_count_root, last_post_at, last_root_post_at, update_at, delete_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)

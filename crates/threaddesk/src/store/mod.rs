@@ -439,7 +439,7 @@ impl Store {
         now: Millis,
     ) -> Result<(), StoreError> {
         self.write(|tx| {
-            exec(tx.conn, 
+            exec(tx.conn,
                 "INSERT INTO oauth_attempts (state_hash, binding_hash, pkce_verifier, redirect, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![hash_token(state), hash_token(binding), pkce_verifier, redirect, now],

@@ -174,7 +174,7 @@ impl UserStore<'_> {
         self.store.write_durable(|tx| {
             let key = new.item_key.to_string();
             if new.coalesce {
-                let id: Option<i64> = q_row(tx.conn, 
+                let id: Option<i64> = q_row(tx.conn,
                         "UPDATE outbox SET payload = ?4, next_attempt_at = min(next_attempt_at, ?5)
                          WHERE id = (SELECT id FROM outbox WHERE user_id = ?1 AND kind = ?2
                                      AND item_key = ?3 AND state = 'queued' ORDER BY id DESC LIMIT 1)
@@ -187,7 +187,7 @@ impl UserStore<'_> {
                     return Ok(id);
                 }
             }
-            Ok(q_row(tx.conn, 
+            Ok(q_row(tx.conn,
                 "INSERT INTO outbox (user_id, kind, item_key, payload, pending_post_id, marker, state,
                    attempts, next_attempt_at, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7) RETURNING id",
@@ -319,7 +319,7 @@ impl UserStore<'_> {
     pub fn outbox_cancel(&self, id: i64) -> Result<(), StoreError> {
         let user = self.user.as_str().to_owned();
         self.store.write_durable(|tx| {
-            let n = exec(tx.conn, 
+            let n = exec(tx.conn,
                 "DELETE FROM outbox WHERE user_id = ?1 AND id = ?2 AND state IN ('queued', 'failed')",
                 params![user, id],
             )?;

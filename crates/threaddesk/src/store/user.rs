@@ -277,7 +277,7 @@ impl<'s> UserStore<'s> {
     /// SQLite failure.
     pub fn channel(&self, channel_id: &str) -> Result<Option<Channel>, StoreError> {
         self.read(|c, u| {
-            Ok(q_row(c, 
+            Ok(q_row(c,
                 "SELECT c.channel_id, c.team_id, c.type, c.name, c.display_name, c.total_msg_count,
                         c.total_msg_count_root, c.last_post_at, c.last_root_post_at, c.update_at, c.delete_at
                  FROM memberships m JOIN channels c ON c.channel_id = m.channel_id
@@ -742,7 +742,7 @@ fn threads(c: &Connection, u: &str, root: Option<&str>) -> Result<Vec<Thread>, S
 }
 
 fn sync_state(c: &Connection, u: &str) -> Result<SyncState, StoreError> {
-    let mut s = q_row(c, 
+    let mut s = q_row(c,
             "SELECT ws_connection_id, ws_next_seq, last_full_sync_at FROM sync_state WHERE user_id = ?1",
             params![u],
             |r| {
@@ -791,7 +791,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_self(&self, p: &Profile, now: Millis) -> Result<(), StoreError> {
-        exec(self.conn, 
+        exec(self.conn,
             "INSERT INTO users (user_id, username, first_name, last_name, nickname, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
              ON CONFLICT (user_id) DO UPDATE SET username = excluded.username,
@@ -817,7 +817,7 @@ impl<'t> UserTx<'t> {
         blob: &EncryptedBlob,
         now: Millis,
     ) -> Result<(), StoreError> {
-        exec(self.conn, 
+        exec(self.conn,
             "INSERT INTO user_tokens (user_id, kind, blob, updated_at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (user_id, kind) DO UPDATE SET blob = excluded.blob, updated_at = excluded.updated_at",
             params![self.u(), kind, blob.0, now],
@@ -849,7 +849,7 @@ impl<'t> UserTx<'t> {
         now: Millis,
         expires_at: Millis,
     ) -> Result<(), StoreError> {
-        exec(self.conn, 
+        exec(self.conn,
             "INSERT INTO web_sessions (id_hash, user_id, csrf_token, created_at, last_seen_at, expires_at)
              VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
             params![hash_token(token), self.u(), csrf.expose(), now, expires_at],
@@ -894,7 +894,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_membership(&self, m: &Membership) -> Result<(), StoreError> {
-        let n = exec(self.conn, 
+        let n = exec(self.conn,
             "INSERT INTO memberships (user_id, channel_id, msg_count, mention_count, msg_count_root,
                mention_count_root, urgent_mention_count, last_viewed_at, last_update_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -941,7 +941,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn upsert_thread(&self, t: &Thread) -> Result<(), StoreError> {
-        let n = exec(self.conn, 
+        let n = exec(self.conn,
             "INSERT INTO threads (user_id, root_id, channel_id, team_id, reply_count, last_reply_at,
                last_viewed_at, unread_replies, unread_mentions, is_urgent, following, delete_at, participants)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
@@ -1024,7 +1024,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn mark_channel_viewed(&self, channel_id: &str, at: Millis) -> Result<bool, StoreError> {
-        let n = exec(self.conn, 
+        let n = exec(self.conn,
             "UPDATE memberships SET last_viewed_at = ?3, last_update_at = max(last_update_at, ?3),
                msg_count = coalesce((SELECT total_msg_count FROM channels WHERE channel_id = ?2), msg_count),
                msg_count_root = coalesce((SELECT total_msg_count_root FROM channels WHERE channel_id = ?2), msg_count_root),
@@ -1065,7 +1065,7 @@ impl<'t> UserTx<'t> {
                 params![self.u(), k],
             )?;
         } else {
-            exec(self.conn, 
+            exec(self.conn,
                 "INSERT INTO marks (user_id, item_key, done_at, snoozed_until) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (user_id, item_key) DO UPDATE SET done_at = excluded.done_at,
                    snoozed_until = excluded.snoozed_until",
@@ -1136,7 +1136,7 @@ impl<'t> UserTx<'t> {
     /// # Errors
     /// SQLite failure.
     pub fn set_team_sync(&self, team_id: &str, at: Millis) -> Result<(), StoreError> {
-        exec(self.conn, 
+        exec(self.conn,
             "INSERT INTO team_sync (user_id, team_id, last_thread_sync_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (user_id, team_id) DO UPDATE SET last_thread_sync_at = excluded.last_thread_sync_at",
             params![self.u(), team_id, at],
