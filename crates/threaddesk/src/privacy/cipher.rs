@@ -29,7 +29,9 @@ pub enum CipherError {
         "the encryption key file {path} must hold exactly {KEY_LEN} bytes (found {len}); restore the original key or remove the data directory and sign in again"
     )]
     BadKey { path: String, len: usize },
-    #[error("the encryption key file {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}")]
+    #[error(
+        "the encryption key file {path} is readable by other users (mode {mode:o}); run: chmod 600 {path}"
+    )]
     Permissions { path: String, mode: u32 },
     #[error("a stored token could not be decrypted (wrong key, or the row was tampered with)")]
     Decrypt,
@@ -73,10 +75,13 @@ impl TokenCipher {
         }
         check_private(path, &shown)?;
         let bytes = fs::read(path).map_err(io)?;
-        let key: [u8; KEY_LEN] = bytes.as_slice().try_into().map_err(|_| CipherError::BadKey {
-            path: shown.clone(),
-            len: bytes.len(),
-        })?;
+        let key: [u8; KEY_LEN] = bytes
+            .as_slice()
+            .try_into()
+            .map_err(|_| CipherError::BadKey {
+                path: shown.clone(),
+                len: bytes.len(),
+            })?;
         Ok(Self::from_key(&key))
     }
 
@@ -139,7 +144,10 @@ fn write_private(path: &Path, key: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    let mut f = fs::OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     f.write_all(key)?;
     f.sync_all()
 }

@@ -15,7 +15,9 @@ use tracing_subscriber::fmt::MakeWriter;
 pub const LOG_ENV: &str = "THREADDESK_LOG";
 
 #[derive(Debug, thiserror::Error)]
-#[error("invalid log filter {filter:?} (set {LOG_ENV} or log_level to e.g. `info` or `threaddesk=debug,warn`): {reason}")]
+#[error(
+    "invalid log filter {filter:?} (set {LOG_ENV} or log_level to e.g. `info` or `threaddesk=debug,warn`): {reason}"
+)]
 pub struct LogFilterError {
     pub filter: String,
     pub reason: String,
@@ -67,7 +69,10 @@ pub struct CaptureWriter {
 impl CaptureWriter {
     #[must_use]
     pub fn contents(&self) -> String {
-        let buf = self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let buf = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         String::from_utf8_lossy(&buf).into_owned()
     }
 }

@@ -52,6 +52,10 @@ impl IntoResponse for WebError {
             tracing::error!(error = %format!("{e:#}"), "request failed");
         }
         let status = self.status();
-        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+        (
+            status,
+            Json(serde_json::json!({ "error": self.to_string() })),
+        )
+            .into_response()
     }
 }

@@ -1,2 +1,193 @@
+//! The web workspace: HTML pages, the JSON API (`/api/v1`), the live stream, media proxying.
+//!
+//! All routes are in [`router`]; one module per area. Handlers load the signed-in user (an
+//! extractor that cannot exist without a session), query the user-scoped store, and render.
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod media;
+pub mod pages;
+pub mod present;
 pub mod render;
+pub mod security;
+pub mod session;
+pub mod sse;
+pub mod throttle;
 pub mod views;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::Router;
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+
+use crate::account::OAuthApp;
+use crate::config::Config;
+use crate::privacy::cipher::TokenCipher;
+use crate::store::{Store, UserId};
+use crate::sync::SyncEngine;
+
+/// Milliseconds since the epoch; injectable for tests.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The real clock.
+#[must_use]
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    })
+}
+
+/// Shared state of the web layer. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<AppInner>,
+}
+
+pub struct AppInner {
+    pub config: Config,
+    pub store: Arc<Store>,
+    pub engine: Arc<SyncEngine>,
+    pub cipher: TokenCipher,
+    /// Token-less client for the configured Mattermost (OAuth exchange, token validation);
+    /// per-user clients are derived from it and share its connection pool.
+    pub mattermost: mattermost::Client,
+    pub oauth: Option<OAuthApp>,
+    pub throttle: throttle::SignInThrottle,
+    pub clock: Clock,
+    /// Mattermost system admins seen at sign-in (for the status page link).
+    pub admins: RwLock<HashSet<String>>,
+}
+
+impl AppState {
+    #[must_use]
+    pub fn new(inner: AppInner) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    #[must_use]
+    pub fn engine(&self) -> &Arc<SyncEngine> {
+        &self.inner.engine
+    }
+
+    #[must_use]
+    pub fn inner(&self) -> &AppInner {
+        &self.inner
+    }
+
+    #[must_use]
+    pub fn now(&self) -> i64 {
+        (self.inner.clock)()
+    }
+
+    #[must_use]
+    pub fn is_admin(&self, user: &UserId) -> bool {
+        self.inner
+            .admins
+            .read()
+            .is_ok_and(|a| a.contains(user.as_str()))
+    }
+
+    pub fn set_admin(&self, user: &UserId, admin: bool) {
+        if let Ok(mut a) = self.inner.admins.write() {
+            if admin {
+                a.insert(user.as_str().to_owned());
+            } else {
+                a.remove(user.as_str());
+            }
+        }
+    }
+
+    /// The Mattermost site URL without a trailing slash.
+    #[must_use]
+    pub fn mattermost_url(&self) -> String {
+        self.inner
+            .config
+            .mattermost_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
+
+    /// ThreadDesk's OAuth callback URL (registered exactly in Mattermost).
+    #[must_use]
+    pub fn callback_url(&self) -> String {
+        let base = self
+            .inner
+            .config
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
+        format!("{base}/auth/oauth/callback")
+    }
+}
+
+/// Every route of the web workspace.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // Pages
+        .route("/", get(pages::queue))
+        .route("/items/{key}", get(pages::item))
+        .route("/signin", get(pages::signin))
+        .route("/settings", get(pages::settings))
+        .route("/privacy", get(pages::privacy))
+        .route("/admin/status", get(pages::admin_status))
+        .route("/me/delete", post(pages::delete_my_data))
+        // Sign-in
+        .route("/auth/oauth/start", get(auth::oauth_start))
+        .route("/auth/oauth/callback", get(auth::oauth_callback))
+        .route("/auth/token", post(auth::token_signin))
+        .route("/auth/signout", post(auth::signout))
+        .route("/auth/revoke", post(auth::revoke))
+        // JSON API
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/api/v1/items", get(api::items))
+        .route("/api/v1/items/{key}", get(api::item))
+        .route("/api/v1/items/{key}/{action}", post(api::act))
+        .route("/api/v1/events", get(sse::events))
+        .route("/api/v1/me/export", get(api::export))
+        // Media through Mattermost's own endpoints (no outbound traffic elsewhere)
+        .route("/media/avatar/{user_id}", get(media::avatar))
+        .route("/media/files/{file_id}", get(media::file))
+        .route("/media/files/{file_id}/{variant}", get(media::file_variant))
+        .route("/media/emoji/{emoji_id}", get(media::emoji))
+        // Static assets and operator surfaces
+        .route("/static/{name}", get(pages::static_file))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(pages::readyz))
+        .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn(security::headers))
+        .with_state(state)
+}
+
+/// Serve the workspace on a bound listener until `shutdown` resolves.
+pub async fn serve<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

@@ -1,0 +1,264 @@
+//! The JSON API under `/api/v1` (documented in `openapi.json`, served at
+//! `/api/v1/openapi.json`): the queue, a conversation, and actions on an item.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::WebError;
+use super::pages::{self, QueueQuery};
+use super::session::ApiUser;
+use crate::inbox::ItemKey;
+use crate::store::MessageText;
+use crate::sync::{Action, SyncError};
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Longest reply accepted (Mattermost's default `MaxPostSize`).
+pub const MAX_MESSAGE_CHARS: usize = 16_383;
+
+/// `GET /api/v1/openapi.json`
+pub async fn openapi() -> Response {
+    let mut res = OPENAPI.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// `GET /api/v1/items`
+pub async fn items(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    query: Result<Query<QueueQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, WebError> {
+    let Query(query) = query.map_err(|e| WebError::BadRequest(format!("bad query string: {e}")))?;
+    let req = query.validate()?;
+    let us = state.store().for_user(&user.user_id);
+    let (items, next_cursor, counts, _) = pages::load_queue(&state, &us, &req)?;
+    Ok(Json(json!({
+        "items": items,
+        "next_cursor": next_cursor,
+        "counts": {
+            "all": counts.all, "mentions": counts.mentions, "direct": counts.direct,
+            "threads": counts.threads, "snoozed": counts.snoozed, "done": counts.done,
+        },
+    }))
+    .into_response())
+}
+
+/// `GET /api/v1/items/{key}`
+pub async fn item(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(key): Path<String>,
+) -> Result<Response, WebError> {
+    let us = state.store().for_user(&user.user_id);
+    let (item, posts, has_older) = pages::load_item(&state, &us, &key)?;
+    Ok(Json(json!({ "item": item, "posts": posts, "has_older": has_older })).into_response())
+}
+
+/// Body of an action (all fields optional; which are needed depends on the action).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActionBody {
+    pub message: Option<String>,
+    pub until: Option<i64>,
+    pub emoji: Option<String>,
+    pub post_id: Option<String>,
+    /// `react`: false removes the reaction. `save`: false un-saves.
+    pub on: Option<bool>,
+}
+
+fn parse_body(body: &Bytes) -> Result<ActionBody, WebError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(ActionBody::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| WebError::BadRequest(format!("the body must be a JSON object: {e}")))
+}
+
+fn need<T>(v: Option<T>, what: &str) -> Result<T, WebError> {
+    v.ok_or_else(|| WebError::BadRequest(format!("`{what}` is required for this action")))
+}
+
+/// `POST /api/v1/items/{key}/{action}` — answered once the action is in the outbox (202);
+/// delivery to Mattermost continues in the background.
+pub async fn act(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path((key, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let item_key = ItemKey::parse(&key).map_err(|_| {
+        WebError::BadRequest("item key must be t_<post id> or c_<channel id>".into())
+    })?;
+    let body = parse_body(&body)?;
+    let now = state.now();
+    let us = state.store().for_user(&user.user_id);
+    // The item must be this user's: another user's id is simply not found.
+    let detail = us
+        .item(&item_key, 1)
+        .map_err(WebError::internal)?
+        .ok_or(WebError::NotFound)?;
+    let row = &detail.row;
+    let root = match &item_key {
+        ItemKey::Thread(r) => Some(r.clone()),
+        ItemKey::Channel(_) => None,
+    };
+    // The post an action on "the item" targets: the thread root, or the latest message.
+    let target_post = |explicit: Option<String>| -> Result<String, WebError> {
+        if let Some(p) = explicit {
+            return Ok(p);
+        }
+        if let Some(r) = &root {
+            return Ok(r.clone());
+        }
+        detail
+            .posts
+            .last()
+            .map(|p| p.post_id.clone())
+            .ok_or_else(|| {
+                WebError::BadRequest("this conversation has no cached message to act on".into())
+            })
+    };
+    let latest_post = || -> Result<String, WebError> {
+        let posts = match &item_key {
+            ItemKey::Thread(r) => us.thread_posts(r, 1000).map_err(WebError::internal)?,
+            ItemKey::Channel(c) => us.channel_posts(c, None, 1).map_err(WebError::internal)?,
+        };
+        posts
+            .iter()
+            .max_by_key(|p| p.create_at)
+            .map(|p| p.post_id.clone())
+            .ok_or_else(|| WebError::BadRequest("this conversation has no cached message".into()))
+    };
+    let mut actions = Vec::new();
+    match action.as_str() {
+        "reply" => {
+            let message = need(body.message, "message")?;
+            let trimmed = message.trim();
+            if trimmed.is_empty() {
+                return Err(WebError::BadRequest("the message is empty".into()));
+            }
+            if message.chars().count() > MAX_MESSAGE_CHARS {
+                return Err(WebError::BadRequest(format!(
+                    "the message is longer than {MAX_MESSAGE_CHARS} characters"
+                )));
+            }
+            actions.push(Action::Reply {
+                channel_id: row.channel_id.clone(),
+                root_id: root.clone().unwrap_or_default(),
+                message: MessageText::new(message),
+            });
+        }
+        "done" => actions.push(Action::Done {
+            key: item_key.clone(),
+            at: now.max(row.last_activity_at),
+        }),
+        "undo" => {
+            actions.push(Action::UndoDone {
+                key: item_key.clone(),
+            });
+            if row.snoozed_until.is_some() {
+                actions.push(Action::Unsnooze {
+                    key: item_key.clone(),
+                });
+            }
+        }
+        "snooze" => {
+            let until = need(body.until, "until")?;
+            if until <= now {
+                return Err(WebError::BadRequest("`until` must be in the future".into()));
+            }
+            if until > now + 366 * 24 * 3600 * 1000 {
+                return Err(WebError::BadRequest("snooze for at most a year".into()));
+            }
+            actions.push(Action::Snooze {
+                key: item_key.clone(),
+                until,
+            });
+        }
+        "unsnooze" => actions.push(Action::Unsnooze {
+            key: item_key.clone(),
+        }),
+        "read" => actions.push(Action::MarkRead {
+            key: item_key.clone(),
+        }),
+        "unread" => {
+            let post_id = match body.post_id {
+                Some(p) => p,
+                None => latest_post()?,
+            };
+            actions.push(Action::MarkUnread {
+                key: item_key.clone(),
+                post_id,
+            });
+        }
+        "follow" | "unfollow" => {
+            let root_id = root
+                .clone()
+                .ok_or_else(|| WebError::BadRequest("only threads can be followed".into()))?;
+            actions.push(if action == "follow" {
+                Action::Follow { root_id }
+            } else {
+                Action::Unfollow { root_id }
+            });
+        }
+        "react" => {
+            let emoji_name = need(body.emoji, "emoji")?.trim_matches(':').to_owned();
+            actions.push(Action::React {
+                post_id: target_post(body.post_id)?,
+                emoji_name,
+                add: body.on.unwrap_or(true),
+            });
+        }
+        "save" | "unsave" => actions.push(Action::Save {
+            post_id: target_post(body.post_id)?,
+            saved: action == "save" && body.on.unwrap_or(true),
+        }),
+        _ => {
+            return Err(WebError::BadRequest(
+                "unknown action; use reply, done, undo, snooze, unsnooze, read, unread, follow, unfollow, react, save or unsave".into(),
+            ));
+        }
+    }
+    let mut outbox_ids = Vec::new();
+    for a in actions {
+        match state.engine().act(&user.user_id, a).await {
+            Ok(ack) => outbox_ids.push(ack.outbox_id),
+            Err(SyncError::BadAction(why)) => return Err(WebError::BadRequest(why.to_owned())),
+            Err(e) => return Err(WebError::internal(e)),
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "ok": true, "pending": true, "outbox_ids": outbox_ids })),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/me/export` — everything ThreadDesk holds about the user, as JSON.
+pub async fn export(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Response, WebError> {
+    let export = state
+        .store()
+        .for_user(&user.user_id)
+        .export()
+        .map_err(WebError::internal)?;
+    let mut res = Json(export).into_response();
+    res.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"threaddesk-export.json\""),
+    );
+    Ok(res)
+}

@@ -1,0 +1,669 @@
+//! HTML pages. Each handler: load the user, query the user-scoped store, render.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::WebError;
+use super::present::{self, Context};
+use super::security::CspNonce;
+use super::session::{self, CurrentUser, MaybeUser, PageUser};
+use super::views::{
+    self, AdminStatusPage, CookieInfo, Counts, ErrorPage, Health, ItemPage, ItemSummary, Layout,
+    PrivacyPage, QueueFilter, QueuePage, SettingsPage, SignInPage, StoredInfo, SyncHealthRow,
+    UserView,
+};
+use crate::config::SignInMethod;
+use crate::inbox::prefs::MarkKind;
+use crate::inbox::{Filter, ItemKey};
+use crate::store::{Cursor, QueueCounts, UserId, UserStore};
+
+/// Messages shown in a conversation.
+pub const CONVERSATION_POSTS: usize = 200;
+/// Queue rows per page.
+pub const PAGE_SIZE: usize = 50;
+/// Longest text filter.
+pub const MAX_Q: usize = 200;
+
+/// Render a template into a response (a template error is an internal error).
+pub fn render<T: Template>(t: &T) -> Response {
+    match t.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => WebError::internal(e).into_response(),
+    }
+}
+
+fn nonce(headers_nonce: Option<&CspNonce>) -> String {
+    headers_nonce.map(|n| n.0.clone()).unwrap_or_default()
+}
+
+/// The page frame for a signed-in user.
+pub fn layout(state: &AppState, user: &CurrentUser, us: &UserStore<'_>, nonce: String) -> Layout {
+    let me = us.profile().ok().flatten().unwrap_or_default();
+    Layout {
+        user: Some(UserView {
+            id: user.user_id.as_str().to_owned(),
+            username: me.username.clone(),
+            display_name: present::display_name(&me),
+            avatar_url: format!("/media/avatar/{}", user.user_id.as_str()),
+            is_admin: state.is_admin(&user.user_id),
+        }),
+        csrf: user.csrf.expose().to_owned(),
+        nonce,
+        theme: views::Theme::System,
+    }
+}
+
+fn counts_view(c: &QueueCounts) -> Counts {
+    let u = |v: i64| u64::try_from(v).unwrap_or(0);
+    Counts {
+        all: u(c.all),
+        mentions: u(c.mentions),
+        direct: u(c.direct),
+        threads: u(c.threads),
+        snoozed: u(c.snoozed),
+        done: u(c.done),
+    }
+}
+
+/// Query of the queue (page and API).
+#[derive(Debug, Default, Deserialize)]
+pub struct QueueQuery {
+    pub filter: Option<String>,
+    pub team: Option<String>,
+    pub q: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// A validated queue query.
+pub struct QueueRequest {
+    pub filter: QueueFilter,
+    pub team: Option<String>,
+    pub q: String,
+    pub cursor: Option<Cursor>,
+    pub limit: usize,
+}
+
+impl QueueQuery {
+    pub fn validate(self) -> Result<QueueRequest, WebError> {
+        let filter = match self.filter.as_deref() {
+            None | Some("") => QueueFilter::All,
+            Some(f) => QueueFilter::parse(f).ok_or_else(|| {
+                WebError::BadRequest(
+                    "unknown filter; use all, mentions, direct, threads, snoozed or done".into(),
+                )
+            })?,
+        };
+        let team = match self.team.as_deref() {
+            None | Some("") => None,
+            Some(t) if crate::inbox::is_valid_id(t) => Some(t.to_owned()),
+            Some(_) => {
+                return Err(WebError::BadRequest(
+                    "team must be a Mattermost team id".into(),
+                ));
+            }
+        };
+        let q = self.q.unwrap_or_default().trim().to_owned();
+        if q.chars().count() > MAX_Q {
+            return Err(WebError::BadRequest(format!(
+                "the text filter is limited to {MAX_Q} characters"
+            )));
+        }
+        let cursor = match self.cursor.as_deref() {
+            None | Some("") => None,
+            Some(c) => Some(
+                Cursor::decode(c)
+                    .ok_or_else(|| WebError::BadRequest("cursor is malformed".into()))?,
+            ),
+        };
+        let limit = match self.limit {
+            None => PAGE_SIZE,
+            Some(n @ 1..=200) => n,
+            Some(_) => {
+                return Err(WebError::BadRequest(
+                    "limit must be between 1 and 200".into(),
+                ));
+            }
+        };
+        Ok(QueueRequest {
+            filter,
+            team,
+            q,
+            cursor,
+            limit,
+        })
+    }
+}
+
+/// The queue for a request: rows as summaries, next cursor, counts, context.
+pub fn load_queue(
+    state: &AppState,
+    us: &UserStore<'_>,
+    req: &QueueRequest,
+) -> Result<(Vec<ItemSummary>, Option<String>, QueueCounts, Context), WebError> {
+    let now = state.now();
+    // A team narrows the store query; the other filters then apply to that team's rows.
+    let store_filter = match (&req.team, req.filter) {
+        (
+            Some(t),
+            QueueFilter::All | QueueFilter::Mentions | QueueFilter::Direct | QueueFilter::Threads,
+        ) => Filter::Team(t.clone()),
+        (_, QueueFilter::All) => Filter::All,
+        (_, QueueFilter::Mentions) => Filter::Mentions,
+        (_, QueueFilter::Direct) => Filter::Direct,
+        (_, QueueFilter::Threads) => Filter::Threads,
+        (_, QueueFilter::Snoozed) => Filter::Snoozed,
+        (_, QueueFilter::Done) => Filter::Done,
+    };
+    let post_filter = req.team.is_some() || !req.q.is_empty();
+    let limit = if post_filter { 200 } else { req.limit };
+    let page = us
+        .queue(&store_filter, now, req.cursor.as_ref(), limit)
+        .map_err(WebError::internal)?;
+    let counts = us.counts(now).map_err(WebError::internal)?;
+    let mut ctx =
+        Context::load(us, &state.mattermost_url(), HashMap::new()).map_err(WebError::internal)?;
+    let me = ctx.me.user_id.clone();
+    let people: Vec<&str> = page
+        .rows
+        .iter()
+        .flat_map(|r| present::row_people(r, &me))
+        .collect();
+    ctx.want_profiles(us, &people).map_err(WebError::internal)?;
+    let q = req.q.to_lowercase();
+    let mut items: Vec<ItemSummary> = page
+        .rows
+        .iter()
+        .map(|r| present::summary(r, &ctx))
+        .filter(|s| match (&req.team, req.filter) {
+            (Some(t), f) => {
+                s.team_id.as_deref() == Some(t.as_str())
+                    && match f {
+                        QueueFilter::Mentions => s.mentions > 0,
+                        QueueFilter::Direct => !s.kind.is_thread(),
+                        QueueFilter::Threads => s.kind.is_thread(),
+                        _ => true,
+                    }
+            }
+            _ => true,
+        })
+        .filter(|s| {
+            q.is_empty()
+                || s.title.to_lowercase().contains(&q)
+                || s.snippet.to_lowercase().contains(&q)
+                || s.team_name
+                    .as_deref()
+                    .is_some_and(|t| t.to_lowercase().contains(&q))
+        })
+        .collect();
+    let next = if post_filter {
+        items.truncate(req.limit);
+        None
+    } else {
+        page.next.map(|c| c.encode())
+    };
+    Ok((items, next, counts, ctx))
+}
+
+/// `GET /` — the queue.
+pub async fn queue(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+    Query(query): Query<QueueQuery>,
+) -> Result<Response, WebError> {
+    let req = query.validate()?;
+    let us = state.store().for_user(&user.user_id);
+    let (items, next_cursor, counts, ctx) = load_queue(&state, &us, &req)?;
+    let page = QueuePage {
+        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        filter: req.filter,
+        team: req.team,
+        teams: ctx.team_views(),
+        q: req.q,
+        items,
+        counts: counts_view(&counts),
+        next_cursor,
+    };
+    Ok(render(&page))
+}
+
+/// The conversation of an item for the page and the API.
+pub fn load_item(
+    state: &AppState,
+    us: &UserStore<'_>,
+    key: &str,
+) -> Result<(ItemSummary, Vec<views::PostView>, bool), WebError> {
+    let key = ItemKey::parse(key).map_err(|_| {
+        WebError::BadRequest("item key must be t_<post id> or c_<channel id>".into())
+    })?;
+    let detail = us
+        .item(&key, CONVERSATION_POSTS)
+        .map_err(WebError::internal)?
+        .ok_or(WebError::NotFound)?;
+    let mut ctx =
+        Context::load(us, &state.mattermost_url(), HashMap::new()).map_err(WebError::internal)?;
+    let me = ctx.me.user_id.clone();
+    let mut people: Vec<&str> = present::row_people(&detail.row, &me);
+    people.extend(present::post_people(&detail.posts));
+    ctx.want_profiles(us, &people).map_err(WebError::internal)?;
+    let rctx = ctx.render_ctx();
+    let summary = present::summary(&detail.row, &ctx);
+    let posts: Vec<views::PostView> = detail
+        .posts
+        .iter()
+        .map(|p| present::post_view(p, &ctx, &rctx))
+        .collect();
+    let has_older = posts.len() >= CONVERSATION_POSTS;
+    Ok((summary, posts, has_older))
+}
+
+/// `GET /items/{key}` — one conversation.
+pub async fn item(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+    Path(key): Path<String>,
+) -> Result<Response, WebError> {
+    let us = state.store().for_user(&user.user_id);
+    let (item, posts, has_older) = match load_item(&state, &us, &key) {
+        Ok(v) => v,
+        Err(WebError::NotFound) => {
+            return Ok(error_page(
+                &state,
+                Some(&user),
+                nonce(nonce_ext.as_deref()),
+                StatusCode::NOT_FOUND,
+                "This item is not in your ThreadDesk (it may have expired from the cache, or belongs to someone else).",
+            ));
+        }
+        Err(e) => return Err(e),
+    };
+    let page = ItemPage {
+        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        item,
+        posts,
+        has_older,
+    };
+    Ok(render(&page))
+}
+
+#[derive(Deserialize)]
+pub struct SignInQuery {
+    error: Option<String>,
+}
+
+fn signin_page(state: &AppState, csrf: String, nonce: String, error: Option<String>) -> SignInPage {
+    let methods = &state.config().sign_in_methods;
+    SignInPage {
+        layout: Layout {
+            user: None,
+            csrf,
+            nonce,
+            theme: views::Theme::System,
+        },
+        oauth_enabled: methods.contains(&SignInMethod::OAuth) && state.inner().oauth.is_some(),
+        pat_enabled: methods.contains(&SignInMethod::PersonalAccessToken),
+        error,
+        mattermost_url: state.mattermost_url(),
+    }
+}
+
+/// `GET /signin`
+pub async fn signin(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    headers: HeaderMap,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+    Query(q): Query<SignInQuery>,
+) -> Response {
+    if user.is_some() {
+        return Redirect::to("/").into_response();
+    }
+    let (binding, set) = super::auth::pre_binding(&state, &headers);
+    let error = q.error.map(|e| e.chars().take(200).collect());
+    let mut res = render(&signin_page(
+        &state,
+        binding,
+        nonce(nonce_ext.as_deref()),
+        error,
+    ));
+    if let Some(c) = set {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
+}
+
+/// The sign-in page with an error message.
+pub async fn signin_error(state: &AppState, headers: &HeaderMap, message: &str) -> Response {
+    signin_error_status(state, headers, StatusCode::BAD_REQUEST, message).await
+}
+
+/// The sign-in page with an error message and status.
+pub async fn signin_error_status(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let (binding, set) = super::auth::pre_binding(state, headers);
+    // The nonce of an error render: a fresh one is set by the middleware for this response.
+    let nonce = String::new();
+    let mut res = render(&signin_page(
+        state,
+        binding,
+        nonce,
+        Some(message.to_owned()),
+    ));
+    *res.status_mut() = status;
+    if let Some(c) = set {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    res
+}
+
+/// `GET /settings`
+pub async fn settings(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+) -> Result<Response, WebError> {
+    let us = state.store().for_user(&user.user_id);
+    let method = crate::account::load(state.store(), &state.inner().cipher, &user.user_id)
+        .map(|c| c.method.as_str().to_owned())
+        .unwrap_or_else(|_| "token".to_owned());
+    let page = SettingsPage {
+        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        mattermost_url: state.mattermost_url(),
+        auth_method: method,
+    };
+    Ok(render(&page))
+}
+
+fn human_duration(d: std::time::Duration) -> String {
+    let h = d.as_secs() / 3600;
+    if h >= 48 && h % 24 == 0 {
+        format!("{} days", h / 24)
+    } else if h >= 1 {
+        format!("{h} hours")
+    } else {
+        format!("{} minutes", d.as_secs() / 60)
+    }
+}
+
+/// `GET /privacy` — what ThreadDesk processes and keeps, from the running configuration.
+pub async fn privacy(
+    State(state): State<AppState>,
+    MaybeUser(user): MaybeUser,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+) -> Response {
+    let cfg = state.config();
+    let days = cfg.retention_days;
+    let secure = cfg.cookie_secure();
+    let (session_name, pre_name) = session::cookie_names(secure);
+    let layout = match &user {
+        Some(u) => layout(
+            &state,
+            u,
+            &state.store().for_user(&u.user_id),
+            nonce(nonce_ext.as_deref()),
+        ),
+        None => Layout {
+            nonce: nonce(nonce_ext.as_deref()),
+            ..Layout::default()
+        },
+    };
+    let page = PrivacyPage {
+        layout,
+        mattermost_url: state.mattermost_url(),
+        retention_days: days,
+        stored: vec![
+            StoredInfo {
+                what: "Recent messages, threads and channel read state of the conversations in your queue".into(),
+                why: "To show your queue instantly; it is a cache of what Mattermost already holds".into(),
+                kept: format!("{days} days, then purged automatically"),
+            },
+            StoredInfo {
+                what: "Your Mattermost access token".into(),
+                why: "To act for you in Mattermost (read state, replies, follows)".into(),
+                kept: "Encrypted at rest; deleted when you sign out or delete your data".into(),
+            },
+            StoredInfo {
+                what: "Done and snooze marks".into(),
+                why: "Your triage state".into(),
+                kept: "In your Mattermost preferences (they follow you across devices); mirrored here for the same retention".into(),
+            },
+            StoredInfo {
+                what: "Replies and actions waiting to be delivered".into(),
+                why: "So nothing you type is lost while Mattermost is unreachable".into(),
+                kept: "Until Mattermost confirms them".into(),
+            },
+        ],
+        cookies: vec![
+            CookieInfo {
+                name: session_name.into(),
+                purpose: "Keeps you signed in (technical; HttpOnly)".into(),
+                lifetime: human_duration(cfg.session_absolute_timeout),
+            },
+            CookieInfo {
+                name: pre_name.into(),
+                purpose: "Protects the sign-in against forgery (technical)".into(),
+                lifetime: "1 hour, removed after sign-in".into(),
+            },
+            CookieInfo {
+                name: "theme (local storage, not a cookie)".into(),
+                purpose: "Your colour theme, kept in this browser only".into(),
+                lifetime: "Until you clear it".into(),
+            },
+        ],
+        session_idle: human_duration(cfg.session_idle_timeout),
+        session_max: human_duration(cfg.session_absolute_timeout),
+    };
+    render(&page)
+}
+
+/// `GET /admin/status` — sync health without any message content.
+pub async fn admin_status(
+    State(state): State<AppState>,
+    PageUser(user): PageUser,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+) -> Result<Response, WebError> {
+    if !state.is_admin(&user.user_id) {
+        return Err(WebError::NotFound);
+    }
+    let us = state.store().for_user(&user.user_id);
+    let status = state.engine().status();
+    let connected = status.users.iter().filter(|u| u.connected).count();
+    let mut rows: Vec<SyncHealthRow> = status
+        .users
+        .iter()
+        .map(|u| SyncHealthRow {
+            name: format!("user {}", u.user_id),
+            health: if u.connected {
+                Health::Ok
+            } else if u.last_error.is_some() {
+                Health::Down
+            } else {
+                Health::Degraded
+            },
+            detail: format!(
+                "{:?}; {} events; initial sync {} calls / {} ms; {} resyncs{}",
+                u.phase,
+                u.events_applied,
+                u.initial_sync_calls,
+                u.initial_sync_ms,
+                u.resyncs,
+                u.last_error
+                    .as_deref()
+                    .map(|e| format!("; last error: {e}"))
+                    .unwrap_or_default()
+            ),
+            last_ok_at: u.last_sync_at,
+        })
+        .collect();
+    rows.insert(
+        0,
+        SyncHealthRow {
+            name: "Mattermost rate budget".into(),
+            health: if status.rate_limit.paused_for_ms > 0 {
+                Health::Degraded
+            } else {
+                Health::Ok
+            },
+            detail: format!("{:?}", status.rate_limit),
+            last_ok_at: None,
+        },
+    );
+    let page = AdminStatusPage {
+        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        mattermost_url: state.mattermost_url(),
+        connected_users: u64::try_from(connected).unwrap_or(0),
+        retention_days: state.config().retention_days,
+        rows,
+    };
+    Ok(render(&page))
+}
+
+#[derive(Deserialize)]
+pub struct DeleteForm {
+    #[serde(default)]
+    csrf: String,
+    /// Also delete ThreadDesk's done/snooze preferences in Mattermost.
+    #[serde(default)]
+    delete_preferences: Option<String>,
+}
+
+/// `POST /me/delete` — "Delete my data": signs out everywhere, deletes the user's cache rows
+/// and stored token, optionally ThreadDesk's preferences in Mattermost.
+pub async fn delete_my_data(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageUser(user): PageUser,
+    Form(form): Form<DeleteForm>,
+) -> Result<Response, WebError> {
+    session::check_fetch_site(&headers)?;
+    user.check_csrf(Some(&form.csrf))?;
+    if form.delete_preferences.is_some() {
+        delete_mark_preferences(&state, &user.user_id).await?;
+    }
+    super::auth::sign_out_everywhere(&state, &user.user_id, true).await;
+    state
+        .store()
+        .for_user(&user.user_id)
+        .delete_all()
+        .map_err(WebError::internal)?;
+    tracing::info!(user.id = %user.user_id.as_str(), "user data deleted");
+    let secure = state.config().cookie_secure();
+    let (name, _) = session::cookie_names(secure);
+    let mut res = Redirect::to("/signin?error=Your+ThreadDesk+data+was+deleted.").into_response();
+    res.headers_mut()
+        .append(header::SET_COOKIE, session::set_cookie(name, "", 0, secure));
+    Ok(res)
+}
+
+/// Delete ThreadDesk's done/snooze preferences from the user's Mattermost account.
+async fn delete_mark_preferences(state: &AppState, user: &UserId) -> Result<(), WebError> {
+    let inner = state.inner();
+    let (client, _) = crate::account::client_for(
+        &inner.mattermost,
+        &inner.store,
+        &inner.cipher,
+        inner.oauth.as_ref(),
+        user,
+        state.now(),
+    )
+    .await
+    .map_err(|_| WebError::Unauthenticated)?;
+    let ours = [MarkKind::Done.category(), MarkKind::Snooze.category()];
+    let prefs: Vec<_> = client
+        .get_preferences(mattermost::ME)
+        .await
+        .map_err(|_| WebError::Unavailable)?
+        .into_iter()
+        .filter(|p| ours.contains(&p.category.as_str()))
+        .collect();
+    if !prefs.is_empty() {
+        client
+            .delete_preferences(mattermost::ME, &prefs)
+            .await
+            .map_err(|_| WebError::Unavailable)?;
+    }
+    Ok(())
+}
+
+/// `GET /static/{name}` — embedded assets, immutable when the version matches.
+pub async fn static_file(Path(name): Path<String>) -> Response {
+    match views::static_asset(&name) {
+        Some((ct, bytes)) => {
+            let mut res = bytes.into_response();
+            let h = res.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=31536000, immutable"),
+            );
+            res
+        }
+        None => WebError::NotFound.into_response(),
+    }
+}
+
+/// `GET /readyz` — the store answers.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.store().schema_version() {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unavailable").into_response(),
+    }
+}
+
+/// An error page.
+pub fn error_page(
+    state: &AppState,
+    user: Option<&CurrentUser>,
+    nonce: String,
+    status: StatusCode,
+    message: &str,
+) -> Response {
+    let layout = match user {
+        Some(u) => layout(state, u, &state.store().for_user(&u.user_id), nonce),
+        None => Layout {
+            nonce,
+            ..Layout::default()
+        },
+    };
+    let page = ErrorPage {
+        layout,
+        status: status.as_u16(),
+        message: message.to_owned(),
+    };
+    let mut res = render(&page);
+    *res.status_mut() = status;
+    res
+}
+
+/// Fallback: 404 as JSON under `/api/`, as a page elsewhere.
+pub async fn not_found(
+    State(state): State<AppState>,
+    uri: axum::http::Uri,
+    MaybeUser(user): MaybeUser,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+) -> Response {
+    if uri.path().starts_with("/api/") {
+        return WebError::NotFound.into_response();
+    }
+    error_page(
+        &state,
+        user.as_ref(),
+        nonce(nonce_ext.as_deref()),
+        StatusCode::NOT_FOUND,
+        "There is no page at this address.",
+    )
+}

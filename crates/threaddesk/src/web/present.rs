@@ -1,0 +1,374 @@
+//! Store rows → view models (pages and JSON API share them).
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use super::render::RenderCtx;
+use super::views::{
+    AuthorView, FileView, ItemKind, ItemSummary, PostView, ReactionView, SafeHtml, TeamView,
+};
+use crate::inbox::{self, ItemKey};
+use crate::store::{Post, Profile, QueueRow, StoreError, Team, UserStore};
+
+/// Longest snippet shown in the queue.
+const SNIPPET_CHARS: usize = 160;
+
+/// Display name as Mattermost's default `full_name` setting shows it, falling back to the
+/// nickname, then the username.
+#[must_use]
+pub fn display_name(p: &Profile) -> String {
+    let full = format!("{} {}", p.first_name.trim(), p.last_name.trim());
+    let full = full.trim();
+    if !full.is_empty() {
+        full.to_owned()
+    } else if !p.nickname.trim().is_empty() {
+        p.nickname.trim().to_owned()
+    } else {
+        p.username.clone()
+    }
+}
+
+/// What a page needs besides the rows: people, teams, the site.
+pub struct Context {
+    pub me: Profile,
+    pub profiles: HashMap<String, Profile>,
+    pub teams: Vec<Team>,
+    pub site_url: String,
+    pub custom_emoji: HashMap<String, String>,
+}
+
+impl Context {
+    /// Load the people and teams of the user's cache.
+    pub fn load(
+        us: &UserStore<'_>,
+        site_url: &str,
+        custom_emoji: HashMap<String, String>,
+    ) -> Result<Self, StoreError> {
+        let me = us.profile()?.unwrap_or_default();
+        let teams = us.teams()?;
+        Ok(Self {
+            me,
+            profiles: HashMap::new(),
+            teams,
+            site_url: site_url.trim_end_matches('/').to_owned(),
+            custom_emoji,
+        })
+    }
+
+    /// Make sure the profiles of `ids` are loaded.
+    pub fn want_profiles(&mut self, us: &UserStore<'_>, ids: &[&str]) -> Result<(), StoreError> {
+        let missing: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.profiles.contains_key(*id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        for p in us.profiles(&missing)? {
+            self.profiles.insert(p.user_id.clone(), p);
+        }
+        Ok(())
+    }
+
+    #[must_use]
+    pub fn render_ctx(&self) -> RenderCtx {
+        let mut ctx = RenderCtx::new(self.me.username.clone(), self.site_url.clone());
+        ctx.custom_emoji.clone_from(&self.custom_emoji);
+        ctx
+    }
+
+    #[must_use]
+    pub fn team_views(&self) -> Vec<TeamView> {
+        self.teams
+            .iter()
+            .filter(|t| t.delete_at == 0)
+            .map(|t| TeamView {
+                id: t.team_id.clone(),
+                name: t.display_name.clone(),
+            })
+            .collect()
+    }
+
+    fn team(&self, id: &str) -> Option<&Team> {
+        self.teams.iter().find(|t| t.team_id == id)
+    }
+
+    /// Any team name (Mattermost permalinks need one; DMs work under every team).
+    fn any_team_name(&self, team_id: &str) -> String {
+        self.team(team_id)
+            .or_else(|| self.teams.first())
+            .map(|t| t.name.clone())
+            .unwrap_or_default()
+    }
+
+    fn name_of(&self, user_id: &str) -> String {
+        self.profiles
+            .get(user_id)
+            .map_or_else(|| "someone".to_owned(), display_name)
+    }
+}
+
+/// User ids a row needs for its title (DM partner) and preview author.
+#[must_use]
+pub fn row_people<'a>(row: &'a QueueRow, me: &str) -> Vec<&'a str> {
+    let mut ids = Vec::new();
+    if let Some((a, b)) = row.channel_name.split_once("__")
+        && row.kind == inbox::ItemKind::Direct
+    {
+        ids.push(if a == me { b } else { a });
+    }
+    if let Some(u) = &row.preview_user_id {
+        ids.push(u.as_str());
+    }
+    ids
+}
+
+/// Plain-text snippet of a message: markdown markers removed, whitespace folded, truncated.
+#[must_use]
+pub fn snippet(text: &str) -> String {
+    let mut out = String::new();
+    let mut in_fence = false;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("```") {
+            in_fence = !in_fence;
+            if in_fence {
+                out.push_str(" [code] ");
+            }
+            continue;
+        }
+        if in_fence {
+            continue;
+        }
+        let t = t.trim_start_matches(['#', '>', '-', '*', '|', ' ']);
+        out.push_str(t);
+        out.push(' ');
+    }
+    let cleaned: String = out
+        .chars()
+        .filter(|c| !matches!(c, '*' | '_' | '`' | '~'))
+        .collect();
+    let folded = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    if folded.chars().count() > SNIPPET_CHARS {
+        let cut: String = folded.chars().take(SNIPPET_CHARS - 1).collect();
+        format!("{}…", cut.trim_end())
+    } else {
+        folded
+    }
+}
+
+/// A queue row as the page and the API show it.
+#[must_use]
+pub fn summary(row: &QueueRow, ctx: &Context) -> ItemSummary {
+    let me = ctx.me.user_id.as_str();
+    let kind = match row.kind {
+        inbox::ItemKind::Thread | inbox::ItemKind::Mention => ItemKind::Thread,
+        inbox::ItemKind::Direct => ItemKind::Direct,
+        inbox::ItemKind::Group => ItemKind::Group,
+    };
+    let title = match row.kind {
+        inbox::ItemKind::Direct => {
+            let partner = row
+                .channel_name
+                .split_once("__")
+                .map(|(a, b)| if a == me { b } else { a })
+                .unwrap_or(me);
+            ctx.name_of(partner)
+        }
+        inbox::ItemKind::Group => {
+            // Stored usernames joined by ", " (research §3.1): show the others.
+            let others: Vec<&str> = row
+                .channel_display_name
+                .split(", ")
+                .filter(|n| *n != ctx.me.username)
+                .collect();
+            others.join(", ")
+        }
+        _ => {
+            if row.channel_display_name.is_empty() {
+                "Thread".to_owned()
+            } else {
+                row.channel_display_name.clone()
+            }
+        }
+    };
+    let team_name = ctx.team(&row.team_id).map(|t| t.display_name.clone());
+    let snippet = row.preview.as_ref().map_or_else(String::new, |m| {
+        let who = row
+            .preview_user_id
+            .as_deref()
+            .map(|u| ctx.name_of(u))
+            .unwrap_or_default();
+        let text = snippet(m.expose());
+        if who.is_empty() {
+            text
+        } else {
+            format!("{who}: {text}")
+        }
+    });
+    let team_for_link = ctx.any_team_name(&row.team_id);
+    let permalink = match &row.key {
+        ItemKey::Thread(root) => format!("{}/{team_for_link}/pl/{root}", ctx.site_url),
+        ItemKey::Channel(_) if row.kind == inbox::ItemKind::Direct => {
+            let partner = row
+                .channel_name
+                .split_once("__")
+                .map(|(a, b)| if a == me { b } else { a })
+                .unwrap_or(me);
+            let username = ctx
+                .profiles
+                .get(partner)
+                .map_or_else(|| partner.to_owned(), |p| p.username.clone());
+            format!("{}/{team_for_link}/messages/@{username}", ctx.site_url)
+        }
+        ItemKey::Channel(_) => format!(
+            "{}/{team_for_link}/messages/{}",
+            ctx.site_url, row.channel_name
+        ),
+    };
+    let done = row.done_at.is_some_and(|d| d >= row.last_activity_at);
+    ItemSummary {
+        key: row.key.to_string(),
+        kind,
+        title,
+        team_id: (!row.team_id.is_empty()).then(|| row.team_id.clone()),
+        team_name,
+        snippet,
+        last_activity_at: row.last_activity_at,
+        unread_replies: u32::try_from(row.counts.unread.max(0)).unwrap_or(u32::MAX),
+        mentions: u32::try_from(row.counts.mentions.max(0)).unwrap_or(u32::MAX),
+        urgent: row.counts.urgent > 0,
+        unread: row.counts.unread > 0,
+        snoozed_until: row.snoozed_until,
+        done,
+        following: row.kind == inbox::ItemKind::Thread,
+        permalink,
+    }
+}
+
+#[derive(Deserialize)]
+struct ReactionJson {
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    emoji_name: String,
+}
+
+#[derive(Deserialize, Default)]
+struct MetadataJson {
+    #[serde(default)]
+    files: Vec<FileJson>,
+    #[serde(default)]
+    reactions: Vec<ReactionJson>,
+}
+
+#[derive(Deserialize)]
+struct FileJson {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    mime_type: String,
+    #[serde(default)]
+    size: i64,
+}
+
+/// Authors a list of posts needs.
+#[must_use]
+pub fn post_people(posts: &[Post]) -> Vec<&str> {
+    posts.iter().map(|p| p.user_id.as_str()).collect()
+}
+
+/// A cached post as the conversation shows it.
+#[must_use]
+pub fn post_view(p: &Post, ctx: &Context, rctx: &RenderCtx) -> PostView {
+    let meta: MetadataJson = serde_json::from_str(p.metadata.expose()).unwrap_or_default();
+    let mut reactions_raw: Vec<ReactionJson> =
+        serde_json::from_str(p.reactions.expose()).unwrap_or_default();
+    if reactions_raw.is_empty() {
+        reactions_raw = meta.reactions;
+    }
+    let mut reactions: Vec<ReactionView> = Vec::new();
+    for r in reactions_raw.iter().filter(|r| !r.emoji_name.is_empty()) {
+        let mine = r.user_id == ctx.me.user_id;
+        if let Some(existing) = reactions.iter_mut().find(|x| x.emoji == r.emoji_name) {
+            existing.count += 1;
+            existing.mine |= mine;
+        } else {
+            reactions.push(ReactionView {
+                emoji: r.emoji_name.clone(),
+                count: 1,
+                mine,
+                image_url: ctx.custom_emoji.get(&r.emoji_name).cloned(),
+            });
+        }
+    }
+    let files = meta
+        .files
+        .into_iter()
+        .filter(|f| super::media::valid_id(&f.id))
+        .map(|f| FileView {
+            thumbnail_url: format!("/media/files/{}/thumbnail", f.id),
+            url: format!("/media/files/{}", f.id),
+            id: f.id,
+            name: f.name,
+            mime: f.mime_type,
+            size: u64::try_from(f.size).unwrap_or(0),
+        })
+        .collect();
+    let author = ctx.profiles.get(&p.user_id);
+    let deleted = p.delete_at > 0;
+    PostView {
+        id: p.post_id.clone(),
+        author: AuthorView {
+            id: p.user_id.clone(),
+            display_name: author.map_or_else(|| "Unknown user".to_owned(), display_name),
+            username: author.map(|a| a.username.clone()).unwrap_or_default(),
+            avatar_url: format!("/media/avatar/{}", p.user_id),
+        },
+        create_at: p.create_at,
+        edited: p.edit_at > 0,
+        deleted,
+        html: if deleted {
+            SafeHtml::from_text("(message deleted)")
+        } else {
+            SafeHtml::from_markdown(p.message.expose(), rctx)
+        },
+        reactions,
+        files: if deleted { Vec::new() } else { files },
+        is_root: p.root_id.is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippet_strips_markdown_and_truncates() {
+        assert_eq!(snippet("**Hello** _world_"), "Hello world");
+        assert_eq!(snippet("> quoted\n- item"), "quoted item");
+        assert_eq!(snippet("```rust\nfn x() {}\n```\nafter"), "[code] after");
+        let long = "a ".repeat(200);
+        let s = snippet(&long);
+        assert!(s.chars().count() <= SNIPPET_CHARS);
+        assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn display_names() {
+        let mut p = Profile {
+            username: "bob".into(),
+            ..Profile::default()
+        };
+        assert_eq!(display_name(&p), "bob");
+        p.nickname = "Bobby".into();
+        assert_eq!(display_name(&p), "Bobby");
+        p.first_name = "Bob".into();
+        p.last_name = "Stone".into();
+        assert_eq!(display_name(&p), "Bob Stone");
+    }
+}
