@@ -39,7 +39,7 @@ use serde_json::{Map, Value, json};
 use tokio::time::{Instant, sleep_until};
 
 use crate::Sim;
-use crate::events::{Attachment, Broadcast, CloseKind, ConnectError, Delivery, Next, WsEvent};
+use crate::events::{Attachment, Broadcast, CloseKind, Delivery, Next, WsEvent};
 
 /// Gorilla's per-write deadline (`writeWaitTime`).
 const WRITE_WAIT: Duration = Duration::from_secs(30);
@@ -209,7 +209,6 @@ async fn connect(
                         Err(e) => {
                             // `PopulateWebConnConfig` error: upgrade done, then a raw close.
                             tracing::debug!(user_id = %user_id, error = ?e, "ws: resume refused, closing");
-                            let _: ConnectError = e;
                             drop(socket);
                             return;
                         }
