@@ -298,7 +298,8 @@ async fn preferences_emoji_config_ping_files() {
             break;
         }
     }
-    if let Some(id) = file_id {
+    let id = file_id.expect("the demo org has a post with a file");
+    {
         let info = c.get_file_info(&id).await.unwrap();
         assert_eq!(info.id, id);
         let bytes = c.get_file(&id).await.unwrap();
