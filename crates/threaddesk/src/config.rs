@@ -465,6 +465,13 @@ fn format_duration(d: Duration) -> String {
     }
 }
 
+fn both_secrets() -> ConfigError {
+    invalid(
+        "oauth_client_secret",
+        "set only one of oauth_client_secret and oauth_client_secret_file",
+    )
+}
+
 fn read_secret_file(key: &'static str, path: &Path) -> Result<Secret, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::SecretFile {
         key,
@@ -509,6 +516,10 @@ impl Config {
         }
         let mut env = env;
         env.sort();
+        let has = |k: &str| env.iter().any(|(n, _)| n == &env_name(k));
+        if has("oauth_client_secret") && has("oauth_client_secret_file") {
+            return Err(both_secrets());
+        }
         for (name, value) in env {
             if name == CONFIG_ENV {
                 continue;
@@ -535,6 +546,11 @@ impl Config {
                 message: e.message().to_owned(),
             }
         })?;
+        if table.contains_key("oauth_client_secret")
+            && table.contains_key("oauth_client_secret_file")
+        {
+            return Err(both_secrets());
+        }
         for (key, value) in table {
             let Some(s) = SETTINGS.iter().find(|s| s.key == key) else {
                 return Err(ConfigError::UnknownKey {
@@ -1145,6 +1161,19 @@ mod tests {
         // explicit file argument wins over THREADDESK_CONFIG; missing file is an error
         let e = Config::load(Some(Path::new("/nonexistent.toml")), env(&[])).unwrap_err();
         assert!(e.to_string().contains("cannot read config file"));
+    }
+
+    #[test]
+    fn secret_and_secret_file_together_are_refused() {
+        let e = load_env(&[
+            ("THREADDESK_OAUTH_CLIENT_SECRET", "a"),
+            ("THREADDESK_OAUTH_CLIENT_SECRET_FILE", "/x"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("set only one of"), "{e}");
+        let e = load_file("oauth_client_secret = \"a\"\noauth_client_secret_file = \"/x\"")
+            .unwrap_err();
+        assert!(e.to_string().contains("set only one of"), "{e}");
     }
 
     #[test]

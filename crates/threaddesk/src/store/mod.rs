@@ -186,10 +186,20 @@ impl Store {
     /// # Errors
     /// Unusable directory, SQLite failure, or a database newer than this binary.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Io {
+        let io = |source| StoreError::Io {
             path: data_dir.to_owned(),
             source,
-        })?;
+        };
+        if !data_dir.exists() {
+            std::fs::create_dir_all(data_dir).map_err(io)?;
+            // The cache holds message text: only the service user may enter the directory.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io)?;
+            }
+        }
         Self::open_file(&data_dir.join(DB_FILE))
     }
 
@@ -203,6 +213,20 @@ impl Store {
 
     /// Opens and migrates only up to `version` (tests of the migration path).
     pub(crate) fn open_at_version(path: &Path, version: i64) -> Result<Self, StoreError> {
+        if !path.exists() {
+            // Created 0600; SQLite gives the -wal and -shm files the same mode.
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                opts.mode(0o600);
+            }
+            opts.open(path).map_err(|source| StoreError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+        }
         let mut writer = Connection::open(path)?;
         writer.pragma_update(None, "journal_mode", "WAL")?;
         configure(&writer)?;

@@ -159,6 +159,47 @@ fn transition(
     Ok(())
 }
 
+/// Inserts (or coalesces) an outbox row for `user` within the caller's transaction.
+pub(crate) fn enqueue(
+    conn: &Connection,
+    user: &str,
+    new: &NewOutbox,
+    now: Millis,
+) -> Result<i64, StoreError> {
+    let key = new.item_key.to_string();
+    if new.coalesce {
+        let id: Option<i64> = q_row(
+            conn,
+            "UPDATE outbox SET payload = ?4, next_attempt_at = min(next_attempt_at, ?5)
+             WHERE id = (SELECT id FROM outbox WHERE user_id = ?1 AND kind = ?2
+                         AND item_key = ?3 AND state = 'queued' ORDER BY id DESC LIMIT 1)
+             RETURNING id",
+            params![user, new.kind, key, new.payload.expose(), now],
+            |r| r.get(0),
+        )
+        .optional()?;
+        if let Some(id) = id {
+            return Ok(id);
+        }
+    }
+    Ok(q_row(
+        conn,
+        "INSERT INTO outbox (user_id, kind, item_key, payload, pending_post_id, marker, state,
+           attempts, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7) RETURNING id",
+        params![
+            user,
+            new.kind,
+            key,
+            new.payload.expose(),
+            new.pending_post_id,
+            new.marker,
+            now
+        ],
+        |r| r.get(0),
+    )?)
+}
+
 fn short_error(e: &str) -> String {
     // Errors are ours (status + code), never message text; still bound the size.
     e.chars().take(500).collect()
@@ -170,39 +211,7 @@ impl UserStore<'_> {
     /// # Errors
     /// SQLite failure.
     pub fn outbox_enqueue(&self, new: &NewOutbox, now: Millis) -> Result<i64, StoreError> {
-        let user = self.user.as_str().to_owned();
-        self.store.write_durable(|tx| {
-            let key = new.item_key.to_string();
-            if new.coalesce {
-                let id: Option<i64> = q_row(tx.conn,
-                        "UPDATE outbox SET payload = ?4, next_attempt_at = min(next_attempt_at, ?5)
-                         WHERE id = (SELECT id FROM outbox WHERE user_id = ?1 AND kind = ?2
-                                     AND item_key = ?3 AND state = 'queued' ORDER BY id DESC LIMIT 1)
-                         RETURNING id",
-                        params![user, new.kind, key, new.payload.expose(), now],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if let Some(id) = id {
-                    return Ok(id);
-                }
-            }
-            Ok(q_row(tx.conn,
-                "INSERT INTO outbox (user_id, kind, item_key, payload, pending_post_id, marker, state,
-                   attempts, next_attempt_at, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', 0, ?7, ?7) RETURNING id",
-                params![
-                    user,
-                    new.kind,
-                    key,
-                    new.payload.expose(),
-                    new.pending_post_id,
-                    new.marker,
-                    now
-                ],
-                |r| r.get(0),
-            )?)
-        })
+        self.write_durable(|t| t.outbox_enqueue(new, now))
     }
 
     /// Claims the next due row (queued, `next_attempt_at <= now`, oldest first, and no earlier

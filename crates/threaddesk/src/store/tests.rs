@@ -208,6 +208,68 @@ fn newer_database_is_refused() {
     assert!(e.to_string().contains("newer ThreadDesk"), "{e}");
 }
 
+#[cfg(unix)]
+#[test]
+fn files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let s = Store::open(&data).unwrap();
+    let u = uid(1);
+    s.write(|tx| tx.user(&u).upsert_self(&profile(&u), 1))
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join(DB_FILE)), 0o600);
+    assert_eq!(mode(&data.join(format!("{DB_FILE}-wal"))), 0o600);
+}
+
+#[test]
+fn mark_and_outbox_in_one_durable_transaction() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    let key = ItemKey::channel(&id('c', 2)).unwrap();
+    let new = NewOutbox {
+        kind: "done".into(),
+        item_key: key.clone(),
+        payload: JsonText::new("[]"),
+        pending_post_id: String::new(),
+        marker: String::new(),
+        coalesce: true,
+    };
+    // A failing step rolls back both.
+    let r: Result<(), StoreError> = us.write_durable(|t| {
+        t.set_marks(
+            &key,
+            Marks {
+                done_at: Some(5_000),
+                snoozed_until: None,
+            },
+        )?;
+        t.outbox_enqueue(&new, 5_000)?;
+        Err(StoreError::NotFound)
+    });
+    assert!(r.is_err());
+    assert!(us.marks().unwrap().is_empty());
+    assert!(us.outbox_rows(None).unwrap().is_empty());
+    us.write_durable(|t| {
+        t.set_marks(
+            &key,
+            Marks {
+                done_at: Some(5_000),
+                snoozed_until: None,
+            },
+        )?;
+        t.outbox_enqueue(&new, 5_000)
+    })
+    .unwrap();
+    assert_eq!(us.marks().unwrap().len(), 1);
+    assert_eq!(us.outbox_rows(None).unwrap().len(), 1);
+    assert_eq!(us.threads().unwrap().len(), 1);
+}
+
 #[test]
 fn pragmas_are_set() {
     let f = fx();

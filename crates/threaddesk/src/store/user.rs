@@ -319,6 +319,14 @@ impl<'s> UserStore<'s> {
         self.read(|c, u| Ok(threads(c, u, Some(root_id))?.into_iter().next()))
     }
 
+    /// All the user's thread memberships (for a sync planner's reconciliation).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn threads(&self) -> Result<Vec<Thread>, StoreError> {
+        self.read(|c, u| threads(c, u, None))
+    }
+
     /// The user's done / snooze marks.
     ///
     /// # Errors
@@ -1144,7 +1152,17 @@ impl<'t> UserTx<'t> {
         Ok(())
     }
 
-    /// Claims nothing, lists nothing: the outbox rows of this user (same transaction).
+    /// Adds an outbox row in this transaction, e.g. together with the optimistic change it
+    /// sends (`set_marks` + the preference write). Use inside [`UserStore::write_durable`] so
+    /// the row is durable before the browser is answered.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn outbox_enqueue(&self, new: &outbox::NewOutbox, now: Millis) -> Result<i64, StoreError> {
+        outbox::enqueue(self.conn, self.u(), new, now)
+    }
+
+    /// The outbox rows of this user (same transaction).
     ///
     /// # Errors
     /// SQLite failure.
