@@ -85,8 +85,6 @@ pub enum StoreError {
     NotFound,
     #[error("stored data is not valid: {0}")]
     Corrupt(&'static str),
-    #[error("a store lock was poisoned by a panic")]
-    Poisoned,
 }
 
 /// A Mattermost user id (26 chars, lowercase base32), validated.
@@ -147,8 +145,10 @@ impl fmt::Debug for Store {
     }
 }
 
+/// Locks, recovering from poisoning: a panic inside a write closure dropped (rolled back) its
+/// transaction, so the connection is still sound.
 fn lock<T>(m: &Mutex<T>) -> Result<MutexGuard<'_, T>, StoreError> {
-    m.lock().map_err(|_| StoreError::Poisoned)
+    Ok(m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
 }
 
 /// `execute` through the connection's prepared-statement cache (no SQL parsing per call).

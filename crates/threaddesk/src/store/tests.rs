@@ -1289,3 +1289,55 @@ fn write_throughput_batched() {
         f64::from(u32::try_from(events).unwrap()) / el.as_secs_f64()
     );
 }
+
+#[test]
+fn search_is_safe_and_follows_edits() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    for q in [
+        "\"",
+        "*",
+        "AND",
+        "NEAR(",
+        "-x",
+        "message:x",
+        "a\"b",
+        "(",
+        "^",
+        "",
+        "   ",
+        "ü€",
+    ] {
+        assert!(us.search(q, 10).is_ok(), "{q:?}");
+    }
+    assert_eq!(us.search("hello dm", 10).unwrap().len(), 1);
+    // An edit replaces the indexed words.
+    let mut edited = post(20, 2, None, 2_000, "goodbye everyone");
+    edited.update_at = 2_500;
+    edited.edit_at = 2_500;
+    f.store.write(|tx| tx.upsert_post(&edited)).unwrap();
+    assert!(us.search("hello", 10).unwrap().is_empty());
+    assert_eq!(us.search("goodbye", 10).unwrap().len(), 1);
+}
+
+#[test]
+fn a_panic_in_a_write_rolls_back_and_the_store_goes_on() {
+    let f = fx();
+    let u = uid(1);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = f.store.write(|tx| {
+            tx.user(&u).upsert_self(&profile(&u), 1)?;
+            panic!("boom");
+            #[allow(unreachable_code)]
+            Ok(())
+        });
+    }));
+    assert!(r.is_err());
+    assert!(f.store.user_ids().unwrap().is_empty(), "rolled back");
+    f.store
+        .write(|tx| tx.user(&u).upsert_self(&profile(&u), 1))
+        .unwrap();
+    assert_eq!(f.store.user_ids().unwrap(), vec![u]);
+}
