@@ -267,7 +267,7 @@ impl Writer<'_> {
             Tag::HtmlBlock => self.out.push_str("<p class=\"raw-html\">"),
             Tag::List(Some(1)) => self.out.push_str("<ol>\n"),
             Tag::List(Some(start)) => {
-                let _ = write!(self.out, "<ol start=\"{start}\">\n");
+                let _ = writeln!(self.out, "<ol start=\"{start}\">");
             }
             Tag::List(None) => self.out.push_str("<ul>\n"),
             Tag::Item => self.out.push_str("<li>"),
@@ -387,7 +387,8 @@ impl Writer<'_> {
             TagEnd::Strong => self.out.push_str("</strong>"),
             TagEnd::Strikethrough => self.out.push_str("</del>"),
             TagEnd::Link => {
-                if self.links.pop() == Some(true) {
+                let emitted = self.links.pop().unwrap_or(false);
+                if emitted {
                     self.out.push_str("</a>");
                 }
             }
@@ -533,10 +534,7 @@ impl Writer<'_> {
             .find(|(_, c)| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '`'))
             .map_or(s.len(), |(i, _)| i);
         // Trailing punctuation belongs to the sentence; a closing paren only if unbalanced.
-        loop {
-            let Some(last) = s[..end].chars().next_back() else {
-                break;
-            };
+        while let Some(last) = s[..end].chars().next_back() {
             let trim = match last {
                 '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*' | '_' | '~' => true,
                 ')' => s[..end].matches(')').count() > s[..end].matches('(').count(),

@@ -183,7 +183,9 @@ impl ItemSummary {
     }
 
     pub fn snoozed_until_ms(&self) -> String {
-        self.snoozed_until.map(|t| t.to_string()).unwrap_or_default()
+        self.snoozed_until
+            .map(|t| t.to_string())
+            .unwrap_or_default()
     }
 
     pub fn snoozed_label(&self) -> String {
@@ -523,7 +525,11 @@ pub const SHORTCUTS: &[Shortcut] = &[
     sc(&["Enter"], "Open the selected item", "Move"),
     sc(&["o"], "Open the selected item", "Move"),
     sc(&["g", "i"], "Go to the queue", "Move"),
-    sc(&["Esc"], "Close a menu, leave the reply box, back to the queue", "Move"),
+    sc(
+        &["Esc"],
+        "Close a menu, leave the reply box, back to the queue",
+        "Move",
+    ),
     sc(&["/"], "Filter the queue", "Move"),
     sc(&["e"], "Done (comes back on new activity)", "Triage"),
     sc(&["s"], "Snooze…", "Triage"),
@@ -536,11 +542,7 @@ pub const SHORTCUTS: &[Shortcut] = &[
     sc(&["?"], "Show these shortcuts", "Help"),
 ];
 
-const fn sc(
-    keys: &'static [&'static str],
-    action: &'static str,
-    group: &'static str,
-) -> Shortcut {
+const fn sc(keys: &'static [&'static str], action: &'static str, group: &'static str) -> Shortcut {
     Shortcut {
         keys,
         action,
@@ -852,7 +854,9 @@ pub struct SyncHealthRow {
 
 impl SyncHealthRow {
     pub fn last_ok_label(&self) -> String {
-        self.last_ok_at.map(short_time).unwrap_or_else(|| "never".to_owned())
+        self.last_ok_at
+            .map(short_time)
+            .unwrap_or_else(|| "never".to_owned())
     }
 
     pub fn last_ok_iso(&self) -> String {
@@ -993,7 +997,11 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, u32::try_from(m).unwrap_or(1), u32::try_from(d).unwrap_or(1))
+    (
+        y,
+        u32::try_from(m).unwrap_or(1),
+        u32::try_from(d).unwrap_or(1),
+    )
 }
 
 fn split_ms(ms: i64) -> (i64, u32, u32, i64, i64) {
@@ -1094,8 +1102,14 @@ mod tests {
     fn queue_page_escapes_and_links() {
         let html = samples::queue_page().render().unwrap();
         assert!(html.contains("data-key=\"t_aaaaaaaaaaaaaaaaaaaaaaaaaa\""));
-        assert!(!html.contains("<script> release"), "snippet must be escaped");
-        assert!(html.contains("&#60;script&#62; release"), "snippet must be escaped");
+        assert!(
+            !html.contains("<script> release"),
+            "snippet must be escaped"
+        );
+        assert!(
+            html.contains("&#60;script&#62; release"),
+            "snippet must be escaped"
+        );
         assert!(html.contains("href=\"/?filter=mentions\""));
     }
 

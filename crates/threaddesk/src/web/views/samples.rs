@@ -167,9 +167,11 @@ pub(crate) fn posts() -> Vec<PostView> {
             create_at: NOW - 40 * 60_000,
             edited: false,
             deleted: false,
-            html: md("Can we cut the **release candidate** today, @alice? The deploy window \
+            html: md(
+                "Can we cut the **release candidate** today, @alice? The deploy window \
                       closes at 17:00.\n\nChecklist:\n- [x] changelog\n- migrations reviewed :eyes:\n- \
-                      `cargo test` green"),
+                      `cargo test` green",
+            ),
             reactions: vec![
                 ReactionView {
                     emoji: "+1".into(),
@@ -193,7 +195,9 @@ pub(crate) fn posts() -> Vec<PostView> {
             create_at: NOW - 30 * 60_000,
             edited: true,
             deleted: false,
-            html: md("One blocker — the pool size regression:\n\n```rust\nlet pool = Pool::builder()\n    .max_size(32) // was 8\n    .build(manager)?;\n```\n\n| env | p95 | status |\n|:--|--:|:-:|\n| staging | 41 ms | :white_check_mark: |\n| prod | 380 ms | :warning: |"),
+            html: md(
+                "One blocker — the pool size regression:\n\n```rust\nlet pool = Pool::builder()\n    .max_size(32) // was 8\n    .build(manager)?;\n```\n\n| env | p95 | status |\n|:--|--:|:-:|\n| staging | 41 ms | :white_check_mark: |\n| prod | 380 ms | :warning: |",
+            ),
             reactions: vec![],
             files: vec![
                 FileView {
@@ -221,7 +225,9 @@ pub(crate) fn posts() -> Vec<PostView> {
             create_at: NOW - 29 * 60_000,
             edited: false,
             deleted: false,
-            html: md("> fix is rolling out now\n\nsee https://status.example.com/incidents/2231 — @channel FYI"),
+            html: md(
+                "> fix is rolling out now\n\nsee https://status.example.com/incidents/2231 — @channel FYI",
+            ),
             reactions: vec![ReactionView {
                 emoji: "tada".into(),
                 count: 3,
@@ -248,8 +254,10 @@ pub(crate) fn posts() -> Vec<PostView> {
             create_at: NOW - 2 * 60_000,
             edited: false,
             deleted: false,
-            html: md("<img src=x onerror=alert(1)> ![tracker](https://evil.example/t.gif) \
-                      [click](javascript:alert(1)) — shipping it :rocket:"),
+            html: md(
+                "<img src=x onerror=alert(1)> ![tracker](https://evil.example/t.gif) \
+                      [click](javascript:alert(1)) — shipping it :rocket:",
+            ),
             reactions: vec![],
             files: vec![],
             is_root: false,
