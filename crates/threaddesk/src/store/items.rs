@@ -31,8 +31,9 @@ impl Tx<'_> {
         Ok(())
     }
 
-    /// Inserts or updates a channel; applied when its `update_at` and `last_post_at` are not older
-    /// than the stored ones. Refreshes the DM/GM item of every member.
+    /// Inserts or updates a channel: its metadata when `update_at` is not older than the stored
+    /// one, its counters and post times as the maximum of both (order-independent, never an
+    /// increment). Refreshes the DM/GM item of every member when anything changed.
     ///
     /// # Errors
     /// SQLite failure.
@@ -41,15 +42,27 @@ impl Tx<'_> {
             "INSERT INTO channels (channel_id, team_id, type, name, display_name, total_msg_count,
                total_msg_count_root, last_post_at, last_root_post_at, update_at, delete_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
-             ON CONFLICT (channel_id) DO UPDATE SET team_id = excluded.team_id, type = excluded.type,
-               name = excluded.name, display_name = excluded.display_name,
-               total_msg_count = excluded.total_msg_count,
-               total_msg_count_root = excluded.total_msg_count_root,
-               last_post_at = excluded.last_post_at, last_root_post_at = excluded.last_root_post_at,
-               update_at = excluded.update_at, delete_at = excluded.delete_at
-             WHERE excluded.update_at >= channels.update_at
-               AND excluded.last_post_at >= channels.last_post_at
-               AND excluded.total_msg_count >= channels.total_msg_count",
+             ON CONFLICT (channel_id) DO UPDATE SET
+               team_id = iif(excluded.update_at >= channels.update_at, excluded.team_id, channels.team_id),
+               type = iif(excluded.update_at >= channels.update_at, excluded.type, channels.type),
+               name = iif(excluded.update_at >= channels.update_at, excluded.name, channels.name),
+               display_name = iif(excluded.update_at >= channels.update_at,
+                                  excluded.display_name, channels.display_name),
+               delete_at = iif(excluded.update_at >= channels.update_at,
+                               excluded.delete_at, channels.delete_at),
+               update_at = max(excluded.update_at, channels.update_at),
+               total_msg_count = max(excluded.total_msg_count, channels.total_msg_count),
+               total_msg_count_root = max(excluded.total_msg_count_root, channels.total_msg_count_root),
+               last_post_at = max(excluded.last_post_at, channels.last_post_at),
+               last_root_post_at = max(excluded.last_root_post_at, channels.last_root_post_at)
+             WHERE excluded.update_at > channels.update_at
+               OR excluded.total_msg_count > channels.total_msg_count
+               OR excluded.total_msg_count_root > channels.total_msg_count_root
+               OR excluded.last_post_at > channels.last_post_at
+               OR excluded.last_root_post_at > channels.last_root_post_at
+               OR (excluded.update_at = channels.update_at
+                   AND (excluded.display_name <> channels.display_name
+                        OR excluded.delete_at <> channels.delete_at))",
             params![
                 c.channel_id,
                 c.team_id,
