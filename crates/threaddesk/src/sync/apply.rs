@@ -333,6 +333,8 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                             "UPDATE posts SET reactions = ?2 WHERE post_id = ?1 AND delete_at = 0",
                             params![reaction.post_id, json],
                         )?;
+                        let root = if p.root_id.is_empty() { &p.post_id } else { &p.root_id };
+                        touch(ItemKey::thread(root), &mut out);
                     }
                 }
                 Write::Mentions(ms) => {

@@ -136,7 +136,9 @@ impl UserCtx {
             .await
             .map_err(|_| SyncError::Internal("store task panicked"))??;
         let missing = done.missing_threads;
-        self.notify(done.keys, cause);
+        if !done.keys.is_empty() {
+            self.notify(done.keys, cause);
+        }
         // Threads followed elsewhere that we never saw: one read each.
         for root in missing {
             let Some(team) = self.any_team() else { break };
@@ -833,6 +835,8 @@ pub(crate) async fn run_user(
         st.phase = Phase::Live;
         st.last_error = None;
     }
+    // "The queue is complete": listeners reload the whole list.
+    ctx.notify(Vec::new(), Cause::InitialSync);
     while let Some(item) = items.recv().await {
         match item {
             WsItem::Connected {

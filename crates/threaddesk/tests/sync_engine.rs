@@ -1,0 +1,628 @@
+//! Sync engine against mmsim over loopback: initial sync, live events, reconnects, actions.
+//! Conditions are awaited on the engine's item-changed channel with a timeout (no fixed sleeps).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mattermost::{Client, ME, Secret, UserThreadsQuery};
+use threaddesk::inbox::{self, Filter, ItemKey};
+use threaddesk::store::{Store, UserId};
+use threaddesk::sync::ratelimit::RateLimiter;
+use threaddesk::sync::{Action, Cause, ItemChanged, Phase, SyncEngine, SyncSettings};
+use tokio::sync::broadcast;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Env {
+    running: mmsim::Running,
+    driver: mmsim::driver::Driver,
+    base: Client,
+    alice: UserId,
+    token: String,
+}
+
+async fn env() -> Env {
+    let running = mmsim::start(mmsim::SimConfig::default(), 0)
+        .await
+        .expect("simulator starts");
+    let base = Client::builder(&running.url)
+        .request_timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let login = base
+        .login(
+            mmsim::seed::DEMO_USERNAME,
+            &Secret::new(mmsim::seed::DEMO_PASSWORD),
+        )
+        .await
+        .expect("alice logs in");
+    let driver = mmsim::driver::Driver::new(&running.sim);
+    Env {
+        alice: UserId::parse(&login.user.id).expect("id"),
+        token: login.token.expose().to_owned(),
+        running,
+        driver,
+        base,
+    }
+}
+
+fn settings() -> SyncSettings {
+    let mut s = SyncSettings::default();
+    s.ws.min_backoff = Duration::from_millis(50);
+    s.ws.backoff_jitter = Duration::from_millis(10);
+    s
+}
+
+struct Side {
+    _dir: tempfile::TempDir,
+    store: Arc<Store>,
+    engine: SyncEngine,
+    rx: broadcast::Receiver<ItemChanged>,
+}
+
+impl Env {
+    /// A fresh store + engine syncing alice; returns once the initial sync is complete.
+    async fn side(&self) -> Side {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        self.side_with(dir, store).await
+    }
+
+    async fn side_with(&self, dir: tempfile::TempDir, store: Arc<Store>) -> Side {
+        let engine = SyncEngine::new(Arc::clone(&store), settings(), RateLimiter::unlimited(8));
+        let mut rx = engine.subscribe();
+        let base = Client::builder(&self.running.url)
+            .request_gate(engine.request_gate())
+            .build()
+            .expect("client");
+        engine.start_user(&self.alice, base.with_token(self.token.clone()));
+        wait(&mut rx, |c| {
+            c.key.is_none() && c.cause == Cause::InitialSync
+        })
+        .await;
+        assert_eq!(
+            engine.user_status(&self.alice).map(|s| s.phase),
+            Some(Phase::Live)
+        );
+        Side {
+            _dir: dir,
+            store,
+            engine,
+            rx,
+        }
+    }
+
+    fn alice_client(&self) -> Client {
+        self.base.with_token(self.token.clone())
+    }
+}
+
+async fn wait(
+    rx: &mut broadcast::Receiver<ItemChanged>,
+    pred: impl Fn(&ItemChanged) -> bool,
+) -> ItemChanged {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Ok(c) if pred(&c) => return c,
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("engine closed"),
+            }
+        }
+    })
+    .await
+    .expect("condition within the timeout")
+}
+
+/// Wait until `cond` holds, re-checking after every item-changed notice.
+async fn until(rx: &mut broadcast::Receiver<ItemChanged>, what: &str, cond: impl Fn() -> bool) {
+    let r = tokio::time::timeout(WAIT, async {
+        while !cond() {
+            match rx.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => panic!("engine closed"),
+            }
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "timed out waiting for: {what}");
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap())
+        .unwrap()
+}
+
+/// What must be equal between two stores of the same user: queue rows, threads, marks.
+fn snapshot(store: &Store, user: &UserId) -> String {
+    let e = store.for_user(user).export().expect("export");
+    let mut items: Vec<String> = e
+        .items
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {} u{} m{} d{:?} s{:?}",
+                r.key,
+                r.kind.as_str(),
+                r.last_activity_at,
+                r.counts.unread,
+                r.counts.mentions,
+                r.done_at,
+                r.snoozed_until
+            )
+        })
+        .collect();
+    items.sort();
+    let mut threads: Vec<String> = e
+        .threads
+        .iter()
+        .map(|t| {
+            format!(
+                "{} r{} l{} v{} f{} d{}",
+                t.root_id,
+                t.reply_count,
+                t.last_reply_at,
+                t.unread_replies,
+                t.following,
+                t.delete_at
+            )
+        })
+        .collect();
+    threads.sort();
+    format!(
+        "{}\n--\n{}\n--\n{:?}",
+        items.join("\n"),
+        threads.join("\n"),
+        e.marks
+    )
+}
+
+fn open_keys(store: &Store, user: &UserId) -> Vec<ItemKey> {
+    store
+        .for_user(user)
+        .queue(&Filter::All, now(), None, 500)
+        .expect("queue")
+        .rows
+        .into_iter()
+        .map(|r| r.key)
+        .collect()
+}
+
+#[tokio::test]
+async fn initial_sync_builds_the_queue_with_few_calls() {
+    let env = env().await;
+    env.running.sim.inner().metrics.reset();
+    let side = env.side().await;
+    let calls = env.running.sim.inner().metrics.snapshot();
+    let rest: u64 = calls
+        .routes
+        .iter()
+        .filter(|(k, _)| !k.contains("/websocket"))
+        .map(|(_, c)| c.requests)
+        .sum();
+    let teams = env
+        .alice_client()
+        .get_teams_for_user(ME)
+        .await
+        .expect("teams");
+    eprintln!(
+        "initial sync of demo: {rest} REST calls for {} teams; routes: {:?}",
+        teams.len(),
+        calls.routes.keys().collect::<Vec<_>>()
+    );
+    // 6 fixed + one thread list per team + DM/GM posts (≤ 10) + mentions + profiles.
+    assert!(rest <= 6 + teams.len() as u64 + 10 + 20 + 5, "{rest} calls");
+    assert_eq!(side.engine.calls_made(&env.alice), Some(rest));
+
+    // Every followed thread with activity in the window is an item; unread ones are open.
+    let since = now() - 14 * 86_400_000;
+    let c = env.alice_client();
+    let keys = open_keys(&side.store, &env.alice);
+    assert!(!keys.is_empty(), "demo queue is empty");
+    let all_items: Vec<ItemKey> = side
+        .store
+        .for_user(&env.alice)
+        .export()
+        .expect("export")
+        .items
+        .into_iter()
+        .map(|r| r.key)
+        .collect();
+    for t in &teams {
+        let list = c
+            .get_all_user_threads(
+                ME,
+                &t.id,
+                &UserThreadsQuery {
+                    since: Some(since),
+                    ..UserThreadsQuery::default()
+                },
+            )
+            .await
+            .expect("threads");
+        for th in list
+            .threads
+            .iter()
+            .filter(|th| th.post.as_ref().is_some_and(|p| p.delete_at == 0))
+        {
+            let key = ItemKey::thread(&th.id).expect("key");
+            assert!(all_items.contains(&key), "thread {key} missing");
+            if th.unread_replies > 0 {
+                assert!(
+                    keys.contains(&key)
+                        || side
+                            .store
+                            .for_user(&env.alice)
+                            .marks()
+                            .expect("marks")
+                            .contains_key(&key),
+                    "unread thread {key} not open"
+                );
+            }
+        }
+    }
+    // The status page knows the sync.
+    let st = side.engine.status();
+    assert_eq!(st.users.len(), 1);
+    assert!(st.users[0].initial_sync_calls > 0);
+}
+
+#[tokio::test]
+async fn live_events_update_the_store() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let d = &env.driver;
+    let store = &side.store;
+    let alice = &env.alice;
+    let c = env.alice_client();
+    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
+    let threads = c
+        .get_user_threads(
+            ME,
+            &team,
+            &UserThreadsQuery {
+                per_page: Some(5),
+                exclude_direct: true,
+                ..UserThreadsQuery::default()
+            },
+        )
+        .await
+        .expect("threads");
+    let thread = threads.threads.first().expect("a followed thread").clone();
+    let root = thread.id.clone();
+    let channel = thread.post.as_ref().expect("root").channel_id.clone();
+
+    let us = || store.for_user(alice);
+    // New reply by someone else → the thread item moves.
+    let reply = d.reply("bob", &root, "a new reply").expect("reply");
+    until(&mut side.rx, "reply cached and thread moved", || {
+        let post = us().post(&reply).ok().flatten();
+        let row = us().thread(&root).ok().flatten();
+        matches!((post, row), (Some(p), Some(t)) if t.last_reply_at >= p.create_at)
+    })
+    .await;
+
+    // Edit, reaction and delete of that reply.
+    d.edit("bob", &reply, "edited text").expect("edit");
+    until(&mut side.rx, "edit applied", || {
+        us().post(&reply)
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.message.expose() == "edited text")
+    })
+    .await;
+    d.react("carol", &reply, "smile").expect("react");
+    until(&mut side.rx, "reaction applied", || {
+        us().post(&reply)
+            .ok()
+            .flatten()
+            .is_some_and(|p| p.reactions.expose().contains("smile"))
+    })
+    .await;
+    d.delete("bob", &reply).expect("delete");
+    until(&mut side.rx, "delete applied", || {
+        us().post(&reply)
+            .ok()
+            .flatten()
+            .is_none_or(|p| p.delete_at > 0)
+    })
+    .await;
+
+    // A mention in a new root post → a mention item.
+    let m = d
+        .mention("bob", &channel, None, "alice", "please look")
+        .expect("mention");
+    let mkey = ItemKey::thread(&m).expect("key");
+    until(&mut side.rx, "mention item open", || {
+        open_keys(store, alice).contains(&mkey)
+    })
+    .await;
+
+    // A DM → the DM channel item is open with an unread message.
+    let dm = d.dm("carol", "alice", "hello there").expect("dm");
+    until(&mut side.rx, "dm cached", || {
+        us().post(&dm).ok().flatten().is_some()
+    })
+    .await;
+    let dm_channel = us().post(&dm).expect("post").expect("dm").channel_id;
+    let dkey = ItemKey::channel(&dm_channel).expect("key");
+    until(&mut side.rx, "dm item unread", || {
+        us().item(&dkey, 5)
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.row.counts.unread > 0)
+    })
+    .await;
+
+    // Read in another client: DM viewed, thread read.
+    d.view_channel("alice", &dm_channel).expect("view");
+    until(&mut side.rx, "dm read", || {
+        us().item(&dkey, 5)
+            .ok()
+            .flatten()
+            .is_some_and(|i| i.row.counts.unread == 0)
+    })
+    .await;
+    d.reply("carol", &root, "another").expect("reply");
+    until(&mut side.rx, "thread unread", || {
+        us().thread(&root)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.unread_replies > 0)
+    })
+    .await;
+    d.read_thread("alice", &root).expect("read");
+    until(&mut side.rx, "thread read", || {
+        us().thread(&root)
+            .ok()
+            .flatten()
+            .is_some_and(|t| t.unread_replies == 0)
+    })
+    .await;
+
+    // Follow change in another client.
+    c.unfollow_thread(ME, &team, &root).await.expect("unfollow");
+    until(&mut side.rx, "unfollowed", || {
+        us().thread(&root)
+            .ok()
+            .flatten()
+            .is_some_and(|t| !t.following)
+    })
+    .await;
+
+    // Preference change from another device: done mark, then undo.
+    let done_at = now();
+    d.set_preferences(
+        "alice",
+        &[(
+            inbox::DONE_CATEGORY,
+            &mkey.to_string(),
+            &done_at.to_string(),
+        )],
+    )
+    .expect("prefs");
+    until(&mut side.rx, "done from another device", || {
+        us().marks()
+            .ok()
+            .and_then(|m| m.get(&mkey).and_then(|m| m.done_at))
+            == Some(done_at)
+    })
+    .await;
+    assert!(!open_keys(store, alice).contains(&mkey));
+    d.delete_preferences("alice", &[(inbox::DONE_CATEGORY, &mkey.to_string())])
+        .expect("prefs");
+    until(&mut side.rx, "undone from another device", || {
+        us().marks()
+            .ok()
+            .is_some_and(|m| m.get(&mkey).is_none_or(|m| m.done_at.is_none()))
+    })
+    .await;
+    assert_eq!(side.engine.user_status(alice).map(|s| s.resyncs), Some(0));
+}
+
+/// Activity while the socket is down, then a reconnect (with or without the server's replay
+/// buffer) must end in the same state as a fresh sync.
+async fn reconnect_case(lose_buffer: bool) {
+    let env = env().await;
+    let mut side = env.side().await;
+    let c = env.alice_client();
+    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
+    let threads = c
+        .get_user_threads(
+            ME,
+            &team,
+            &UserThreadsQuery {
+                per_page: Some(3),
+                exclude_direct: true,
+                ..UserThreadsQuery::default()
+            },
+        )
+        .await
+        .expect("threads");
+    let root = threads.threads[0].id.clone();
+    let channel = threads.threads[0]
+        .post
+        .as_ref()
+        .expect("root")
+        .channel_id
+        .clone();
+
+    assert!(env.running.sim.drop_websockets_of(env.alice.as_str()) > 0);
+    if lose_buffer {
+        env.running.sim.lose_replay_buffers();
+    }
+    env.driver.reply("bob", &root, "while away").expect("reply");
+    env.driver.dm("dave", "alice", "are you there").expect("dm");
+    env.driver
+        .mention("bob", &channel, None, "alice", "ping")
+        .expect("mention");
+    // Replay delivers the three events; a lost buffer triggers one resync. Either way, wait
+    // until the store shows all three changes.
+    let us = || side.store.for_user(&env.alice);
+    let rx = &mut side.rx;
+    until(rx, "reply, dm and mention applied", || {
+        let e = us().export().expect("export");
+        let thread_moved = e
+            .threads
+            .iter()
+            .any(|t| t.root_id == root && t.last_reply_at > threads.threads[0].last_reply_at);
+        let dm = e.items.iter().any(|i| {
+            i.kind == inbox::ItemKind::Direct
+                && i.counts.unread > 0
+                && i.last_activity_at > now() - 60_000
+        });
+        let mention = e
+            .items
+            .iter()
+            .any(|i| i.kind == inbox::ItemKind::Mention && i.last_activity_at > now() - 60_000);
+        thread_moved && dm && mention
+    })
+    .await;
+    let st = side.engine.user_status(&env.alice).expect("status");
+    if lose_buffer {
+        assert!(st.resyncs >= 1);
+        eprintln!("resync after lost buffer: {} calls", st.last_resync_calls);
+        assert!(
+            st.last_resync_calls <= 4 + 3,
+            "resync cost {}",
+            st.last_resync_calls
+        );
+    } else {
+        assert_eq!(st.resyncs, 0, "replay must not resync");
+    }
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
+#[tokio::test]
+async fn reconnect_with_replay_equals_fresh_sync() {
+    reconnect_case(false).await;
+}
+
+#[tokio::test]
+async fn reconnect_without_replay_equals_fresh_sync() {
+    reconnect_case(true).await;
+}
+
+#[tokio::test]
+async fn actions_reach_mattermost_and_marks_survive_a_new_store() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let c = env.alice_client();
+    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
+    let threads = c
+        .get_user_threads(
+            ME,
+            &team,
+            &UserThreadsQuery {
+                per_page: Some(3),
+                exclude_direct: true,
+                ..UserThreadsQuery::default()
+            },
+        )
+        .await
+        .expect("threads");
+    let t = &threads.threads[0];
+    let key = ItemKey::thread(&t.id).expect("key");
+    let channel = t.post.as_ref().expect("root").channel_id.clone();
+
+    // Done + snooze: optimistic at once, delivered as preferences.
+    let done_at = now();
+    let snooze_until = done_at + 3_600_000;
+    side.engine
+        .act(
+            &env.alice,
+            Action::Done {
+                key: key.clone(),
+                at: done_at,
+            },
+        )
+        .await
+        .expect("done");
+    assert_eq!(
+        side.store
+            .for_user(&env.alice)
+            .marks()
+            .expect("marks")
+            .get(&key)
+            .and_then(|m| m.done_at),
+        Some(done_at)
+    );
+    let other = open_keys(&side.store, &env.alice)
+        .into_iter()
+        .find(|k| *k != key)
+        .expect("a second open item");
+    side.engine
+        .act(
+            &env.alice,
+            Action::Snooze {
+                key: other.clone(),
+                until: snooze_until,
+            },
+        )
+        .await
+        .expect("snooze");
+    // Delivery is confirmed by the echoed preferences_changed events.
+    until(&mut side.rx, "snooze echoed", || {
+        side.store
+            .for_user(&env.alice)
+            .outbox_rows(None)
+            .is_ok_and(|rows| {
+                rows.iter()
+                    .all(|r| r.state == threaddesk::store::OutboxState::Sent)
+            })
+    })
+    .await;
+
+    // A reply through the outbox, with a 503 on the first attempt: delivered once.
+    env.running.sim.inner().faults.fail_next(1, 503);
+    side.engine
+        .act(
+            &env.alice,
+            Action::Reply {
+                channel_id: channel,
+                root_id: t.id.clone(),
+                message: threaddesk::store::MessageText::new("from threaddesk"),
+            },
+        )
+        .await
+        .expect("reply");
+    until(&mut side.rx, "reply delivered", || {
+        side.store
+            .for_user(&env.alice)
+            .outbox_rows(None)
+            .is_ok_and(|rows| {
+                rows.iter()
+                    .all(|r| r.state == threaddesk::store::OutboxState::Sent)
+            })
+    })
+    .await;
+    let thread = c
+        .get_post_thread(&t.id, &mattermost::PostThreadQuery::default())
+        .await
+        .expect("thread");
+    let ours = thread
+        .posts
+        .values()
+        .filter(|p| {
+            p.props
+                .0
+                .contains_key(threaddesk::sync::outbox::MARKER_PROP)
+        })
+        .count();
+    assert_eq!(ours, 1, "exactly one delivered reply");
+
+    // A new store (reinstall): marks come back from Mattermost.
+    let fresh = env.side().await;
+    let marks = fresh.store.for_user(&env.alice).marks().expect("marks");
+    assert_eq!(marks.get(&key).and_then(|m| m.done_at), Some(done_at));
+    assert_eq!(
+        marks.get(&other).and_then(|m| m.snoozed_until),
+        Some(snooze_until)
+    );
+}
