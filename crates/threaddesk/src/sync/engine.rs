@@ -368,6 +368,63 @@ fn results_to_writes(
     people
 }
 
+/// Root posts that mention the user and have no reply yet exist only as posts: read the roots
+/// (`collapsedThreads=true`) of the given channels since the given times, keep the mentions.
+async fn root_mentions(
+    ctx: &UserCtx,
+    targets: &[(String, Millis)],
+    chans: &HashMap<String, (String, String)>,
+    username: &str,
+    batch: &mut Batch,
+    people: &mut BTreeSet<String>,
+) -> Result<(), SyncError> {
+    let futs: Vec<BoxFuture<'_, Result<mm::PostList, SyncError>>> = targets
+        .iter()
+        .map(|(id, from)| {
+            let q = ChannelPostsQuery {
+                since: Some(*from),
+                collapsed_threads: true,
+                ..ChannelPostsQuery::default()
+            };
+            async move {
+                call!(ctx, ctx.client.get_posts_for_channel(id, &q)).map_err(SyncError::from)
+            }
+            .boxed()
+        })
+        .collect();
+    let lists = bounded(futs).await?;
+    let me = ctx.user_id.as_str();
+    let mut mentions = Vec::new();
+    let mut posts = Vec::new();
+    for list in &lists {
+        for p in list.posts.values() {
+            if p.is_root()
+                && p.reply_count == 0
+                && p.user_id != me
+                && p.delete_at == 0
+                && convert::mentions_user(p, username)
+            {
+                mentions.push(crate::store::Mention {
+                    post_id: p.id.clone(),
+                    channel_id: p.channel_id.clone(),
+                    team_id: chans
+                        .get(&p.channel_id)
+                        .map(|(t, _)| t.clone())
+                        .unwrap_or_default(),
+                    create_at: p.create_at,
+                });
+                posts.push(convert::post(p));
+                people.insert(p.user_id.clone());
+            }
+        }
+    }
+    if !posts.is_empty() {
+        batch.push(Write::Posts(posts));
+        batch.push(Write::Mentions(mentions));
+    }
+    Ok(())
+}
+
 /// Initial sync of one user. Returns the number of REST calls it made.
 pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
     let started = Instant::now();
@@ -447,22 +504,10 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
     mention_channels.truncate(MENTION_CHANNELS_MAX);
 
     let results = run_ops(ctx, &ops).await?;
-    let mention_futs: Vec<BoxFuture<'_, Result<mm::PostList, SyncError>>> = mention_channels
+    let mention_targets: Vec<(String, Millis)> = mention_channels
         .iter()
-        .map(|(ch, from)| {
-            let q = ChannelPostsQuery {
-                since: Some(*from),
-                collapsed_threads: true,
-                ..ChannelPostsQuery::default()
-            };
-            let id = ch.id.clone();
-            async move {
-                call!(ctx, ctx.client.get_posts_for_channel(&id, &q)).map_err(SyncError::from)
-            }
-            .boxed()
-        })
+        .map(|(ch, from)| (ch.id.clone(), *from))
         .collect();
-    let mention_lists = bounded(mention_futs).await?;
 
     let mut batch = Batch::default();
     batch.push(Write::SelfProfile(convert::profile(&me)));
@@ -475,34 +520,15 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
         replace_all: true,
     });
     let mut people = results_to_writes(&mut batch, results, &chans, ctx.user_id.as_str());
-    let mut mentions = Vec::new();
-    let mut mention_posts = Vec::new();
-    for list in &mention_lists {
-        for p in list.posts.values() {
-            if p.is_root()
-                && p.reply_count == 0
-                && p.user_id != me.id
-                && p.delete_at == 0
-                && convert::mentions_user(p, &me.username)
-            {
-                mentions.push(crate::store::Mention {
-                    post_id: p.id.clone(),
-                    channel_id: p.channel_id.clone(),
-                    team_id: chans
-                        .get(&p.channel_id)
-                        .map(|(t, _)| t.clone())
-                        .unwrap_or_default(),
-                    create_at: p.create_at,
-                });
-                mention_posts.push(convert::post(p));
-                people.insert(p.user_id.clone());
-            }
-        }
-    }
-    if !mention_posts.is_empty() {
-        batch.push(Write::Posts(mention_posts));
-        batch.push(Write::Mentions(mentions));
-    }
+    root_mentions(
+        ctx,
+        &mention_targets,
+        &chans,
+        &me.username,
+        &mut batch,
+        &mut people,
+    )
+    .await?;
     // DM partners (from the DM name), so a DM row can show who it is with.
     for ch in channels
         .iter()
@@ -670,7 +696,40 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         rows: members.iter().map(convert::membership).collect(),
         replace_all: true,
     });
-    let people = results_to_writes(&mut batch, results, &chans, ctx.user_id.as_str());
+    let mut people = results_to_writes(&mut batch, results, &chans, ctx.user_id.as_str());
+    // New root mentions (no thread yet): only channels whose unread root-mention count grew.
+    let stored = {
+        let store = Arc::clone(&ctx.store);
+        let user = ctx.user_id.clone();
+        tokio::task::spawn_blocking(move || store.for_user(&user).memberships())
+            .await
+            .map_err(|_| SyncError::Internal("store task panicked"))??
+    };
+    let before: HashMap<&str, i64> = stored
+        .iter()
+        .map(|m| (m.channel_id.as_str(), m.mention_count_root))
+        .collect();
+    let since = cursors.since_for_mentions();
+    let targets: Vec<(String, Millis)> = members
+        .iter()
+        .filter(|m| {
+            chans
+                .get(&m.channel_id)
+                .is_some_and(|(_, ty)| ty != "D" && ty != "G")
+                && m.mention_count_root > before.get(m.channel_id.as_str()).copied().unwrap_or(0)
+        })
+        .map(|m| (m.channel_id.clone(), since))
+        .take(MENTION_CHANNELS_MAX)
+        .collect();
+    root_mentions(
+        ctx,
+        &targets,
+        &chans,
+        &memo.username,
+        &mut batch,
+        &mut people,
+    )
+    .await?;
     let marks = crate::inbox::preferences_to_marks(
         &prefs
             .iter()

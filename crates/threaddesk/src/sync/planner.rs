@@ -132,6 +132,12 @@ pub struct ResyncCursors {
 }
 
 impl ResyncCursors {
+    /// The `since` of every read of this resync.
+    #[must_use]
+    pub fn since_for_mentions(&self) -> Millis {
+        self.since()
+    }
+
     fn since(&self) -> Millis {
         self.last_synced_at
             .saturating_sub(SINCE_SKEW_MS)
