@@ -791,7 +791,7 @@ function createConversation() {
     b.setAttribute("aria-pressed", String(!remove));
     if (n <= 0) b.remove();
     try {
-      await act(key, "react", { emoji, post_id: postEl.dataset.postId, remove });
+      await act(key, "react", { emoji, post_id: postEl.dataset.postId, on: !remove });
     } catch (err) {
       container.replaceWith(before);
       showError(err);
