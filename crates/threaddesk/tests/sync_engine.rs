@@ -629,3 +629,204 @@ async fn actions_reach_mattermost_and_marks_survive_a_new_store() {
         Some(snooze_until)
     );
 }
+
+/// T-2: a reply whose first send reached Mattermost but whose answer was lost, retried after
+/// the 30 s dedup window: the worker finds the marker in the thread and sends nothing.
+#[tokio::test]
+async fn reply_with_lost_response_is_reconciled_not_duplicated() {
+    let env = env().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let c = env.alice_client();
+    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
+    let threads = c
+        .get_user_threads(
+            ME,
+            &team,
+            &UserThreadsQuery {
+                per_page: Some(1),
+                exclude_direct: true,
+                ..UserThreadsQuery::default()
+            },
+        )
+        .await
+        .expect("threads");
+    let root = threads.threads[0].clone();
+    let channel_id = root.post.as_ref().expect("root").channel_id.clone();
+
+    // The action is recorded while the user's sync is not running (nothing is sent yet).
+    let engine = SyncEngine::new(Arc::clone(&store), settings(), RateLimiter::unlimited(8));
+    store
+        .write(|tx| {
+            tx.user(&env.alice).upsert_self(
+                &threaddesk::store::Profile {
+                    user_id: env.alice.as_str().to_owned(),
+                    username: "alice".into(),
+                    ..Default::default()
+                },
+                now(),
+            )
+        })
+        .expect("user row");
+    engine
+        .act(
+            &env.alice,
+            Action::Reply {
+                channel_id: channel_id.clone(),
+                root_id: root.id.clone(),
+                message: threaddesk::store::MessageText::new("sent once"),
+            },
+        )
+        .await
+        .expect("act");
+    let row = store.for_user(&env.alice).outbox_rows(None).expect("rows")[0].clone();
+    // Simulate the lost answer: the post exists on the server with our marker, and the row
+    // says it was first sent a minute ago.
+    let mut props = mattermost::models::JsonMap::new();
+    props.insert(
+        threaddesk::sync::outbox::MARKER_PROP.into(),
+        serde_json::Value::String(row.marker.clone()),
+    );
+    let created = c
+        .create_post(
+            &mattermost::NewPost::new(channel_id, "sent once")
+                .reply_to(root.id.clone())
+                .props(props),
+        )
+        .await
+        .expect("post");
+    drop(engine);
+    {
+        let conn =
+            rusqlite::Connection::open(dir.path().join(threaddesk::store::DB_FILE)).expect("db");
+        conn.execute(
+            "UPDATE outbox SET attempts = 1, first_sent_at = ?1 WHERE id = ?2",
+            rusqlite::params![now() - 60_000, row.id],
+        )
+        .expect("age the row");
+    }
+    // Restart: the worker reconciles before any resend.
+    let side = env.side_with(dir, store).await;
+    let mut rx = side.engine.subscribe();
+    until(&mut rx, "row settled", || {
+        side.store
+            .for_user(&env.alice)
+            .outbox_rows(None)
+            .is_ok_and(|rows| rows[0].state == threaddesk::store::OutboxState::Sent)
+    })
+    .await;
+    let rows = side
+        .store
+        .for_user(&env.alice)
+        .outbox_rows(None)
+        .expect("rows");
+    assert_eq!(rows[0].post_id.as_deref(), Some(created.id.as_str()));
+    let thread = c
+        .get_post_thread(&root.id, &mattermost::PostThreadQuery::default())
+        .await
+        .expect("thread");
+    let ours = thread
+        .posts
+        .values()
+        .filter(|p| {
+            p.props
+                .0
+                .contains_key(threaddesk::sync::outbox::MARKER_PROP)
+        })
+        .count();
+    assert_eq!(ours, 1, "no duplicate after a lost response");
+}
+
+/// P-3 with k = 0: a reconnect that lost the buffer but nothing changed costs only the fixed
+/// reads.
+#[tokio::test]
+async fn resync_with_no_changes_costs_only_fixed_reads() {
+    let env = env().await;
+    let mut side = env.side().await;
+    env.running.sim.inner().metrics.reset();
+    env.running.sim.lose_replay_buffers();
+    assert!(env.running.sim.drop_websockets_of(env.alice.as_str()) > 0);
+    wait(&mut side.rx, |x| {
+        x.cause == Cause::Resync && x.key.is_none()
+    })
+    .await;
+    let st = side.engine.user_status(&env.alice).expect("status");
+    assert_eq!(
+        st.last_resync_calls, 4,
+        "teams/unread, channels, members, preferences"
+    );
+}
+
+/// P-1: the benchmark organisation (50 teams, 10,000 followed threads). Slow to seed; run with
+/// `cargo test -p threaddesk --test sync_engine -- --ignored`.
+#[tokio::test]
+#[ignore = "large seed; run explicitly"]
+async fn initial_sync_large_org_call_count() {
+    let running = mmsim::start(
+        mmsim::SimConfig {
+            size: mmsim::seed::Size::Large,
+            ..mmsim::SimConfig::default()
+        },
+        0,
+    )
+    .await
+    .expect("sim");
+    let base = Client::builder(&running.url).build().expect("client");
+    let login = base
+        .login(
+            mmsim::seed::DEMO_USERNAME,
+            &Secret::new(mmsim::seed::DEMO_PASSWORD),
+        )
+        .await
+        .expect("login");
+    let alice = UserId::parse(&login.user.id).expect("id");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let engine = SyncEngine::new(Arc::clone(&store), settings(), RateLimiter::unlimited(8));
+    let mut rx = engine.subscribe();
+    running.sim.inner().metrics.reset();
+    let started = std::time::Instant::now();
+    let client = Client::builder(&running.url)
+        .request_gate(engine.request_gate())
+        .request_timeout(Duration::from_secs(60))
+        .build()
+        .expect("client");
+    engine.start_user(&alice, client.with_token(login.token.expose().to_owned()));
+    tokio::time::timeout(Duration::from_secs(300), async {
+        loop {
+            if let Ok(c) = rx.recv().await
+                && c.key.is_none()
+                && c.cause == Cause::InitialSync
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("initial sync");
+    let st = engine.user_status(&alice).expect("status");
+    let m = running.sim.inner().metrics.snapshot();
+    let threads = store
+        .for_user(&alice)
+        .export()
+        .expect("export")
+        .threads
+        .len();
+    eprintln!(
+        "large org: initial sync {} calls (queue complete), {} ms; total incl. backfill {}; {} threads; bytes {}",
+        st.initial_sync_calls,
+        st.initial_sync_ms,
+        engine.calls_made(&alice).unwrap_or(0),
+        threads,
+        m.response_bytes
+    );
+    for (route, c) in &m.routes {
+        eprintln!("  {route}: {}", c.requests);
+    }
+    eprintln!("wall {:?}", started.elapsed());
+    assert!(
+        st.initial_sync_calls <= 80,
+        "{} calls",
+        st.initial_sync_calls
+    );
+}
