@@ -148,7 +148,17 @@ async fn typed_thread_reaction_preference_events() {
         .unwrap();
 
     // The reply reaches alice as `posted` and, since she follows her own root, `thread_updated`.
-    next_matching(&mut rx, |i| is_posted(i, &reply)).await;
+    let item = next_matching(&mut rx, |i| is_posted(i, &reply)).await;
+    let WsItem::Event(ev) = item else {
+        unreachable!()
+    };
+    let Event::Posted(p) = &ev.event else {
+        unreachable!()
+    };
+    assert_eq!(p.post.root_id, root.id);
+    // Per-connection lists holding only the receiver's id (trap 23).
+    assert_eq!(p.mentions, [env.alice_id.clone()]);
+    assert!(p.followers.iter().all(|f| *f == env.alice_id));
     let item = next_matching(
         &mut rx,
         |i| matches!(i, WsItem::Event(ev) if matches!(ev.event, Event::ThreadUpdated(_))),

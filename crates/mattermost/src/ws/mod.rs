@@ -625,6 +625,149 @@ mod tests {
         assert!(j >= Duration::from_secs(3) && j <= Duration::from_secs(5));
     }
 
+    fn task() -> (Task, mpsc::Receiver<WsItem>) {
+        let (items, rx) = mpsc::channel(64);
+        let (_cmd_tx, cmds) = mpsc::channel(1);
+        let client = Client::new("http://127.0.0.1:9").unwrap();
+        let task = Task {
+            client,
+            config: WsConfig::default(),
+            items,
+            cmds,
+            connection_id: None,
+            next_seq: 0,
+            failures: 3,
+        };
+        (task, rx)
+    }
+
+    fn conn() -> Conn {
+        Conn {
+            confirmed: false,
+            action_seq: 0,
+            outstanding_ping: None,
+            pending: HashMap::new(),
+        }
+    }
+
+    fn frame(text: &str) -> Box<WsEvent> {
+        match parse_frame(text).unwrap() {
+            Frame::Event(e) => e,
+            Frame::Response(_) => panic!("not an event"),
+        }
+    }
+
+    fn hello(id: &str) -> Box<WsEvent> {
+        frame(&format!(
+            r#"{{"event":"hello","data":{{"connection_id":"{id}"}},"seq":0}}"#
+        ))
+    }
+
+    fn typing(seq: i64) -> Box<WsEvent> {
+        frame(&format!(r#"{{"event":"typing","data":{{}},"seq":{seq}}}"#))
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<WsItem>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            out.push(match item {
+                WsItem::Connected {
+                    connection_id,
+                    resumed,
+                } => format!("connected {connection_id} {resumed}"),
+                WsItem::Event(ev) => format!("event {}", ev.seq.unwrap_or(-1)),
+                WsItem::Resync { reason } => format!("resync {reason:?}"),
+                WsItem::Disconnected { .. } => "disconnected".into(),
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn sequence_tracking_duplicates_gaps_and_new_connections() {
+        let (mut t, mut rx) = task();
+        let mut c = conn();
+        // Events before the first hello are ignored.
+        assert!(t.on_event(&mut c, typing(3)).await.is_none());
+        assert!(t.on_event(&mut c, hello("A")).await.is_none());
+        assert_eq!(t.failures, 0);
+        for seq in [1, 2, 2, 1, 3] {
+            assert!(t.on_event(&mut c, typing(seq)).await.is_none());
+        }
+        assert_eq!(
+            drain(&mut rx),
+            ["connected A false", "event 1", "event 2", "event 3"]
+        );
+        assert_eq!(t.next_seq, 4);
+
+        // A gap: resync, then an immediate reconnect that keeps id and next seq for resume.
+        let end = t.on_event(&mut c, typing(6)).await;
+        assert!(matches!(
+            end,
+            Some(End::Failed {
+                immediate: true,
+                ..
+            })
+        ));
+        assert_eq!(
+            drain(&mut rx),
+            ["resync SequenceGap { expected: 4, received: 6 }"]
+        );
+        assert_eq!((t.connection_id.as_deref(), t.next_seq), (Some("A"), 4));
+
+        // Resumed: the first event with the expected seq confirms it.
+        let mut c = conn();
+        assert!(t.on_event(&mut c, typing(4)).await.is_none());
+        assert_eq!(drain(&mut rx), ["connected A true", "event 4"]);
+
+        // Resume refused: a hello with a new id means resync.
+        let mut c = conn();
+        assert!(t.on_event(&mut c, hello("B")).await.is_none());
+        assert!(t.on_event(&mut c, typing(1)).await.is_none());
+        assert_eq!(
+            drain(&mut rx),
+            [
+                "connected B false",
+                "resync NewConnection { previous: \"A\", new: \"B\" }",
+                "event 1"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn probe_response_confirms_resume_and_answers_requests() {
+        let (mut t, mut rx) = task();
+        t.connection_id = Some("A".into());
+        t.next_seq = 9;
+        let mut c = conn();
+        c.outstanding_ping = Some(1);
+        let (tx, mut reply) = oneshot::channel();
+        c.pending.insert(2, tx);
+        let resp = |seq| WsResponse {
+            status: "OK".into(),
+            seq_reply: seq,
+            data: serde_json::Value::Null,
+            error_id: None,
+        };
+        assert!(t.on_response(&mut c, resp(1)).await.is_none());
+        assert_eq!(c.outstanding_ping, None);
+        assert_eq!(drain(&mut rx), ["connected A true"]);
+        assert!(t.on_response(&mut c, resp(2)).await.is_none());
+        assert_eq!(reply.try_recv().unwrap().unwrap().seq_reply, 2);
+        assert!(drain(&mut rx).is_empty());
+    }
+
+    #[tokio::test]
+    async fn dropped_receiver_stops_the_task() {
+        let (mut t, rx) = task();
+        drop(rx);
+        let mut c = conn();
+        assert!(matches!(
+            t.on_event(&mut c, hello("A")).await,
+            Some(End::Stop)
+        ));
+    }
+
     #[test]
     fn presence_shape() {
         let p = Presence {
