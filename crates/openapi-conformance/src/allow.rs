@@ -251,6 +251,13 @@ pub const GAPS: &[Gap] = &[
         "notify_props auto_responder_* — research §2.5"),
     extra!("usernotifyprops-push_status", "UserNotifyProps"."push_status": STR,
         "server default notify prop (model/user.go SetDefaultNotifications sets push_status=away); research §2.5 lists notify_props without it"),
+    // ---- Tokens and OAuth apps (research §2.2, §2.4) ----
+    extra!("useraccesstoken-is_active", "UserAccessToken"."is_active": BOOL,
+        "UserAccessToken {id, token, user_id, description, is_active} — research §2.2"),
+    extra!("oauthapp-creator_id", "OAuthApp"."creator_id": STR, "server OAuthApp field — research §2.4"),
+    extra!("oauthapp-mattermost_app_id", "OAuthApp"."mattermost_app_id": STR, "server OAuthApp field — research §2.4"),
+    extra!("oauthapp-is_dynamically_registered", "OAuthApp"."is_dynamically_registered": BOOL,
+        "omitempty server OAuthApp field — research §2.4"),
     // ---- Status, ping (research §7) ----
     extra!("status-active_channel", "Status"."active_channel": STR, "omitempty Status field — research §7"),
     extra!("status-dnd_end_time", "Status"."dnd_end_time": INT, "Status field, seconds — research §7, trap 9"),
@@ -280,6 +287,9 @@ pub const GAPS: &[Gap] = &[
     body!("emoji-list-array", "get" "/api/v4/emoji" 200 =>
         Body::Json(r##"{"type":"array","items":{"$ref":"#/components/schemas/Emoji"}}"##),
         "GET /emoji returns Emoji[] (spec: a single Emoji) — research §7"),
+    body!("flagged-posts-postlist", "get" "/api/v4/users/{user_id}/posts/flagged" 200 =>
+        Body::Json(r##"{"$ref":"#/components/schemas/PostList"}"##),
+        "GET /users/{u}/posts/flagged returns one PostList (spec: an array of PostList) — research §4.2"),
     body!("config-client-string-map", "get" "/api/v4/config/client" 200 =>
         Body::Json(r#"{"type":"object","additionalProperties":{"type":"string"}}"#),
         "spec documents no body; the server returns a flat {string: string} map — research §7"),

@@ -87,7 +87,9 @@ impl ConformanceClient {
     pub fn new(base: &str) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         Self {
+            // No redirects (OAuth answers 302s to be inspected) and no cookie store (trap 2).
             http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("reqwest client builds"),
             base: base.trim_end_matches('/').to_owned(),
