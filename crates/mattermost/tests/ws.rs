@@ -157,7 +157,7 @@ async fn typed_thread_reaction_preference_events() {
     };
     assert_eq!(p.post.root_id, root.id);
     // Per-connection lists holding only the receiver's id (trap 23).
-    assert_eq!(p.mentions, [env.alice_id.clone()]);
+    assert_eq!(p.mentions, std::slice::from_ref(&env.alice_id));
     assert!(p.followers.iter().all(|f| *f == env.alice_id));
     let item = next_matching(
         &mut rx,
