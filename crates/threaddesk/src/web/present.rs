@@ -110,14 +110,23 @@ impl Context {
     }
 }
 
+/// The other member of a DM channel (DM names are `<id>__<id>`, research §3.1); a self-DM
+/// yields `me`.
+fn dm_partner<'a>(row: &'a QueueRow, me: &'a str) -> Option<&'a str> {
+    let (a, b) = row.channel_name.split_once("__")?;
+    (row.team_id.is_empty() && a.len() == 26 && b.len() == 26).then_some(if a == me {
+        b
+    } else {
+        a
+    })
+}
+
 /// User ids a row needs for its title (DM partner) and preview author.
 #[must_use]
-pub fn row_people<'a>(row: &'a QueueRow, me: &str) -> Vec<&'a str> {
+pub fn row_people<'a>(row: &'a QueueRow, me: &'a str) -> Vec<&'a str> {
     let mut ids = Vec::new();
-    if let Some((a, b)) = row.channel_name.split_once("__")
-        && row.kind == inbox::ItemKind::Direct
-    {
-        ids.push(if a == me { b } else { a });
+    if let Some(p) = dm_partner(row, me) {
+        ids.push(p);
     }
     if let Some(u) = &row.preview_user_id {
         ids.push(u.as_str());
@@ -168,31 +177,25 @@ pub fn summary(row: &QueueRow, ctx: &Context) -> ItemSummary {
         inbox::ItemKind::Direct => ItemKind::Direct,
         inbox::ItemKind::Group => ItemKind::Group,
     };
-    let title = match row.kind {
-        inbox::ItemKind::Direct => {
-            let partner = row
-                .channel_name
-                .split_once("__")
-                .map(|(a, b)| if a == me { b } else { a })
-                .unwrap_or(me);
-            ctx.name_of(partner)
-        }
-        inbox::ItemKind::Group => {
-            // Stored usernames joined by ", " (research §3.1): show the others.
-            let others: Vec<&str> = row
-                .channel_display_name
-                .split(", ")
-                .filter(|n| *n != ctx.me.username)
-                .collect();
-            others.join(", ")
-        }
-        _ => {
-            if row.channel_display_name.is_empty() {
-                "Thread".to_owned()
-            } else {
-                row.channel_display_name.clone()
-            }
-        }
+    let others_of_group = || {
+        // GM display names are the members' usernames joined by ", " (research §3.1).
+        let others: Vec<&str> = row
+            .channel_display_name
+            .split(", ")
+            .filter(|n| *n != ctx.me.username)
+            .collect();
+        others.join(", ")
+    };
+    let title = if let Some(partner) = dm_partner(row, me) {
+        ctx.name_of(partner)
+    } else if row.kind == inbox::ItemKind::Group
+        || (row.team_id.is_empty() && row.channel_display_name.contains(", "))
+    {
+        others_of_group()
+    } else if row.channel_display_name.is_empty() {
+        "Thread".to_owned()
+    } else {
+        row.channel_display_name.clone()
     };
     let team_name = ctx.team(&row.team_id).map(|t| t.display_name.clone());
     let snippet = row.preview.as_ref().map_or_else(String::new, |m| {
@@ -212,11 +215,7 @@ pub fn summary(row: &QueueRow, ctx: &Context) -> ItemSummary {
     let permalink = match &row.key {
         ItemKey::Thread(root) => format!("{}/{team_for_link}/pl/{root}", ctx.site_url),
         ItemKey::Channel(_) if row.kind == inbox::ItemKind::Direct => {
-            let partner = row
-                .channel_name
-                .split_once("__")
-                .map(|(a, b)| if a == me { b } else { a })
-                .unwrap_or(me);
+            let partner = dm_partner(row, me).unwrap_or(me);
             let username = ctx
                 .profiles
                 .get(partner)

@@ -129,7 +129,12 @@ impl Browser {
         Ok(b)
     }
 
-    async fn send_raw(&mut self, session: Option<&str>, method: &str, params: Value) -> Result<Value> {
+    async fn send_raw(
+        &mut self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value> {
         self.next_id += 1;
         let id = self.next_id;
         let mut msg = json!({"id": id, "method": method, "params": params});
@@ -156,8 +161,12 @@ impl Browser {
 
     async fn note_event(&mut self, v: Value) -> Result<()> {
         if v["method"] == "Page.javascriptDialogOpening" {
-            self.dialogs
-                .push(v["params"]["message"].as_str().unwrap_or_default().to_owned());
+            self.dialogs.push(
+                v["params"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
             // Dismiss it so the page goes on.
             let session = self.session.clone();
             self.next_id += 1;
@@ -182,8 +191,11 @@ impl Browser {
     pub async fn goto(&mut self, url: &str) -> Result<()> {
         self.events.clear();
         self.call("Page.navigate", json!({"url": url})).await?;
-        self.wait_for("document.readyState === 'complete'", Duration::from_secs(20))
-            .await
+        self.wait_for(
+            "document.readyState === 'complete'",
+            Duration::from_secs(20),
+        )
+        .await
     }
 
     /// Evaluate an expression (promises awaited) and return its JSON value.
@@ -261,7 +273,9 @@ impl Browser {
         let r = self
             .call("Page.captureScreenshot", json!({"format": "png"}))
             .await?;
-        let data = r["data"].as_str().ok_or_else(|| anyhow!("no screenshot data"))?;
+        let data = r["data"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no screenshot data"))?;
         let bytes = base64::engine::general_purpose::STANDARD.decode(data)?;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;

@@ -1,0 +1,266 @@
+//! Test harness: mmsim (the `demo` organisation) + ThreadDesk on loopback, and a small
+//! cookie-aware HTTP session for the web routes.
+#![allow(dead_code)]
+
+pub mod browser;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use reqwest::header::{COOKIE, HeaderMap, SET_COOKIE};
+use serde_json::Value;
+use threaddesk::config::{self, Config};
+
+/// mmsim + ThreadDesk.
+pub struct Stack {
+    pub sim: mmsim::Running,
+    pub app: threaddesk::app::App,
+    pub url: String,
+    pub data_dir: PathBuf,
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.app.stop();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A fresh temporary directory.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "td-test-{tag}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    ));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+impl Stack {
+    /// Start both, with ThreadDesk's OAuth app registered in mmsim.
+    pub async fn start() -> Result<Self> {
+        Self::start_with(mmsim::SimConfig::default(), None).await
+    }
+
+    pub async fn start_with(
+        sim_config: mmsim::SimConfig,
+        data_dir: Option<PathBuf>,
+    ) -> Result<Self> {
+        install_crypto();
+        let sim = mmsim::start(sim_config, 0).await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let creds = sim.sim.register_oauth_app(mmsim::oauth::AppSpec {
+            name: "ThreadDesk test".into(),
+            callback_urls: vec![format!("{url}/auth/oauth/callback")],
+            homepage: url.clone(),
+            is_trusted: true,
+            is_public: false,
+        });
+        let data_dir = data_dir.unwrap_or_else(|| temp_dir("stack"));
+        let mut cfg = Config::load(None, std::iter::empty())?;
+        cfg.set_mattermost_url(&sim.url)?;
+        cfg.set_public_url(&url)?;
+        cfg.set_data_dir(&data_dir);
+        cfg.oauth_client_id = Some(creds.client_id);
+        cfg.oauth_client_secret = Some(config::Secret::new(creds.client_secret));
+        let app = threaddesk::app::start(cfg, listener, threaddesk::web::system_clock()).await?;
+        Ok(Self {
+            sim,
+            app,
+            url,
+            data_dir,
+        })
+    }
+
+    pub fn driver(&self) -> mmsim::driver::Driver {
+        mmsim::driver::Driver::new(&self.sim.sim)
+    }
+
+    /// A Mattermost session token for a seeded user (password login, research §2.3).
+    pub async fn mm_token(&self, username: &str) -> Result<String> {
+        let r = http()
+            .post(format!("{}/api/v4/users/login", self.sim.url))
+            .json(
+                &serde_json::json!({"login_id": username, "password": mmsim::seed::DEMO_PASSWORD}),
+            )
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("login of {username} failed: {}", r.status());
+        }
+        Ok(r.headers()
+            .get("token")
+            .context("no Token header")?
+            .to_str()?
+            .to_owned())
+    }
+
+    /// Sign `username` in with a token through the personal-token form.
+    pub async fn sign_in(&self, username: &str) -> Result<Session> {
+        let token = self.mm_token(username).await?;
+        let mut s = Session::new(&self.url);
+        let pre = s.pre_cookie().await?;
+        let r = s
+            .post_form(
+                "/auth/token",
+                &[("token", token.as_str()), ("csrf", pre.as_str())],
+            )
+            .await?;
+        if r.status().as_u16() != 303 {
+            bail!("token sign-in answered {}", r.status());
+        }
+        s.csrf = s.page_csrf("/settings").await?;
+        Ok(s)
+    }
+}
+
+/// A reqwest client that never follows redirects and keeps no cookies (the tests do).
+pub fn http() -> reqwest::Client {
+    install_crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// A browser-like session: cookies kept by hand.
+pub struct Session {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub cookies: Vec<(String, String)>,
+    pub csrf: String,
+}
+
+impl Session {
+    pub fn new(base: &str) -> Self {
+        Self {
+            base: base.to_owned(),
+            client: http(),
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn take_cookies(&mut self, headers: &HeaderMap) {
+        for v in headers.get_all(SET_COOKIE) {
+            let Ok(v) = v.to_str() else { continue };
+            let first = v.split(';').next().unwrap_or_default();
+            let Some((k, val)) = first.split_once('=') else {
+                continue;
+            };
+            self.cookies.retain(|(name, _)| name != k);
+            if !val.is_empty() && !v.contains("Max-Age=0") {
+                self.cookies.push((k.to_owned(), val.to_owned()));
+            }
+        }
+    }
+
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub async fn get(&mut self, path: &str) -> Result<reqwest::Response> {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await?;
+        self.take_cookies(r.headers());
+        Ok(r)
+    }
+
+    pub async fn post_form(
+        &mut self,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response> {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .form(form)
+            .send()
+            .await?;
+        self.take_cookies(r.headers());
+        Ok(r)
+    }
+
+    /// POST JSON with the session's CSRF header.
+    pub async fn post_json(&mut self, path: &str, body: &Value) -> Result<reqwest::Response> {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header("x-csrf-token", self.csrf.clone())
+            .json(body)
+            .send()
+            .await?;
+        self.take_cookies(r.headers());
+        Ok(r)
+    }
+
+    /// The pre-sign-in cookie (from the sign-in page).
+    pub async fn pre_cookie(&mut self) -> Result<String> {
+        let r = self.get("/signin").await?;
+        if !r.status().is_success() {
+            bail!("/signin answered {}", r.status());
+        }
+        self.cookie("td_pre")
+            .map(str::to_owned)
+            .context("no td_pre cookie")
+    }
+
+    /// The CSRF token of a page (`<meta name="csrf-token">`).
+    pub async fn page_csrf(&mut self, path: &str) -> Result<String> {
+        let html = self.get(path).await?.text().await?;
+        let marker = "name=\"csrf-token\" content=\"";
+        let start = html.find(marker).context("no csrf meta")? + marker.len();
+        let end = html[start..].find('"').context("bad csrf meta")? + start;
+        Ok(html[start..end].to_owned())
+    }
+
+    /// GET JSON.
+    pub async fn json(&mut self, path: &str) -> Result<(u16, Value)> {
+        let r = self.get(path).await?;
+        let status = r.status().as_u16();
+        let v = r.json().await.unwrap_or(Value::Null);
+        Ok((status, v))
+    }
+
+    /// Wait until the queue has at least `n` items (initial sync done).
+    pub async fn wait_items(&mut self, n: usize) -> Result<Vec<Value>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, v) = self.json("/api/v1/items?limit=200").await?;
+            if status == 200 {
+                let items = v["items"].as_array().cloned().unwrap_or_default();
+                if items.len() >= n {
+                    return Ok(items);
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("queue did not reach {n} items (status {status}: {v})");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -1,0 +1,419 @@
+//! HTTP tests of every web route: unauthenticated access, CSRF, cross-user isolation,
+//! malformed input, security headers — against mmsim over loopback.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Session, Stack};
+
+/// Every route with a method (path parameters filled with syntactically valid ids).
+const ITEM: &str = "t_aaaaaaaaaaaaaaaaaaaaaaaaaa";
+const PAGES: &[&str] = &[
+    "/",
+    "/settings",
+    "/admin/status",
+    "/items/t_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+];
+const API_GETS: &[&str] = &[
+    "/api/v1/items",
+    "/api/v1/items/t_aaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "/api/v1/events",
+    "/api/v1/me/export",
+];
+const MEDIA: &[&str] = &[
+    "/media/avatar/aaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "/media/files/aaaaaaaaaaaaaaaaaaaaaaaaaa",
+    "/media/files/aaaaaaaaaaaaaaaaaaaaaaaaaa/thumbnail",
+    "/media/emoji/aaaaaaaaaaaaaaaaaaaaaaaaaa",
+];
+const ACTIONS: &[&str] = &[
+    "reply", "done", "undo", "snooze", "unsnooze", "read", "unread", "follow", "unfollow", "react",
+    "save", "unsave",
+];
+
+fn assert_security_headers(r: &reqwest::Response, what: &str) {
+    let h = r.headers();
+    let csp = h
+        .get("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP"))
+        .to_str()
+        .unwrap();
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    assert!(csp.contains("default-src 'self'"), "{what}: {csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert!(
+        !csp.contains("http"),
+        "{what}: no external origin allowed: {csp}"
+    );
+    assert_eq!(h["x-content-type-options"], "nosniff", "{what}");
+    assert_eq!(h["referrer-policy"], "no-referrer", "{what}");
+    assert_eq!(h["x-frame-options"], "DENY", "{what}");
+}
+
+#[tokio::test]
+async fn unauthenticated_access_is_redirected_or_401() {
+    let stack = Stack::start().await.unwrap();
+    let mut anon = Session::new(&stack.url);
+    for p in PAGES.iter().chain(MEDIA) {
+        let r = anon.get(p).await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "GET {p}");
+        assert_eq!(r.headers()["location"], "/signin", "GET {p}");
+        assert_security_headers(&r, p);
+    }
+    for p in API_GETS {
+        let r = anon.get(p).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "GET {p}");
+        let body: Value = r.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("sign in"),
+            "{p}: {body}"
+        );
+    }
+    for a in ACTIONS {
+        let r = anon
+            .post_json(&format!("/api/v1/items/{ITEM}/{a}"), &json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401, "POST {a}");
+    }
+    for p in ["/auth/signout", "/auth/revoke", "/me/delete"] {
+        let r = anon.post_form(p, &[("csrf", "x")]).await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "POST {p}");
+    }
+    // Public pages work signed out and carry the headers too.
+    for p in [
+        "/signin",
+        "/privacy",
+        "/healthz",
+        "/readyz",
+        "/api/v1/openapi.json",
+    ] {
+        let r = anon.get(p).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET {p}");
+        assert_security_headers(&r, p);
+    }
+    let r = anon.get("/no/such/page").await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_security_headers(&r, "404 page");
+}
+
+#[tokio::test]
+async fn csrf_is_required_on_every_state_change() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let key = items[0]["key"].as_str().unwrap().to_owned();
+    let good = alice.csrf.clone();
+    for a in ACTIONS {
+        for bad in ["", "wrong-token"] {
+            alice.csrf = bad.to_owned();
+            let r = alice
+                .post_json(
+                    &format!("/api/v1/items/{key}/{a}"),
+                    &json!({"message": "x", "until": 1, "emoji": "+1"}),
+                )
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 403, "{a} with csrf {bad:?}");
+        }
+    }
+    alice.csrf = good;
+    // A cross-site request is refused even with the right token.
+    let r = alice
+        .client
+        .post(format!("{}/api/v1/items/{key}/done", stack.url))
+        .header(
+            "cookie",
+            format!("td_session={}", alice.cookie("td_session").unwrap()),
+        )
+        .header("x-csrf-token", alice.csrf.clone())
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // Forms: sign-out and delete without the token are refused, the session survives.
+    for p in ["/auth/signout", "/auth/revoke", "/me/delete"] {
+        let r = alice.post_form(p, &[("csrf", "nope")]).await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{p}");
+    }
+    let (status, _) = alice.json("/api/v1/items").await.unwrap();
+    assert_eq!(status, 200);
+    // The personal-token form needs its pre-sign-in token.
+    let mut anon = Session::new(&stack.url);
+    let _ = anon.pre_cookie().await.unwrap();
+    let r = anon
+        .post_form(
+            "/auth/token",
+            &[("token", "aaaaaaaaaaaaaaaaaaaaaaaaaa"), ("csrf", "wrong")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+}
+
+#[tokio::test]
+async fn another_users_items_are_not_found() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let mut bob = stack.sign_in("bob").await.unwrap();
+    let a_items = alice.wait_items(1).await.unwrap();
+    bob.wait_items(1).await.unwrap();
+    // Alice's items that Mattermost itself does not let bob read.
+    let bob_token = stack.mm_token("bob").await.unwrap();
+    let mut only_alice = Vec::new();
+    for key in a_items.iter().filter_map(|i| i["key"].as_str()) {
+        let (kind, id) = key.split_at(2);
+        let path = if kind == "c_" {
+            format!("channels/{id}")
+        } else {
+            format!("posts/{id}")
+        };
+        let r = support::http()
+            .get(format!("{}/api/v4/{path}", stack.sim.url))
+            .bearer_auth(&bob_token)
+            .send()
+            .await
+            .unwrap();
+        if !r.status().is_success() {
+            only_alice.push(key.to_owned());
+        }
+    }
+    assert!(
+        !only_alice.is_empty(),
+        "the demo org gives alice items bob cannot see"
+    );
+    for key in &only_alice {
+        let (status, _) = bob.json(&format!("/api/v1/items/{key}")).await.unwrap();
+        assert_eq!(status, 404, "bob reads alice's {key}");
+        let r = bob.get(&format!("/items/{key}")).await.unwrap();
+        let status = r.status().as_u16();
+        let loc = r
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            status, 404,
+            "bob's page for alice's {key} (location {loc:?})"
+        );
+        for a in ACTIONS {
+            let r = bob
+                .post_json(&format!("/api/v1/items/{key}/{a}"), &json!({}))
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 404, "bob acts ({a}) on alice's {key}");
+        }
+    }
+    // Bob's export holds nothing of alice's items.
+    let export = bob
+        .get("/api/v1/me/export")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for key in &only_alice {
+        assert!(
+            !export.contains(&key[2..]),
+            "bob's export contains alice's {key}"
+        );
+    }
+    // Alice still sees her item (bob's attempts changed nothing).
+    let (status, _) = alice
+        .json(&format!("/api/v1/items/{}", only_alice[0]))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn malformed_input_gets_400_with_a_clear_message() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let key = items[0]["key"].as_str().unwrap().to_owned();
+    let cases: &[(&str, &str)] = &[
+        ("/api/v1/items?filter=bogus", "unknown filter"),
+        ("/api/v1/items?team=not-an-id", "team"),
+        ("/api/v1/items?cursor=garbage", "cursor"),
+        ("/api/v1/items?limit=0", "limit"),
+        ("/api/v1/items?limit=abc", "query"),
+        ("/api/v1/items/not-a-key", "item key"),
+        ("/api/v1/items/t_short", "item key"),
+    ];
+    for (path, needle) in cases {
+        let (status, body) = alice.json(path).await.unwrap();
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(needle),
+            "{path}: {body}"
+        );
+    }
+    let long_q = "x".repeat(300);
+    let (status, _) = alice
+        .json(&format!("/api/v1/items?q={long_q}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    let bad_bodies: &[(&str, Value, &str)] = &[
+        ("reply", json!({}), "message"),
+        ("reply", json!({"message": "   "}), "empty"),
+        ("reply", json!({"message": "x".repeat(16_384)}), "longer"),
+        ("snooze", json!({}), "until"),
+        ("snooze", json!({"until": 1}), "future"),
+        ("react", json!({}), "emoji"),
+        ("react", json!({"emoji": "bad emoji!"}), "emoji"),
+        ("done", json!({"unknown_field": 1}), "JSON"),
+        ("explode", json!({}), "unknown action"),
+    ];
+    for (action, body, needle) in bad_bodies {
+        let r = alice
+            .post_json(&format!("/api/v1/items/{key}/{action}"), body)
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{action} {body}: {v}");
+        assert!(
+            v["error"].as_str().unwrap_or_default().contains(needle),
+            "{action} {body}: {v}"
+        );
+    }
+    // Not JSON at all.
+    let r = alice
+        .client
+        .post(format!("{}/api/v1/items/{key}/reply", stack.url))
+        .header(
+            "cookie",
+            format!("td_session={}", alice.cookie("td_session").unwrap()),
+        )
+        .header("x-csrf-token", alice.csrf.clone())
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // Media with a bad id.
+    let r = alice.get("/media/files/..%2F..%2Fetc").await.unwrap();
+    assert!(r.status().is_client_error());
+    // Bad personal token: a clear message, and the sign-in is throttled after repeated failures.
+    let mut anon = Session::new(&stack.url);
+    let pre = anon.pre_cookie().await.unwrap();
+    let r = anon
+        .post_form("/auth/token", &[("token", "not a token!"), ("csrf", &pre)])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.text().await.unwrap().contains("personal access token"));
+    let mut saw_throttle = false;
+    for _ in 0..8 {
+        let pre = anon.pre_cookie().await.unwrap();
+        let r = anon
+            .post_form(
+                "/auth/token",
+                &[("token", "aaaaaaaaaaaaaaaaaaaaaaaaaa"), ("csrf", &pre)],
+            )
+            .await
+            .unwrap();
+        match r.status().as_u16() {
+            401 => {}
+            429 => saw_throttle = true,
+            s => panic!("unexpected {s}"),
+        }
+    }
+    assert!(saw_throttle, "failed sign-ins are throttled");
+}
+
+#[tokio::test]
+async fn reply_reaches_mattermost_and_pages_render() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let thread = items
+        .iter()
+        .find(|i| i["kind"] == "thread")
+        .expect("a thread in the demo queue");
+    let key = thread["key"].as_str().unwrap().to_owned();
+    let root = key.trim_start_matches("t_").to_owned();
+    let r = alice
+        .post_json(
+            &format!("/api/v1/items/{key}/reply"),
+            &json!({"message": "Reply from the HTTP test"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    // It arrives in Mattermost (the outbox delivers in the background).
+    let token = stack.mm_token("alice").await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let thread: Value = support::http()
+            .get(format!("{}/api/v4/posts/{root}/thread", stack.sim.url))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let found = thread["posts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|p| p["message"] == "Reply from the HTTP test")
+            .count();
+        if found == 1 {
+            break;
+        }
+        assert!(found <= 1, "the reply was posted twice");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reply never reached mmsim"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Pages render for the signed-in user.
+    for p in [
+        "/",
+        &format!("/items/{key}"),
+        "/settings",
+        "/privacy",
+        "/?filter=mentions",
+        "/?filter=done",
+    ] {
+        let r = alice.get(p).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "GET {p}");
+        assert_eq!(r.headers()["cache-control"], "no-store", "{p}");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("csrf-token"), "{p}");
+        assert!(!html.contains("<script>"), "{p}: no inline script");
+    }
+    // The OpenAPI document is valid JSON listing the item routes.
+    let (status, doc) = alice.json("/api/v1/openapi.json").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(doc["paths"]["/items/{key}/{action}"].is_object());
+}
+
+#[tokio::test]
+async fn sign_out_invalidates_the_session_server_side() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let session = alice.cookie("td_session").unwrap().to_owned();
+    let csrf = alice.csrf.clone();
+    let r = alice
+        .post_form("/auth/signout", &[("csrf", &csrf)])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    // Replaying the old cookie does not work.
+    let r = support::http()
+        .get(format!("{}/api/v1/items", stack.url))
+        .header("cookie", format!("td_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    // A new sign-in gets a new session id (no fixation).
+    let again = stack.sign_in("alice").await.unwrap();
+    assert_ne!(again.cookie("td_session").unwrap(), session);
+}
