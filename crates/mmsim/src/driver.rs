@@ -46,7 +46,8 @@ pub struct Driver {
 }
 
 fn user_id(s: &State, who: &str) -> DriverResult<Id> {
-    s.find_user(who).ok_or_else(|| DriverError::UnknownUser(who.to_owned()))
+    s.find_user(who)
+        .ok_or_else(|| DriverError::UnknownUser(who.to_owned()))
 }
 
 fn id(raw: &str) -> DriverResult<Id> {
@@ -75,7 +76,8 @@ impl Driver {
             let user = user_id(s, as_user)?;
             let idx = s.post_idx(root)?;
             let channel = s.posts[idx as usize].channel_id;
-            Ok(s.create_post(user, NewPost::reply(channel, root, message))?.into())
+            Ok(s.create_post(user, NewPost::reply(channel, root, message))?
+                .into())
         })
     }
 
@@ -192,7 +194,11 @@ impl Driver {
         let root = id(thread_id)?;
         self.sim.with_state(|s| {
             let uid = user_id(s, user)?;
-            let team = s.user_teams.get(&uid).and_then(|t| t.first().copied()).unwrap_or(root);
+            let team = s
+                .user_teams
+                .get(&uid)
+                .and_then(|t| t.first().copied())
+                .unwrap_or(root);
             let now = s.now();
             s.read_thread(uid, team, root, now)?;
             Ok(())
@@ -214,7 +220,8 @@ impl Driver {
     /// Id of a user by username.
     #[must_use]
     pub fn user_id(&self, username: &str) -> Option<String> {
-        self.sim.with_state(|s| s.find_user(username).map(String::from))
+        self.sim
+            .with_state(|s| s.find_user(username).map(String::from))
     }
 
     /// One random action by someone other than the demo user: usually a reply in a thread
@@ -245,8 +252,14 @@ impl Driver {
         let line = LIVE_LINES[rng.random_range(0..LIVE_LINES.len())];
         match rng.random_range(0..10) {
             0..=5 => self.reply(&who, &root, line).map(drop),
-            6 if !direct => self.mention(&who, &channel, Some(&root), demo, line).map(drop),
-            7 => self.react(&who, &root, ["+1", "eyes", "tada", "heart"][rng.random_range(0..4)]),
+            6 if !direct => self
+                .mention(&who, &channel, Some(&root), demo, line)
+                .map(drop),
+            7 => self.react(
+                &who,
+                &root,
+                ["+1", "eyes", "tada", "heart"][rng.random_range(0..4)],
+            ),
             _ => self.post(&who, &channel, line).map(drop),
         }
     }
@@ -330,7 +343,8 @@ fn ok() -> AdminResult {
 
 /// `GET /mmsim/admin/info`: demo user and the ThreadDesk OAuth app.
 async fn info(AxState(sim): AxState<Sim>) -> Json<Value> {
-    let (user, app) = sim.with_state(|s| (crate::seed::demo_user(s), crate::seed::threaddesk_app(s)));
+    let (user, app) =
+        sim.with_state(|s| (crate::seed::demo_user(s), crate::seed::threaddesk_app(s)));
     Json(json!({
         "user": user.map(|u| json!({"id": u.id, "username": u.username, "password": u.password, "token": u.token})),
         "oauth_app": app.map(|a| json!({"client_id": a.client_id, "client_secret": a.client_secret})),
@@ -448,7 +462,11 @@ async fn admin_preferences(AxState(sim): AxState<Sim>, raw: axum::body::Bytes) -
     let req: PrefsReq = body(&raw)?;
     let d = Driver::new(&sim);
     if req.delete {
-        let list: Vec<(&str, &str)> = req.preferences.iter().map(|p| (p.category.as_str(), p.name.as_str())).collect();
+        let list: Vec<(&str, &str)> = req
+            .preferences
+            .iter()
+            .map(|p| (p.category.as_str(), p.name.as_str()))
+            .collect();
         d.delete_preferences(&req.user, &list)?;
     } else {
         let list: Vec<(&str, &str, &str)> = req
@@ -501,6 +519,9 @@ async fn admin_callback(AxState(sim): AxState<Sim>, raw: axum::body::Bytes) -> A
     if sim.add_oauth_callback(&req.client_id, &req.url) {
         ok()
     } else {
-        Err(AppError::not_found("app.oauth.get_app.find.app_error", "Unable to find the requested app."))
+        Err(AppError::not_found(
+            "app.oauth.get_app.find.app_error",
+            "Unable to find the requested app.",
+        ))
     }
 }

@@ -11,7 +11,10 @@ use clap::Parser;
 use mmsim::{SimConfig, seed};
 
 #[derive(Parser, Debug)]
-#[command(name = "mmsim", about = "In-memory Mattermost server simulator (REST v4 + WebSocket)")]
+#[command(
+    name = "mmsim",
+    about = "In-memory Mattermost server simulator (REST v4 + WebSocket)"
+)]
 struct Args {
     /// Seed of the generated organisation.
     #[arg(long, default_value_t = 1)]
@@ -62,7 +65,9 @@ async fn main() -> anyhow::Result<()> {
         mmsim::driver::Driver::new(&running.sim)
             .spawn_activity(Duration::from_secs(args.activity_secs), args.seed)
     });
-    tokio::signal::ctrl_c().await.context("while waiting for Ctrl-C")?;
+    tokio::signal::ctrl_c()
+        .await
+        .context("while waiting for Ctrl-C")?;
     if let Some(task) = activity {
         task.abort();
     }

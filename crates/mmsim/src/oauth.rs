@@ -70,7 +70,12 @@ impl SimState {
     /// Register an OAuth app (seed, Rust API, `POST /oauth/apps`).
     pub fn register_oauth_app(&mut self, spec: AppSpec, creator: Option<Id>) -> AppCredentials {
         let id = self.new_id();
-        self.insert_oauth_app(id, if spec.is_public { String::new() } else { self.new_id().to_string() }, spec, creator)
+        let secret = if spec.is_public {
+            String::new()
+        } else {
+            self.new_id().to_string()
+        };
+        self.insert_oauth_app(id, secret, spec, creator)
     }
 
     pub(crate) fn insert_oauth_app(
@@ -109,7 +114,11 @@ impl SimState {
             creator_id: app.creator_id.map(String::from).unwrap_or_default(),
             create_at: app.create_at,
             update_at: app.create_at,
-            client_secret: if with_secret { app.secret.clone() } else { String::new() },
+            client_secret: if with_secret {
+                app.secret.clone()
+            } else {
+                String::new()
+            },
             name: app.name.clone(),
             description: app.description.clone(),
             icon_url: app.icon_url.clone(),
@@ -129,7 +138,11 @@ impl SimState {
             client_id: client,
             user_id: user,
             token,
-            refresh_token: if public { String::new() } else { self.new_id().to_string() },
+            refresh_token: if public {
+                String::new()
+            } else {
+                self.new_id().to_string()
+            },
             expires_at,
         }
     }
@@ -159,7 +172,13 @@ impl Sim {
 }
 
 fn html_error(status: StatusCode, message: &str) -> Response {
-    (status, Html(format!("<!doctype html><title>Mattermost</title><p>{message}</p>"))).into_response()
+    (
+        status,
+        Html(format!(
+            "<!doctype html><title>Mattermost</title><p>{message}</p>"
+        )),
+    )
+        .into_response()
 }
 
 fn redirect(location: &str) -> Response {
@@ -182,7 +201,8 @@ fn valid_http_url(s: &str) -> bool {
 
 fn valid_challenge(c: &str) -> bool {
     (43..=128).contains(&c.len())
-        && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// `GET /oauth/authorize` (research §2.4).
@@ -200,12 +220,18 @@ async fn authorize(State(sim): State<Sim>, headers: HeaderMap, uri: Uri, q: Para
         || state.len() > 1024
         || get("scope").len() > 128
     {
-        return html_error(StatusCode::BAD_REQUEST, "invalid_request: Bad request parameters");
+        return html_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request: Bad request parameters",
+        );
     }
     let pkce = sim.inner().config.pkce;
     let challenge = if pkce && (!challenge.is_empty() || !method.is_empty()) {
         if method != "S256" || !valid_challenge(&challenge) {
-            return html_error(StatusCode::BAD_REQUEST, "invalid_request: Bad PKCE parameters");
+            return html_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request: Bad PKCE parameters",
+            );
         }
         Some(challenge)
     } else {
@@ -219,14 +245,17 @@ async fn authorize(State(sim): State<Sim>, headers: HeaderMap, uri: Uri, q: Para
     let Some((callbacks, is_public)) = app else {
         return html_error(StatusCode::NOT_FOUND, "invalid_client: Unknown client_id");
     };
-    if !callbacks.iter().any(|c| *c == redirect_uri) {
+    if !callbacks.contains(&redirect_uri) {
         return html_error(
             StatusCode::BAD_REQUEST,
             "The redirect URL does not match the OAuth application's registered callback URLs (oauth_invalid_redirect_url).",
         );
     }
     if is_public && challenge.is_none() {
-        return html_error(StatusCode::BAD_REQUEST, "invalid_request: PKCE is required for public clients");
+        return html_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request: PKCE is required for public clients",
+        );
     }
     let user = match api::cookie(&headers, "MMAUTHTOKEN") {
         Some(token) => sim.with_state(|s| s.session(&token).map(|x| (x.user_id, x.kind.clone()))),
@@ -234,7 +263,10 @@ async fn authorize(State(sim): State<Sim>, headers: HeaderMap, uri: Uri, q: Para
     };
     let user = match user {
         Some((_, SessionKind::OAuth(_))) => {
-            return html_error(StatusCode::FORBIDDEN, "OAuth sessions cannot authorize apps");
+            return html_error(
+                StatusCode::FORBIDDEN,
+                "OAuth sessions cannot authorize apps",
+            );
         }
         Some((u, _)) => Some(u),
         None => sim
@@ -246,8 +278,14 @@ async fn authorize(State(sim): State<Sim>, headers: HeaderMap, uri: Uri, q: Para
     };
     let Some(user) = user else {
         let site = sim.with_state(|s| s.settings.site_url.clone());
-        let original = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_default();
-        return redirect(&with_query(&format!("{site}/login"), &[("redirect_to", &original)]));
+        let original = uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        return redirect(&with_query(
+            &format!("{site}/login"),
+            &[("redirect_to", &original)],
+        ));
     };
     if get("response_type") != "code" {
         return redirect(&with_query(
@@ -268,12 +306,15 @@ async fn authorize(State(sim): State<Sim>, headers: HeaderMap, uri: Uri, q: Para
                 code_challenge: challenge,
             },
         );
-        s.preferences
-            .entry(user)
-            .or_default()
-            .insert(("oauth_app".to_owned(), client.to_string()), "user".to_owned());
+        s.preferences.entry(user).or_default().insert(
+            ("oauth_app".to_owned(), client.to_string()),
+            "user".to_owned(),
+        );
     });
-    redirect(&with_query(&redirect_uri, &[("code", &code), ("state", &state)]))
+    redirect(&with_query(
+        &redirect_uri,
+        &[("code", &code), ("state", &state)],
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -304,7 +345,11 @@ fn bad_credentials(status: u16) -> AppError {
     } else {
         "api.oauth.get_access_token.credentials.app_error"
     };
-    oauth_error(status, id, "invalid_client: The client credentials are invalid.")
+    oauth_error(
+        status,
+        id,
+        "invalid_client: The client credentials are invalid.",
+    )
 }
 
 /// `POST /oauth/access_token` (form fields + query, trap 5).
@@ -323,13 +368,25 @@ async fn access_token(State(sim): State<Sim>, q: Params, body: Bytes) -> ApiResu
     fill(&mut form.refresh_token, "refresh_token");
     fill(&mut form.code_verifier, "code_verifier");
     if form.grant_type != "authorization_code" && form.grant_type != "refresh_token" {
-        return Err(oauth_error(400, "api.oauth.get_access_token.bad_grant.app_error", "invalid_request: Bad grant_type."));
+        return Err(oauth_error(
+            400,
+            "api.oauth.get_access_token.bad_grant.app_error",
+            "invalid_request: Bad grant_type.",
+        ));
     }
     let client = Id::parse(&form.client_id).ok_or_else(|| {
-        oauth_error(400, "api.oauth.get_access_token.bad_client_id.app_error", "invalid_request: Bad client_id.")
+        oauth_error(
+            400,
+            "api.oauth.get_access_token.bad_client_id.app_error",
+            "invalid_request: Bad client_id.",
+        )
     })?;
     if form.grant_type == "authorization_code" && form.code.is_empty() {
-        return Err(oauth_error(400, "api.oauth.get_access_token.missing_code.app_error", "invalid_request: Missing code."));
+        return Err(oauth_error(
+            400,
+            "api.oauth.get_access_token.missing_code.app_error",
+            "invalid_request: Missing code.",
+        ));
     }
     let data = sim.with_state(|s| exchange(s, client, &form))?;
     let expires_in = sim.with_state(|s| ((data.expires_at - s.now()) / 1000).max(0));
@@ -350,7 +407,10 @@ async fn access_token(State(sim): State<Sim>, q: Params, body: Bytes) -> ApiResu
 
 /// The grant itself, under the state lock.
 fn exchange(s: &mut SimState, client: Id, form: &TokenForm) -> ApiResult<AccessDataRec> {
-    let app = s.oauth_apps.get(&client).ok_or_else(|| bad_credentials(404))?;
+    let app = s
+        .oauth_apps
+        .get(&client)
+        .ok_or_else(|| bad_credentials(404))?;
     let public = app.is_public;
     if !public && app.secret != form.client_secret {
         return Err(bad_credentials(401));
@@ -359,10 +419,17 @@ fn exchange(s: &mut SimState, client: Id, form: &TokenForm) -> ApiResult<AccessD
         return refresh(s, client, public, &form.refresh_token);
     }
     let bad_code = |status| {
-        oauth_error(status, "api.oauth.get_access_token.expired_code.app_error", "invalid_grant: Invalid or expired authorization code.")
+        oauth_error(
+            status,
+            "api.oauth.get_access_token.expired_code.app_error",
+            "invalid_grant: Invalid or expired authorization code.",
+        )
     };
     // One-time: the code is gone whatever happens next.
-    let code = s.auth_codes.remove(&form.code).ok_or_else(|| bad_code(400))?;
+    let code = s
+        .auth_codes
+        .remove(&form.code)
+        .ok_or_else(|| bad_code(400))?;
     if code.client_id != client {
         return Err(bad_code(400));
     }
@@ -370,21 +437,32 @@ fn exchange(s: &mut SimState, client: Id, form: &TokenForm) -> ApiResult<AccessD
         return Err(bad_code(403));
     }
     if code.redirect_uri != form.redirect_uri {
-        return Err(oauth_error(400, "api.oauth.get_access_token.redirect_uri.app_error", "invalid_request: Supplied redirect_uri does not match authorization code redirect_uri."));
+        return Err(oauth_error(
+            400,
+            "api.oauth.get_access_token.redirect_uri.app_error",
+            "invalid_request: Supplied redirect_uri does not match authorization code redirect_uri.",
+        ));
     }
     if let Some(challenge) = &code.code_challenge {
         let digest = Sha256::digest(form.code_verifier.as_bytes());
-        let computed = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
+        let computed =
+            base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, digest);
         if form.code_verifier.is_empty() || computed != *challenge {
-            return Err(oauth_error(400, "api.oauth.get_access_token.pkce_verification_failed.app_error", "invalid_grant: PKCE verification failed."));
+            return Err(oauth_error(
+                400,
+                "api.oauth.get_access_token.pkce_verification_failed.app_error",
+                "invalid_grant: PKCE verification failed.",
+            ));
         }
     }
     // An existing, unexpired token for the same app and user is returned again (trap 6).
     let now = s.now();
-    let existing = s
-        .access_data
-        .values()
-        .find(|a| a.client_id == client && a.user_id == code.user_id && a.expires_at > now && s.sessions.contains_key(&a.token));
+    let existing = s.access_data.values().find(|a| {
+        a.client_id == client
+            && a.user_id == code.user_id
+            && a.expires_at > now
+            && s.sessions.contains_key(&a.token)
+    });
     if let Some(a) = existing {
         return Ok(a.clone());
     }
@@ -401,9 +479,19 @@ fn exchange(s: &mut SimState, client: Id, form: &TokenForm) -> ApiResult<AccessD
 /// Refresh rotation: the old session is deleted at once, both tokens are new (trap 6).
 fn refresh(s: &mut SimState, client: Id, public: bool, token: &str) -> ApiResult<AccessDataRec> {
     if public {
-        return Err(oauth_error(400, "api.oauth.get_access_token.refresh_token.app_error", "invalid_request: Public clients cannot use refresh tokens."));
+        return Err(oauth_error(
+            400,
+            "api.oauth.get_access_token.refresh_token.app_error",
+            "invalid_request: Public clients cannot use refresh tokens.",
+        ));
     }
-    let invalid = || oauth_error(404, "api.oauth.get_access_token.refresh_token.app_error", "invalid_grant: Invalid refresh token.");
+    let invalid = || {
+        oauth_error(
+            404,
+            "api.oauth.get_access_token.refresh_token.app_error",
+            "invalid_grant: Invalid refresh token.",
+        )
+    };
     if token.is_empty() {
         return Err(invalid());
     }
@@ -414,7 +502,8 @@ fn refresh(s: &mut SimState, client: Id, public: bool, token: &str) -> ApiResult
     }
     s.sessions.remove(&old.token);
     let data = s.issue_tokens(old.user_id, client, false);
-    s.access_data.insert(data.refresh_token.clone(), data.clone());
+    s.access_data
+        .insert(data.refresh_token.clone(), data.clone());
     Ok(data)
 }
 
@@ -425,9 +514,14 @@ struct DeauthorizeBody {
 }
 
 /// `POST /oauth/deauthorize {"client_id"}`: revokes the user's tokens for that app.
-async fn deauthorize(State(sim): State<Sim>, auth: Auth, body: Bytes) -> ApiResult<Json<model::StatusOk>> {
+async fn deauthorize(
+    State(sim): State<Sim>,
+    auth: Auth,
+    body: Bytes,
+) -> ApiResult<Json<model::StatusOk>> {
     let req: DeauthorizeBody = parse_body(&body, "client_id")?;
-    let client = Id::parse(&req.client_id).ok_or_else(|| AppError::invalid_body_param("client_id"))?;
+    let client =
+        Id::parse(&req.client_id).ok_or_else(|| AppError::invalid_body_param("client_id"))?;
     sim.with_state(|s| {
         let tokens: Vec<String> = s
             .access_data
@@ -438,7 +532,8 @@ async fn deauthorize(State(sim): State<Sim>, auth: Auth, body: Bytes) -> ApiResu
         for t in &tokens {
             s.sessions.remove(t);
         }
-        s.access_data.retain(|_, a| !(a.client_id == client && a.user_id == auth.user));
+        s.access_data
+            .retain(|_, a| !(a.client_id == client && a.user_id == auth.user));
         if let Some(p) = s.preferences.get_mut(&auth.user) {
             p.remove(&("oauth_app".to_owned(), client.to_string()));
         }
@@ -483,23 +578,39 @@ struct AppRequest {
 }
 
 /// `POST /api/v4/oauth/apps` → 201 (`is_trusted` honoured only for system admins).
-async fn create_app(State(sim): State<Sim>, auth: Auth, body: Bytes) -> ApiResult<(StatusCode, Json<model::OAuthApp>)> {
+async fn create_app(
+    State(sim): State<Sim>,
+    auth: Auth,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<model::OAuthApp>)> {
     let req: AppRequest = parse_body(&body, "app")?;
-    let invalid = |field: &str| AppError::new(400, &format!("model.oauth.is_valid.{field}.app_error"), &format!("Invalid {field}."));
+    let invalid = |field: &str| {
+        AppError::new(
+            400,
+            &format!("model.oauth.is_valid.{field}.app_error"),
+            &format!("Invalid {field}."),
+        )
+    };
     if req.name.is_empty() || req.name.chars().count() > 64 {
         return Err(invalid("name"));
     }
     if req.description.chars().count() > 512 {
         return Err(invalid("description"));
     }
-    if req.callback_urls.is_empty() || req.callback_urls.iter().any(|u| !valid_http_url(u)) || req.callback_urls.iter().map(String::len).sum::<usize>() > 1024 {
+    if req.callback_urls.is_empty()
+        || req.callback_urls.iter().any(|u| !valid_http_url(u))
+        || req.callback_urls.iter().map(String::len).sum::<usize>() > 1024
+    {
         return Err(invalid("callback"));
     }
     if req.homepage.len() > 256 || !valid_http_url(&req.homepage) {
         return Err(invalid("homepage"));
     }
     sim.with_state(|s| {
-        let admin = s.users.get(&auth.user).is_some_and(|u| u.roles.contains("system_admin"));
+        let admin = s
+            .users
+            .get(&auth.user)
+            .is_some_and(|u| u.roles.contains("system_admin"));
         let spec = AppSpec {
             name: req.name,
             callback_urls: req.callback_urls,
@@ -508,8 +619,18 @@ async fn create_app(State(sim): State<Sim>, auth: Auth, body: Bytes) -> ApiResul
             is_public: req.is_public,
         };
         let creds = s.register_oauth_app(spec, Some(auth.user));
-        let id = Id::parse(&creds.client_id).ok_or_else(|| AppError::internal("app.oauth.save_app.save.app_error", "We couldn't save the app."))?;
-        let app = s.oauth_apps.get_mut(&id).ok_or_else(|| AppError::internal("app.oauth.save_app.save.app_error", "We couldn't save the app."))?;
+        let id = Id::parse(&creds.client_id).ok_or_else(|| {
+            AppError::internal(
+                "app.oauth.save_app.save.app_error",
+                "We couldn't save the app.",
+            )
+        })?;
+        let app = s.oauth_apps.get_mut(&id).ok_or_else(|| {
+            AppError::internal(
+                "app.oauth.save_app.save.app_error",
+                "We couldn't save the app.",
+            )
+        })?;
         app.description = req.description;
         app.icon_url = req.icon_url;
         let app = &s.oauth_apps[&id];
@@ -521,7 +642,10 @@ async fn create_app(State(sim): State<Sim>, auth: Auth, body: Bytes) -> ApiResul
 async fn list_apps(State(sim): State<Sim>, auth: Auth, q: Params) -> Json<Vec<model::OAuthApp>> {
     let per_page = q.per_page();
     Json(sim.with_state(|s| {
-        let admin = s.users.get(&auth.user).is_some_and(|u| u.roles.contains("system_admin"));
+        let admin = s
+            .users
+            .get(&auth.user)
+            .is_some_and(|u| u.roles.contains("system_admin"));
         s.oauth_apps
             .values()
             .filter(|a| admin || a.creator_id == Some(auth.user))
@@ -533,15 +657,25 @@ async fn list_apps(State(sim): State<Sim>, auth: Auth, q: Params) -> Json<Vec<mo
 }
 
 fn app_not_found() -> AppError {
-    AppError::not_found("app.oauth.get_app.find.app_error", "Unable to find the requested app.")
+    AppError::not_found(
+        "app.oauth.get_app.find.app_error",
+        "Unable to find the requested app.",
+    )
 }
 
 /// `GET /api/v4/oauth/apps/{id}` (creator or admin).
-async fn get_app(State(sim): State<Sim>, auth: Auth, Path(app_id): Path<String>) -> ApiResult<Json<model::OAuthApp>> {
+async fn get_app(
+    State(sim): State<Sim>,
+    auth: Auth,
+    Path(app_id): Path<String>,
+) -> ApiResult<Json<model::OAuthApp>> {
     let id = path_id(&app_id, "app_id")?;
     sim.with_state(|s| {
         let app = s.oauth_apps.get(&id).ok_or_else(app_not_found)?;
-        let admin = s.users.get(&auth.user).is_some_and(|u| u.roles.contains("system_admin"));
+        let admin = s
+            .users
+            .get(&auth.user)
+            .is_some_and(|u| u.roles.contains("system_admin"));
         if !admin && app.creator_id != Some(auth.user) {
             return Err(AppError::permissions());
         }
@@ -550,7 +684,11 @@ async fn get_app(State(sim): State<Sim>, auth: Auth, Path(app_id): Path<String>)
 }
 
 /// `GET /api/v4/oauth/apps/{id}/info` (no secret).
-async fn app_info(State(sim): State<Sim>, _auth: Auth, Path(app_id): Path<String>) -> ApiResult<Json<model::OAuthApp>> {
+async fn app_info(
+    State(sim): State<Sim>,
+    _auth: Auth,
+    Path(app_id): Path<String>,
+) -> ApiResult<Json<model::OAuthApp>> {
     let id = path_id(&app_id, "app_id")?;
     sim.with_state(|s| {
         let app = s.oauth_apps.get(&id).ok_or_else(app_not_found)?;

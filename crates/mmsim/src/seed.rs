@@ -136,7 +136,10 @@ impl Seeder {
         self.st.register_oauth_app(
             AppSpec {
                 name: THREADDESK_APP_NAME.to_owned(),
-                callback_urls: THREADDESK_CALLBACKS.iter().map(|s| (*s).to_owned()).collect(),
+                callback_urls: THREADDESK_CALLBACKS
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
                 homepage: "https://github.com/threaddesk/threaddesk".to_owned(),
                 is_trusted: true,
                 is_public: false,
@@ -239,7 +242,9 @@ impl Seeder {
             create_at: Some(at),
             ..NewPost::new(channel, msg)
         };
-        self.st.create_post(author, np).unwrap_or_else(|_| Id::random())
+        self.st
+            .create_post(author, np)
+            .unwrap_or_else(|_| Id::random())
     }
 
     fn finish(mut self) -> State {
@@ -267,7 +272,9 @@ impl Seeder {
         let mallory = self.user("mallory", "Mallory", "Price", "Sales Engineer");
         let oscar = self.user("oscar", "Oscar", "Silva", "CTO");
         let peggy = self.user("peggy", "Peggy", "Brown", "Marketing Lead");
-        let everyone = [a, bob, carol, dave, erin, frank, grace, heidi, ivan, judy, mallory, oscar, peggy];
+        let everyone = [
+            a, bob, carol, dave, erin, frank, grace, heidi, ivan, judy, mallory, oscar, peggy,
+        ];
         let eng = [a, bob, dave, frank, grace, heidi, ivan, oscar];
         let product = [erin, a, carol, frank, oscar, peggy];
         let cs = [judy, a, mallory, grace, erin];
@@ -275,33 +282,154 @@ impl Seeder {
         let company = self.team("company", "Acme Corp", "Everyone at Acme", &everyone);
         let engineering = self.team("engineering", "Engineering", "Builders of things", &eng);
         let product_t = self.team("product", "Product", "What we build and why", &product);
-        let success = self.team("customer-success", "Customer Success", "Keeping customers happy", &cs);
+        let success = self.team(
+            "customer-success",
+            "Customer Success",
+            "Keeping customers happy",
+            &cs,
+        );
 
         use ChannelType::{Open, Private};
-        let town = self.channel(company, Open, "town-square", "Town Square", "Company-wide chatter", &everyone);
-        let random = self.channel(company, Open, "off-topic", "Off-Topic", "Cats, coffee and weekend plans", &everyone);
-        let announcements = self.channel(company, Open, "announcements", "Announcements", "Important company news", &everyone);
+        let town = self.channel(
+            company,
+            Open,
+            "town-square",
+            "Town Square",
+            "Company-wide chatter",
+            &everyone,
+        );
+        let random = self.channel(
+            company,
+            Open,
+            "off-topic",
+            "Off-Topic",
+            "Cats, coffee and weekend plans",
+            &everyone,
+        );
+        let announcements = self.channel(
+            company,
+            Open,
+            "announcements",
+            "Announcements",
+            "Important company news",
+            &everyone,
+        );
         let eng_town = self.channel(engineering, Open, "town-square", "Town Square", "", &eng);
-        let backend = self.channel(engineering, Open, "backend", "Backend", "APIs, databases and queues", &[bob, a, dave, heidi, ivan, oscar]);
-        let frontend = self.channel(engineering, Open, "frontend", "Frontend", "Web and desktop clients", &[frank, a, carol, grace]);
-        let incidents = self.channel(engineering, Open, "incidents", "Incidents", "Production incidents — keep it factual", &[dave, a, bob, ivan, oscar, heidi]);
-        let releases = self.channel(engineering, Open, "releases", "Releases", "Release trains and checklists", &[grace, a, bob, frank, dave]);
-        let security = self.channel(engineering, Private, "security", "Security", "Private: vulnerabilities and audits", &[ivan, a, oscar, dave]);
-        let code_review = self.channel(engineering, Open, "code-review", "Code Review", "Ask for reviews here", &[bob, a, frank, heidi, grace]);
+        let backend = self.channel(
+            engineering,
+            Open,
+            "backend",
+            "Backend",
+            "APIs, databases and queues",
+            &[bob, a, dave, heidi, ivan, oscar],
+        );
+        let frontend = self.channel(
+            engineering,
+            Open,
+            "frontend",
+            "Frontend",
+            "Web and desktop clients",
+            &[frank, a, carol, grace],
+        );
+        let incidents = self.channel(
+            engineering,
+            Open,
+            "incidents",
+            "Incidents",
+            "Production incidents — keep it factual",
+            &[dave, a, bob, ivan, oscar, heidi],
+        );
+        let releases = self.channel(
+            engineering,
+            Open,
+            "releases",
+            "Releases",
+            "Release trains and checklists",
+            &[grace, a, bob, frank, dave],
+        );
+        let security = self.channel(
+            engineering,
+            Private,
+            "security",
+            "Security",
+            "Private: vulnerabilities and audits",
+            &[ivan, a, oscar, dave],
+        );
+        let code_review = self.channel(
+            engineering,
+            Open,
+            "code-review",
+            "Code Review",
+            "Ask for reviews here",
+            &[bob, a, frank, heidi, grace],
+        );
         let prod_town = self.channel(product_t, Open, "town-square", "Town Square", "", &product);
-        let roadmap = self.channel(product_t, Open, "roadmap", "Roadmap", "Quarterly planning", &[erin, a, oscar, carol, peggy]);
-        let design = self.channel(product_t, Open, "design", "Design", "Mockups and design reviews", &[carol, a, frank, erin]);
-        let leadership = self.channel(product_t, Private, "leadership", "Leadership", "Private leadership sync", &[oscar, a, erin]);
+        let roadmap = self.channel(
+            product_t,
+            Open,
+            "roadmap",
+            "Roadmap",
+            "Quarterly planning",
+            &[erin, a, oscar, carol, peggy],
+        );
+        let design = self.channel(
+            product_t,
+            Open,
+            "design",
+            "Design",
+            "Mockups and design reviews",
+            &[carol, a, frank, erin],
+        );
+        let leadership = self.channel(
+            product_t,
+            Private,
+            "leadership",
+            "Leadership",
+            "Private leadership sync",
+            &[oscar, a, erin],
+        );
         let cs_town = self.channel(success, Open, "town-square", "Town Square", "", &cs);
-        let escalations = self.channel(success, Open, "support-escalations", "Support Escalations", "Tickets that need engineering", &[judy, a, mallory, grace]);
-        let feedback = self.channel(success, Open, "customer-feedback", "Customer Feedback", "What customers tell us", &[judy, mallory, erin, a]);
+        let escalations = self.channel(
+            success,
+            Open,
+            "support-escalations",
+            "Support Escalations",
+            "Tickets that need engineering",
+            &[judy, a, mallory, grace],
+        );
+        let feedback = self.channel(
+            success,
+            Open,
+            "customer-feedback",
+            "Customer Feedback",
+            "What customers tell us",
+            &[judy, mallory, erin, a],
+        );
 
-        let dm_bob = self.st.direct_channel(a, bob).unwrap_or_else(|_| Id::random());
-        let dm_carol = self.st.direct_channel(a, carol).unwrap_or_else(|_| Id::random());
-        let dm_dave = self.st.direct_channel(a, dave).unwrap_or_else(|_| Id::random());
-        let dm_oscar = self.st.direct_channel(a, oscar).unwrap_or_else(|_| Id::random());
-        let gm_oncall = self.st.group_channel(a, &[bob, dave]).unwrap_or_else(|_| Id::random());
-        let gm_launch = self.st.group_channel(a, &[carol, erin, frank]).unwrap_or_else(|_| Id::random());
+        let dm_bob = self
+            .st
+            .direct_channel(a, bob)
+            .unwrap_or_else(|_| Id::random());
+        let dm_carol = self
+            .st
+            .direct_channel(a, carol)
+            .unwrap_or_else(|_| Id::random());
+        let dm_dave = self
+            .st
+            .direct_channel(a, dave)
+            .unwrap_or_else(|_| Id::random());
+        let dm_oscar = self
+            .st
+            .direct_channel(a, oscar)
+            .unwrap_or_else(|_| Id::random());
+        let gm_oncall = self
+            .st
+            .group_channel(a, &[bob, dave])
+            .unwrap_or_else(|_| Id::random());
+        let gm_launch = self
+            .st
+            .group_channel(a, &[carol, erin, frank])
+            .unwrap_or_else(|_| Id::random());
 
         let n = self.now;
         let ago = |d: i64, h: i64, m: i64| n - d * DAY - h * HOUR - m * MINUTE;
@@ -312,123 +440,484 @@ impl Seeder {
         self.post_at(peggy, announcements, None, ago(6, 5, 0), "The new website goes live on **Thursday**. Please share the launch post with your networks!");
         let offsite = self.post_at(erin, town, None, ago(8, 2, 0), "Who is joining the offsite in Lisbon? Please add yourself to the list by Friday :airplane:");
         self.post_at(judy, town, Some(offsite), ago(8, 1, 40), "Count me in!");
-        self.post_at(frank, town, Some(offsite), ago(8, 1, 10), "Me too — can we do the walking tour again?");
-        self.post_at(a, town, Some(offsite), ago(7, 22, 0), "I'll be there. @erin do we need to book our own flights?");
-        self.post_at(erin, town, Some(offsite), ago(7, 20, 0), "@alice yes, book your own and expense them. Hotel is covered.");
-        let coffee = self.post_at(heidi, random, None, ago(5, 4, 0), "The new espresso machine on the 3rd floor is *excellent*. That is all.");
-        self.post_at(dave, random, Some(coffee), ago(5, 3, 30), "Confirmed. Productivity up 12% (n=1)");
-        self.post_at(mallory, random, None, ago(2, 6, 0), "Anyone up for a board game night next week? :game_die:");
+        self.post_at(
+            frank,
+            town,
+            Some(offsite),
+            ago(8, 1, 10),
+            "Me too — can we do the walking tour again?",
+        );
+        self.post_at(
+            a,
+            town,
+            Some(offsite),
+            ago(7, 22, 0),
+            "I'll be there. @erin do we need to book our own flights?",
+        );
+        self.post_at(
+            erin,
+            town,
+            Some(offsite),
+            ago(7, 20, 0),
+            "@alice yes, book your own and expense them. Hotel is covered.",
+        );
+        let coffee = self.post_at(
+            heidi,
+            random,
+            None,
+            ago(5, 4, 0),
+            "The new espresso machine on the 3rd floor is *excellent*. That is all.",
+        );
+        self.post_at(
+            dave,
+            random,
+            Some(coffee),
+            ago(5, 3, 30),
+            "Confirmed. Productivity up 12% (n=1)",
+        );
+        self.post_at(
+            mallory,
+            random,
+            None,
+            ago(2, 6, 0),
+            "Anyone up for a board game night next week? :game_die:",
+        );
 
         // backend: a long technical thread mentioning alice
         let pool = self.post_at(bob, backend, None, ago(4, 6, 0),
             "We keep hitting connection pool exhaustion on `api-7` under load. Current settings:\n\n```toml\n[database]\nmax_connections = 20\nidle_timeout = \"10m\"\nacquire_timeout = \"5s\"\n```\n\n@alice can we get time this sprint to fix it properly?");
-        self.post_at(dave, backend, Some(pool), ago(4, 5, 30), "Seeing the same on the dashboards. The spikes line up with the nightly export job.");
+        self.post_at(
+            dave,
+            backend,
+            Some(pool),
+            ago(4, 5, 30),
+            "Seeing the same on the dashboards. The spikes line up with the nightly export job.",
+        );
         self.post_at(heidi, backend, Some(pool), ago(4, 5, 0), "That export holds a transaction open for the whole run :grimacing: I can split it into batches.");
         self.post_at(a, backend, Some(pool), ago(4, 3, 0), "Yes, let's do it. @heidi please batch the export, @bob bump the pool to 50 as a stopgap.");
         self.post_at(bob, backend, Some(pool), ago(1, 2, 0), "Pool bumped in staging. Load test looks good so far:\n\n| metric | before | after |\n|---|---|---|\n| p50 | 41 ms | 38 ms |\n| p99 | 1.9 s | 240 ms |\n| errors | 2.1% | 0.0% |");
         self.post_at(heidi, backend, Some(pool), ago(0, 3, 0), "Batched export is in review: https://git.example.com/acme/api/pull/1423 — @alice could you take a look?");
         let migrations = self.post_at(ivan, backend, None, ago(3, 2, 0), "Reminder: migrations must be **backwards compatible** for one release. No column drops in the same deploy as the code change.");
-        self.post_at(bob, backend, Some(migrations), ago(3, 1, 0), "+1, bit us last month.");
-        self.post_at(oscar, backend, None, ago(1, 5, 0), "Great work on the latency numbers, everyone. :rocket:");
+        self.post_at(
+            bob,
+            backend,
+            Some(migrations),
+            ago(3, 1, 0),
+            "+1, bit us last month.",
+        );
+        self.post_at(
+            oscar,
+            backend,
+            None,
+            ago(1, 5, 0),
+            "Great work on the latency numbers, everyone. :rocket:",
+        );
 
         // incidents: an urgent thread
         let incident = self.post_at_priority(dave, incidents, ago(0, 5, 0), "urgent",
             ":rotating_light: **SEV-2**: elevated 5xx on checkout in `eu-west-1`.\n\n- Started 09:12 UTC\n- Impact: ~4% of checkout requests\n- Suspect: the 09:05 deploy\n\n@alice @bob please join the bridge.");
-        self.post_at(bob, incidents, Some(incident), ago(0, 4, 50), "Rolling back the 09:05 deploy now.");
-        self.post_at(dave, incidents, Some(incident), ago(0, 4, 30), "Rollback done, error rate back to baseline. Keeping the incident open for 30 min.");
-        self.post_at(ivan, incidents, Some(incident), ago(0, 4, 0), "No sign of anything security-related in the WAF logs.");
-        self.post_at(dave, incidents, Some(incident), ago(0, 1, 0), "Resolved. @alice I'll write the postmortem by Wednesday — can you review?");
-        let old_incident = self.post_at(heidi, incidents, None, ago(6, 1, 0), "Minor: the analytics pipeline was 2 h behind this morning, now caught up.");
-        self.post_at(a, incidents, Some(old_incident), ago(6, 0, 30), "Thanks Heidi. Do we know why?");
-        self.post_at(heidi, incidents, Some(old_incident), ago(6, 0, 10), "A stuck Kafka consumer; restarted it and added an alert.");
+        self.post_at(
+            bob,
+            incidents,
+            Some(incident),
+            ago(0, 4, 50),
+            "Rolling back the 09:05 deploy now.",
+        );
+        self.post_at(
+            dave,
+            incidents,
+            Some(incident),
+            ago(0, 4, 30),
+            "Rollback done, error rate back to baseline. Keeping the incident open for 30 min.",
+        );
+        self.post_at(
+            ivan,
+            incidents,
+            Some(incident),
+            ago(0, 4, 0),
+            "No sign of anything security-related in the WAF logs.",
+        );
+        self.post_at(
+            dave,
+            incidents,
+            Some(incident),
+            ago(0, 1, 0),
+            "Resolved. @alice I'll write the postmortem by Wednesday — can you review?",
+        );
+        let old_incident = self.post_at(
+            heidi,
+            incidents,
+            None,
+            ago(6, 1, 0),
+            "Minor: the analytics pipeline was 2 h behind this morning, now caught up.",
+        );
+        self.post_at(
+            a,
+            incidents,
+            Some(old_incident),
+            ago(6, 0, 30),
+            "Thanks Heidi. Do we know why?",
+        );
+        self.post_at(
+            heidi,
+            incidents,
+            Some(old_incident),
+            ago(6, 0, 10),
+            "A stuck Kafka consumer; restarted it and added an alert.",
+        );
 
         // releases
         let release = self.post_at(grace, releases, None, ago(2, 4, 0),
             "Release **2.14** checklist:\n\n- [x] Changelog\n- [x] Migration dry run\n- [ ] Smoke tests on staging\n- [ ] Sign-off from @alice");
-        self.post_at(frank, releases, Some(release), ago(2, 3, 0), "Smoke tests on staging are green :white_check_mark:");
-        self.post_at(grace, releases, Some(release), ago(0, 6, 0), "@alice everything is ready except your sign-off.");
+        self.post_at(
+            frank,
+            releases,
+            Some(release),
+            ago(2, 3, 0),
+            "Smoke tests on staging are green :white_check_mark:",
+        );
+        self.post_at(
+            grace,
+            releases,
+            Some(release),
+            ago(0, 6, 0),
+            "@alice everything is ready except your sign-off.",
+        );
 
         // security (private)
         let cve = self.post_at(ivan, security, None, ago(3, 7, 0), "Heads-up: CVE-2024-XXXX affects our image processing library. Patch is available; I'd like to roll it out this week.");
-        self.post_at(oscar, security, Some(cve), ago(3, 6, 0), "Agreed. @alice can your team take it?");
-        self.post_at(a, security, Some(cve), ago(3, 5, 0), "Yes, @dave will pick it up tomorrow.");
-        self.post_at(dave, security, Some(cve), ago(2, 2, 0), "Patched and deployed to all regions.");
+        self.post_at(
+            oscar,
+            security,
+            Some(cve),
+            ago(3, 6, 0),
+            "Agreed. @alice can your team take it?",
+        );
+        self.post_at(
+            a,
+            security,
+            Some(cve),
+            ago(3, 5, 0),
+            "Yes, @dave will pick it up tomorrow.",
+        );
+        self.post_at(
+            dave,
+            security,
+            Some(cve),
+            ago(2, 2, 0),
+            "Patched and deployed to all regions.",
+        );
 
         // code review
         let review = self.post_at(frank, code_review, None, ago(1, 7, 0),
             "Could someone review the new keyboard shortcuts? Core of it:\n\n```rust\nmatch key {\n    'j' => select_next(),\n    'k' => select_previous(),\n    'e' => mark_done(),\n    _ => {}\n}\n```");
-        self.post_at(bob, code_review, Some(review), ago(1, 6, 0), "LGTM, one nit about the `e` binding clashing with the editor. :lgtm:");
-        let review2 = self.post_at(heidi, code_review, None, ago(0, 2, 0), "PR for the batched export is up, small one (+120/−40). @alice @bob");
+        self.post_at(
+            bob,
+            code_review,
+            Some(review),
+            ago(1, 6, 0),
+            "LGTM, one nit about the `e` binding clashing with the editor. :lgtm:",
+        );
+        let review2 = self.post_at(
+            heidi,
+            code_review,
+            None,
+            ago(0, 2, 0),
+            "PR for the batched export is up, small one (+120/−40). @alice @bob",
+        );
 
         // product
         let q4 = self.post_at(erin, roadmap, None, ago(5, 6, 0),
             "Draft Q4 roadmap themes:\n\n1. **Inbox zero** for power users\n2. Mobile parity\n3. Enterprise SSO\n\nComments welcome before Friday.");
-        self.post_at(oscar, roadmap, Some(q4), ago(5, 4, 0), "I'd swap 2 and 3 — two large deals are blocked on SSO.");
-        self.post_at(carol, roadmap, Some(q4), ago(5, 3, 0), "From the design side, inbox zero needs ~3 weeks of research first.");
-        self.post_at(a, roadmap, Some(q4), ago(4, 23, 0), "Engineering can staff SSO in October if we pause the mobile rewrite.");
-        self.post_at(erin, roadmap, Some(q4), ago(0, 8, 0), "Updated the draft with everyone's input. @alice @oscar please take a final look.");
-        let mockups = self.post_at(carol, design, None, ago(2, 5, 0), "New inbox mockups are ready for feedback :art: (see attached)");
-        self.attach_image(carol, mockups, "inbox-mockup.png", 1440, 900, [90, 120, 200]);
-        self.post_at(frank, design, Some(mockups), ago(2, 4, 0), "Love the density. Can we keep the unread dot on the left?");
-        self.post_at(erin, design, Some(mockups), ago(1, 22, 0), "Looks great. @alice does the keyboard flow match what engineering planned?");
-        let arch = self.post_at(a, design, None, ago(3, 3, 0), "Architecture sketch for the sync engine, for context.");
+        self.post_at(
+            oscar,
+            roadmap,
+            Some(q4),
+            ago(5, 4, 0),
+            "I'd swap 2 and 3 — two large deals are blocked on SSO.",
+        );
+        self.post_at(
+            carol,
+            roadmap,
+            Some(q4),
+            ago(5, 3, 0),
+            "From the design side, inbox zero needs ~3 weeks of research first.",
+        );
+        self.post_at(
+            a,
+            roadmap,
+            Some(q4),
+            ago(4, 23, 0),
+            "Engineering can staff SSO in October if we pause the mobile rewrite.",
+        );
+        self.post_at(
+            erin,
+            roadmap,
+            Some(q4),
+            ago(0, 8, 0),
+            "Updated the draft with everyone's input. @alice @oscar please take a final look.",
+        );
+        let mockups = self.post_at(
+            carol,
+            design,
+            None,
+            ago(2, 5, 0),
+            "New inbox mockups are ready for feedback :art: (see attached)",
+        );
+        self.attach_image(
+            carol,
+            mockups,
+            "inbox-mockup.png",
+            1440,
+            900,
+            [90, 120, 200],
+        );
+        self.post_at(
+            frank,
+            design,
+            Some(mockups),
+            ago(2, 4, 0),
+            "Love the density. Can we keep the unread dot on the left?",
+        );
+        self.post_at(
+            erin,
+            design,
+            Some(mockups),
+            ago(1, 22, 0),
+            "Looks great. @alice does the keyboard flow match what engineering planned?",
+        );
+        let arch = self.post_at(
+            a,
+            design,
+            None,
+            ago(3, 3, 0),
+            "Architecture sketch for the sync engine, for context.",
+        );
         self.attach_image(a, arch, "sync-architecture.png", 1200, 800, [200, 140, 80]);
-        let budget = self.post_at(oscar, leadership, None, ago(4, 2, 0), "Headcount for next year is approved: +2 engineering, +1 design.");
-        self.post_at(erin, leadership, Some(budget), ago(4, 1, 0), "Great news. I'll update the hiring plan.");
-        self.post_at(oscar, leadership, Some(budget), ago(0, 9, 0), "@alice please send me the job descriptions for the two engineering roles.");
+        let budget = self.post_at(
+            oscar,
+            leadership,
+            None,
+            ago(4, 2, 0),
+            "Headcount for next year is approved: +2 engineering, +1 design.",
+        );
+        self.post_at(
+            erin,
+            leadership,
+            Some(budget),
+            ago(4, 1, 0),
+            "Great news. I'll update the hiring plan.",
+        );
+        self.post_at(
+            oscar,
+            leadership,
+            Some(budget),
+            ago(0, 9, 0),
+            "@alice please send me the job descriptions for the two engineering roles.",
+        );
 
         // customer success
         let esc = self.post_at(judy, escalations, None, ago(1, 9, 0),
             "Customer **Globex** reports exports timing out for large workspaces (ticket #8812). Logs attached. @alice who on engineering can help?");
-        self.attach_file(judy, esc, "globex-export-logs.txt", "text/plain", b"2024-06-01T09:12:03Z ERROR export timed out after 300s workspace=globex\n".to_vec());
-        self.post_at(a, escalations, Some(esc), ago(1, 8, 0), "@heidi's batching fix should solve this — it ships with 2.14.");
-        self.post_at(judy, escalations, Some(esc), ago(1, 7, 30), "Thanks, I'll let them know.");
-        let report = self.post_at(mallory, feedback, None, ago(3, 4, 0), "Quarterly customer feedback report attached. Top ask: better notifications.");
-        self.attach_file(mallory, report, "feedback-q2.pdf", "application/pdf", minimal_pdf());
-        self.post_at(judy, cs_town, None, ago(7, 3, 0), "Support rota for next week is in the calendar.");
-        self.post_at(frank, eng_town, None, ago(6, 4, 0), "Engineering all-hands moved to Thursday 15:00.");
-        self.post_at(erin, prod_town, None, ago(5, 2, 0), "Customer interview notes are in the shared drive.");
+        self.attach_file(
+            judy,
+            esc,
+            "globex-export-logs.txt",
+            "text/plain",
+            b"2024-06-01T09:12:03Z ERROR export timed out after 300s workspace=globex\n".to_vec(),
+        );
+        self.post_at(
+            a,
+            escalations,
+            Some(esc),
+            ago(1, 8, 0),
+            "@heidi's batching fix should solve this — it ships with 2.14.",
+        );
+        self.post_at(
+            judy,
+            escalations,
+            Some(esc),
+            ago(1, 7, 30),
+            "Thanks, I'll let them know.",
+        );
+        let report = self.post_at(
+            mallory,
+            feedback,
+            None,
+            ago(3, 4, 0),
+            "Quarterly customer feedback report attached. Top ask: better notifications.",
+        );
+        self.attach_file(
+            mallory,
+            report,
+            "feedback-q2.pdf",
+            "application/pdf",
+            minimal_pdf(),
+        );
+        self.post_at(
+            judy,
+            cs_town,
+            None,
+            ago(7, 3, 0),
+            "Support rota for next week is in the calendar.",
+        );
+        self.post_at(
+            frank,
+            eng_town,
+            None,
+            ago(6, 4, 0),
+            "Engineering all-hands moved to Thursday 15:00.",
+        );
+        self.post_at(
+            erin,
+            prod_town,
+            None,
+            ago(5, 2, 0),
+            "Customer interview notes are in the shared drive.",
+        );
 
         // DMs and GMs
-        self.post_at(bob, dm_bob, None, ago(1, 3, 0), "Hey, do you have 10 minutes for the pool sizing question?");
+        self.post_at(
+            bob,
+            dm_bob,
+            None,
+            ago(1, 3, 0),
+            "Hey, do you have 10 minutes for the pool sizing question?",
+        );
         self.post_at(a, dm_bob, None, ago(1, 2, 50), "Sure, call in 5?");
-        let dm_thread = self.post_at(bob, dm_bob, None, ago(0, 2, 30), "Also: I'd like to take Friday off — OK?");
-        self.post_at(a, dm_bob, Some(dm_thread), ago(0, 2, 0), "Of course, enjoy!");
-        self.post_at(bob, dm_bob, Some(dm_thread), ago(0, 0, 40), "Thanks! I'll hand over the on-call pager to Dave.");
-        self.post_at(carol, dm_carol, None, ago(0, 4, 0), "Could you join the design review tomorrow at 11?");
-        self.post_at(dave, dm_dave, None, ago(3, 1, 0), "Postmortem template: https://wiki.example.com/postmortem-template");
-        self.post_at(oscar, dm_oscar, None, ago(0, 7, 0), "Let's sync on the Q4 roadmap before Friday.");
-        let oncall = self.post_at(dave, gm_oncall, None, ago(2, 1, 0), "On-call handover: nothing open, two noisy alerts silenced.");
-        self.post_at(bob, gm_oncall, Some(oncall), ago(2, 0, 30), "Thanks. Which alerts?");
-        self.post_at(dave, gm_oncall, Some(oncall), ago(0, 3, 0), "`disk-usage-warn` on the log hosts, ticket filed. @alice FYI.");
+        let dm_thread = self.post_at(
+            bob,
+            dm_bob,
+            None,
+            ago(0, 2, 30),
+            "Also: I'd like to take Friday off — OK?",
+        );
+        self.post_at(
+            a,
+            dm_bob,
+            Some(dm_thread),
+            ago(0, 2, 0),
+            "Of course, enjoy!",
+        );
+        self.post_at(
+            bob,
+            dm_bob,
+            Some(dm_thread),
+            ago(0, 0, 40),
+            "Thanks! I'll hand over the on-call pager to Dave.",
+        );
+        self.post_at(
+            carol,
+            dm_carol,
+            None,
+            ago(0, 4, 0),
+            "Could you join the design review tomorrow at 11?",
+        );
+        self.post_at(
+            dave,
+            dm_dave,
+            None,
+            ago(3, 1, 0),
+            "Postmortem template: https://wiki.example.com/postmortem-template",
+        );
+        self.post_at(
+            oscar,
+            dm_oscar,
+            None,
+            ago(0, 7, 0),
+            "Let's sync on the Q4 roadmap before Friday.",
+        );
+        let oncall = self.post_at(
+            dave,
+            gm_oncall,
+            None,
+            ago(2, 1, 0),
+            "On-call handover: nothing open, two noisy alerts silenced.",
+        );
+        self.post_at(
+            bob,
+            gm_oncall,
+            Some(oncall),
+            ago(2, 0, 30),
+            "Thanks. Which alerts?",
+        );
+        self.post_at(
+            dave,
+            gm_oncall,
+            Some(oncall),
+            ago(0, 3, 0),
+            "`disk-usage-warn` on the log hosts, ticket filed. @alice FYI.",
+        );
         self.post_at(erin, gm_launch, None, ago(1, 4, 0), "Launch checklist for the new inbox is in the doc. @alice @carol @frank please review your parts.");
 
         // reactions, edits, a deleted post
-        self.react(welcome, &[(bob, "tada"), (carol, "tada"), (dave, "+1"), (frank, "partyparrot")], 30);
+        self.react(
+            welcome,
+            &[
+                (bob, "tada"),
+                (carol, "tada"),
+                (dave, "+1"),
+                (frank, "partyparrot"),
+            ],
+            30,
+        );
         self.react(pool, &[(dave, "+1"), (oscar, "eyes")], 20);
         self.react(incident, &[(a, "eyes"), (oscar, "pray")], 5);
         self.react(mockups, &[(a, "heart_eyes"), (frank, "+1")], 60);
         self.react(review, &[(bob, "lgtm"), (a, "shipit")], 45);
         self.react(release, &[(frank, "white_check_mark")], 30);
         self.edit(release, "Release **2.14** checklist:\n\n- [x] Changelog\n- [x] Migration dry run\n- [x] Smoke tests on staging\n- [ ] Sign-off from @alice");
-        self.edit(coffee, "The new espresso machine on the 3rd floor is *excellent*. That is all. :coffee:");
-        let oops = self.post_at(peggy, announcements, None, ago(6, 4, 50), "Website launch moved to Friday (wrong channel, sorry)");
+        self.edit(
+            coffee,
+            "The new espresso machine on the 3rd floor is *excellent*. That is all. :coffee:",
+        );
+        let oops = self.post_at(
+            peggy,
+            announcements,
+            None,
+            ago(6, 4, 50),
+            "Website launch moved to Friday (wrong channel, sorry)",
+        );
         self.delete(oops);
 
         // Preferences of the demo user: CRT on, one saved post.
         let prefs = self.st.preferences.entry(a).or_default();
-        prefs.insert(("display_settings".into(), "collapsed_reply_threads".into()), "on".into());
+        prefs.insert(
+            ("display_settings".into(), "collapsed_reply_threads".into()),
+            "on".into(),
+        );
         prefs.insert(("flagged_post".into(), pool.to_string()), "true".into());
 
         // Read state: alice read everything up to a day ago in a few busy channels (so they show
         // unread), everything elsewhere; threads were last read ~20 h ago.
-        let partly_read = [backend, incidents, releases, roadmap, design, escalations, dm_bob, dm_carol, dm_oscar, gm_oncall, gm_launch, leadership, code_review];
+        let partly_read = [
+            backend,
+            incidents,
+            releases,
+            roadmap,
+            design,
+            escalations,
+            dm_bob,
+            dm_carol,
+            dm_oscar,
+            gm_oncall,
+            gm_launch,
+            leadership,
+            code_review,
+        ];
         let _ = review2;
         self.normalise_read_state(&partly_read, n - 20 * HOUR);
         let _ = (frontend, feedback);
     }
 
-    fn post_at_priority(&mut self, author: Id, channel: Id, at: i64, priority: &str, msg: &str) -> Id {
+    fn post_at_priority(
+        &mut self,
+        author: Id,
+        channel: Id,
+        at: i64,
+        priority: &str,
+        msg: &str,
+    ) -> Id {
         let np = NewPost {
             create_at: Some(at),
             priority: Some(PostPriority {
@@ -438,10 +927,22 @@ impl Seeder {
             }),
             ..NewPost::new(channel, msg)
         };
-        self.st.create_post(author, np).unwrap_or_else(|_| Id::random())
+        self.st
+            .create_post(author, np)
+            .unwrap_or_else(|_| Id::random())
     }
 
-    fn attach(&mut self, uploader: Id, post: Id, name: &str, mime: &str, size: i64, dims: (u32, u32), blob: FileBlob) {
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        &mut self,
+        uploader: Id,
+        post: Id,
+        name: &str,
+        mime: &str,
+        size: i64,
+        dims: (u32, u32),
+        blob: FileBlob,
+    ) {
         let Some(&idx) = self.st.post_index.get(&post) else {
             return;
         };
@@ -450,7 +951,10 @@ impl Seeder {
             (p.channel_id, p.create_at)
         };
         let id = self.st.new_id();
-        let extension = name.rsplit_once('.').map(|(_, e)| e.to_owned()).unwrap_or_default();
+        let extension = name
+            .rsplit_once('.')
+            .map(|(_, e)| e.to_owned())
+            .unwrap_or_default();
         let is_image = mime.starts_with("image/");
         let info = model::FileInfo {
             id,
@@ -479,12 +983,28 @@ impl Seeder {
 
     fn attach_image(&mut self, uploader: Id, post: Id, name: &str, w: u32, h: u32, color: [u8; 3]) {
         let size = i64::from(w) * i64::from(h) * 3 / 10;
-        self.attach(uploader, post, name, "image/png", size, (w, h), FileBlob::Png { color });
+        self.attach(
+            uploader,
+            post,
+            name,
+            "image/png",
+            size,
+            (w, h),
+            FileBlob::Png { color },
+        );
     }
 
     fn attach_file(&mut self, uploader: Id, post: Id, name: &str, mime: &str, bytes: Vec<u8>) {
         let size = i64::try_from(bytes.len()).unwrap_or(0);
-        self.attach(uploader, post, name, mime, size, (0, 0), FileBlob::Bytes(Arc::from(bytes)));
+        self.attach(
+            uploader,
+            post,
+            name,
+            mime,
+            size,
+            (0, 0),
+            FileBlob::Bytes(Arc::from(bytes)),
+        );
     }
 
     fn react(&mut self, post: Id, reactions: &[(Id, &str)], minutes_after: i64) {
@@ -567,13 +1087,29 @@ impl Seeder {
             let team_users: Vec<Id> = std::iter::once(self.alice)
                 .chain((0..20).map(|k| users[(t * 7 + k * 3) % USERS]))
                 .collect();
-            let team = self.team(&format!("team-{t:02}"), &format!("Team {t:02}"), "", &team_users);
+            let team = self.team(
+                &format!("team-{t:02}"),
+                &format!("Team {t:02}"),
+                "",
+                &team_users,
+            );
             for c in 0..CHANNELS_PER_TEAM {
                 let members: Vec<Id> = std::iter::once(self.alice)
                     .chain((0..8).map(|k| team_users[1 + (c + k * 2) % 20]))
                     .collect();
-                let kind = if c % 10 == 9 { ChannelType::Private } else { ChannelType::Open };
-                let channel = self.channel(team, kind, &format!("channel-{c:02}"), &format!("Channel {t:02}-{c:02}"), "", &members);
+                let kind = if c % 10 == 9 {
+                    ChannelType::Private
+                } else {
+                    ChannelType::Open
+                };
+                let channel = self.channel(
+                    team,
+                    kind,
+                    &format!("channel-{c:02}"),
+                    &format!("Channel {t:02}-{c:02}"),
+                    "",
+                    &members,
+                );
                 self.large_channel(channel, &members, span, ROOTS, THREADS, REPLIES, FOLLOWED);
             }
         }
@@ -695,3 +1231,47 @@ const SENTENCES: [&str; 16] = [
     "Customer confirmed the issue is gone.",
     "Please review before the release cut.",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_is_deterministic_and_has_the_demo_user() {
+        let a = generate(7, Size::Demo);
+        let b = generate(7, Size::Demo);
+        let ua = demo_user(&a).unwrap();
+        assert_eq!(ua, demo_user(&b).unwrap());
+        assert_eq!(ua.password, DEMO_PASSWORD);
+        assert_ne!(ua.token, demo_user(&generate(8, Size::Demo)).unwrap().token);
+        assert_eq!(a.teams.len(), 4);
+        assert!(a.channels.len() >= 20);
+        assert!(a.posts.iter().any(|p| p.delete_at != 0));
+        assert!(a.posts.iter().any(|p| p.edit_at != 0));
+        assert!(!a.files.is_empty());
+        assert!(threaddesk_app(&a).is_some());
+        let alice = a.usernames[DEMO_USERNAME];
+        let totals = a.thread_totals(alice, None, false, false);
+        assert!(
+            totals.unread_threads > 0 && totals.unread_mentions > 0,
+            "{totals:?}"
+        );
+    }
+
+    #[test]
+    fn large_has_the_benchmark_shape() {
+        let started = std::time::Instant::now();
+        let s = generate(1, Size::Large);
+        let elapsed = started.elapsed();
+        let alice = s.usernames[DEMO_USERNAME];
+        assert_eq!(s.teams.len(), 50);
+        assert_eq!(
+            s.channels.values().filter(|c| c.team_id.is_some()).count(),
+            2000
+        );
+        let totals = s.thread_totals(alice, None, false, false);
+        assert!(totals.total >= 10_000, "{totals:?}");
+        assert!(s.posts.len() >= 300_000, "{}", s.posts.len());
+        eprintln!("large seed: {} posts in {elapsed:?}", s.posts.len());
+    }
+}

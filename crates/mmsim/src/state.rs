@@ -210,7 +210,9 @@ pub struct ThreadMemberRec {
 #[derive(Clone, Debug)]
 pub enum FileBlob {
     /// A PNG image of the given size and colour.
-    Png { color: [u8; 3] },
+    Png {
+        color: [u8; 3],
+    },
     Bytes(Arc<[u8]>),
 }
 
@@ -321,6 +323,8 @@ pub struct State {
     pub post_gate: Arc<tokio::sync::RwLock<()>>,
 
     outbox: Vec<Delivery>,
+    /// While seeding: the seed's RNG, so seeded ids (and the demo token) are deterministic.
+    pub(crate) id_rng: Option<rand::rngs::StdRng>,
 }
 
 impl State {
@@ -397,7 +401,11 @@ impl State {
 
     /// Queue a channel-scoped event for the channel's current members.
     pub(crate) fn emit_channel(&mut self, event: &str, channel: Id, data: Map<String, Value>) {
-        let recipients = self.channel_members.get(&channel).cloned().unwrap_or_default();
+        let recipients = self
+            .channel_members
+            .get(&channel)
+            .cloned()
+            .unwrap_or_default();
         let broadcast = Broadcast {
             channel_id: channel.into(),
             ..Broadcast::default()
@@ -405,10 +413,12 @@ impl State {
         self.emit(event, data, broadcast, recipients, HashMap::new());
     }
 
-    /// A fresh random id (runtime objects; seeded objects use the seed's RNG).
-    #[must_use]
-    pub fn new_id(&self) -> Id {
-        Id::random()
+    /// A fresh id: from the seed's RNG while seeding, else from the OS-seeded RNG.
+    pub fn new_id(&mut self) -> Id {
+        match self.id_rng.as_mut() {
+            Some(rng) => Id::new(rng),
+            None => Id::random(),
+        }
     }
 }
 
@@ -419,10 +429,7 @@ pub(crate) fn string_json<T: serde::Serialize>(value: &T) -> Value {
 
 /// Build a JSON object from `(key, value)` pairs.
 pub(crate) fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect()
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
 impl crate::Sim {

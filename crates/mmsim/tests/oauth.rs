@@ -1,5 +1,7 @@
 //! Mattermost as an OAuth 2.0 provider over loopback HTTP (research §2.4, traps 4-7).
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a test failure
+
 use base64::Engine;
 use mmsim::oauth::AppSpec;
 use mmsim::{Running, SimConfig};
@@ -21,13 +23,21 @@ impl Env {
     async fn start(config: SimConfig) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let run = mmsim::start(config, 0).await.expect("start");
-        let app = run.sim.with_state(|s| mmsim::seed::threaddesk_app(s)).expect("seeded app");
+        let app = run
+            .sim
+            .with_state(|s| mmsim::seed::threaddesk_app(s))
+            .expect("seeded app");
         assert!(run.sim.add_oauth_callback(&app.client_id, CALLBACK));
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .unwrap();
-        Self { run, http, client_id: app.client_id, secret: app.client_secret }
+        Self {
+            run,
+            http,
+            client_id: app.client_id,
+            secret: app.client_secret,
+        }
     }
 
     fn challenge() -> String {
@@ -74,7 +84,10 @@ impl Env {
         code
     }
 
-    async fn token(&self, form: &[(&str, &str)]) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    async fn token(
+        &self,
+        form: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
         let resp = self
             .http
             .post(format!("{}/oauth/access_token", self.run.url))
@@ -134,13 +147,21 @@ async fn authorization_code_flow_with_pkce_and_refresh_rotation() {
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
     assert_eq!(env.me(&access).await, 200);
-    assert_eq!(env.run.sim.user_for_token(&access).is_some(), true);
+    assert!(env.run.sim.user_for_token(&access).is_some());
 
     // One-time codes.
     let (status, body) = env.exchange(&code).await;
     assert_eq!(status, 400);
-    assert_eq!(body["id"], "api.oauth.get_access_token.expired_code.app_error");
-    assert!(body["message"].as_str().unwrap().starts_with("invalid_grant"));
+    assert_eq!(
+        body["id"],
+        "api.oauth.get_access_token.expired_code.app_error"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid_grant")
+    );
 
     // Refresh rotates both tokens and kills the old session at once.
     let (status, _, new) = env
@@ -179,7 +200,13 @@ async fn authorization_code_flow_with_pkce_and_refresh_rotation() {
 
     // Logout with the OAuth token revokes it.
     let access2 = new["access_token"].as_str().unwrap();
-    let resp = env.http.post(format!("{}/api/v4/users/logout", env.run.url)).bearer_auth(access2).send().await.unwrap();
+    let resp = env
+        .http
+        .post(format!("{}/api/v4/users/logout", env.run.url))
+        .bearer_auth(access2)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(env.me(access2).await, 401);
 }
@@ -208,15 +235,32 @@ async fn token_endpoint_errors() {
     };
     // Trap 4: AppError JSON with unusual statuses; the code survives none of these checks
     // except the client checks that come before it is consumed.
-    let (status, body) = call(base(&env.secret, "aaaaaaaaaaaaaaaaaaaaaaaaaa", CALLBACK, VERIFIER)).await;
+    let (status, body) = call(base(
+        &env.secret,
+        "aaaaaaaaaaaaaaaaaaaaaaaaaa",
+        CALLBACK,
+        VERIFIER,
+    ))
+    .await;
     assert_eq!(status, 404, "unknown client: {body}");
-    assert!(body["message"].as_str().unwrap().starts_with("invalid_client"));
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid_client")
+    );
     assert_eq!(body["detailed_error"], "");
     let (status, _) = call(base("wrong-secret", &env.client_id, CALLBACK, VERIFIER)).await;
     assert_eq!(status, 401);
     let (status, _) = call(base(&env.secret, "short", CALLBACK, VERIFIER)).await;
     assert_eq!(status, 400);
-    let (status, body) = call(base(&env.secret, &env.client_id, "http://127.0.0.1:9999/other", VERIFIER)).await;
+    let (status, body) = call(base(
+        &env.secret,
+        &env.client_id,
+        "http://127.0.0.1:9999/other",
+        VERIFIER,
+    ))
+    .await;
     assert_eq!(status, 400, "redirect mismatch: {body}");
 
     let code2 = env.code().await;
@@ -227,16 +271,25 @@ async fn token_endpoint_errors() {
             ("client_secret", &env.secret),
             ("code", &code2),
             ("redirect_uri", CALLBACK),
-            ("code_verifier", "wrong-verifier-wrong-verifier-wrong-verifier-x"),
+            (
+                "code_verifier",
+                "wrong-verifier-wrong-verifier-wrong-verifier-x",
+            ),
         ])
         .await;
     assert_eq!(status, 400, "PKCE failure: {body}");
 
-    let (status, _, body) = env.token(&[("grant_type", "password"), ("client_id", &env.client_id)]).await;
+    let (status, _, body) = env
+        .token(&[("grant_type", "password"), ("client_id", &env.client_id)])
+        .await;
     assert_eq!(status, 400);
     assert_eq!(body["id"], "api.oauth.get_access_token.bad_grant.app_error");
     let (status, _, body) = env
-        .token(&[("grant_type", "authorization_code"), ("client_id", &env.client_id), ("client_secret", &env.secret)])
+        .token(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", &env.client_id),
+            ("client_secret", &env.secret),
+        ])
         .await;
     assert_eq!(status, 400);
     assert_eq!(body["message"], "invalid_request: Missing code.");
@@ -252,9 +305,17 @@ async fn token_endpoint_errors() {
 async fn authorize_validation_login_redirect_and_discovery() {
     let env = Env::start(SimConfig::default()).await;
     // Redirect URIs must match exactly.
-    let (status, _) = env.authorize(&env.client_id, "http://127.0.0.1:9999/auth/oauth/callback/", true).await;
+    let (status, _) = env
+        .authorize(
+            &env.client_id,
+            "http://127.0.0.1:9999/auth/oauth/callback/",
+            true,
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, _) = env.authorize("aaaaaaaaaaaaaaaaaaaaaaaaaa", CALLBACK, true).await;
+    let (status, _) = env
+        .authorize("aaaaaaaaaaaaaaaaaaaaaaaaaa", CALLBACK, true)
+        .await;
     assert_eq!(status, 404);
     let (status, _) = env.authorize("bad", CALLBACK, true).await;
     assert_eq!(status, 400);
@@ -268,30 +329,50 @@ async fn authorize_validation_login_redirect_and_discovery() {
         is_public: true,
     });
     assert!(public.client_secret.is_empty());
-    let (status, _) = env.authorize(&public.client_id, "http://localhost:1/cb", false).await;
+    let (status, _) = env
+        .authorize(&public.client_id, "http://localhost:1/cb", false)
+        .await;
     assert_eq!(status, 400, "public clients must use PKCE");
-    let (status, location) = env.authorize(&public.client_id, "http://localhost:1/cb", true).await;
+    let (status, location) = env
+        .authorize(&public.client_id, "http://localhost:1/cb", true)
+        .await;
     assert_eq!(status, 302);
     assert!(location.contains("code="));
 
     // Without auto-approval a request without a session goes to the login page.
-    let strict = Env::start(SimConfig { oauth_auto_approve_user: None, ..SimConfig::default() }).await;
+    let strict = Env::start(SimConfig {
+        oauth_auto_approve_user: None,
+        ..SimConfig::default()
+    })
+    .await;
     let (status, location) = strict.authorize(&strict.client_id, CALLBACK, true).await;
     assert_eq!(status, 302);
-    assert!(location.starts_with(&format!("{}/login?redirect_to=", strict.run.url)), "{location}");
+    assert!(
+        location.starts_with(&format!("{}/login?redirect_to=", strict.run.url)),
+        "{location}"
+    );
 
     let meta: Value = env
         .http
-        .get(format!("{}/.well-known/oauth-authorization-server", env.run.url))
+        .get(format!(
+            "{}/.well-known/oauth-authorization-server",
+            env.run.url
+        ))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    assert_eq!(meta["token_endpoint"], format!("{}/oauth/access_token", env.run.url));
+    assert_eq!(
+        meta["token_endpoint"],
+        format!("{}/oauth/access_token", env.run.url)
+    );
     assert_eq!(meta["code_challenge_methods_supported"], json!(["S256"]));
-    assert_eq!(meta["token_endpoint_auth_methods_supported"], json!(["client_secret_post"]));
+    assert_eq!(
+        meta["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_post"])
+    );
 }
 
 #[tokio::test]
@@ -302,7 +383,11 @@ async fn same_app_exchange_returns_existing_token_and_app_registration_api() {
     assert_eq!(first["access_token"], second["access_token"], "trap 6");
     assert_eq!(first["refresh_token"], second["refresh_token"]);
 
-    let user = env.run.sim.with_state(|s| mmsim::seed::demo_user(s)).unwrap();
+    let user = env
+        .run
+        .sim
+        .with_state(|s| mmsim::seed::demo_user(s))
+        .unwrap();
     let resp = env
         .http
         .post(format!("{}/api/v4/oauth/apps", env.run.url))
@@ -313,13 +398,18 @@ async fn same_app_exchange_returns_existing_token_and_app_registration_api() {
         .unwrap();
     assert_eq!(resp.status(), 201);
     let app: Value = resp.json().await.unwrap();
-    assert_eq!(app["is_trusted"], false, "only admins may create trusted apps");
+    assert_eq!(
+        app["is_trusted"], false,
+        "only admins may create trusted apps"
+    );
     assert_eq!(app["client_secret"].as_str().unwrap().len(), 26);
     let resp = env
         .http
         .post(format!("{}/api/v4/oauth/apps", env.run.url))
         .bearer_auth(&user.token)
-        .json(&json!({"name": "x", "callback_urls": ["not a url"], "homepage": "http://localhost:3"}))
+        .json(
+            &json!({"name": "x", "callback_urls": ["not a url"], "homepage": "http://localhost:3"}),
+        )
         .send()
         .await
         .unwrap();

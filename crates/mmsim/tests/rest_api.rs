@@ -1,6 +1,8 @@
 //! REST API v4 over real loopback HTTP: status codes, AppError bodies, the server quirks of
 //! `shared/research/mattermost-api.md` (numbers in comments are its trap numbers).
 
+#![allow(clippy::unwrap_used)] // test helpers: a panic is a test failure
+
 use mmsim::driver::Driver;
 use mmsim::{Running, SimConfig};
 use reqwest::{Method, StatusCode};
@@ -21,12 +23,20 @@ impl Env {
     async fn with(config: SimConfig) -> Self {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let run = mmsim::start(config, 0).await.expect("start mmsim");
-        let user = run.sim.with_state(|s| mmsim::seed::demo_user(s)).expect("demo user");
+        let user = run
+            .sim
+            .with_state(|s| mmsim::seed::demo_user(s))
+            .expect("demo user");
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client");
-        Self { run, http, token: user.token, me: user.id }
+        Self {
+            run,
+            http,
+            token: user.token,
+            me: user.id,
+        }
     }
 
     fn url(&self, path: &str) -> String {
@@ -34,14 +44,20 @@ impl Env {
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.token);
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .bearer_auth(&self.token);
         if let Some(b) = body {
             req = req.json(&b);
         }
         let resp = req.send().await.expect("send");
         let status = resp.status();
         let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn get(&self, path: &str) -> (StatusCode, Value) {
@@ -70,7 +86,12 @@ impl Env {
 
     async fn team(&self, name: &str) -> String {
         let (_, teams) = self.get("/users/me/teams").await;
-        teams.as_array().unwrap().iter().find(|t| t["name"] == name).unwrap()["id"]
+        teams
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()["id"]
             .as_str()
             .unwrap()
             .to_owned()
@@ -81,8 +102,15 @@ fn assert_app_error(body: &Value, status: u16, id: &str) {
     assert_eq!(body["id"], id, "{body}");
     assert_eq!(body["status_code"], status, "{body}");
     assert!(body["message"].is_string(), "{body}");
-    assert!(body["detailed_error"].is_string(), "detailed_error always present: {body}");
-    assert_eq!(body["request_id"].as_str().map(str::len), Some(26), "{body}");
+    assert!(
+        body["detailed_error"].is_string(),
+        "detailed_error always present: {body}"
+    );
+    assert_eq!(
+        body["request_id"].as_str().map(str::len),
+        Some(26),
+        "{body}"
+    );
     assert!(body.get("is_oauth").is_none());
 }
 
@@ -93,21 +121,35 @@ fn assert_app_error(body: &Value, status: u16, id: &str) {
 #[tokio::test]
 async fn headers_and_unknown_routes() {
     let env = Env::start().await;
-    let resp = env.http.get(env.url("/users/me")).bearer_auth(&env.token).send().await.unwrap();
+    let resp = env
+        .http
+        .get(env.url("/users/me"))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     let h = resp.headers();
     assert_eq!(h["content-type"], "application/json");
     assert_eq!(h["expires"], "0");
     assert_eq!(h["x-request-id"].len(), 26);
     let version = h["x-version-id"].to_str().unwrap();
-    assert!(version.starts_with("11.2.0.") && version.ends_with(".false"), "{version}");
+    assert!(
+        version.starts_with("11.2.0.") && version.ends_with(".false"),
+        "{version}"
+    );
 
     // Trap 21: unknown route → message == id, non-empty detailed_error.
     let (status, body) = env.get("/no/such/route").await;
     assert_eq!(status, 404);
     assert_app_error(&body, 404, "api.context.404.app_error");
     assert_eq!(body["message"], body["id"]);
-    assert!(body["detailed_error"].as_str().unwrap().contains("/api/v4/no/such/route"));
+    assert!(
+        body["detailed_error"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v4/no/such/route")
+    );
 }
 
 #[tokio::test]
@@ -122,12 +164,27 @@ async fn authentication_forms_cookie_precedence_and_csrf() {
     assert_app_error(&body, 401, "api.context.session_expired.app_error");
     assert_eq!(body["detailed_error"], "");
     assert_eq!(body["request_id"], request_id.as_str());
-    let resp = env.http.get(&me).bearer_auth("nonsense").send().await.unwrap();
+    let resp = env
+        .http
+        .get(&me)
+        .bearer_auth("nonsense")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 
     // `BEARER` (any case) and `Token` header forms.
-    for header in [format!("BEARER {}", env.token), format!("token {}", env.token)] {
-        let resp = env.http.get(&me).header("Authorization", header).send().await.unwrap();
+    for header in [
+        format!("BEARER {}", env.token),
+        format!("token {}", env.token),
+    ] {
+        let resp = env
+            .http
+            .get(&me)
+            .header("Authorization", header)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
     }
 
@@ -146,10 +203,17 @@ async fn authentication_forms_cookie_precedence_and_csrf() {
     assert_eq!(bob["username"], "bob");
     assert!(bob.get("password").is_none());
     let (status, body) = env
-        .post("/users/login", json!({"login_id": "bob", "password": "wrong"}))
+        .post(
+            "/users/login",
+            json!({"login_id": "bob", "password": "wrong"}),
+        )
         .await;
     assert_eq!(status, 401);
-    assert_app_error(&body, 401, "api.user.login.invalid_credentials_email_username");
+    assert_app_error(
+        &body,
+        401,
+        "api.user.login.invalid_credentials_email_username",
+    );
 
     // Trap 1: the cookie is read before the Authorization header.
     let resp = env
@@ -185,35 +249,77 @@ async fn authentication_forms_cookie_precedence_and_csrf() {
         req.send()
     };
     assert_eq!(put(None).await.unwrap().status(), 401);
-    assert_eq!(put(Some(("X-Requested-With", "XMLHttpRequest"))).await.unwrap().status(), 200);
+    assert_eq!(
+        put(Some(("X-Requested-With", "XMLHttpRequest")))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Logout revokes the session.
-    let resp = env.http.post(env.url("/users/logout")).bearer_auth(&session).send().await.unwrap();
+    let resp = env
+        .http
+        .post(env.url("/users/logout"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let resp = env.http.get(&me).bearer_auth(&session).send().await.unwrap();
+    let resp = env
+        .http
+        .get(&me)
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 }
 
 #[tokio::test]
 async fn personal_access_tokens() {
     let env = Env::start().await;
-    let (status, created) = env.post("/users/me/tokens", json!({"description": "ci"})).await;
+    let (status, created) = env
+        .post("/users/me/tokens", json!({"description": "ci"}))
+        .await;
     assert_eq!(status, 200);
     let token = created["token"].as_str().unwrap().to_owned();
     let (_, list) = env.get("/users/me/tokens").await;
     let listed = list.as_array().unwrap();
-    assert!(listed.iter().any(|t| t["id"] == created["id"] && t.get("token").is_none()));
-    let resp = env.http.get(env.url("/users/me")).bearer_auth(&token).send().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["id"] == created["id"] && t.get("token").is_none())
+    );
+    let resp = env
+        .http
+        .get(env.url("/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
-    let (status, _) = env.post("/users/tokens/revoke", json!({"token_id": created["id"]})).await;
+    let (status, _) = env
+        .post("/users/tokens/revoke", json!({"token_id": created["id"]}))
+        .await;
     assert_eq!(status, 200);
-    let resp = env.http.get(env.url("/users/me")).bearer_auth(&token).send().await.unwrap();
+    let resp = env
+        .http
+        .get(env.url("/users/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let (status, body) = env.post("/users/me/tokens", json!({})).await;
     assert_eq!(status, 400, "{body}");
 
     // Disabled like a default server: creation is 501.
-    let off = Env::with(SimConfig { enable_user_access_tokens: false, ..SimConfig::default() }).await;
+    let off = Env::with(SimConfig {
+        enable_user_access_tokens: false,
+        ..SimConfig::default()
+    })
+    .await;
     let resp = off
         .http
         .post(off.url("/users/login"))
@@ -231,7 +337,10 @@ async fn personal_access_tokens() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 501);
-    assert_eq!(resp.json::<Value>().await.unwrap()["id"], "app.user_access_token.disabled");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["id"],
+        "app.user_access_token.disabled"
+    );
     // ...and the seeded PAT no longer authenticates.
     let (status, _) = off.get("/users/me").await;
     assert_eq!(status, 401);
@@ -246,7 +355,10 @@ async fn users_statuses_and_bad_input() {
     let users = users.as_array().unwrap();
     assert_eq!(users.len(), 2);
     let other = users.iter().find(|u| u["id"] == bob.as_str()).unwrap();
-    assert!(other.get("notify_props").is_none(), "other users are sanitized");
+    assert!(
+        other.get("notify_props").is_none(),
+        "other users are sanitized"
+    );
 
     let (status, body) = env.post("/users/ids", json!([])).await;
     assert_eq!(status, 400);
@@ -261,7 +373,11 @@ async fn users_statuses_and_bad_input() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 400);
-    assert_app_error(&resp.json().await.unwrap(), 400, "api.context.invalid_body_param.app_error");
+    assert_app_error(
+        &resp.json().await.unwrap(),
+        400,
+        "api.context.invalid_body_param.app_error",
+    );
     // Invalid and unknown ids.
     let (status, body) = env.get("/users/not-an-id").await;
     assert_eq!(status, 400);
@@ -275,7 +391,13 @@ async fn users_statuses_and_bad_input() {
     assert_eq!(statuses[0]["user_id"], bob.as_str());
     assert!(statuses[0]["dnd_end_time"].is_i64());
 
-    let resp = env.http.get(env.url(&format!("/users/{bob}/image"))).bearer_auth(&env.token).send().await.unwrap();
+    let resp = env
+        .http
+        .get(env.url(&format!("/users/{bob}/image")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["content-type"], "image/png");
     assert_eq!(&resp.bytes().await.unwrap()[..4], b"\x89PNG");
 }
@@ -289,7 +411,10 @@ async fn channels_members_and_ndjson() {
     let env = Env::start().await;
     let (_, channels) = env.get("/users/me/channels").await;
     let channels = channels.as_array().unwrap();
-    let types: Vec<&str> = channels.iter().map(|c| c["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = channels
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
     for t in ["O", "P", "D", "G"] {
         assert!(types.contains(&t), "all teams plus DMs and GMs: {types:?}");
     }
@@ -305,13 +430,28 @@ async fn channels_members_and_ndjson() {
     // Team channel list also includes DM/GM.
     let eng = env.team("engineering").await;
     let (_, team_channels) = env.get(&format!("/users/me/teams/{eng}/channels")).await;
-    assert!(team_channels.as_array().unwrap().iter().any(|c| c["type"] == "D"));
+    assert!(
+        team_channels
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "D")
+    );
 
     // Trap 19: page=-1 streams NDJSON.
-    let resp = env.http.get(env.url("/users/me/channel_members?page=-1")).bearer_auth(&env.token).send().await.unwrap();
+    let resp = env
+        .http
+        .get(env.url("/users/me/channel_members?page=-1"))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
     let text = resp.text().await.unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), channels.len());
     assert!(lines[0]["msg_count_root"].is_i64() && lines[0]["team_name"].is_string());
     let (_, page) = env.get("/users/me/channel_members?page=0&per_page=2").await;
@@ -344,21 +484,35 @@ async fn msg_count_is_a_read_count_and_view_marks_read() {
     let channel = env.channel("company", "off-topic");
     let (_, member) = env.get(&format!("/channels/{channel}/members/me")).await;
     let (_, ch) = env.get(&format!("/channels/{channel}")).await;
-    assert_eq!(member["msg_count"], ch["total_msg_count"], "seeded as fully read");
+    assert_eq!(
+        member["msg_count"], ch["total_msg_count"],
+        "seeded as fully read"
+    );
 
     env.driver().post("bob", &channel, "hello @alice").unwrap();
     let (_, member2) = env.get(&format!("/channels/{channel}/members/me")).await;
     let (_, ch2) = env.get(&format!("/channels/{channel}")).await;
-    assert_eq!(member2["msg_count"], member["msg_count"], "trap 8: read count unchanged");
-    assert_eq!(ch2["total_msg_count"].as_i64(), Some(ch["total_msg_count"].as_i64().unwrap() + 1));
+    assert_eq!(
+        member2["msg_count"], member["msg_count"],
+        "trap 8: read count unchanged"
+    );
+    assert_eq!(
+        ch2["total_msg_count"].as_i64(),
+        Some(ch["total_msg_count"].as_i64().unwrap() + 1)
+    );
     assert_eq!(member2["mention_count"], 1);
     // The unread endpoint returns msg_count already as unread.
-    let (_, unread) = env.get(&format!("/users/me/channels/{channel}/unread")).await;
+    let (_, unread) = env
+        .get(&format!("/users/me/channels/{channel}/unread"))
+        .await;
     assert_eq!(unread["msg_count"], 1);
     assert_eq!(unread["mention_count"], 1);
 
     let (status, view) = env
-        .post("/channels/members/me/view", json!({"channel_id": channel, "collapsed_threads_supported": true}))
+        .post(
+            "/channels/members/me/view",
+            json!({"channel_id": channel, "collapsed_threads_supported": true}),
+        )
         .await;
     assert_eq!(status, 200);
     assert_eq!(view["status"], "OK");
@@ -367,28 +521,46 @@ async fn msg_count_is_a_read_count_and_view_marks_read() {
     assert_eq!(member3["msg_count"], ch2["total_msg_count"]);
     assert_eq!(member3["mention_count"], 0);
     // Nothing unread any more → channel not touched (trap 24).
-    let (_, view) = env.post("/channels/members/me/view", json!({"channel_id": channel})).await;
+    let (_, view) = env
+        .post("/channels/members/me/view", json!({"channel_id": channel}))
+        .await;
     assert_eq!(view["last_viewed_at_times"], json!({}));
-    let (status, _) = env.post("/channels/members/me/view", json!({"channel_id": "bad"})).await;
+    let (status, _) = env
+        .post("/channels/members/me/view", json!({"channel_id": "bad"}))
+        .await;
     assert_eq!(status, 400);
 
     // set_unread: read counts again, last_viewed_at = create_at − 1.
     let post = env.driver().post("bob", &channel, "second").unwrap();
     let (_, p) = env.get(&format!("/posts/{post}")).await;
-    let (status, at) = env.post(&format!("/users/me/posts/{post}/set_unread"), json!({"collapsed_threads_supported": true})).await;
+    let (status, at) = env
+        .post(
+            &format!("/users/me/posts/{post}/set_unread"),
+            json!({"collapsed_threads_supported": true}),
+        )
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(at["last_viewed_at"].as_i64(), Some(p["create_at"].as_i64().unwrap() - 1));
+    assert_eq!(
+        at["last_viewed_at"].as_i64(),
+        Some(p["create_at"].as_i64().unwrap() - 1)
+    );
     assert_eq!(at["msg_count"], ch2["total_msg_count"]);
 
     // mark_read (CRT-aware) and a DM counts as a mention (trap 34b).
     let dm = env.driver().dm("bob", "alice", "ping").unwrap();
     let (_, dm_post) = env.get(&format!("/posts/{dm}")).await;
     let dm_channel = dm_post["channel_id"].as_str().unwrap().to_owned();
-    let (_, unread) = env.get(&format!("/users/me/channels/{dm_channel}/unread")).await;
+    let (_, unread) = env
+        .get(&format!("/users/me/channels/{dm_channel}/unread"))
+        .await;
     assert!(unread["mention_count"].as_i64().unwrap() >= 1);
-    let (status, _) = env.post("/channels/members/me/mark_read", json!([dm_channel])).await;
+    let (status, _) = env
+        .post("/channels/members/me/mark_read", json!([dm_channel]))
+        .await;
     assert_eq!(status, 200);
-    let (_, unread) = env.get(&format!("/users/me/channels/{dm_channel}/unread")).await;
+    let (_, unread) = env
+        .get(&format!("/users/me/channels/{dm_channel}/unread"))
+        .await;
     assert_eq!(unread["mention_count"], 0);
     assert_eq!(unread["msg_count"], 0);
 }
@@ -398,10 +570,15 @@ async fn team_unreads_with_thread_counts() {
     let env = Env::start().await;
     let (_, plain) = env.get("/users/me/teams/unread").await;
     assert!(plain[0].get("thread_count").is_none());
-    let (_, with) = env.get("/users/me/teams/unread?include_collapsed_threads=true").await;
+    let (_, with) = env
+        .get("/users/me/teams/unread?include_collapsed_threads=true")
+        .await;
     let list = with.as_array().unwrap();
     assert_eq!(list.len(), 4);
-    assert!(list.iter().all(|t| t["thread_count"].is_i64() && t["thread_urgent_mention_count"].is_i64()));
+    assert!(
+        list.iter()
+            .all(|t| t["thread_count"].is_i64() && t["thread_urgent_mention_count"].is_i64())
+    );
     let eng = env.team("engineering").await;
     let team = list.iter().find(|t| t["team_id"] == eng.as_str()).unwrap();
     assert!(team["thread_count"].as_i64().unwrap() > 0, "{team}");
@@ -418,44 +595,93 @@ async fn team_unreads_with_thread_counts() {
 async fn create_validate_patch_delete_posts() {
     let env = Env::start().await;
     let channel = env.channel("engineering", "backend");
-    let (status, root) = env.post("/posts", json!({"channel_id": channel, "message": "root **post**"})).await;
+    let (status, root) = env
+        .post(
+            "/posts",
+            json!({"channel_id": channel, "message": "root **post**"}),
+        )
+        .await;
     assert_eq!(status, 201);
     assert_eq!(root["user_id"], env.me.as_str());
     assert_eq!(root["participants"], Value::Null, "trap 10");
     assert!(root["hashtags"].is_string());
     let root_id = root["id"].as_str().unwrap().to_owned();
-    let (status, reply) = env.post("/posts", json!({"channel_id": channel, "message": "reply", "root_id": root_id})).await;
+    let (status, reply) = env
+        .post(
+            "/posts",
+            json!({"channel_id": channel, "message": "reply", "root_id": root_id}),
+        )
+        .await;
     assert_eq!(status, 201);
     let reply_id = reply["id"].as_str().unwrap().to_owned();
 
     // Trap 36: a reply must name the root, in the same channel.
-    let (status, body) = env.post("/posts", json!({"channel_id": channel, "message": "x", "root_id": reply_id})).await;
+    let (status, body) = env
+        .post(
+            "/posts",
+            json!({"channel_id": channel, "message": "x", "root_id": reply_id}),
+        )
+        .await;
     assert_eq!(status, 400);
     assert_app_error(&body, 400, "api.post.create_post.root_id.app_error");
     let other = env.channel("engineering", "frontend");
-    let (status, _) = env.post("/posts", json!({"channel_id": other, "message": "x", "root_id": root_id})).await;
+    let (status, _) = env
+        .post(
+            "/posts",
+            json!({"channel_id": other, "message": "x", "root_id": root_id}),
+        )
+        .await;
     assert_eq!(status, 400);
-    let (status, body) = env.post("/posts", json!({"channel_id": "nope", "message": "x"})).await;
+    let (status, body) = env
+        .post("/posts", json!({"channel_id": "nope", "message": "x"}))
+        .await;
     assert_eq!(status, 400);
     assert_app_error(&body, 400, "api.context.invalid_body_param.app_error");
-    let resp = env.http.post(env.url("/posts")).bearer_auth(&env.token).body("{not json").send().await.unwrap();
+    let resp = env
+        .http
+        .post(env.url("/posts"))
+        .bearer_auth(&env.token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
     // Not a member → 403.
     let leadership_less = env.driver().post("bob", &channel, "x").map(|_| ());
     assert!(leadership_less.is_ok());
-    let (status, _) = env.post("/posts", json!({"channel_id": "aaaaaaaaaaaaaaaaaaaaaaaaaa", "message": "x"})).await;
+    let (status, _) = env
+        .post(
+            "/posts",
+            json!({"channel_id": "aaaaaaaaaaaaaaaaaaaaaaaaaa", "message": "x"}),
+        )
+        .await;
     assert_eq!(status, 403);
 
     // Patch: message edit sets edit_at.
-    let (status, patched) = env.put(&format!("/posts/{root_id}/patch"), json!({"message": "edited"})).await;
+    let (status, patched) = env
+        .put(
+            &format!("/posts/{root_id}/patch"),
+            json!({"message": "edited"}),
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(patched["message"], "edited");
     assert!(patched["edit_at"].as_i64().unwrap() > 0);
-    let (status, _) = env.put(&format!("/posts/{root_id}"), json!({"id": root_id, "message": "full update"})).await;
+    let (status, _) = env
+        .put(
+            &format!("/posts/{root_id}"),
+            json!({"id": root_id, "message": "full update"}),
+        )
+        .await;
     assert_eq!(status, 200);
     // Someone else's post cannot be edited.
     let bobs = env.driver().post("bob", &channel, "bob's").unwrap();
-    let (status, _) = env.put(&format!("/posts/{bobs}/patch"), json!({"message": "hijack"})).await;
+    let (status, _) = env
+        .put(
+            &format!("/posts/{bobs}/patch"),
+            json!({"message": "hijack"}),
+        )
+        .await;
     assert_eq!(status, 403);
 
     // Trap 33: deleting a root deletes its replies.
@@ -472,18 +698,30 @@ async fn create_validate_patch_delete_posts() {
 async fn channel_post_lists_since_and_collapsed_threads() {
     let env = Env::start().await;
     let channel = env.channel("engineering", "incidents");
-    let (status, list) = env.get(&format!("/channels/{channel}/posts?per_page=2")).await;
+    let (status, list) = env
+        .get(&format!("/channels/{channel}/posts?per_page=2"))
+        .await;
     assert_eq!(status, 200);
     let order = list["order"].as_array().unwrap();
     assert_eq!(order.len(), 2);
-    assert!(list["posts"].as_object().unwrap().len() >= 2, "threads fetched too");
+    assert!(
+        list["posts"].as_object().unwrap().len() >= 2,
+        "threads fetched too"
+    );
     assert!(!list["prev_post_id"].as_str().unwrap().is_empty());
     assert_eq!(list["next_post_id"], "");
-    let (_, older) = env.get(&format!("/channels/{channel}/posts?per_page=2&before={}", order[1].as_str().unwrap())).await;
+    let (_, older) = env
+        .get(&format!(
+            "/channels/{channel}/posts?per_page=2&before={}",
+            order[1].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(older["next_post_id"], order[1]);
 
     // CRT: roots only, with participants (id-only) and is_following.
-    let (_, crt) = env.get(&format!("/channels/{channel}/posts?collapsedThreads=true")).await;
+    let (_, crt) = env
+        .get(&format!("/channels/{channel}/posts?collapsedThreads=true"))
+        .await;
     for id in crt["order"].as_array().unwrap() {
         let p = &crt["posts"][id.as_str().unwrap()];
         assert_eq!(p["root_id"], "");
@@ -496,20 +734,36 @@ async fn channel_post_lists_since_and_collapsed_threads() {
         .map(|id| &crt["posts"][id.as_str().unwrap()])
         .find(|p| p["reply_count"].as_i64().unwrap() > 0)
         .unwrap();
-    assert_eq!(busy["participants"][0]["username"], "", "id-only without collapsedThreadsExtended");
-    let (_, ext) = env.get(&format!("/channels/{channel}/posts?collapsedThreads=true&collapsedThreadsExtended=true")).await;
+    assert_eq!(
+        busy["participants"][0]["username"], "",
+        "id-only without collapsedThreadsExtended"
+    );
+    let (_, ext) = env
+        .get(&format!(
+            "/channels/{channel}/posts?collapsedThreads=true&collapsedThreadsExtended=true"
+        ))
+        .await;
     let busy_ext = &ext["posts"][busy["id"].as_str().unwrap()];
     assert_ne!(busy_ext["participants"][0]["username"], "");
 
     // Trap 17: since is strict on update_at and includes deleted posts.
-    let (_, newest) = env.get(&format!("/channels/{channel}/posts?per_page=1")).await;
+    let (_, newest) = env
+        .get(&format!("/channels/{channel}/posts?per_page=1"))
+        .await;
     let newest_id = newest["order"][0].as_str().unwrap();
     let since = newest["posts"][newest_id]["update_at"].as_i64().unwrap();
-    let (_, none) = env.get(&format!("/channels/{channel}/posts?since={since}")).await;
+    let (_, none) = env
+        .get(&format!("/channels/{channel}/posts?since={since}"))
+        .await;
     assert_eq!(none["order"], json!([]));
-    let gone = env.driver().post("dave", &channel, "will be deleted").unwrap();
+    let gone = env
+        .driver()
+        .post("dave", &channel, "will be deleted")
+        .unwrap();
     env.driver().delete("dave", &gone).unwrap();
-    let (_, since_list) = env.get(&format!("/channels/{channel}/posts?since={since}")).await;
+    let (_, since_list) = env
+        .get(&format!("/channels/{channel}/posts?since={since}"))
+        .await;
     assert_eq!(since_list["order"], json!([gone]));
     assert_eq!(since_list["posts"][&gone]["message"], "");
     assert!(since_list["posts"][&gone]["delete_at"].as_i64().unwrap() > 0);
@@ -547,7 +801,10 @@ async fn pending_post_id_dedup_window_and_in_flight() {
     let (s1, p1) = env.post("/posts", body.clone()).await;
     let (s2, p2) = env.post("/posts", body.clone()).await;
     assert_eq!((s1.as_u16(), s2.as_u16()), (201, 201));
-    assert_eq!(p1["id"], p2["id"], "a retry within 30 s returns the same post");
+    assert_eq!(
+        p1["id"], p2["id"],
+        "a retry within 30 s returns the same post"
+    );
     // After the window a retry creates a second post.
     env.run.sim.clock().advance(31_000);
     let (s3, p3) = env.post("/posts", body.clone()).await;
@@ -558,7 +815,11 @@ async fn pending_post_id_dedup_window_and_in_flight() {
     let gate = env.run.sim.hold_post_creation().await;
     let body = json!({"channel_id": channel, "message": "slow", "pending_post_id": "p:2"});
     let first = {
-        let req = env.http.post(env.url("/posts")).bearer_auth(&env.token).json(&body);
+        let req = env
+            .http
+            .post(env.url("/posts"))
+            .bearer_auth(&env.token)
+            .json(&body);
         tokio::spawn(async move { req.send().await.unwrap().status() })
     };
     while !env.run.sim.is_post_pending("p:2") {
@@ -578,7 +839,10 @@ async fn reactions_files_and_flagged() {
     let post = env.driver().post("bob", &channel, "react to me").unwrap();
     let (_, before) = env.get(&format!("/posts/{post}")).await;
     let (status, reaction) = env
-        .post("/reactions", json!({"user_id": env.me, "post_id": post, "emoji_name": "tada"}))
+        .post(
+            "/reactions",
+            json!({"user_id": env.me, "post_id": post, "emoji_name": "tada"}),
+        )
         .await;
     assert_eq!(status, 200, "trap 18: 200, not 201");
     assert_eq!(reaction["channel_id"], channel.as_str());
@@ -587,13 +851,20 @@ async fn reactions_files_and_flagged() {
     assert_eq!(after["metadata"]["reactions"][0]["emoji_name"], "tada");
     assert_eq!(after["has_reactions"], true);
     let bob = env.driver().user_id("bob").unwrap();
-    let (status, _) = env.post("/reactions", json!({"user_id": bob, "post_id": post, "emoji_name": "x"})).await;
+    let (status, _) = env
+        .post(
+            "/reactions",
+            json!({"user_id": bob, "post_id": post, "emoji_name": "x"}),
+        )
+        .await;
     assert_eq!(status, 403, "user_id must be the session user");
     let (_, list) = env.get(&format!("/posts/{post}/reactions")).await;
     assert_eq!(list.as_array().unwrap().len(), 1);
     let (_, by_ids) = env.post("/posts/ids/reactions", json!([post])).await;
     assert_eq!(by_ids[&post].as_array().unwrap().len(), 1);
-    let (status, _) = env.delete(&format!("/users/me/posts/{post}/reactions/tada")).await;
+    let (status, _) = env
+        .delete(&format!("/users/me/posts/{post}/reactions/tada"))
+        .await;
     assert_eq!(status, 200);
     let (_, list) = env.get(&format!("/posts/{post}/reactions")).await;
     assert_eq!(list, json!([]));
@@ -609,15 +880,29 @@ async fn reactions_files_and_flagged() {
         .unwrap();
     let file_id = with_file["file_ids"][0].as_str().unwrap();
     assert_eq!(with_file["metadata"]["files"][0]["id"], file_id);
-    let (_, infos) = env.get(&format!("/posts/{}/files/info", with_file["id"].as_str().unwrap())).await;
+    let (_, infos) = env
+        .get(&format!(
+            "/posts/{}/files/info",
+            with_file["id"].as_str().unwrap()
+        ))
+        .await;
     assert_eq!(infos[0]["mime_type"], "image/png");
     for kind in ["thumbnail", "preview"] {
-        let resp = env.http.get(env.url(&format!("/files/{file_id}/{kind}"))).bearer_auth(&env.token).send().await.unwrap();
+        let resp = env
+            .http
+            .get(env.url(&format!("/files/{file_id}/{kind}")))
+            .bearer_auth(&env.token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert_eq!(&resp.bytes().await.unwrap()[..8], b"\x89PNG\r\n\x1a\n");
     }
     let (status, info) = env.get(&format!("/files/{file_id}/info")).await;
-    assert_eq!((status.as_u16(), info["has_preview_image"].as_bool()), (200, Some(true)));
+    assert_eq!(
+        (status.as_u16(), info["has_preview_image"].as_bool()),
+        (200, Some(true))
+    );
 
     let (_, flagged) = env.get("/users/me/posts/flagged").await;
     assert_eq!(flagged["order"].as_array().unwrap().len(), 1);
@@ -637,29 +922,61 @@ async fn thread_list_quirks() {
     assert_eq!(status, 200);
     let threads = list["threads"].as_array().unwrap();
     assert!(!threads.is_empty());
-    assert!(threads.iter().all(|t| t.get("is_following").is_none()), "trap 11");
-    assert!(threads[0]["participants"][0]["username"] == "", "id-only participants");
-    for key in ["total", "total_unread_threads", "total_unread_mentions", "total_unread_urgent_mentions"] {
+    assert!(
+        threads.iter().all(|t| t.get("is_following").is_none()),
+        "trap 11"
+    );
+    assert!(
+        threads[0]["participants"][0]["username"] == "",
+        "id-only participants"
+    );
+    for key in [
+        "total",
+        "total_unread_threads",
+        "total_unread_mentions",
+        "total_unread_urgent_mentions",
+    ] {
         assert!(list[key].is_i64(), "{key}");
     }
-    let lr: Vec<i64> = threads.iter().map(|t| t["last_reply_at"].as_i64().unwrap()).collect();
+    let lr: Vec<i64> = threads
+        .iter()
+        .map(|t| t["last_reply_at"].as_i64().unwrap())
+        .collect();
     assert!(lr.windows(2).all(|w| w[0] >= w[1]), "newest first");
 
     // Trap 12: DM/GM threads appear in every team's list, unless excludeDirect.
     let is_direct = |t: &Value| {
         let ch = t["post"]["channel_id"].as_str().unwrap().to_owned();
         env.run.sim.with_state(|s| {
-            s.channels.values().any(|c| c.id.as_str() == ch && c.team_id.is_none())
+            s.channels
+                .values()
+                .any(|c| c.id.as_str() == ch && c.team_id.is_none())
         })
     };
-    let direct: Vec<String> = threads.iter().filter(|t| is_direct(t)).map(|t| t["id"].as_str().unwrap().to_owned()).collect();
+    let direct: Vec<String> = threads
+        .iter()
+        .filter(|t| is_direct(t))
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .collect();
     assert!(!direct.is_empty());
     let (_, other) = env.get(&path(&product, "")).await;
     for id in &direct {
-        assert!(other["threads"].as_array().unwrap().iter().any(|t| t["id"] == id.as_str()));
+        assert!(
+            other["threads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|t| t["id"] == id.as_str())
+        );
     }
     let (_, excl) = env.get(&path(&eng, "excludeDirect=true")).await;
-    assert!(excl["threads"].as_array().unwrap().iter().all(|t| !is_direct(t)));
+    assert!(
+        excl["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| !is_direct(t))
+    );
 
     // Trap 13.
     let (_, totals) = env.get(&path(&eng, "totalsOnly=true")).await;
@@ -667,23 +984,43 @@ async fn thread_list_quirks() {
     assert_eq!(totals["total"], list["total"]);
     let (_, only) = env.get(&path(&eng, "threadsOnly=true")).await;
     assert_eq!(only["total"], 0);
-    let (status, body) = env.get(&path(&eng, "totalsOnly=true&threadsOnly=true")).await;
+    let (status, body) = env
+        .get(&path(&eng, "totalsOnly=true&threadsOnly=true"))
+        .await;
     assert_eq!(status, 400);
     assert_app_error(&body, 400, "api.getThreadsForUser.bad_only_params");
     let (_, unread) = env.get(&path(&eng, "unread=true")).await;
     assert_eq!(unread["total"], list["total_unread_threads"]);
-    assert!(unread["threads"].as_array().unwrap().iter().all(|t| t["unread_replies"].as_i64().unwrap() > 0));
+    assert!(
+        unread["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["unread_replies"].as_i64().unwrap() > 0)
+    );
 
     // Cursors: before/after exclusive; after is ascending.
     let first = threads[0]["id"].as_str().unwrap();
     let last = threads.last().unwrap()["id"].as_str().unwrap();
-    let (status, _) = env.get(&path(&eng, &format!("before={first}&after={last}"))).await;
+    let (status, _) = env
+        .get(&path(&eng, &format!("before={first}&after={last}")))
+        .await;
     assert_eq!(status, 400);
-    let (_, before) = env.get(&path(&eng, &format!("before={first}&per_page=1"))).await;
+    let (_, before) = env
+        .get(&path(&eng, &format!("before={first}&per_page=1")))
+        .await;
     assert_eq!(before["threads"][0]["id"], threads[1]["id"]);
     let (_, after) = env.get(&path(&eng, &format!("after={last}"))).await;
-    let asc: Vec<i64> = after["threads"].as_array().unwrap().iter().map(|t| t["last_reply_at"].as_i64().unwrap()).collect();
-    assert!(!asc.is_empty() && asc.windows(2).all(|w| w[0] <= w[1]), "ascending with after");
+    let asc: Vec<i64> = after["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["last_reply_at"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !asc.is_empty() && asc.windows(2).all(|w| w[0] <= w[1]),
+        "ascending with after"
+    );
     let (_, one) = env.get(&path(&eng, "per_page=1&page=3")).await;
     assert_eq!(one["threads"].as_array().unwrap().len(), 1);
     assert_eq!(one["threads"][0]["id"], threads[0]["id"], "page is ignored");
@@ -691,7 +1028,13 @@ async fn thread_list_quirks() {
     assert_ne!(extended["threads"][0]["participants"][0]["username"], "");
     let since = threads[0]["last_reply_at"].as_i64().unwrap();
     let (_, recent) = env.get(&path(&eng, &format!("since={since}"))).await;
-    assert!(recent["threads"].as_array().unwrap().iter().any(|t| t["id"] == threads[0]["id"]));
+    assert!(
+        recent["threads"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == threads[0]["id"])
+    );
 }
 
 #[tokio::test]
@@ -704,29 +1047,52 @@ async fn thread_read_unread_follow() {
     // No membership yet → 404 (and no thread before the first reply).
     let (status, body) = env.get(&base).await;
     assert_eq!(status, 404);
-    assert_app_error(&body, 404, "app.user.get_thread_membership_for_user.not_found");
+    assert_app_error(
+        &body,
+        404,
+        "app.user.get_thread_membership_for_user.not_found",
+    );
     // A reply mentioning alice makes her follow with an unread mention.
-    env.driver().reply("heidi", &root, "@alice what do you think?").unwrap();
+    env.driver()
+        .reply("heidi", &root, "@alice what do you think?")
+        .unwrap();
     let (status, t) = env.get(&base).await;
     assert_eq!(status, 200);
-    assert_eq!((t["unread_replies"].as_i64(), t["unread_mentions"].as_i64()), (Some(1), Some(1)));
+    assert_eq!(
+        (t["unread_replies"].as_i64(), t["unread_mentions"].as_i64()),
+        (Some(1), Some(1))
+    );
     assert!(t.get("is_following").is_none());
     // Read at now → 0 unread; read at 0 → unread again.
     let now = t["last_reply_at"].as_i64().unwrap() + 1;
     let (status, t) = env.put(&format!("{base}/read/{now}"), json!({})).await;
     assert_eq!(status, 200);
-    assert_eq!((t["unread_replies"].as_i64(), t["unread_mentions"].as_i64()), (Some(0), Some(0)));
+    assert_eq!(
+        (t["unread_replies"].as_i64(), t["unread_mentions"].as_i64()),
+        (Some(0), Some(0))
+    );
     let (_, t) = env.put(&format!("{base}/read/0"), json!({})).await;
     assert_eq!(t["unread_replies"], 1);
     // set_unread at the root: last_viewed_at = root.create_at − 1.
     let (_, root_post) = env.get(&format!("/posts/{root}")).await;
-    let (status, t) = env.post(&format!("{base}/set_unread/{root}"), json!({})).await;
+    let (status, t) = env
+        .post(&format!("{base}/set_unread/{root}"), json!({}))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(t["last_viewed_at"].as_i64(), Some(root_post["create_at"].as_i64().unwrap() - 1));
+    assert_eq!(
+        t["last_viewed_at"].as_i64(),
+        Some(root_post["create_at"].as_i64().unwrap() - 1)
+    );
     let other = env.driver().post("bob", &channel, "unrelated").unwrap();
-    let (status, body) = env.post(&format!("{base}/set_unread/{other}"), json!({})).await;
+    let (status, body) = env
+        .post(&format!("{base}/set_unread/{other}"), json!({}))
+        .await;
     assert_eq!(status, 400);
-    assert_app_error(&body, 400, "app.user.update_thread_read_for_user_by_post.app_error");
+    assert_app_error(
+        &body,
+        400,
+        "app.user.update_thread_read_for_user_by_post.app_error",
+    );
     // Unfollow → 404 on GET and gone from the list; follow again → read.
     let (status, ok) = env.delete(&format!("{base}/following")).await;
     assert_eq!((status.as_u16(), ok["status"].as_str()), (200, Some("OK")));
@@ -742,9 +1108,13 @@ async fn thread_read_unread_follow() {
     assert_eq!(t["unread_replies"], 0);
     // Mark all read.
     env.driver().reply("bob", &root, "even more").unwrap();
-    let (status, _) = env.put(&format!("/users/me/teams/{eng}/threads/read"), json!({})).await;
+    let (status, _) = env
+        .put(&format!("/users/me/teams/{eng}/threads/read"), json!({}))
+        .await;
     assert_eq!(status, 200);
-    let (_, totals) = env.get(&format!("/users/me/teams/{eng}/threads?totalsOnly=true")).await;
+    let (_, totals) = env
+        .get(&format!("/users/me/teams/{eng}/threads?totalsOnly=true"))
+        .await;
     assert_eq!(totals["total_unread_threads"], 0);
     assert_eq!(totals["total_unread_mentions"], 0);
     // Bad ids.
@@ -764,15 +1134,24 @@ async fn preferences_roundtrip_and_limits() {
     assert_eq!((status.as_u16(), ok["status"].as_str()), (200, Some("OK")));
     let (_, cat) = env.get("/users/me/preferences/threaddesk_done").await;
     assert_eq!(cat, json!([pref]));
-    let (_, one) = env.get("/users/me/preferences/threaddesk_done/name/abc").await;
+    let (_, one) = env
+        .get("/users/me/preferences/threaddesk_done/name/abc")
+        .await;
     assert_eq!(one, pref);
-    let (status, _) = env.post("/users/me/preferences/delete", json!([pref])).await;
+    let (status, _) = env
+        .post("/users/me/preferences/delete", json!([pref]))
+        .await;
     assert_eq!(status, 200);
-    let (status, _) = env.get("/users/me/preferences/threaddesk_done/name/abc").await;
+    let (status, _) = env
+        .get("/users/me/preferences/threaddesk_done/name/abc")
+        .await;
     assert_eq!(status, 404);
     let bob = env.driver().user_id("bob").unwrap();
     let (status, _) = env
-        .put("/users/me/preferences", json!([{"user_id": bob, "category": "x", "name": "y", "value": "z"}]))
+        .put(
+            "/users/me/preferences",
+            json!([{"user_id": bob, "category": "x", "name": "y", "value": "z"}]),
+        )
         .await;
     assert_eq!(status, 403);
     let many: Vec<Value> = (0..101)
@@ -783,7 +1162,12 @@ async fn preferences_roundtrip_and_limits() {
     let (status, _) = env.put("/users/me/preferences", json!([])).await;
     assert_eq!(status, 400);
     let (_, all) = env.get("/users/me/preferences").await;
-    assert!(all.as_array().unwrap().iter().any(|p| p["category"] == "display_settings"));
+    assert!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["category"] == "display_settings")
+    );
 }
 
 #[tokio::test]
@@ -797,7 +1181,13 @@ async fn emoji_ping_and_client_config() {
     assert_eq!(status, 200);
     let (status, _) = env.get("/emoji/name/shipit").await;
     assert_eq!(status, 200);
-    let resp = env.http.get(env.url(&format!("/emoji/{id}/image"))).bearer_auth(&env.token).send().await.unwrap();
+    let resp = env
+        .http
+        .get(env.url(&format!("/emoji/{id}/image")))
+        .bearer_auth(&env.token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.headers()["content-type"], "image/png");
 
     let resp = env.http.get(env.url("/system/ping")).send().await.unwrap();

@@ -229,7 +229,8 @@ pub async fn channel_unread(
 ) -> ApiResult<Json<model::ChannelUnread>> {
     let user = auth.own_user(&user_id)?;
     let channel = path_id(&channel_id, "channel_id")?;
-    sim.with_state(|s| s.channel_unread(user, channel)).map(Json)
+    sim.with_state(|s| s.channel_unread(user, channel))
+        .map(Json)
 }
 
 #[derive(Deserialize)]

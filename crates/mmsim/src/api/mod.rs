@@ -38,54 +38,125 @@ pub fn routes() -> Router<Sim> {
         .route("/users/{user_id}", get(users::get_user))
         .route("/users/{user_id}/image", get(users::image))
         .route("/users/{user_id}/status", get(users::status))
-        .route("/users/{user_id}/tokens", get(users::list_tokens).post(users::create_token))
-        .route("/users/{user_id}/preferences", get(users::get_preferences).put(users::put_preferences))
-        .route("/users/{user_id}/preferences/delete", post(users::delete_preferences))
-        .route("/users/{user_id}/preferences/{category}", get(users::preferences_by_category))
-        .route("/users/{user_id}/preferences/{category}/name/{name}", get(users::preference_by_name))
+        .route(
+            "/users/{user_id}/tokens",
+            get(users::list_tokens).post(users::create_token),
+        )
+        .route(
+            "/users/{user_id}/preferences",
+            get(users::get_preferences).put(users::put_preferences),
+        )
+        .route(
+            "/users/{user_id}/preferences/delete",
+            post(users::delete_preferences),
+        )
+        .route(
+            "/users/{user_id}/preferences/{category}",
+            get(users::preferences_by_category),
+        )
+        .route(
+            "/users/{user_id}/preferences/{category}/name/{name}",
+            get(users::preference_by_name),
+        )
         // teams and channels
         .route("/teams/{team_id}", get(channels::get_team))
         .route("/users/{user_id}/teams", get(channels::user_teams))
-        .route("/users/{user_id}/teams/members", get(channels::user_team_members))
+        .route(
+            "/users/{user_id}/teams/members",
+            get(channels::user_team_members),
+        )
         .route("/users/{user_id}/teams/unread", get(channels::teams_unread))
-        .route("/users/{user_id}/teams/{team_id}/unread", get(channels::team_unread))
-        .route("/users/{user_id}/teams/{team_id}/channels", get(channels::team_channels))
-        .route("/users/{user_id}/teams/{team_id}/channels/members", get(channels::team_channel_members))
+        .route(
+            "/users/{user_id}/teams/{team_id}/unread",
+            get(channels::team_unread),
+        )
+        .route(
+            "/users/{user_id}/teams/{team_id}/channels",
+            get(channels::team_channels),
+        )
+        .route(
+            "/users/{user_id}/teams/{team_id}/channels/members",
+            get(channels::team_channel_members),
+        )
         .route("/users/{user_id}/channels", get(channels::user_channels))
-        .route("/users/{user_id}/channel_members", get(channels::user_channel_members))
-        .route("/users/{user_id}/channels/{channel_id}/unread", get(channels::channel_unread))
+        .route(
+            "/users/{user_id}/channel_members",
+            get(channels::user_channel_members),
+        )
+        .route(
+            "/users/{user_id}/channels/{channel_id}/unread",
+            get(channels::channel_unread),
+        )
         .route("/channels/direct", post(channels::create_direct))
         .route("/channels/group", post(channels::create_group))
         .route("/channels/members/{user_id}/view", post(channels::view))
-        .route("/channels/members/{user_id}/mark_read", post(channels::mark_read))
+        .route(
+            "/channels/members/{user_id}/mark_read",
+            post(channels::mark_read),
+        )
         .route("/channels/{channel_id}", get(channels::get_channel))
-        .route("/channels/{channel_id}/members/{user_id}", get(channels::get_member))
-        .route("/channels/{channel_id}/members/{user_id}/notify_props", put(channels::notify_props))
+        .route(
+            "/channels/{channel_id}/members/{user_id}",
+            get(channels::get_member),
+        )
+        .route(
+            "/channels/{channel_id}/members/{user_id}/notify_props",
+            put(channels::notify_props),
+        )
         // posts, reactions, files
         .route("/channels/{channel_id}/posts", get(posts::channel_posts))
         .route("/posts", post(posts::create))
         .route("/posts/ids", post(posts::by_ids))
         .route("/posts/ids/reactions", post(posts::reactions_by_ids))
-        .route("/posts/{post_id}", get(posts::get_post).put(posts::update).delete(posts::delete))
+        .route(
+            "/posts/{post_id}",
+            get(posts::get_post)
+                .put(posts::update)
+                .delete(posts::delete),
+        )
         .route("/posts/{post_id}/patch", put(posts::patch))
         .route("/posts/{post_id}/thread", get(posts::thread))
         .route("/posts/{post_id}/reactions", get(posts::reactions))
         .route("/posts/{post_id}/files/info", get(posts::files_info))
         .route("/reactions", post(posts::add_reaction))
-        .route("/users/{user_id}/posts/{post_id}/reactions/{emoji_name}", axum::routing::delete(posts::remove_reaction))
-        .route("/users/{user_id}/posts/{post_id}/set_unread", post(posts::set_unread))
+        .route(
+            "/users/{user_id}/posts/{post_id}/reactions/{emoji_name}",
+            axum::routing::delete(posts::remove_reaction),
+        )
+        .route(
+            "/users/{user_id}/posts/{post_id}/set_unread",
+            post(posts::set_unread),
+        )
         .route("/users/{user_id}/posts/flagged", get(posts::flagged))
         .route("/files/{file_id}", get(posts::file_content))
         .route("/files/{file_id}/thumbnail", get(posts::file_thumbnail))
         .route("/files/{file_id}/preview", get(posts::file_preview))
         .route("/files/{file_id}/info", get(posts::file_info))
         // collapsed reply threads
-        .route("/users/{user_id}/teams/{team_id}/threads", get(threads::list))
-        .route("/users/{user_id}/teams/{team_id}/threads/read", put(threads::read_all))
-        .route("/users/{user_id}/teams/{team_id}/threads/{thread_id}", get(threads::get_one))
-        .route("/users/{user_id}/teams/{team_id}/threads/{thread_id}/read/{timestamp}", put(threads::read))
-        .route("/users/{user_id}/teams/{team_id}/threads/{thread_id}/set_unread/{post_id}", post(threads::set_unread))
-        .route("/users/{user_id}/teams/{team_id}/threads/{thread_id}/following", put(threads::follow).delete(threads::unfollow))
+        .route(
+            "/users/{user_id}/teams/{team_id}/threads",
+            get(threads::list),
+        )
+        .route(
+            "/users/{user_id}/teams/{team_id}/threads/read",
+            put(threads::read_all),
+        )
+        .route(
+            "/users/{user_id}/teams/{team_id}/threads/{thread_id}",
+            get(threads::get_one),
+        )
+        .route(
+            "/users/{user_id}/teams/{team_id}/threads/{thread_id}/read/{timestamp}",
+            put(threads::read),
+        )
+        .route(
+            "/users/{user_id}/teams/{team_id}/threads/{thread_id}/set_unread/{post_id}",
+            post(threads::set_unread),
+        )
+        .route(
+            "/users/{user_id}/teams/{team_id}/threads/{thread_id}/following",
+            put(threads::follow).delete(threads::unfollow),
+        )
         // emoji, system, config
         .route("/emoji", get(system::emoji_list))
         .route("/emoji/name/{name}", get(system::emoji_by_name))
@@ -108,7 +179,10 @@ async fn unknown_route(axum::extract::OriginalUri(uri): axum::extract::OriginalU
 /// `X-Version-Id` value.
 #[must_use]
 pub fn version_id() -> String {
-    format!("{}.{BUILD_NUMBER}.{CONFIG_HASH}.false", crate::SERVER_VERSION)
+    format!(
+        "{}.{BUILD_NUMBER}.{CONFIG_HASH}.false",
+        crate::SERVER_VERSION
+    )
 }
 
 /// Headers every API response carries (`handlers.go` `ServeHTTP`, research §1), and the
@@ -120,7 +194,12 @@ pub async fn api_headers(req: Request, next: Next) -> Response {
     if let Some(mut err) = resp.extensions_mut().remove::<AppError>() {
         err.request_id.clone_from(&request_id);
         let status = resp.status();
-        let cookies: Vec<HeaderValue> = resp.headers().get_all(header::SET_COOKIE).iter().cloned().collect();
+        let cookies: Vec<HeaderValue> = resp
+            .headers()
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .cloned()
+            .collect();
         resp = (status, Json(&err)).into_response();
         for c in cookies {
             resp.headers_mut().append(header::SET_COOKIE, c);
@@ -139,7 +218,10 @@ pub async fn api_headers(req: Request, next: Next) -> Response {
         h.insert(header::EXPIRES, HeaderValue::from_static("0"));
     }
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -256,13 +338,19 @@ impl Params {
 
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Go `strconv.ParseBool`, invalid → false.
     #[must_use]
     pub fn bool(&self, name: &str) -> bool {
-        matches!(self.get(name), Some("1" | "t" | "T" | "true" | "TRUE" | "True"))
+        matches!(
+            self.get(name),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        )
     }
 
     /// Flags compared with the literal `"true"` (research §1).
@@ -279,7 +367,9 @@ impl Params {
     /// `page`: default 0, invalid or negative → 0.
     #[must_use]
     pub fn page(&self) -> usize {
-        self.i64("page").and_then(|p| usize::try_from(p).ok()).unwrap_or(0)
+        self.i64("page")
+            .and_then(|p| usize::try_from(p).ok())
+            .unwrap_or(0)
     }
 
     /// `per_page`: default 60, clamped to 200, negative or invalid → 60, 0 allowed (trap 16).

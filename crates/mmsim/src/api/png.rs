@@ -4,9 +4,9 @@
 /// A colour derived from some bytes (stable per user / file).
 #[must_use]
 pub fn color_for(seed: &[u8]) -> [u8; 3] {
-    let h = seed
-        .iter()
-        .fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193));
+    let h = seed.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    });
     let [a, b, c, _] = h.to_le_bytes();
     [64 + a / 2, 64 + b / 2, 64 + c / 2]
 }

@@ -71,8 +71,8 @@ pub struct MetadataIn {
 }
 
 fn new_post_from(body: CreatePostBody, auth: &Auth, set_online: bool) -> ApiResult<NewPost> {
-    let channel_id =
-        Id::parse(&body.channel_id).ok_or_else(|| AppError::invalid_body_param("post.channel_id"))?;
+    let channel_id = Id::parse(&body.channel_id)
+        .ok_or_else(|| AppError::invalid_body_param("post.channel_id"))?;
     let root_id = match body.root_id.as_str() {
         "" => None,
         raw => Some(Id::parse(raw).ok_or_else(|| AppError::invalid_body_param("post.root_id"))?),
@@ -111,9 +111,9 @@ pub async fn create(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<model::Post>)> {
     let body: CreatePostBody = parse_body(&body, "post")?;
-    let set_online = q.get("set_online").is_none_or(|v| {
-        !matches!(v, "0" | "f" | "F" | "false" | "FALSE" | "False")
-    });
+    let set_online = q
+        .get("set_online")
+        .is_none_or(|v| !matches!(v, "0" | "f" | "F" | "false" | "FALSE" | "False"));
     let np = new_post_from(body, &auth, set_online)?;
     let pending = np.pending_post_id.clone();
     let (dedup, gate) = sim.with_state(|s| (s.dedup_begin(&pending), s.post_gate.clone()));
@@ -204,7 +204,8 @@ pub async fn patch(
 ) -> ApiResult<Json<model::Post>> {
     let id = path_id(&post_id, "post_id")?;
     let patch = to_patch(parse_body(&body, "patch")?)?;
-    sim.with_state(|s| s.patch_post(auth.user, id, patch)).map(Json)
+    sim.with_state(|s| s.patch_post(auth.user, id, patch))
+        .map(Json)
 }
 
 /// `PUT /posts/{id}`: full update; the body's `id` must match the URL.
@@ -223,7 +224,8 @@ pub async fn update(
         message: Some(body.message.clone().unwrap_or_default()),
         ..to_patch(body)?
     };
-    sim.with_state(|s| s.patch_post(auth.user, id, patch)).map(Json)
+    sim.with_state(|s| s.patch_post(auth.user, id, patch))
+        .map(Json)
 }
 
 /// `DELETE /posts/{id}` (trap 33).
@@ -264,7 +266,10 @@ pub async fn thread(
     };
     let from_create_at = match q.get("fromCreateAt") {
         None | Some("") => None,
-        Some(v) => Some(v.parse::<i64>().map_err(|_| AppError::invalid_url_param("fromCreateAt"))?),
+        Some(v) => Some(
+            v.parse::<i64>()
+                .map_err(|_| AppError::invalid_url_param("fromCreateAt"))?,
+        ),
     };
     let from_post = q.id("fromPost")?;
     if from_post.is_some() && from_create_at.is_none() {
@@ -283,7 +288,8 @@ pub async fn thread(
         collapsed: q.literal_true("collapsedThreads"),
         extended: q.literal_true("collapsedThreadsExtended"),
     };
-    sim.with_state(|s| s.post_thread(auth.user, id, &query)).map(Json)
+    sim.with_state(|s| s.post_thread(auth.user, id, &query))
+        .map(Json)
 }
 
 #[derive(Deserialize)]
@@ -392,7 +398,9 @@ pub async fn flagged(
     q: Params,
 ) -> ApiResult<Json<model::PostList>> {
     let user = auth.own_user(&user_id)?;
-    Ok(Json(sim.with_state(|s| s.flagged_posts(user, q.page(), q.per_page()))))
+    Ok(Json(sim.with_state(|s| {
+        s.flagged_posts(user, q.page(), q.per_page())
+    })))
 }
 
 /// Which rendition of a file.
@@ -416,11 +424,17 @@ fn file_bytes(sim: &Sim, auth: &Auth, raw: &str, which: Rendition) -> ApiResult<
                 Rendition::Thumbnail => fit(info.width, info.height, 120, 100),
                 Rendition::Preview => fit(info.width, info.height, 1920, 1080),
             };
-            Ok(bytes_response("image/png", png::picture(color, w, h), Some("max-age=2592000, private")))
+            Ok(bytes_response(
+                "image/png",
+                png::picture(color, w, h),
+                Some("max-age=2592000, private"),
+            ))
         }
-        (FileBlob::Bytes(bytes), Rendition::Original) => {
-            Ok(bytes_response(&info.mime_type, bytes.to_vec(), Some("max-age=2592000, private")))
-        }
+        (FileBlob::Bytes(bytes), Rendition::Original) => Ok(bytes_response(
+            &info.mime_type,
+            bytes.to_vec(),
+            Some("max-age=2592000, private"),
+        )),
         (FileBlob::Bytes(_), _) => Err(AppError::new(
             400,
             "api.file.get_file_thumbnail.no_thumbnail.app_error",
@@ -435,24 +449,39 @@ fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
     if w <= max_w && h <= max_h {
         return (w, h);
     }
-    let scale = f64::min(f64::from(max_w) / f64::from(w), f64::from(max_h) / f64::from(h));
+    let scale = f64::min(
+        f64::from(max_w) / f64::from(w),
+        f64::from(max_h) / f64::from(h),
+    );
     let sw = (f64::from(w) * scale).round().max(1.0);
     let sh = (f64::from(h) * scale).round().max(1.0);
     (sw as u32, sh as u32)
 }
 
 /// `GET /files/{id}`.
-pub async fn file_content(State(sim): State<Sim>, auth: Auth, Path(file_id): Path<String>) -> ApiResult<Response> {
+pub async fn file_content(
+    State(sim): State<Sim>,
+    auth: Auth,
+    Path(file_id): Path<String>,
+) -> ApiResult<Response> {
     file_bytes(&sim, &auth, &file_id, Rendition::Original)
 }
 
 /// `GET /files/{id}/thumbnail`.
-pub async fn file_thumbnail(State(sim): State<Sim>, auth: Auth, Path(file_id): Path<String>) -> ApiResult<Response> {
+pub async fn file_thumbnail(
+    State(sim): State<Sim>,
+    auth: Auth,
+    Path(file_id): Path<String>,
+) -> ApiResult<Response> {
     file_bytes(&sim, &auth, &file_id, Rendition::Thumbnail)
 }
 
 /// `GET /files/{id}/preview`.
-pub async fn file_preview(State(sim): State<Sim>, auth: Auth, Path(file_id): Path<String>) -> ApiResult<Response> {
+pub async fn file_preview(
+    State(sim): State<Sim>,
+    auth: Auth,
+    Path(file_id): Path<String>,
+) -> ApiResult<Response> {
     file_bytes(&sim, &auth, &file_id, Rendition::Preview)
 }
 

@@ -11,10 +11,7 @@ use crate::model;
 use crate::{SERVER_VERSION, Sim};
 
 fn emoji_not_found() -> AppError {
-    AppError::not_found(
-        "app.emoji.get.no_result",
-        "We couldn't find the emoji.",
-    )
+    AppError::not_found("app.emoji.get.no_result", "We couldn't find the emoji.")
 }
 
 /// `GET /emoji` (`page`, `per_page`, `sort=name`).
@@ -54,8 +51,13 @@ pub async fn emoji_get(
     Path(emoji_id): Path<String>,
 ) -> ApiResult<Json<model::Emoji>> {
     let id = path_id(&emoji_id, "emoji_id")?;
-    sim.with_state(|s| s.emoji.iter().find(|e| e.id == id).map(|e| Json(s.emoji_json(e))))
-        .ok_or_else(emoji_not_found)
+    sim.with_state(|s| {
+        s.emoji
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| Json(s.emoji_json(e)))
+    })
+    .ok_or_else(emoji_not_found)
 }
 
 /// `GET /emoji/{id}/image`.

@@ -53,7 +53,8 @@ pub async fn list(
         threads_only,
         exclude_direct: q.bool("excludeDirect"),
     };
-    sim.with_state(|s| s.thread_list(user, team, &query)).map(Json)
+    sim.with_state(|s| s.thread_list(user, team, &query))
+        .map(Json)
 }
 
 /// `GET /users/{u}/teams/{t}/threads/{id}`.

@@ -29,7 +29,11 @@ pub async fn login(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> A
     }
     let (user, token, csrf) = sim.with_state(|s| {
         let (user, token) = s.login(&req.login_id, &req.password)?;
-        let csrf = s.sessions.get(&token).map(|x| x.csrf.clone()).unwrap_or_default();
+        let csrf = s
+            .sessions
+            .get(&token)
+            .map(|x| x.csrf.clone())
+            .unwrap_or_default();
         let json = s.user_json(s.user(user)?, Some(user));
         Ok::<_, AppError>((json, token, csrf))
     })?;
@@ -45,7 +49,10 @@ pub async fn login(State(sim): State<Sim>, headers: HeaderMap, body: Bytes) -> A
         let max_age = 720 * 3600;
         for c in [
             format!("MMAUTHTOKEN={token}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"),
-            format!("MMUSERID={}; Path=/; Max-Age={max_age}; SameSite=Lax", user.id),
+            format!(
+                "MMUSERID={}; Path=/; Max-Age={max_age}; SameSite=Lax",
+                user.id
+            ),
             format!("MMCSRF={csrf}; Path=/; Max-Age={max_age}; SameSite=Lax"),
         ] {
             if let Ok(v) = HeaderValue::from_str(&c) {
@@ -98,7 +105,9 @@ pub async fn by_ids(
         return Err(AppError::invalid_body_param("user_ids"));
     }
     let since = q.i64("since");
-    Ok(Json(sim.with_state(|s| s.users_by_ids(&ids, since, auth.user))))
+    Ok(Json(
+        sim.with_state(|s| s.users_by_ids(&ids, since, auth.user)),
+    ))
 }
 
 /// `GET /users/{user_id}/image`: a generated PNG avatar.
@@ -176,7 +185,8 @@ pub async fn create_token(
             "You do not have the appropriate permissions.",
         ));
     }
-    sim.with_state(|s| s.create_pat(user, &req.description)).map(Json)
+    sim.with_state(|s| s.create_pat(user, &req.description))
+        .map(Json)
 }
 
 /// `GET /users/{user_id}/tokens` (no `token` values).
@@ -251,7 +261,10 @@ pub async fn preferences_by_category(
 ) -> ApiResult<Json<Vec<model::Preference>>> {
     let user = auth.own_user(&user_id)?;
     let prefs = sim.with_state(|s| s.preferences(user));
-    let list: Vec<_> = prefs.into_iter().filter(|p| p.category == category).collect();
+    let list: Vec<_> = prefs
+        .into_iter()
+        .filter(|p| p.category == category)
+        .collect();
     if list.is_empty() {
         return Err(preference_not_found());
     }
@@ -266,12 +279,13 @@ pub async fn preference_by_name(
 ) -> ApiResult<Json<model::Preference>> {
     let user = auth.own_user(&user_id)?;
     sim.with_state(|s| {
-        s.preference(user, &category, &name).map(|value| model::Preference {
-            user_id: user.into(),
-            category: category.clone(),
-            name: name.clone(),
-            value: value.to_owned(),
-        })
+        s.preference(user, &category, &name)
+            .map(|value| model::Preference {
+                user_id: user.into(),
+                category: category.clone(),
+                name: name.clone(),
+                value: value.to_owned(),
+            })
     })
     .map(Json)
     .ok_or_else(preference_not_found)

@@ -86,7 +86,10 @@ pub struct ReadCounts {
 impl State {
     pub fn team(&self, id: Id) -> ApiResult<&TeamRec> {
         self.teams.get(&id).ok_or_else(|| {
-            AppError::not_found("app.team.get.find.app_error", "Unable to find the existing team.")
+            AppError::not_found(
+                "app.team.get.find.app_error",
+                "Unable to find the existing team.",
+            )
         })
     }
 
@@ -369,7 +372,13 @@ impl State {
             omit_users: Some([(String::from(user), true)].into_iter().collect()),
             ..Broadcast::default()
         };
-        self.emit("user_added", data.clone(), broadcast, others, HashMap::new());
+        self.emit(
+            "user_added",
+            data.clone(),
+            broadcast,
+            others,
+            HashMap::new(),
+        );
         self.emit_user("user_added", user, "", channel.as_str(), data);
         Ok(())
     }
@@ -672,25 +681,9 @@ impl State {
         (all, roots)
     }
 
-    /// `POST /users/{u}/posts/{p}/set_unread` (research §3.2): `last_viewed_at` =
-    /// post.create_at − 1, read counts recomputed, event `post_unread`.
-    pub fn set_channel_unread(
-        &mut self,
-        user: Id,
-        post: Id,
-        crt_supported: bool,
-    ) -> ApiResult<model::ChannelUnreadAt> {
-        let idx = self.post_idx(post)?;
-        let (channel, create_at) = {
-            let p = &self.posts[idx as usize];
-            (p.channel_id, p.create_at)
-        };
-        self.readable_channel(channel, user)?;
-        if !self.is_member(channel, user) {
-            return Err(AppError::permissions());
-        }
-        let ts = create_at - 1;
-        let (read, read_root) = self.counts_before(channel, create_at);
+    /// Read counts of `user` in `channel` if everything up to `ts` (inclusive) was read.
+    fn read_point_counts(&self, user: Id, channel: Id, ts: i64, crt_supported: bool) -> ReadCounts {
+        let (read, read_root) = self.counts_before(channel, ts + 1);
         let mut counts = ReadCounts {
             msg_count: read,
             msg_count_root: read_root,
@@ -714,6 +707,18 @@ impl State {
                 }
             }
         }
+        counts
+    }
+
+    /// Move `user`'s read point in `channel` to `ts` (no event).
+    pub(crate) fn set_read_point(
+        &mut self,
+        user: Id,
+        channel: Id,
+        ts: i64,
+        crt_supported: bool,
+    ) -> ReadCounts {
+        let counts = self.read_point_counts(user, channel, ts, crt_supported);
         let now = self.now();
         if let Some(m) = self.members.get_mut(&(channel, user)) {
             m.last_viewed_at = ts;
@@ -724,6 +729,28 @@ impl State {
             m.urgent_mention_count = counts.urgent_mention_count;
             m.last_update_at = now;
         }
+        counts
+    }
+
+    /// `POST /users/{u}/posts/{p}/set_unread` (research §3.2): `last_viewed_at` =
+    /// post.create_at − 1, read counts recomputed, event `post_unread`.
+    pub fn set_channel_unread(
+        &mut self,
+        user: Id,
+        post: Id,
+        crt_supported: bool,
+    ) -> ApiResult<model::ChannelUnreadAt> {
+        let idx = self.post_idx(post)?;
+        let (channel, create_at) = {
+            let p = &self.posts[idx as usize];
+            (p.channel_id, p.create_at)
+        };
+        self.readable_channel(channel, user)?;
+        if !self.is_member(channel, user) {
+            return Err(AppError::permissions());
+        }
+        let ts = create_at - 1;
+        let counts = self.set_read_point(user, channel, ts, crt_supported);
         let team_id = self.channels[&channel]
             .team_id
             .map(String::from)
@@ -801,7 +828,11 @@ impl State {
         }
         ch.update_at = now;
         let json = self.channel_json(&self.channels[&channel]);
-        self.emit_channel("channel_updated", channel, obj([("channel", string_json(&json))]));
+        self.emit_channel(
+            "channel_updated",
+            channel,
+            obj([("channel", string_json(&json))]),
+        );
         Ok(())
     }
 }

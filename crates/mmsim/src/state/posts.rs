@@ -112,10 +112,7 @@ pub struct PostView {
 }
 
 fn post_not_found() -> AppError {
-    AppError::not_found(
-        "app.post.get.app_error",
-        "Unable to get the post.",
-    )
+    AppError::not_found("app.post.get.app_error", "Unable to get the post.")
 }
 
 impl State {
@@ -148,7 +145,10 @@ impl State {
     }
 
     fn mentions_in(&self, channel: Id, author: Id, message: &str) -> Vec<Id> {
-        let members = self.channel_members.get(&channel).map_or(&[][..], Vec::as_slice);
+        let members = self
+            .channel_members
+            .get(&channel)
+            .map_or(&[][..], Vec::as_slice);
         let Some(ch) = self.channels.get(&channel) else {
             return Vec::new();
         };
@@ -183,30 +183,27 @@ impl State {
         let extra = p.extra.as_deref();
         let deleted = p.delete_at != 0;
         let mut metadata = model::PostMetadata::default();
-        if !deleted {
-            if let Some(e) = extra {
-                metadata.reactions = e
-                    .reactions
-                    .iter()
-                    .map(|r| self.reaction_json(p, r))
-                    .collect();
-                metadata.files = e
-                    .file_ids
-                    .iter()
-                    .filter_map(|f| self.files.get(f).map(|f| f.info.clone()))
-                    .collect();
-                if is_root {
-                    metadata.priority.clone_from(&e.priority);
-                }
-                let custom: HashSet<&str> =
-                    e.reactions.iter().map(|r| r.emoji_name.as_str()).collect();
-                metadata.emojis = self
-                    .emoji
-                    .iter()
-                    .filter(|em| custom.contains(em.name.as_str()))
-                    .map(|em| self.emoji_json(em))
-                    .collect();
+        if !deleted && let Some(e) = extra {
+            metadata.reactions = e
+                .reactions
+                .iter()
+                .map(|r| self.reaction_json(p, r))
+                .collect();
+            metadata.files = e
+                .file_ids
+                .iter()
+                .filter_map(|f| self.files.get(f).map(|f| f.info.clone()))
+                .collect();
+            if is_root {
+                metadata.priority.clone_from(&e.priority);
             }
+            let custom: HashSet<&str> = e.reactions.iter().map(|r| r.emoji_name.as_str()).collect();
+            metadata.emojis = self
+                .emoji
+                .iter()
+                .filter(|em| custom.contains(em.name.as_str()))
+                .map(|em| self.emoji_json(em))
+                .collect();
         }
         let crt_root = view.crt && is_root;
         let participants = if crt_root {
@@ -317,7 +314,10 @@ impl State {
             None => {
                 self.pending_posts.insert(
                     pending_post_id.to_owned(),
-                    PendingRec { at: now, post: None },
+                    PendingRec {
+                        at: now,
+                        post: None,
+                    },
                 );
                 Dedup::Proceed
             }
@@ -343,7 +343,9 @@ impl State {
     }
 
     fn validate_new_post(&self, author: Id, np: &NewPost) -> ApiResult<Option<u32>> {
-        let ch = self.channel(np.channel_id).map_err(|_| AppError::permissions())?;
+        let ch = self
+            .channel(np.channel_id)
+            .map_err(|_| AppError::permissions())?;
         if !self.is_member(np.channel_id, author) {
             return Err(AppError::permissions());
         }
@@ -374,7 +376,11 @@ impl State {
                 "Invalid RootId parameter.",
             )
         };
-        let root = self.post_index.get(&root_id).copied().ok_or_else(bad_root)?;
+        let root = self
+            .post_index
+            .get(&root_id)
+            .copied()
+            .ok_or_else(bad_root)?;
         let r = &self.posts[root as usize];
         if r.root.is_some() || r.delete_at != 0 {
             return Err(bad_root());
@@ -557,20 +563,34 @@ impl State {
             ),
         ]);
         if !post.metadata.files.is_empty() {
-            let image = post.metadata.files.iter().any(|f| f.mime_type.starts_with("image/"));
+            let image = post
+                .metadata
+                .files
+                .iter()
+                .any(|f| f.mime_type.starts_with("image/"));
             let key = if image { "image" } else { "otherFile" };
             data.insert(key.to_owned(), json!("true"));
         }
         let mut per_user: HashMap<String, Map<String, Value>> = HashMap::new();
         for m in mentions {
-            per_user.insert(m.to_string(), obj([("mentions", string_json(&[m.as_str()]))]));
+            per_user.insert(
+                m.to_string(),
+                obj([("mentions", string_json(&[m.as_str()]))]),
+            );
         }
         for f in followers {
             if *f != author && !mentions.contains(f) {
-                per_user.insert(f.to_string(), obj([("followers", string_json(&[f.as_str()]))]));
+                per_user.insert(
+                    f.to_string(),
+                    obj([("followers", string_json(&[f.as_str()]))]),
+                );
             }
         }
-        let recipients = self.channel_members.get(&channel).cloned().unwrap_or_default();
+        let recipients = self
+            .channel_members
+            .get(&channel)
+            .cloned()
+            .unwrap_or_default();
         let broadcast = Broadcast {
             channel_id: channel.into(),
             ..Broadcast::default()
@@ -586,7 +606,13 @@ impl State {
         if self.posts[idx as usize].delete_at != 0 {
             return Err(post_not_found());
         }
-        Ok(self.post_json(idx, PostView { viewer: Some(viewer), ..PostView::default() }))
+        Ok(self.post_json(
+            idx,
+            PostView {
+                viewer: Some(viewer),
+                ..PostView::default()
+            },
+        ))
     }
 
     /// `PUT /posts/{id}/patch` and `PUT /posts/{id}` → `post_edited`.
@@ -626,7 +652,13 @@ impl State {
         let channel = p.channel_id;
         let json = self.post_json(idx, PostView::default());
         self.emit_channel("post_edited", channel, obj([("post", string_json(&json))]));
-        Ok(self.post_json(idx, PostView { viewer: Some(editor), ..PostView::default() }))
+        Ok(self.post_json(
+            idx,
+            PostView {
+                viewer: Some(editor),
+                ..PostView::default()
+            },
+        ))
     }
 
     /// `DELETE /posts/{id}` (trap 33): soft-deletes the post and its replies; one
@@ -637,7 +669,12 @@ impl State {
         if p.delete_at != 0 {
             return Err(post_not_found());
         }
-        if p.user_id != actor && !self.users.get(&actor).is_some_and(|u| u.roles.contains("system_admin")) {
+        if p.user_id != actor
+            && !self
+                .users
+                .get(&actor)
+                .is_some_and(|u| u.roles.contains("system_admin"))
+        {
             return Err(AppError::permissions());
         }
         let before = self.post_json(idx, PostView::default());
@@ -646,7 +683,12 @@ impl State {
         let now = self.now();
         let mut targets = vec![idx];
         if root.is_none() {
-            targets.extend(self.threads.get(&idx).map(|t| t.replies.clone()).unwrap_or_default());
+            targets.extend(
+                self.threads
+                    .get(&idx)
+                    .map(|t| t.replies.clone())
+                    .unwrap_or_default(),
+            );
         }
         for t in targets {
             let p = &mut self.posts[t as usize];
@@ -659,7 +701,11 @@ impl State {
             self.recount_thread(r);
             self.posts[r as usize].update_at = now;
         }
-        self.emit_channel("post_deleted", channel, obj([("post", string_json(&before))]));
+        self.emit_channel(
+            "post_deleted",
+            channel,
+            obj([("post", string_json(&before))]),
+        );
         Ok(())
     }
 
@@ -690,7 +736,11 @@ impl State {
         }
         let now = self.now();
         let channel = self.posts[idx as usize].channel_id;
-        if self.channels.get(&channel).is_some_and(|c| c.delete_at != 0) {
+        if self
+            .channels
+            .get(&channel)
+            .is_some_and(|c| c.delete_at != 0)
+        {
             return Err(AppError::permissions());
         }
         let p = &mut self.posts[idx as usize];
@@ -698,7 +748,11 @@ impl State {
             return Err(post_not_found());
         }
         let extra = p.extra.get_or_insert_default();
-        let known: HashSet<&str> = extra.reactions.iter().map(|r| r.emoji_name.as_str()).collect();
+        let known: HashSet<&str> = extra
+            .reactions
+            .iter()
+            .map(|r| r.emoji_name.as_str())
+            .collect();
         if !known.contains(emoji) && known.len() >= MAX_UNIQUE_REACTIONS {
             return Err(AppError::new(
                 400,
@@ -724,7 +778,11 @@ impl State {
             create_at: now,
         };
         let reaction = self.reaction_json(&self.posts[idx as usize], &rec);
-        self.emit_channel("reaction_added", channel, obj([("reaction", string_json(&reaction))]));
+        self.emit_channel(
+            "reaction_added",
+            channel,
+            obj([("reaction", string_json(&reaction))]),
+        );
         Ok(reaction)
     }
 
@@ -747,7 +805,11 @@ impl State {
         let rec = extra.reactions.remove(pos);
         p.update_at = now;
         let reaction = self.reaction_json(&self.posts[idx as usize], &rec);
-        self.emit_channel("reaction_removed", channel, obj([("reaction", string_json(&reaction))]));
+        self.emit_channel(
+            "reaction_removed",
+            channel,
+            obj([("reaction", string_json(&reaction))]),
+        );
         Ok(())
     }
 
@@ -757,7 +819,12 @@ impl State {
         let p = &self.posts[idx as usize];
         Ok(p.extra
             .as_ref()
-            .map(|e| e.reactions.iter().map(|r| self.reaction_json(p, r)).collect())
+            .map(|e| {
+                e.reactions
+                    .iter()
+                    .map(|r| self.reaction_json(p, r))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 
@@ -774,7 +841,10 @@ impl State {
             crt: q.collapsed,
             extended: q.extended,
         };
-        let all = self.channel_posts.get(&channel).map_or(&[][..], Vec::as_slice);
+        let all = self
+            .channel_posts
+            .get(&channel)
+            .map_or(&[][..], Vec::as_slice);
         if let Some(since) = q.since {
             return Ok(self.posts_since(all, since, view));
         }
@@ -828,17 +898,26 @@ impl State {
 
     fn add_to_list(&self, out: &mut model::PostList, idx: u32, view: PostView, with_thread: bool) {
         let p = &self.posts[idx as usize];
-        out.posts.entry(p.id).or_insert_with(|| self.post_json(idx, view));
+        out.posts
+            .entry(p.id)
+            .or_insert_with(|| self.post_json(idx, view));
         if !with_thread {
             return;
         }
         let root = self.root_of(idx);
         let mut members = vec![root];
-        members.extend(self.threads.get(&root).map(|t| t.replies.clone()).unwrap_or_default());
+        members.extend(
+            self.threads
+                .get(&root)
+                .map(|t| t.replies.clone())
+                .unwrap_or_default(),
+        );
         for m in members {
             let mp = &self.posts[m as usize];
             if mp.delete_at == 0 {
-                out.posts.entry(mp.id).or_insert_with(|| self.post_json(m, view));
+                out.posts
+                    .entry(mp.id)
+                    .or_insert_with(|| self.post_json(m, view));
             }
         }
     }
@@ -863,7 +942,9 @@ impl State {
             out.posts.insert(p.id, self.post_json(i, view));
             if let Some(r) = p.root {
                 let rp = &self.posts[r as usize];
-                out.posts.entry(rp.id).or_insert_with(|| self.post_json(r, view));
+                out.posts
+                    .entry(rp.id)
+                    .or_insert_with(|| self.post_json(r, view));
             }
         }
         out
@@ -885,7 +966,12 @@ impl State {
             extended: q.extended,
         };
         let mut items: Vec<u32> = std::iter::once(root)
-            .chain(self.threads.get(&root).into_iter().flat_map(|t| t.replies.iter().copied()))
+            .chain(
+                self.threads
+                    .get(&root)
+                    .into_iter()
+                    .flat_map(|t| t.replies.iter().copied()),
+            )
             .filter(|&i| self.posts[i as usize].delete_at == 0)
             .collect();
         let key = |i: u32| (self.posts[i as usize].create_at, self.posts[i as usize].id);
@@ -897,7 +983,8 @@ impl State {
                 if i != idx {
                     out.order.push(self.posts[i as usize].id);
                 }
-                out.posts.insert(self.posts[i as usize].id, self.post_json(i, view));
+                out.posts
+                    .insert(self.posts[i as usize].id, self.post_json(i, view));
             }
             out.has_next = Some(false);
             return Ok(out);
@@ -943,8 +1030,15 @@ impl State {
             .collect();
         idxs.sort_by_key(|&i| std::cmp::Reverse(self.posts[i as usize].create_at));
         let mut out = model::PostList::default();
-        let view = PostView { viewer: Some(user), ..PostView::default() };
-        for i in idxs.into_iter().skip(page.saturating_mul(per_page)).take(per_page) {
+        let view = PostView {
+            viewer: Some(user),
+            ..PostView::default()
+        };
+        for i in idxs
+            .into_iter()
+            .skip(page.saturating_mul(per_page))
+            .take(per_page)
+        {
             let p = &self.posts[i as usize];
             out.order.push(p.id);
             out.posts.insert(p.id, self.post_json(i, view));
@@ -955,7 +1049,10 @@ impl State {
     /// File info readable by `viewer` (uploader or channel access).
     pub fn file(&self, viewer: Id, id: Id) -> ApiResult<&super::FileRec> {
         let f = self.files.get(&id).ok_or_else(|| {
-            AppError::not_found("app.file_info.get.app_error", "Unable to get the file info.")
+            AppError::not_found(
+                "app.file_info.get.app_error",
+                "Unable to get the file info.",
+            )
         })?;
         if f.info.user_id == viewer || self.readable_channel(f.info.channel_id, viewer).is_ok() {
             Ok(f)
@@ -982,7 +1079,9 @@ impl State {
     /// Posts by ids that `viewer` may read (unknown or unreadable ids skipped).
     #[must_use]
     pub fn posts_by_ids(&self, viewer: Id, ids: &[Id]) -> Vec<model::Post> {
-        ids.iter().filter_map(|id| self.get_post(viewer, *id).ok()).collect()
+        ids.iter()
+            .filter_map(|id| self.get_post(viewer, *id).ok())
+            .collect()
     }
 
     /// `POST /posts/ids/reactions`.
@@ -1005,7 +1104,13 @@ fn cursor_cmp(item: (i64, Id), cursor: (i64, Option<Id>)) -> std::cmp::Ordering 
 fn hashtags(message: &str) -> String {
     message
         .split_whitespace()
-        .filter(|w| w.len() > 1 && w.starts_with('#') && w[1..].chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-'))
+        .filter(|w| {
+            w.len() > 1
+                && w.starts_with('#')
+                && w[1..]
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+        })
         .filter(|w| w[1..].chars().next().is_some_and(char::is_alphabetic))
         .collect::<Vec<_>>()
         .join(" ")

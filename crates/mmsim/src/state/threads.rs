@@ -58,7 +58,11 @@ impl State {
             .channels
             .get(&channel)
             .is_some_and(|c| c.kind == ChannelType::Direct);
-        let members = self.channel_members.get(&channel).cloned().unwrap_or_default();
+        let members = self
+            .channel_members
+            .get(&channel)
+            .cloned()
+            .unwrap_or_default();
         let mut candidates = vec![replier, root_author];
         candidates.extend_from_slice(mentions);
         if !is_dm {
@@ -227,10 +231,7 @@ impl State {
                     None => !exclude_direct,
                     Some(t) => team.is_none_or(|team| team == t),
                 };
-                (tm.following
-                    && !t.replies.is_empty()
-                    && in_scope
-                    && (deleted || p.delete_at == 0))
+                (tm.following && !t.replies.is_empty() && in_scope && (deleted || p.delete_at == 0))
                     .then_some((root, tm))
             })
             .collect()
@@ -281,7 +282,11 @@ impl State {
             Some(self.thread_page(user, team, q))
         };
         Ok(model::Threads {
-            total: if q.unread { totals.unread_threads } else { totals.total },
+            total: if q.unread {
+                totals.unread_threads
+            } else {
+                totals.total
+            },
             total_unread_threads: totals.unread_threads,
             total_unread_mentions: totals.unread_mentions,
             total_unread_urgent_mentions: totals.unread_urgent_mentions,
@@ -321,7 +326,11 @@ impl State {
 
     /// The root index of a thread id, validated.
     fn thread_root(&self, id: Id) -> ApiResult<u32> {
-        let idx = self.post_index.get(&id).copied().ok_or_else(thread_not_found)?;
+        let idx = self
+            .post_index
+            .get(&id)
+            .copied()
+            .ok_or_else(thread_not_found)?;
         if self.posts[idx as usize].root.is_some() {
             return Err(thread_not_found());
         }
@@ -338,11 +347,15 @@ impl State {
                 "Thread membership not found.",
             )
         })?;
-        let has_replies = self.threads.get(&root).is_some_and(|t| !t.replies.is_empty());
+        let has_replies = self
+            .threads
+            .get(&root)
+            .is_some_and(|t| !t.replies.is_empty());
         if !tm.following || !has_replies {
             return Err(thread_not_found());
         }
-        self.thread_json(user, root, extended, false).ok_or_else(thread_not_found)
+        self.thread_json(user, root, extended, false)
+            .ok_or_else(thread_not_found)
     }
 
     /// Mentions of `user` in the thread's replies created after `ts`.
@@ -361,13 +374,12 @@ impl State {
 
     /// Set a membership's `last_view_at`, recomputing `unread_mentions` and adjusting the channel
     /// member's mention counter; returns the previous `(unread_mentions, unread_replies)`.
-    fn set_thread_view(&mut self, user: Id, root: u32, ts: i64) -> (i64, i64) {
+    pub(crate) fn set_thread_view(&mut self, user: Id, root: u32, ts: i64) -> (i64, i64) {
         let mentions = self.mentions_after(user, root, ts);
         let now = self.now();
-        let prev_replies = self
-            .thread_members
-            .get(&(user, root))
-            .map_or(0, |tm| self.unread_replies_before(root, tm.last_view_at, u32::MAX));
+        let prev_replies = self.thread_members.get(&(user, root)).map_or(0, |tm| {
+            self.unread_replies_before(root, tm.last_view_at, u32::MAX)
+        });
         let channel = self.posts[root as usize].channel_id;
         let Some(tm) = self.thread_members.get_mut(&(user, root)) else {
             return (0, 0);
@@ -414,7 +426,10 @@ impl State {
             ("unread_replies", json!(t.unread_replies)),
             ("previous_unread_mentions", json!(previous.0)),
             ("previous_unread_replies", json!(previous.1)),
-            ("channel_id", json!(self.posts[root as usize].channel_id.as_str())),
+            (
+                "channel_id",
+                json!(self.posts[root as usize].channel_id.as_str()),
+            ),
         ]);
         self.emit_user("thread_read_changed", user, team.as_str(), "", data);
     }
@@ -430,7 +445,11 @@ impl State {
     ) -> ApiResult<model::ThreadResponse> {
         let root = self.thread_root(id)?;
         self.readable_channel(self.posts[root as usize].channel_id, user)?;
-        let pidx = self.post_index.get(&post).copied().filter(|&p| self.root_of(p) == root);
+        let pidx = self
+            .post_index
+            .get(&post)
+            .copied()
+            .filter(|&p| self.root_of(p) == root);
         let Some(pidx) = pidx else {
             return Err(AppError::new(
                 400,
@@ -475,7 +494,8 @@ impl State {
         } else {
             // An explicit unfollow is remembered so auto-follow does not come back.
             self.user_threads.entry(user).or_default().push(root);
-            self.thread_members.insert((user, root), ThreadMemberRec::default());
+            self.thread_members
+                .insert((user, root), ThreadMemberRec::default());
         }
         let reply_count = self.threads.get(&root).map_or(0, |t| t.reply_count);
         let data = obj([
@@ -483,7 +503,13 @@ impl State {
             ("state", json!(follow)),
             ("reply_count", json!(reply_count)),
         ]);
-        self.emit_user("thread_follow_changed", user, team_in_url.as_str(), "", data);
+        self.emit_user(
+            "thread_follow_changed",
+            user,
+            team_in_url.as_str(),
+            "",
+            data,
+        );
         Ok(())
     }
 
@@ -502,7 +528,13 @@ impl State {
         for root in roots {
             self.set_thread_view(user, root, now);
         }
-        self.emit_user("thread_read_changed", user, team.as_str(), "", serde_json::Map::new());
+        self.emit_user(
+            "thread_read_changed",
+            user,
+            team.as_str(),
+            "",
+            serde_json::Map::new(),
+        );
         Ok(())
     }
 }

@@ -2,9 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{
-    PatRec, SessionKind, SessionRec, State, StatusRec, UserRec, obj, string_json,
-};
+use super::{PatRec, SessionKind, SessionRec, State, StatusRec, UserRec, obj, string_json};
 use crate::error::{ApiResult, AppError};
 use crate::model::{self, Id, StringMap};
 
@@ -299,11 +297,7 @@ impl State {
     }
 
     /// `POST /users/{u}/preferences/delete` → event `preferences_deleted`.
-    pub fn delete_preferences(
-        &mut self,
-        user: Id,
-        prefs: Vec<model::Preference>,
-    ) -> ApiResult<()> {
+    pub fn delete_preferences(&mut self, user: Id, prefs: Vec<model::Preference>) -> ApiResult<()> {
         Self::check_preferences(user, &prefs)?;
         if let Some(map) = self.preferences.get_mut(&user) {
             for p in &prefs {
@@ -341,7 +335,10 @@ impl State {
 
     #[must_use]
     pub fn user_map(&self) -> HashMap<Id, String> {
-        self.users.values().map(|u| (u.id, u.username.clone())).collect()
+        self.users
+            .values()
+            .map(|u| (u.id, u.username.clone()))
+            .collect()
     }
 
     /// Value of a single preference.
