@@ -830,3 +830,29 @@ async fn initial_sync_large_org_call_count() {
         st.initial_sync_calls
     );
 }
+
+/// T-11/T-12: 5xx and a 429 storm during the initial sync: it completes, and nothing is sent
+/// while the server asked us to wait.
+#[tokio::test]
+async fn initial_sync_survives_errors_and_rate_limits() {
+    let env = env().await;
+    let faults = &env.running.sim.inner().faults;
+    faults.fail_next(3, 503);
+    faults.rate_limit_storm(Duration::from_millis(1500));
+    let side = env.side().await;
+    assert!(!open_keys(&side.store, &env.alice).is_empty());
+    let st = side.engine.status();
+    assert!(
+        st.rate_limit.rate_limited_total >= 1,
+        "429 seen by the limiter"
+    );
+    let m = env.running.sim.inner().metrics.snapshot();
+    // The storm answers every request with 429 until it ends. The first wave (6 parallel reads
+    // + the WebSocket upgrade) is in flight when the first 429 arrives; after that the shared
+    // limiter holds everyone until Retry-After, so at most one more probe meets the storm.
+    assert!(
+        m.status_count(429) <= 7 + 1,
+        "{} requests hit the 429 storm",
+        m.status_count(429)
+    );
+}

@@ -206,10 +206,33 @@ async fn thread_batch(
     Ok(b)
 }
 
+/// Attempts per read before the whole sync step fails (research T-12: ≤ 6, with backoff).
+pub const READ_ATTEMPTS: u32 = 5;
+
+/// One counted REST read, retried on 5xx / timeouts / 429 with exponential backoff and jitter.
+/// A 429 has already paused the shared limiter (through the client's gate), so the retry
+/// waits there for the server's `Retry-After`.
 macro_rules! call {
     ($ctx:expr, $e:expr) => {{
-        $ctx.count_call();
-        $e.await
+        let mut attempt = 0u32;
+        loop {
+            $ctx.count_call();
+            match $e.await {
+                Err(err) if err.is_retryable() && attempt + 1 < READ_ATTEMPTS => {
+                    attempt += 1;
+                    let wait = err.retry_after().unwrap_or_else(|| {
+                        Duration::from_millis(
+                            u64::try_from(
+                                super::outbox::backoff_ms(attempt, rand::random::<f64>()) / 4,
+                            )
+                            .unwrap_or(250),
+                        )
+                    });
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other,
+            }
+        }
     }};
 }
 
