@@ -108,7 +108,7 @@ pub enum AccountError {
     #[error("Mattermost refused the stored credentials; sign in again")]
     Revoked,
     #[error("Mattermost could not be reached: {0}")]
-    Mattermost(#[from] mattermost::Error),
+    Mattermost(#[from] Box<mattermost::Error>),
 }
 
 fn aad(user: &UserId) -> String {
@@ -181,7 +181,7 @@ pub async fn client_for(
                 if e.is_unauthorized() || e.is_not_found() || e.status() == Some(400) {
                     AccountError::Revoked
                 } else {
-                    AccountError::Mattermost(e)
+                    AccountError::Mattermost(Box::new(e))
                 }
             })?;
         creds = Credentials::oauth(

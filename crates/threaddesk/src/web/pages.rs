@@ -389,7 +389,7 @@ pub async fn settings(
 
 fn human_duration(d: std::time::Duration) -> String {
     let h = d.as_secs() / 3600;
-    if h >= 48 && h % 24 == 0 {
+    if h >= 48 && h.is_multiple_of(24) {
         format!("{} days", h / 24)
     } else if h >= 1 {
         format!("{h} hours")
