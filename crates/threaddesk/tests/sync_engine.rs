@@ -856,3 +856,169 @@ async fn initial_sync_survives_errors_and_rate_limits() {
         m.status_count(429)
     );
 }
+
+fn all_sent(store: &Store, user: &UserId) -> bool {
+    store.for_user(user).outbox_rows(None).is_ok_and(|rows| {
+        rows.iter()
+            .all(|r| r.state == threaddesk::store::OutboxState::Sent)
+    })
+}
+
+/// Every action kind reaches Mattermost through the outbox.
+#[tokio::test]
+async fn every_action_reaches_mattermost() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let (engine, store, alice) = (&side.engine, Arc::clone(&side.store), env.alice.clone());
+    let c = env.alice_client();
+    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
+    let threads = c
+        .get_user_threads(
+            ME,
+            &team,
+            &UserThreadsQuery {
+                per_page: Some(1),
+                exclude_direct: true,
+                ..UserThreadsQuery::default()
+            },
+        )
+        .await
+        .expect("threads");
+    let root = threads.threads[0].id.clone();
+    let tkey = ItemKey::thread(&root).expect("key");
+    let reply = env.driver.reply("bob", &root, "news").expect("reply");
+    until(&mut side.rx, "reply arrived", || {
+        store.for_user(&alice).post(&reply).ok().flatten().is_some()
+    })
+    .await;
+
+    // Thread read.
+    engine
+        .act(&alice, Action::MarkRead { key: tkey.clone() })
+        .await
+        .expect("read");
+    until(&mut side.rx, "read sent", || all_sent(&store, &alice)).await;
+    let t = c
+        .get_user_thread(ME, &team, &root, false)
+        .await
+        .expect("thread");
+    assert_eq!(t.unread_replies, 0);
+    // Thread unread from the reply.
+    engine
+        .act(
+            &alice,
+            Action::MarkUnread {
+                key: tkey.clone(),
+                post_id: reply.clone(),
+            },
+        )
+        .await
+        .expect("unread");
+    until(&mut side.rx, "unread sent", || all_sent(&store, &alice)).await;
+    let t = c
+        .get_user_thread(ME, &team, &root, false)
+        .await
+        .expect("thread");
+    assert!(t.unread_replies > 0);
+    // Reaction and saved post.
+    engine
+        .act(
+            &alice,
+            Action::React {
+                post_id: reply.clone(),
+                emoji_name: "tada".into(),
+                add: true,
+            },
+        )
+        .await
+        .expect("react");
+    engine
+        .act(
+            &alice,
+            Action::Save {
+                post_id: reply.clone(),
+                saved: true,
+            },
+        )
+        .await
+        .expect("save");
+    until(&mut side.rx, "react + save sent", || {
+        all_sent(&store, &alice)
+    })
+    .await;
+    let p = c.get_post(&reply).await.expect("post");
+    assert!(
+        p.has_reactions
+            || p.metadata
+                .as_ref()
+                .is_some_and(|m| m.reactions.iter().any(|r| r.emoji_name == "tada"))
+    );
+    let prefs = c.get_preferences(ME).await.expect("prefs");
+    assert!(
+        prefs
+            .iter()
+            .any(|p| p.category == "flagged_post" && p.name == reply)
+    );
+    // Unfollow, then follow again.
+    engine
+        .act(
+            &alice,
+            Action::Unfollow {
+                root_id: root.clone(),
+            },
+        )
+        .await
+        .expect("unfollow");
+    until(&mut side.rx, "unfollow sent", || all_sent(&store, &alice)).await;
+    assert!(
+        c.get_user_thread(ME, &team, &root, false)
+            .await
+            .is_err_and(|e| e.is_not_found())
+    );
+    engine
+        .act(
+            &alice,
+            Action::Follow {
+                root_id: root.clone(),
+            },
+        )
+        .await
+        .expect("follow");
+    until(&mut side.rx, "follow sent", || all_sent(&store, &alice)).await;
+    assert!(c.get_user_thread(ME, &team, &root, false).await.is_ok());
+    // DM read (channel view, CRT-safe).
+    let dm = env.driver.dm("carol", "alice", "hi").expect("dm");
+    until(&mut side.rx, "dm arrived", || {
+        store.for_user(&alice).post(&dm).ok().flatten().is_some()
+    })
+    .await;
+    let dm_channel = store
+        .for_user(&alice)
+        .post(&dm)
+        .expect("post")
+        .expect("dm")
+        .channel_id;
+    engine
+        .act(
+            &alice,
+            Action::MarkRead {
+                key: ItemKey::channel(&dm_channel).expect("key"),
+            },
+        )
+        .await
+        .expect("dm read");
+    until(&mut side.rx, "dm read sent", || all_sent(&store, &alice)).await;
+    let ch = c.get_channel(&dm_channel).await.expect("channel");
+    let member = c.get_channel_member(&dm_channel, ME).await.expect("member");
+    assert_eq!(ch.unread_count(&member, true), 0);
+    assert_eq!(member.mention_count, 0);
+    // Nothing failed, nothing is pending.
+    assert!(
+        store
+            .for_user(&alice)
+            .outbox_rows(None)
+            .expect("rows")
+            .iter()
+            .all(|r| r.last_error.is_none() || r.state == threaddesk::store::OutboxState::Sent)
+    );
+}
