@@ -1199,3 +1199,110 @@ async fn emoji_ping_and_client_config() {
     assert_eq!(config["SiteURL"], env.run.url.as_str());
     assert!(config.as_object().unwrap().values().all(Value::is_string));
 }
+
+// ------------------------------------------------------------------------------------------
+// WebSocket payloads the state publishes (the hub's delivery is tested by the WS tests)
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn mutations_publish_server_shaped_events() {
+    use mmsim::state::NewPost;
+    let env = Env::start().await;
+    let channel = env.channel("engineering", "backend");
+    let ch = mmsim::model::Id::parse(&channel).unwrap();
+    let (bob, alice) = env
+        .run
+        .sim
+        .with_state(|s| (s.find_user("bob").unwrap(), s.find_user("alice").unwrap()));
+    let (root, events) = env.run.sim.with_state(|s| {
+        let root = s.create_post(bob, NewPost::new(ch, "hi @alice")).unwrap();
+        (root, s.take_outbox())
+    });
+    let posted = events.iter().find(|d| d.event.event == "posted").unwrap();
+    let data = &posted.event.data;
+    // Trap 22: post is string JSON; trap 34: the author receives it too.
+    let post: Value = serde_json::from_str(data["post"].as_str().unwrap()).unwrap();
+    assert_eq!(post["id"], root.as_str());
+    assert_eq!(data["channel_type"], "O");
+    assert_eq!(data["sender_name"], "@bob");
+    assert_eq!(data["channel_name"], "backend");
+    assert!(data["team_id"].as_str().unwrap().len() == 26);
+    assert_eq!(data["set_online"], true);
+    assert_eq!(posted.event.broadcast.channel_id, channel);
+    assert!(
+        posted.recipients.contains(&bob.to_string())
+            && posted.recipients.contains(&alice.to_string())
+    );
+    // Trap 23: mentions only for the mentioned user, naming only that user.
+    let mentions = &posted.per_user_data[alice.as_str()]["mentions"];
+    assert_eq!(mentions, &json!(format!("[\"{alice}\"]")));
+    assert!(!posted.per_user_data.contains_key(bob.as_str()));
+
+    // A reply: thread_updated per follower with string-JSON thread and previous counters.
+    let events = env.run.sim.with_state(|s| {
+        s.create_post(bob, NewPost::reply(ch, root, "second @alice"))
+            .unwrap();
+        s.take_outbox()
+    });
+    let updates: Vec<_> = events
+        .iter()
+        .filter(|d| d.event.event == "thread_updated")
+        .collect();
+    let for_alice = updates
+        .iter()
+        .find(|d| d.recipients == vec![alice.to_string()])
+        .unwrap();
+    let thread: Value =
+        serde_json::from_str(for_alice.event.data["thread"].as_str().unwrap()).unwrap();
+    assert_eq!(thread["id"], root.as_str());
+    assert!(thread.get("is_following").is_none());
+    assert_eq!(thread["unread_mentions"], 1);
+    assert!(for_alice.event.data["previous_unread_replies"].is_i64());
+    assert_eq!(for_alice.event.broadcast.user_id, alice.to_string());
+
+    // Viewing: multiple_channels_viewed, never channel_viewed (trap 24).
+    let events = env.run.sim.with_state(|s| {
+        s.view_channels(alice, &[ch], true);
+        s.take_outbox()
+    });
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.event, "multiple_channels_viewed");
+    assert!(events[0].event.data["channel_times"][channel.as_str()].is_i64());
+    assert!(
+        env.run
+            .sim
+            .with_state(|s| {
+                s.view_channels(alice, &[ch], true);
+                s.take_outbox()
+            })
+            .is_empty()
+    );
+
+    // Deleting: post_deleted carries the post before deletion, one event only (trap 33).
+    let events = env.run.sim.with_state(|s| {
+        s.delete_post(bob, root).unwrap();
+        s.take_outbox()
+    });
+    assert_eq!(events.len(), 1);
+    let before: Value =
+        serde_json::from_str(events[0].event.data["post"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        (before["delete_at"].as_i64(), before["message"].as_str()),
+        (Some(0), Some("hi @alice"))
+    );
+
+    // Preferences: string JSON list to the user only.
+    let events = env.run.sim.with_state(|s| {
+        let pref = mmsim::model::Preference {
+            user_id: alice.to_string(),
+            category: "c".into(),
+            name: "n".into(),
+            value: "v".into(),
+        };
+        s.save_preferences(alice, vec![pref]).unwrap();
+        s.take_outbox()
+    });
+    assert_eq!(events[0].event.event, "preferences_changed");
+    assert!(events[0].event.data["preferences"].is_string());
+    assert_eq!(events[0].recipients, vec![alice.to_string()]);
+}
