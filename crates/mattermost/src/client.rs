@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use url::Url;
 
-use crate::error::{AppError, Error, Result, describe_json_error};
+use crate::error::{AppError, Error, Result, describe_json_error, is_truncation};
 use crate::secret::Secret;
 
 /// The user agent sent on every request.
@@ -538,6 +538,7 @@ impl Response {
         serde_json::from_slice(&body).map_err(|e| Error::Decode {
             endpoint,
             reason: describe_json_error(&e),
+            truncated: is_truncation(&e),
         })
     }
 }

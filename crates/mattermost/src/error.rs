@@ -77,8 +77,11 @@ pub enum Error {
     Decode {
         /// Method and path of the call.
         endpoint: String,
-        /// Error class and position (e.g. `data error at line 1 column 52`).
+        /// Error class and position (e.g. `unexpected shape at line 1 column 52`).
         reason: String,
+        /// The body ended early: Mattermost hand-streams some lists and an error mid-stream
+        /// leaves a truncated body under status 200 (research §0 trap 19). Worth retrying.
+        truncated: bool,
     },
 
     /// A request to a URL outside the configured Mattermost origin was refused (egress guard).
@@ -146,6 +149,7 @@ impl Error {
             Self::RateLimited { .. } | Self::Timeout { .. } | Self::Transport { .. } => true,
             Self::Api { status, .. } | Self::Http { status, .. } => *status >= 500,
             Self::WebSocket(_) => true,
+            Self::Decode { truncated, .. } => *truncated,
             _ => false,
         }
     }
@@ -187,6 +191,11 @@ impl AppError {
         let e: Self = serde_json::from_slice(body).ok()?;
         (!e.id.is_empty() || !e.message.is_empty()).then_some(e)
     }
+}
+
+/// Whether a `serde_json` error means the document ended early.
+pub(crate) fn is_truncation(e: &serde_json::Error) -> bool {
+    e.classify() == serde_json::error::Category::Eof
 }
 
 /// Describe a `serde_json` error without quoting the input: `serde_json`'s own message may

@@ -268,3 +268,23 @@ async fn missing_token_is_reported() {
     }
     handle.close().await;
 }
+
+#[tokio::test]
+async fn rejected_token_is_reported_as_closed_before_hello() {
+    let env = common::env().await;
+    let hub = &env.running.sim.inner().hub;
+    hub.set_config(mmsim::events::HubConfig {
+        auth_timeout: Duration::from_millis(200),
+        ..hub.config()
+    });
+    let bad = env.anon.with_token("wrongtokenwrongtokenwrongt");
+    let (handle, mut rx) = WsClient::connect(bad, fast_config());
+    let item = next_matching(&mut rx, |_| true).await;
+    match item {
+        WsItem::Disconnected { error } => {
+            assert!(error.to_string().contains("is the token valid?"), "{error}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    handle.close().await;
+}

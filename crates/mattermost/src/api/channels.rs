@@ -3,7 +3,7 @@ use serde::Serialize;
 
 use crate::api::{MAX_PER_PAGE, Paging};
 use crate::client::Client;
-use crate::error::{Error, Result, describe_json_error};
+use crate::error::{Error, Result, describe_json_error, is_truncation};
 use crate::models::{
     Channel, ChannelMember, ChannelUnreadAt, Team, TeamMember, TeamUnread, ViewChannelResponse,
 };
@@ -112,7 +112,11 @@ impl Client {
         let resp = self.send(req).await?;
         let endpoint = resp.endpoint.clone();
         let body = resp.bytes().await?;
-        parse_ndjson(&body).map_err(|reason| Error::Decode { endpoint, reason })
+        parse_ndjson(&body).map_err(|(reason, truncated)| Error::Decode {
+            endpoint,
+            reason,
+            truncated,
+        })
     }
 
     /// `GET /channels/{c}`.
@@ -174,14 +178,22 @@ impl Client {
     }
 }
 
-/// Parse an NDJSON body (blank lines ignored).
-fn parse_ndjson<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, String> {
-    body.split(|b| *b == b'\n')
+/// Parse an NDJSON body (blank lines ignored). On error: the description and whether the
+/// body looks truncated (the failing line is the last one and ends early).
+fn parse_ndjson<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<Vec<T>, (String, bool)> {
+    let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+    let last = lines.len().saturating_sub(1);
+    lines
+        .iter()
         .enumerate()
         .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
         .map(|(i, line)| {
-            serde_json::from_slice(line)
-                .map_err(|e| format!("NDJSON line {}: {}", i + 1, describe_json_error(&e)))
+            serde_json::from_slice(line).map_err(|e| {
+                (
+                    format!("NDJSON line {}: {}", i + 1, describe_json_error(&e)),
+                    i == last && is_truncation(&e),
+                )
+            })
         })
         .collect()
 }
@@ -197,9 +209,13 @@ mod tests {
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].msg_count, 3);
         assert_eq!(m[1].channel_id, "c2");
-        let err = parse_ndjson::<ChannelMember>(b"{\"channel_id\":\"c1\"}\n{\"channel_id\":\"se")
-            .unwrap_err();
+        let (err, truncated) =
+            parse_ndjson::<ChannelMember>(b"{\"channel_id\":\"c1\"}\n{\"channel_id\":\"se")
+                .unwrap_err();
         assert!(err.contains("line 2") && !err.contains("se\""), "{err}");
+        assert!(truncated);
+        let (_, truncated) = parse_ndjson::<ChannelMember>(b"{\"channel_id\":5}\n").unwrap_err();
+        assert!(!truncated);
     }
 
     #[test]

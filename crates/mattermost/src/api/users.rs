@@ -84,6 +84,7 @@ impl Client {
             .ok_or_else(|| Error::Decode {
                 endpoint: "POST /api/v4/users/login".into(),
                 reason: "missing Token header".into(),
+                truncated: false,
             })?;
         let user = resp.json().await?;
         Ok(LoginResponse { user, token })

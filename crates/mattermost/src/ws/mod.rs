@@ -392,14 +392,31 @@ impl Task {
     }
 
     /// Run one connection until it ends.
-    async fn serve(&mut self, mut socket: Socket) -> End {
-        let resuming = self.connection_id.is_some();
+    async fn serve(&mut self, socket: Socket) -> End {
         let mut conn = Conn {
             confirmed: false,
             action_seq: 0,
             outstanding_ping: None,
             pending: HashMap::new(),
         };
+        match self.serve_conn(socket, &mut conn).await {
+            // The server accepts an upgrade with a bad token, then closes the unauthenticated
+            // socket after 5 s without a hello (research §6.1): say so.
+            End::Failed {
+                error: Error::WebSocket(msg),
+                immediate,
+            } if !conn.confirmed => End::Failed {
+                error: Error::WebSocket(format!(
+                    "{msg} (before the server confirmed the connection: is the token valid?)"
+                )),
+                immediate,
+            },
+            end => end,
+        }
+    }
+
+    async fn serve_conn(&mut self, mut socket: Socket, conn: &mut Conn) -> End {
+        let resuming = self.connection_id.is_some();
         if resuming {
             // Probe: a response before any `hello` means the resume worked.
             match conn
@@ -431,12 +448,12 @@ impl Task {
                     };
                     match parse_frame(&text) {
                         Ok(Frame::Response(resp)) => {
-                            if let Some(end) = self.on_response(&mut conn, resp).await {
+                            if let Some(end) = self.on_response(conn, resp).await {
                                 return end;
                             }
                         }
                         Ok(Frame::Event(ev)) => {
-                            if let Some(end) = self.on_event(&mut conn, ev).await {
+                            if let Some(end) = self.on_event(conn, ev).await {
                                 return end;
                             }
                         }
