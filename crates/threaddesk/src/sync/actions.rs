@@ -213,7 +213,6 @@ impl Action {
             Self::Follow { root_id } | Self::Unfollow { root_id } => b.push(Write::Follow {
                 root_id: root_id.clone(),
                 following: matches!(self, Self::Follow { .. }),
-                reply_count: None,
             }),
             Self::Reply { .. }
             | Self::MarkUnread { .. }

@@ -223,12 +223,17 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                     unread_replies,
                     unread_mentions,
                 } => {
-                    if let Some(mut t) = thread_row(ut, u, &root_id)? {
-                        t.last_viewed_at = last_viewed_at;
+                    // Counts from the event when it has them; otherwise a read up to the last
+                    // reply clears them and an earlier read point keeps the stored ones.
+                    if let Some(t) = thread_row(ut, u, &root_id)? {
                         let read_all = last_viewed_at >= t.last_reply_at;
-                        t.unread_replies = unread_replies.unwrap_or(if read_all { 0 } else { t.unread_replies });
-                        t.unread_mentions = unread_mentions.unwrap_or(if read_all { 0 } else { t.unread_mentions });
-                        ut.upsert_thread(&t)?;
+                        let keep = |v: i64| if read_all { 0 } else { v };
+                        ut.set_thread_read(
+                            &root_id,
+                            last_viewed_at,
+                            unread_replies.unwrap_or_else(|| keep(t.unread_replies)),
+                            unread_mentions.unwrap_or_else(|| keep(t.unread_mentions)),
+                        )?;
                     }
                 }
                 Write::ThreadsAllRead { team_id, at } => {
@@ -250,18 +255,12 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                 Write::Follow {
                     root_id,
                     following,
-                    reply_count,
-                } => match thread_row(ut, u, &root_id)? {
-                    Some(mut t) => {
-                        t.following = following;
-                        if let Some(n) = reply_count {
-                            t.reply_count = t.reply_count.max(n);
-                        }
-                        ut.upsert_thread(&t)?;
+                } => {
+                    // Unknown thread followed elsewhere: the engine reads it over REST.
+                    if !ut.set_thread_following(&root_id, following)? && following {
+                        out.missing_threads.push(root_id);
                     }
-                    None if following => out.missing_threads.push(root_id),
-                    None => {}
-                },
+                }
                 Write::Posts(ps) => {
                     for p in &ps {
                         ut.shared().upsert_post(p)?;
@@ -320,20 +319,26 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                     }
                 }
                 Write::Reaction { reaction, added } => {
-                    // Reactions do not change any item; edit the cached post's list by value.
+                    // Reactions change no item; edit the cached post's list by value, so a
+                    // replayed event changes nothing.
                     if let Some(p) = post_row(ut, &reaction.post_id)? {
                         let mut list: Vec<mattermost::models::Reaction> =
                             serde_json::from_str(p.reactions.expose()).unwrap_or_default();
-                        list.retain(|r| !(r.user_id == reaction.user_id && r.emoji_name == reaction.emoji_name));
+                        list.retain(|r| {
+                            !(r.user_id == reaction.user_id && r.emoji_name == reaction.emoji_name)
+                        });
                         if added {
                             list.push(reaction.clone());
                         }
                         let json = serde_json::to_string(&list).unwrap_or_else(|_| "[]".into());
-                        ut.shared().conn.execute(
-                            "UPDATE posts SET reactions = ?2 WHERE post_id = ?1 AND delete_at = 0",
-                            params![reaction.post_id, json],
-                        )?;
-                        let root = if p.root_id.is_empty() { &p.post_id } else { &p.root_id };
+                        let at = p.update_at.max(reaction.update_at).max(reaction.create_at);
+                        ut.shared()
+                            .set_post_reactions(&reaction.post_id, &store::JsonText::new(json), at)?;
+                        let root = if p.root_id.is_empty() {
+                            &p.post_id
+                        } else {
+                            &p.root_id
+                        };
                         touch(ItemKey::thread(root), &mut out);
                     }
                 }
@@ -362,19 +367,7 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                     ut.set_marks(&key, m)?;
                 }
                 Write::ChannelViewed { channel_id, at } => {
-                    if let (Some(c), Some(mut m)) =
-                        (channel_row(ut, &channel_id)?, membership_row(ut, u, &channel_id)?)
-                        && at >= m.last_viewed_at
-                    {
-                            m.msg_count = c.total_msg_count;
-                            m.msg_count_root = c.total_msg_count_root;
-                            m.mention_count = 0;
-                            m.mention_count_root = 0;
-                            m.urgent_mention_count = 0;
-                            m.last_viewed_at = at;
-                            m.last_update_at = m.last_update_at.max(at);
-                            ut.upsert_membership(&m)?;
-                                            }
+                    ut.mark_channel_viewed(&channel_id, at)?;
                 }
                 Write::MemberReadCounts {
                     channel_id,

@@ -44,7 +44,6 @@ pub enum Write {
     Follow {
         root_id: String,
         following: bool,
-        reply_count: Option<i64>,
     },
     Posts(Vec<store::Post>),
     /// A new post in a channel (`posted`). Idempotent by post id: the channel totals (and, for

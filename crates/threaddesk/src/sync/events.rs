@@ -169,7 +169,6 @@ pub fn batch_for(ctx: &EventCtx<'_>, ev: &WsEvent) -> (Batch, Vec<FollowUp>) {
             b.push(Write::Follow {
                 root_id: f.thread_id.clone(),
                 following: f.state,
-                reply_count: Some(f.reply_count),
             });
             b.touch(ItemKey::thread(&f.thread_id));
         }
