@@ -288,3 +288,95 @@ async fn rejected_token_is_reported_as_closed_before_hello() {
     }
     handle.close().await;
 }
+
+/// A loopback TCP relay whose current connections can be frozen (bytes stop flowing both ways,
+/// sockets stay open): a half-open network path, which only an application-level ping detects.
+struct Relay {
+    url: String,
+    freeze: tokio::sync::watch::Sender<u64>,
+}
+
+async fn relay(target: std::net::SocketAddr) -> Relay {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (freeze, watch) = tokio::sync::watch::channel(0u64);
+    tokio::spawn(async move {
+        while let Ok((inbound, _)) = listener.accept().await {
+            let mut watch = watch.clone();
+            let generation = *watch.borrow_and_update();
+            tokio::spawn(async move {
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut ri, mut wi) = inbound.into_split();
+                let (mut ro, mut wo) = outbound.into_split();
+                let pump = async {
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                    }
+                };
+                let frozen = async move {
+                    let _ = watch.wait_for(|g| *g > generation).await.map(|_| ());
+                };
+                tokio::select! {
+                    () = pump => {}
+                    () = frozen => {
+                        // Frozen: hold the sockets open, forward nothing.
+                        std::future::pending::<()>().await;
+                    }
+                }
+            });
+        }
+    });
+    Relay { url, freeze }
+}
+
+#[tokio::test]
+async fn half_open_connection_is_detected_by_ping_and_resumed() {
+    let env = common::env().await;
+    let relay = relay(env.running.addr).await;
+    let client = mattermost::Client::new(&relay.url)
+        .unwrap()
+        .with_token(env.alice.token().unwrap());
+    let config = WsConfig {
+        ping_interval: Duration::from_millis(200),
+        ..fast_config()
+    };
+    let (_handle, mut rx) = WsClient::connect(client, config);
+    let WsItem::Connected { connection_id, .. } =
+        next_matching(&mut rx, |i| matches!(i, WsItem::Connected { .. })).await
+    else {
+        unreachable!()
+    };
+
+    relay.freeze.send_modify(|g| *g += 1);
+    let item = next_matching(&mut rx, |i| matches!(i, WsItem::Disconnected { .. })).await;
+    let WsItem::Disconnected { error } = item else {
+        unreachable!()
+    };
+    assert!(error.to_string().contains("ping timeout"), "{error}");
+
+    // New connections through the relay flow again. The server still holds the frozen socket
+    // as active, and only inactive connections can be resumed, so this is a fresh connection
+    // and the consumer is told to resync.
+    let item = next_matching(&mut rx, |i| matches!(i, WsItem::Connected { .. })).await;
+    let WsItem::Connected {
+        connection_id: id, ..
+    } = item
+    else {
+        unreachable!()
+    };
+    if id != connection_id {
+        let item = next_matching(&mut rx, |_| true).await;
+        assert!(
+            matches!(
+                item,
+                WsItem::Resync {
+                    reason: ResyncReason::NewConnection { .. }
+                }
+            ),
+            "{item:?}"
+        );
+    }
+}
