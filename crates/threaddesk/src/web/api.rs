@@ -163,15 +163,14 @@ pub async fn act(
             key: item_key.clone(),
             at: now.max(row.last_activity_at),
         }),
+        // Undo the last triage, whichever it was: both marks are cleared (idempotent).
         "undo" => {
             actions.push(Action::UndoDone {
                 key: item_key.clone(),
             });
-            if row.snoozed_until.is_some() {
-                actions.push(Action::Unsnooze {
-                    key: item_key.clone(),
-                });
-            }
+            actions.push(Action::Unsnooze {
+                key: item_key.clone(),
+            });
         }
         "snooze" => {
             let until = need(body.until, "until")?;

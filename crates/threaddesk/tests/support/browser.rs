@@ -231,6 +231,11 @@ impl Browser {
 
     /// Press one key (`"j"`, `"Enter"`, `"Escape"`, `"/"`, `"?"`).
     pub async fn press(&mut self, key: &str) -> Result<()> {
+        self.press_with(key, 0).await
+    }
+
+    /// Press a key with modifiers (CDP bits: Alt 1, Ctrl 2, Meta 4, Shift 8).
+    pub async fn press_with(&mut self, key: &str, modifiers: u8) -> Result<()> {
         let (code, vk, text) = match key {
             "Enter" => ("Enter", 13, "\r"),
             "Escape" => ("Escape", 27, ""),
@@ -246,17 +251,17 @@ impl Browser {
         } else {
             vk
         };
-        let mut down = json!({"type": "keyDown", "key": key, "windowsVirtualKeyCode": vk});
+        let mut down = json!({"type": "keyDown", "key": key, "windowsVirtualKeyCode": vk, "modifiers": modifiers});
         if !code.is_empty() {
             down["code"] = json!(code);
         }
-        if !text.is_empty() {
+        if !text.is_empty() && modifiers & 2 == 0 {
             down["text"] = json!(text);
         }
         self.call("Input.dispatchKeyEvent", down).await?;
         self.call(
             "Input.dispatchKeyEvent",
-            json!({"type": "keyUp", "key": key, "windowsVirtualKeyCode": vk}),
+            json!({"type": "keyUp", "key": key, "windowsVirtualKeyCode": vk, "modifiers": modifiers}),
         )
         .await?;
         Ok(())
