@@ -297,8 +297,10 @@ struct Relay {
 }
 
 async fn relay(target: std::net::SocketAddr) -> Relay {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("relay binds");
+    let url = format!("http://{}", listener.local_addr().expect("relay address"));
     let (freeze, watch) = tokio::sync::watch::channel(0u64);
     tokio::spawn(async move {
         while let Ok((inbound, _)) = listener.accept().await {
