@@ -10,7 +10,7 @@
 
 mod channels;
 pub mod posts;
-mod threads;
+pub mod threads;
 mod users;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +24,7 @@ use crate::model::{self, Id, StringMap};
 
 pub use channels::ChannelType;
 pub use posts::{NewPost, PostListQuery, PostPatch, ThreadQuery};
-pub use threads::ThreadListQuery;
+pub use threads::{ThreadListQuery, ThreadTotals};
 
 /// Wall-clock milliseconds plus an adjustable offset, so tests can jump past time windows
 /// (the 30 s `pending_post_id` window, 10-minute OAuth codes) without sleeping.

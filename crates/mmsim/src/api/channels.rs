@@ -60,12 +60,18 @@ pub async fn teams_unread(
     let exclude = q.id("exclude_team")?;
     let with_threads = q.literal_true("include_collapsed_threads");
     Ok(Json(sim.with_state(|s| {
+        let threads = with_threads.then(|| s.thread_totals_by_team(user));
         s.user_teams
             .get(&user)
             .into_iter()
             .flatten()
             .filter(|t| Some(**t) != exclude)
-            .map(|t| s.team_unread(user, *t, with_threads))
+            .map(|t| {
+                let totals = threads
+                    .as_ref()
+                    .map(|m| m.get(t).copied().unwrap_or_default());
+                s.team_unread(user, *t, totals)
+            })
             .collect()
     })))
 }
@@ -83,7 +89,7 @@ pub async fn team_unread(
         if !s.is_team_member(team, user) {
             return Err(AppError::permissions());
         }
-        Ok(Json(s.team_unread(user, team, false)))
+        Ok(Json(s.team_unread(user, team, None)))
     })
 }
 

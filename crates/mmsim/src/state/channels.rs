@@ -36,18 +36,20 @@ impl ChannelType {
 }
 
 /// Default channel `notify_props` (`GetDefaultChannelNotifyProps`, research §3.1).
+const DEFAULT_CHANNEL_NOTIFY_PROPS: [(&str, &str); 6] = [
+    ("channel_auto_follow_threads", "off"),
+    ("desktop", "default"),
+    ("email", "default"),
+    ("ignore_channel_mentions", "default"),
+    ("mark_unread", "all"),
+    ("push", "default"),
+];
+
 fn default_channel_notify_props() -> StringMap {
-    [
-        ("channel_auto_follow_threads", "off"),
-        ("desktop", "default"),
-        ("email", "default"),
-        ("ignore_channel_mentions", "default"),
-        ("mark_unread", "all"),
-        ("push", "default"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    DEFAULT_CHANNEL_NOTIFY_PROPS
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
 }
 
 /// DM name: both ids sorted, joined by `__` (research §3.1).
@@ -239,10 +241,19 @@ impl State {
         props
     }
 
+    /// One channel notify prop of a member (override, else the default).
     #[must_use]
     pub fn notify_prop(&self, channel: Id, user: Id, key: &str) -> Option<String> {
         let m = self.members.get(&(channel, user))?;
-        Self::member_notify_props(m).remove(key)
+        m.notify_props
+            .as_ref()
+            .and_then(|p| p.get(key).cloned())
+            .or_else(|| {
+                DEFAULT_CHANNEL_NOTIFY_PROPS
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
+            })
     }
 
     /// `ChannelMember` JSON; another user's membership has `last_viewed_at`/`last_update_at`
@@ -545,9 +556,15 @@ impl State {
         })
     }
 
-    /// Team unread counts (`model.TeamUnread`), thread counters when `with_threads`.
+    /// Team unread counts (`model.TeamUnread`), with the team's thread counters when given
+    /// (see [`State::thread_totals_by_team`]).
     #[must_use]
-    pub fn team_unread(&self, user: Id, team: Id, with_threads: bool) -> model::TeamUnread {
+    pub fn team_unread(
+        &self,
+        user: Id,
+        team: Id,
+        threads: Option<super::threads::ThreadTotals>,
+    ) -> model::TeamUnread {
         let mut out = model::TeamUnread {
             team_id: team,
             msg_count: 0,
@@ -572,8 +589,7 @@ impl State {
             out.mention_count += m.mention_count;
             out.mention_count_root += m.mention_count_root;
         }
-        if with_threads {
-            let totals = self.thread_totals(user, Some(team), false, false);
+        if let Some(totals) = threads {
             out.thread_count = Some(totals.unread_threads);
             out.thread_mention_count = Some(totals.unread_mentions);
             out.thread_urgent_mention_count = Some(totals.unread_urgent_mentions);

@@ -261,6 +261,30 @@ impl State {
         totals
     }
 
+    /// Thread counters per real team in one pass; DM/GM threads count for no team (research
+    /// §5.3, `include_collapsed_threads`).
+    #[must_use]
+    pub fn thread_totals_by_team(&self, user: Id) -> HashMap<Id, ThreadTotals> {
+        let mut out: HashMap<Id, ThreadTotals> = HashMap::new();
+        for (root, tm) in self.followed_threads(user, None, true, false) {
+            let channel = self.posts[root as usize].channel_id;
+            let Some(team) = self.channels.get(&channel).and_then(|c| c.team_id) else {
+                continue;
+            };
+            let totals = out.entry(team).or_default();
+            totals.total += 1;
+            let last_reply = self.threads.get(&root).map_or(0, |t| t.last_reply_at);
+            if last_reply > tm.last_view_at {
+                totals.unread_threads += 1;
+            }
+            totals.unread_mentions += tm.unread_mentions;
+            if self.is_urgent(root) {
+                totals.unread_urgent_mentions += tm.unread_mentions;
+            }
+        }
+        out
+    }
+
     /// `GET /users/{u}/teams/{t}/threads` (research §5.3, traps 11-13).
     pub fn thread_list(
         &self,
