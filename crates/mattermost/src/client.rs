@@ -286,7 +286,8 @@ impl Client {
                 .path()
                 .strip_prefix(base_path)
                 .is_some_and(|rest| rest.starts_with('/'));
-        if url.origin() != self.shared.origin || !path_ok || !url.username().is_empty() {
+        let has_credentials = !url.username().is_empty() || url.password().is_some();
+        if url.origin() != self.shared.origin || !path_ok || has_credentials {
             return Err(Error::ForeignOrigin {
                 origin: url.origin().ascii_serialization(),
             });
@@ -592,6 +593,7 @@ mod tests {
             "https://chat.example.com/other/api/v4",
             "https://chat.example.com/mmx/api",
             "https://user@chat.example.com/mm/api",
+            "https://:pw@chat.example.com/mm/api",
         ] {
             assert!(
                 matches!(c.check_url(bad), Err(Error::ForeignOrigin { .. })),

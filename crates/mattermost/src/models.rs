@@ -700,7 +700,7 @@ mod tests {
         let t: ThreadResponse = serde_json::from_str(
             r#"{"id":"r1","reply_count":2,"last_reply_at":10,"last_viewed_at":0,
             "participants":[{"id":"u1","username":"","props":null,"notify_props":null,"timezone":null,"delete_at":0}],
-            "post":{"id":"r1","channel_id":"c1","message":"m"},"unread_replies":2,"unread_mentions":1,
+            "post":{"id":"r1","channel_id":"c1","message":"m","props":null,"metadata":null,"file_ids":null},"unread_replies":2,"unread_mentions":1,
             "is_urgent":false,"delete_at":0}"#,
         )
         .unwrap();

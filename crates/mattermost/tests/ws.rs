@@ -382,3 +382,25 @@ async fn half_open_connection_is_detected_by_ping_and_resumed() {
         );
     }
 }
+
+#[tokio::test]
+async fn rate_limited_upgrade_waits_retry_after() {
+    let env = common::env().await;
+    env.running
+        .sim
+        .inner()
+        .faults
+        .rate_limit_storm(Duration::from_millis(300));
+    let (_handle, mut rx) = WsClient::connect(env.alice.clone(), fast_config());
+    let item = next_matching(&mut rx, |_| true).await;
+    match item {
+        WsItem::Disconnected { error } => {
+            assert!(
+                matches!(error, mattermost::Error::RateLimited { .. }),
+                "{error:?}"
+            );
+        }
+        other => panic!("expected a 429, got {other:?}"),
+    }
+    next_matching(&mut rx, |i| matches!(i, WsItem::Connected { .. })).await;
+}

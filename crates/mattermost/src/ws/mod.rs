@@ -294,10 +294,11 @@ impl Task {
                 Err(error) => {
                     self.failures = self.failures.saturating_add(1);
                     tracing::debug!(failures = self.failures, %error, "websocket connect failed");
+                    let wait = error.retry_after().unwrap_or_default();
                     if self.emit(WsItem::Disconnected { error }).await {
                         return;
                     }
-                    delay = self.config.backoff_with_jitter(self.failures);
+                    delay = self.config.backoff_with_jitter(self.failures).max(wait);
                 }
                 Ok(socket) => match self.serve(socket).await {
                     End::Stop => return,
@@ -382,10 +383,20 @@ impl Task {
             Err(_) => Err(Error::Timeout {
                 endpoint: "GET /api/v4/websocket".into(),
             }),
-            Ok(Err(tungstenite::Error::Http(resp))) => Err(Error::Http {
-                status: resp.status().as_u16(),
-                endpoint: "GET /api/v4/websocket".into(),
-            }),
+            Ok(Err(tungstenite::Error::Http(resp))) => {
+                if resp.status() == http::StatusCode::TOO_MANY_REQUESTS {
+                    // The rate limiter covers the upgrade too (research §8).
+                    let (retry_after, reset) = crate::client::rate_limit_headers(resp.headers());
+                    if let Some(gate) = self.client.gate() {
+                        gate.on_rate_limited(self.client.user_key(), retry_after);
+                    }
+                    return Err(Error::RateLimited { retry_after, reset });
+                }
+                Err(Error::Http {
+                    status: resp.status().as_u16(),
+                    endpoint: "GET /api/v4/websocket".into(),
+                })
+            }
             Ok(Err(e)) => Err(Error::WebSocket(e.to_string())),
             Ok(Ok((socket, _))) => Ok(socket),
         }
