@@ -813,9 +813,10 @@ async fn initial_sync_large_org_call_count() {
         .threads
         .len();
     eprintln!(
-        "large org: initial sync {} calls (queue complete), {} ms; total incl. backfill {}; {} threads; bytes {}",
+        "large org: initial sync {} calls (queue complete), {} ms ({} ms store commit); total incl. backfill {}; {} threads; bytes {}",
         st.initial_sync_calls,
         st.initial_sync_ms,
+        st.initial_sync_commit_ms,
         engine.calls_made(&alice).unwrap_or(0),
         threads,
         m.response_bytes
@@ -828,6 +829,64 @@ async fn initial_sync_large_org_call_count() {
         st.initial_sync_calls <= 80,
         "{} calls",
         st.initial_sync_calls
+    );
+
+    // P-3: lost events, then k replies in followed threads of 3 teams → resync cost.
+    let mut rx = engine.subscribe();
+    let c = base.with_token(login.token.expose().to_owned());
+    let teams = c.get_teams_for_user(ME).await.expect("teams");
+    let driver = mmsim::driver::Driver::new(&running.sim);
+    running.sim.lose_replay_buffers();
+    running.sim.drop_websockets_of(alice.as_str());
+    let mut k = 0;
+    for t in teams.iter().take(3) {
+        let list = c
+            .get_user_threads(
+                ME,
+                &t.id,
+                &UserThreadsQuery {
+                    per_page: Some(5),
+                    exclude_direct: true,
+                    ..UserThreadsQuery::default()
+                },
+            )
+            .await
+            .expect("threads");
+        for th in list.threads.iter().take(4) {
+            let me = login.user.id.as_str();
+            let author = th
+                .post
+                .as_ref()
+                .map(|p| p.user_id.clone())
+                .filter(|u| u != me)
+                .or_else(|| {
+                    th.participants
+                        .iter()
+                        .map(|u| u.id.clone())
+                        .find(|u| u != me)
+                });
+            let Some(author) = author else { continue };
+            if driver.reply(&author, &th.id, "while away").is_ok() {
+                k += 1;
+            }
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            if let Ok(c) = rx.recv().await
+                && c.key.is_none()
+                && c.cause == Cause::Resync
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("resync");
+    let st = engine.user_status(&alice).expect("status");
+    eprintln!(
+        "large org: resync after {k} replies in 3 teams: {} calls",
+        st.last_resync_calls
     );
 }
 

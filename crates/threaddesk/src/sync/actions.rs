@@ -250,6 +250,7 @@ fn random_marker() -> String {
         .collect()
 }
 
+#[tracing::instrument(skip_all, fields(user.id = %user.as_str()))]
 pub(crate) async fn act(
     inner: &Arc<Inner>,
     user: &UserId,
@@ -556,6 +557,7 @@ async fn reconcile(ctx: &UserCtx, row: &OutboxRow, action: &Action) -> Outcome {
 }
 
 /// Deliver one claimed row and record the next step.
+#[tracing::instrument(skip_all, fields(user.id = %ctx.user_id.as_str(), outbox.id = row.id))]
 async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
     let store = Arc::clone(&ctx.store);
     let user = ctx.user_id.clone();

@@ -62,6 +62,8 @@ pub enum Phase {
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct UserStatus {
     pub user_id: String,
+    /// Of `initial_sync_ms`: time spent writing the store (the rest is Mattermost reads).
+    pub initial_sync_commit_ms: u64,
     pub phase: Phase,
     pub connected: bool,
     pub last_sync_at: Option<Millis>,
@@ -610,7 +612,9 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
         });
     }
     batch.push(Write::SyncedAt { at: now });
+    let fetch_ms = started.elapsed().as_millis();
     ctx.commit(batch, Cause::InitialSync).await?;
+    let commit_ms = started.elapsed().as_millis() - fetch_ms;
 
     {
         let mut memo = ctx.memo();
@@ -626,11 +630,12 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
     }
     let calls = ctx.calls.load(Ordering::Relaxed) - calls_before;
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    info!(calls, ms, "sync: initial sync done");
+    info!(calls, ms, fetch_ms, commit_ms, "sync: initial sync done");
     {
         let mut st = ctx.status();
         st.initial_sync_calls = calls;
         st.initial_sync_ms = ms;
+        st.initial_sync_commit_ms = u64::try_from(commit_ms).unwrap_or(u64::MAX);
         st.last_sync_at = Some(now);
     }
 

@@ -30,7 +30,7 @@
 mod actions;
 mod apply;
 mod batch;
-mod convert;
+pub mod convert;
 mod engine;
 mod events;
 pub mod gate;
