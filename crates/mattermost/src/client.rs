@@ -14,7 +14,7 @@ use url::Url;
 use crate::error::{AppError, Error, Result, describe_json_error, is_truncation};
 use crate::secret::Secret;
 
-/// The user agent sent on every request.
+/// The default user agent sent on every request (REST and WebSocket upgrade).
 pub const USER_AGENT: &str = concat!("threaddesk/", env!("CARGO_PKG_VERSION"));
 
 /// A gate consulted before every request (REST and WebSocket upgrade), so that many clients can
@@ -44,6 +44,7 @@ pub struct ClientBuilder {
     rate_limit_retries: u32,
     gate: Option<Arc<dyn RequestGate>>,
     token: Option<Secret>,
+    user_agent: String,
 }
 
 impl fmt::Debug for ClientBuilder {
@@ -55,6 +56,7 @@ impl fmt::Debug for ClientBuilder {
             .field("rate_limit_retries", &self.rate_limit_retries)
             .field("gate", &self.gate.is_some())
             .field("token", &self.token)
+            .field("user_agent", &self.user_agent)
             .finish()
     }
 }
@@ -86,6 +88,12 @@ impl ClientBuilder {
         self
     }
 
+    /// Override the user agent (default [`USER_AGENT`], `threaddesk/<version>`).
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = user_agent.into();
+        self
+    }
+
     /// Initial bearer token.
     pub fn token(mut self, token: impl Into<Secret>) -> Self {
         self.token = Some(token.into());
@@ -96,6 +104,8 @@ impl ClientBuilder {
     /// none is installed yet.
     pub fn build(self) -> Result<Client> {
         let base = parse_base_url(&self.base_url)?;
+        let user_agent = HeaderValue::try_from(self.user_agent.as_str())
+            .map_err(|_| Error::InvalidArgument("user agent has invalid characters".into()))?;
         // rustls-no-provider: somebody must pick the crypto provider; an error only means one
         // is already installed, which is fine.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -103,7 +113,7 @@ impl ClientBuilder {
         let origin = base.origin();
         let redirect_origin = origin.clone();
         let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
+            .user_agent(user_agent.clone())
             .connect_timeout(self.connect_timeout)
             .timeout(self.request_timeout)
             // Never keep cookies: the server sets MMAUTHTOKEN on Bearer calls and would then
@@ -129,6 +139,7 @@ impl ClientBuilder {
                 origin,
                 gate: self.gate,
                 rate_limit_retries: self.rate_limit_retries,
+                user_agent,
             }),
             token: Arc::new(RwLock::new(self.token)),
             user_key: None,
@@ -164,6 +175,7 @@ struct Shared {
     origin: url::Origin,
     gate: Option<Arc<dyn RequestGate>>,
     rate_limit_retries: u32,
+    user_agent: HeaderValue,
 }
 
 /// A Mattermost REST client. Cheap to clone (two `Arc`s).
@@ -200,6 +212,7 @@ impl Client {
             rate_limit_retries: 0,
             gate: None,
             token: None,
+            user_agent: USER_AGENT.to_owned(),
         }
     }
 
@@ -293,6 +306,10 @@ impl Client {
             });
         }
         Ok(())
+    }
+
+    pub(crate) fn user_agent(&self) -> &HeaderValue {
+        &self.shared.user_agent
     }
 
     pub(crate) fn gate(&self) -> Option<&Arc<dyn RequestGate>> {

@@ -370,10 +370,9 @@ impl Task {
             .map_err(|_| Error::InvalidArgument("token has invalid characters".into()))?;
         auth.set_sensitive(true);
         request.headers_mut().insert(header::AUTHORIZATION, auth);
-        request.headers_mut().insert(
-            header::USER_AGENT,
-            HeaderValue::from_static(crate::client::USER_AGENT),
-        );
+        request
+            .headers_mut()
+            .insert(header::USER_AGENT, self.client.user_agent().clone());
         let ws_config = WebSocketConfig::default()
             .read_buffer_size(self.config.read_buffer_size)
             .write_buffer_size(self.config.write_buffer_size)
