@@ -335,7 +335,7 @@ async fn relay(target: std::net::SocketAddr) -> Relay {
 }
 
 #[tokio::test]
-async fn half_open_connection_is_detected_by_ping_and_resumed() {
+async fn half_open_connection_is_detected_by_ping() {
     let env = common::env().await;
     let relay = relay(env.running.addr).await;
     let client = mattermost::Client::new(&relay.url)
