@@ -161,6 +161,24 @@ impl Driver {
         })
     }
 
+    /// Change a channel's display name and/or header (`channel_updated`).
+    pub fn update_channel(
+        &self,
+        channel_id: &str,
+        display_name: Option<&str>,
+        header: Option<&str>,
+    ) -> DriverResult<()> {
+        let channel = id(channel_id)?;
+        self.sim.with_state(|s| {
+            Ok(s.update_channel(
+                channel,
+                display_name.map(str::to_owned),
+                header.map(str::to_owned),
+                None,
+            )?)
+        })
+    }
+
     /// Save preferences "from another device" (`preferences_changed`).
     pub fn set_preferences(&self, user: &str, prefs: &[(&str, &str, &str)]) -> DriverResult<()> {
         self.sim.with_state(|s| {

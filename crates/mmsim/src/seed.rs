@@ -618,12 +618,33 @@ impl Seeder {
             ago(1, 6, 0),
             "LGTM, one nit about the `e` binding clashing with the editor. :lgtm:",
         );
-        let review2 = self.post_at(
+        self.post_at(
             heidi,
             code_review,
             None,
             ago(0, 2, 0),
             "PR for the batched export is up, small one (+120/−40). @alice @bob",
+        );
+        let a11y = self.post_at(
+            grace,
+            frontend,
+            None,
+            ago(1, 1, 0),
+            "Accessibility audit found 3 issues in the sidebar (contrast, focus ring, aria-labels). Filing tickets.",
+        );
+        self.post_at(
+            frank,
+            frontend,
+            Some(a11y),
+            ago(0, 5, 0),
+            "Focus ring fix is up. @alice do we want this in 2.14 or 2.15?",
+        );
+        self.post_at(
+            erin,
+            feedback,
+            None,
+            ago(0, 10, 0),
+            "Three customers asked for a *Done* button on threads this week. @judy can you collect the ticket links?",
         );
 
         // product
@@ -904,10 +925,10 @@ impl Seeder {
             gm_launch,
             leadership,
             code_review,
+            frontend,
+            feedback,
         ];
-        let _ = review2;
         self.normalise_read_state(&partly_read, n - 20 * HOUR);
-        let _ = (frontend, feedback);
     }
 
     fn post_at_priority(
@@ -1044,6 +1065,13 @@ impl Seeder {
     /// Everybody has read everything, except the demo user in `partly_read` channels (read
     /// up to `cutoff`) and in followed threads (read up to `cutoff`).
     fn normalise_read_state(&mut self, partly_read: &[Id], cutoff: i64) {
+        // Threads first: their read points move channel mention counters, which the channel
+        // read points below then recompute from scratch (mentions in replies included).
+        let threads: Vec<(Id, u32)> = self.st.thread_members.keys().copied().collect();
+        for (user, root) in threads {
+            let ts = if user == self.alice { cutoff } else { self.now };
+            self.st.set_thread_view(user, root, ts);
+        }
         let members: Vec<(Id, Id)> = self.st.members.keys().copied().collect();
         for (channel, user) in members {
             let ts = if user == self.alice && partly_read.contains(&channel) {
@@ -1051,12 +1079,7 @@ impl Seeder {
             } else {
                 self.now
             };
-            self.st.set_read_point(user, channel, ts, true);
-        }
-        let threads: Vec<(Id, u32)> = self.st.thread_members.keys().copied().collect();
-        for (user, root) in threads {
-            let ts = if user == self.alice { cutoff } else { self.now };
-            self.st.set_thread_view(user, root, ts);
+            self.st.set_read_point(user, channel, ts, false);
         }
     }
 

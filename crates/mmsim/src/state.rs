@@ -318,6 +318,8 @@ pub struct State {
     pub access_data: HashMap<String, AccessDataRec>,
 
     pub pending_posts: HashMap<String, PendingRec>,
+    /// `create_at` of the newest live (non-seeded) post.
+    pub last_live_create_at: i64,
     /// `POST /posts` takes a read guard after the dedup check; tests hold the write guard
     /// ([`crate::Sim::hold_post_creation`]) to keep a create "in flight".
     pub post_gate: Arc<tokio::sync::RwLock<()>>,

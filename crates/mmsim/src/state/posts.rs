@@ -412,8 +412,16 @@ impl State {
                 _ => return Err(AppError::invalid_body_param("file_ids")),
             }
         }
-        let now = self.now();
-        let create_at = np.create_at.unwrap_or(now);
+        // Live posts get strictly increasing create_at, so posts made in the same millisecond
+        // still have a stable (create_at, id) order.
+        let create_at = match np.create_at {
+            Some(at) => at,
+            None => {
+                let at = self.now().max(self.last_live_create_at + 1);
+                self.last_live_create_at = at;
+                at
+            }
+        };
         let id = self.new_id();
         let idx = self.insert_post(id, author, &np, root, create_at);
         for f in &np.file_ids {
