@@ -717,6 +717,15 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     let results = run_ops(ctx, &ops).await?;
     let chans = channel_map(&channels);
     let mut batch = Batch::default();
+    // Joined or left a team while away (the counters list every team of the user): one read
+    // of the team list, only then.
+    let mut new_team_ids: Vec<String> = new_counters.iter().map(|t| t.team_id.clone()).collect();
+    new_team_ids.sort();
+    new_team_ids.dedup();
+    if new_team_ids != memo.team_ids {
+        let teams = call!(ctx, ctx.client.get_teams_for_user(ME))?;
+        batch.push(Write::Teams(teams.iter().map(convert::team).collect()));
+    }
     batch.push(Write::Channels(
         channels.iter().map(convert::channel).collect(),
     ));
@@ -795,6 +804,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     {
         let mut m = ctx.memo();
         m.counters = new_counters;
+        m.team_ids = new_team_ids;
         m.directs = new_directs;
         m.last_synced_at = now;
     }
