@@ -417,3 +417,51 @@ async fn sign_out_invalidates_the_session_server_side() {
     let again = stack.sign_in("alice").await.unwrap();
     assert_ne!(again.cookie("td_session").unwrap(), session);
 }
+
+#[tokio::test]
+async fn conversation_shows_every_message_of_the_thread() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let token = stack.mm_token("alice").await.unwrap();
+    let mut checked = 0;
+    for key in items
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .filter(|k| k.starts_with("t_"))
+    {
+        let thread: Value = support::http()
+            .get(format!(
+                "{}/api/v4/posts/{}/thread",
+                stack.sim.url,
+                &key[2..]
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let in_mattermost = thread["posts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .filter(|p| p["delete_at"] == 0)
+            .count();
+        let (status, conv) = alice.json(&format!("/api/v1/items/{key}")).await.unwrap();
+        assert_eq!(status, 200);
+        let shown = conv["posts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["deleted"] == false)
+            .count();
+        assert_eq!(
+            shown, in_mattermost,
+            "{key}: every message of the thread is shown"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "the demo queue has threads");
+}

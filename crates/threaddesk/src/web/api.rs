@@ -60,6 +60,9 @@ pub async fn item(
     ApiUser(user): ApiUser,
     Path(key): Path<String>,
 ) -> Result<Response, WebError> {
+    if let Ok(k) = ItemKey::parse(&key) {
+        super::backfill::ensure_posts(&state, &user.user_id, &k).await;
+    }
     let us = state.store().for_user(&user.user_id);
     let (item, posts, has_older) = pages::load_item(&state, &us, &key)?;
     Ok(Json(json!({ "item": item, "posts": posts, "has_older": has_older })).into_response())

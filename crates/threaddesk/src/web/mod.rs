@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod backfill;
 pub mod error;
 pub mod media;
 pub mod pages;

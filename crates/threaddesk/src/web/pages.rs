@@ -272,6 +272,9 @@ pub async fn item(
     nonce_ext: Option<axum::Extension<CspNonce>>,
     Path(key): Path<String>,
 ) -> Result<Response, WebError> {
+    if let Ok(k) = ItemKey::parse(&key) {
+        super::backfill::ensure_posts(&state, &user.user_id, &k).await;
+    }
     let us = state.store().for_user(&user.user_id);
     let (item, posts, has_older) = match load_item(&state, &us, &key) {
         Ok(v) => v,
