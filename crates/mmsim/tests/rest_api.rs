@@ -1306,3 +1306,134 @@ async fn mutations_publish_server_shaped_events() {
     assert!(events[0].event.data["preferences"].is_string());
     assert_eq!(events[0].recipients, vec![alice.to_string()]);
 }
+
+// ------------------------------------------------------------------------------------------
+// driver, admin endpoints and the binary
+// ------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn driver_and_admin_endpoints() {
+    let env = Env::start().await;
+    let channel = env.channel("company", "off-topic");
+    let admin = |path: &str, body: Value| {
+        env.http
+            .post(format!("{}/mmsim/admin/{path}", env.run.url))
+            .json(&body)
+            .send()
+    };
+    let resp = admin(
+        "post",
+        json!({"user": "bob", "channel_id": channel, "message": "from admin"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, post) = env.get(&format!("/posts/{id}")).await;
+    assert_eq!(post["message"], "from admin");
+    let resp = admin(
+        "post",
+        json!({"user": "nobody", "channel_id": channel, "message": "x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = admin(
+        "react",
+        json!({"user": "carol", "post_id": id, "emoji": "tada"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = admin(
+        "preferences",
+        json!({"user": "alice", "preferences": [{"category": "c", "name": "n", "value": "v"}]}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (_, pref) = env.get("/users/me/preferences/c/name/n").await;
+    assert_eq!(pref["value"], "v");
+    let info: Value = env
+        .http
+        .get(format!("{}/mmsim/admin/info", env.run.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["user"]["username"], "alice");
+    assert_eq!(info["user"]["token"], env.token.as_str());
+    assert_eq!(
+        info["oauth_app"]["client_secret"].as_str().unwrap().len(),
+        26
+    );
+
+    // Random live activity: deterministic steps, no timers needed.
+    let before = env.run.sim.with_state(|s| s.posts.len());
+    let driver = env.driver();
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(3);
+    for _ in 0..20 {
+        driver.random_action(&mut rng).unwrap();
+    }
+    assert!(env.run.sim.with_state(|s| s.posts.len()) > before);
+
+    // Members and channel updates.
+    let dave = driver.user_id("dave").unwrap();
+    let frontend = env.channel("engineering", "frontend");
+    driver.add_member(&frontend, "dave").unwrap();
+    let (status, _) = env
+        .get(&format!("/channels/{frontend}/members/{dave}"))
+        .await;
+    assert_eq!(status, 200);
+    driver.remove_member(&frontend, "dave").unwrap();
+    let (status, _) = env
+        .get(&format!("/channels/{frontend}/members/{dave}"))
+        .await;
+    assert_eq!(status, 404);
+    driver.update_channel(&frontend, Some("Web"), None).unwrap();
+    let (_, ch) = env.get(&format!("/channels/{frontend}")).await;
+    assert_eq!(ch["display_name"], "Web");
+}
+
+#[tokio::test]
+async fn binary_prints_one_ready_line() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mmsim"))
+        .args(["--seed", "1", "--size", "demo", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::io::BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap();
+    let rest = line
+        .strip_prefix("mmsim ready url=http://127.0.0.1:")
+        .unwrap();
+    let parts: Vec<&str> = rest.split(' ').collect();
+    assert_eq!(parts.len(), 3, "{line}");
+    assert_eq!(parts[1], "user=alice");
+    let token = parts[2].strip_prefix("token=").unwrap();
+    let url = format!("http://127.0.0.1:{}", parts[0]);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let resp = reqwest::Client::builder()
+        .build()
+        .unwrap()
+        .get(format!("{url}/api/v4/users/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    child.kill().await.unwrap();
+}
