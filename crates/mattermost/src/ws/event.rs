@@ -12,7 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::de::{null_default, string_json, string_json_default};
 use crate::error::describe_json_error;
-use crate::models::{Channel, ChannelMember, Post, Preference, Reaction, ThreadResponse};
+use crate::models::{
+    Channel, ChannelMember, Emoji, Post, Preference, Reaction, ThreadResponse, User,
+};
 
 /// Routing information of an event. `team_id` of thread events is the team of the REST call,
 /// or `""` for DM/GM replies; never use it to file DM threads (trap 32).
@@ -208,6 +210,44 @@ pub enum Event {
         teammate_ids: Vec<String>,
     },
     PostUnread(PostUnread),
+    /// A channel the user can see was created.
+    ChannelCreated {
+        channel_id: String,
+        team_id: String,
+    },
+    /// A channel was archived.
+    ChannelDeleted {
+        channel_id: String,
+        delete_at: i64,
+    },
+    /// An archived channel was restored.
+    ChannelRestored {
+        channel_id: String,
+    },
+    /// `user_id` joined `team_id`.
+    AddedToTeam {
+        team_id: String,
+        user_id: String,
+    },
+    /// `user_id` left (or was removed from) `team_id`.
+    LeaveTeam {
+        team_id: String,
+        user_id: String,
+    },
+    /// A user's profile changed (the data is a plain object, not string JSON).
+    UserUpdated(Box<User>),
+    /// The receiving user's own status changed (others' statuses are never pushed, trap 26).
+    StatusChange {
+        user_id: String,
+        status: String,
+    },
+    /// Somebody is typing in `broadcast.channel_id` (`parent_id` = thread root or `""`).
+    Typing {
+        user_id: String,
+        parent_id: String,
+    },
+    /// A custom emoji was added.
+    EmojiAdded(Emoji),
     /// A known event whose data did not have the expected shape. `reason` never quotes data.
     Malformed {
         event: String,
@@ -244,6 +284,15 @@ impl Event {
             Self::DirectAdded { .. } => "direct_added",
             Self::GroupAdded { .. } => "group_added",
             Self::PostUnread(_) => "post_unread",
+            Self::ChannelCreated { .. } => "channel_created",
+            Self::ChannelDeleted { .. } => "channel_deleted",
+            Self::ChannelRestored { .. } => "channel_restored",
+            Self::AddedToTeam { .. } => "added_to_team",
+            Self::LeaveTeam { .. } => "leave_team",
+            Self::UserUpdated(_) => "user_updated",
+            Self::StatusChange { .. } => "status_change",
+            Self::Typing { .. } => "typing",
+            Self::EmojiAdded(_) => "emoji_added",
             Self::Malformed { event, .. } | Self::Other { event, .. } => event,
         }
     }
@@ -318,6 +367,26 @@ impl Event {
         }
         #[derive(Deserialize, Default)]
         #[serde(default)]
+        struct Ids {
+            channel_id: String,
+            team_id: String,
+            user_id: String,
+            delete_at: i64,
+            status: String,
+            parent_id: String,
+        }
+        #[derive(Deserialize, Default)]
+        struct UserData {
+            #[serde(deserialize_with = "string_json")]
+            user: User,
+        }
+        #[derive(Deserialize, Default)]
+        struct EmojiData {
+            #[serde(deserialize_with = "string_json")]
+            emoji: Emoji,
+        }
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
         struct GroupAdded {
             #[serde(deserialize_with = "string_json_default")]
             teammate_ids: Vec<String>,
@@ -368,6 +437,53 @@ impl Event {
                 teammate_ids: de::<GroupAdded>(data)?.teammate_ids,
             },
             "post_unread" => Self::PostUnread(de(data)?),
+            "channel_created" => {
+                let d: Ids = de(data)?;
+                Self::ChannelCreated {
+                    channel_id: d.channel_id,
+                    team_id: d.team_id,
+                }
+            }
+            "channel_deleted" => {
+                let d: Ids = de(data)?;
+                Self::ChannelDeleted {
+                    channel_id: d.channel_id,
+                    delete_at: d.delete_at,
+                }
+            }
+            "channel_restored" => Self::ChannelRestored {
+                channel_id: de::<Ids>(data)?.channel_id,
+            },
+            "added_to_team" => {
+                let d: Ids = de(data)?;
+                Self::AddedToTeam {
+                    team_id: d.team_id,
+                    user_id: d.user_id,
+                }
+            }
+            "leave_team" => {
+                let d: Ids = de(data)?;
+                Self::LeaveTeam {
+                    team_id: d.team_id,
+                    user_id: d.user_id,
+                }
+            }
+            "user_updated" => Self::UserUpdated(Box::new(de::<UserData>(data)?.user)),
+            "status_change" => {
+                let d: Ids = de(data)?;
+                Self::StatusChange {
+                    user_id: d.user_id,
+                    status: d.status,
+                }
+            }
+            "typing" => {
+                let d: Ids = de(data)?;
+                Self::Typing {
+                    user_id: d.user_id,
+                    parent_id: d.parent_id,
+                }
+            }
+            "emoji_added" => Self::EmojiAdded(de::<EmojiData>(data)?.emoji),
             other => Self::Other {
                 event: other.to_owned(),
                 data,
@@ -584,7 +700,27 @@ mod tests {
     #[test]
     fn unknown_and_malformed_events() {
         let e = event(r#"{"event":"typing","data":{"user_id":"u"},"broadcast":{},"seq":12}"#);
-        assert!(matches!(e.event, Event::Other { ref event, .. } if event == "typing"));
+        assert!(matches!(e.event, Event::Typing { ref user_id, .. } if user_id == "u"));
+        let e = event(r#"{"event":"custom_plugin_event","data":{"x":1},"seq":12}"#);
+        assert!(
+            matches!(e.event, Event::Other { ref event, ref data } if event == "custom_plugin_event" && data["x"] == 1)
+        );
+        let e = event(
+            r#"{"event":"user_updated","data":{"user":{"id":"u","username":"bob","props":null}},"seq":14}"#,
+        );
+        assert!(matches!(e.event, Event::UserUpdated(ref u) if u.username == "bob"));
+        let e = event(
+            r#"{"event":"channel_deleted","data":{"channel_id":"c","delete_at":5},"seq":15}"#,
+        );
+        assert_eq!(
+            e.event,
+            Event::ChannelDeleted {
+                channel_id: "c".into(),
+                delete_at: 5
+            }
+        );
+        let e = event(r#"{"event":"leave_team","data":{"team_id":"t","user_id":"u"},"seq":16}"#);
+        assert_eq!(e.event.name(), "leave_team");
         let e = event(r#"{"event":"posted","data":{"post":"{not json secret"},"seq":13}"#);
         let Event::Malformed { event, reason } = e.event else {
             panic!()
@@ -642,6 +778,8 @@ mod tests {
                             Just("reaction".to_owned()),
                             Just("preferences".to_owned()),
                             Just("channelMember".to_owned()),
+                            Just("user".to_owned()),
+                            Just("emoji".to_owned()),
                             "[a-z_]{1,8}"
                         ],
                         inner,
@@ -673,6 +811,15 @@ mod tests {
             "group_added",
             "post_unread",
             "typing",
+            "channel_created",
+            "channel_deleted",
+            "channel_restored",
+            "added_to_team",
+            "leave_team",
+            "user_updated",
+            "status_change",
+            "emoji_added",
+            "other_event",
         ];
 
         proptest! {
