@@ -242,6 +242,27 @@ async fn posts_reactions_threads() {
     assert_eq!(unread.channel_id, backend);
     let viewed = c.view_channel(ME, &backend, None).await.unwrap();
     assert_eq!(viewed.status, "OK");
+    env.driver.post("bob", &backend, "more news").unwrap();
+    let read = c
+        .mark_channels_read(ME, std::slice::from_ref(&backend))
+        .await
+        .unwrap();
+    assert!(read.last_viewed_at_times.contains_key(&backend), "{read:?}");
+
+    // Saving a post is a preference; the flagged list shows it.
+    c.update_preferences(
+        ME,
+        &[Preference {
+            user_id: env.alice_id.clone(),
+            category: "flagged_post".into(),
+            name: reply.id.clone(),
+            value: "true".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let saved = c.get_flagged_posts(ME, 0, 60).await.unwrap();
+    assert!(saved.posts.contains_key(&reply.id));
 
     c.delete_post(&root.id).await.unwrap();
     let err = c.get_post(&root.id).await.unwrap_err();

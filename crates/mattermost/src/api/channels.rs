@@ -163,6 +163,23 @@ impl Client {
         .await
     }
 
+    /// `POST /channels/members/{u}/mark_read`: mark several channels read in one call (always
+    /// CRT-aware on the server). `channel_ids` must not be empty.
+    pub async fn mark_channels_read(
+        &self,
+        user_id: &str,
+        channel_ids: &[String],
+    ) -> Result<ViewChannelResponse> {
+        if channel_ids.is_empty() {
+            return Err(Error::InvalidArgument("no channel ids".into()));
+        }
+        self.json(
+            self.request(Method::POST, &["channels", "members", user_id, "mark_read"])
+                .json(channel_ids)?,
+        )
+        .await
+    }
+
     /// `POST /users/{u}/posts/{p}/set_unread`: mark the channel unread from post `p` on.
     /// Returns the member's new **read** counts (research §0 trap 8). Sends
     /// `collapsed_threads_supported: true`.

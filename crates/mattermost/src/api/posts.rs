@@ -191,6 +191,24 @@ impl Client {
             .await
     }
 
+    /// `GET /users/{u}/posts/flagged?page=&per_page=`: the user's saved posts (saving is the
+    /// preference `flagged_post` / post id / `"true"`).
+    pub async fn get_flagged_posts(
+        &self,
+        user_id: &str,
+        page: u32,
+        per_page: u32,
+    ) -> Result<PostList> {
+        self.json(
+            self.request(Method::GET, &["users", user_id, "posts", "flagged"])
+                .query(&crate::api::Paging {
+                    page: i64::from(page),
+                    per_page: per_page.min(MAX_PER_PAGE),
+                })?,
+        )
+        .await
+    }
+
     /// `POST /posts/ids` (≤ 1000 ids per call, chunked here).
     pub async fn get_posts_by_ids(&self, ids: &[String]) -> Result<Vec<Post>> {
         let mut posts = Vec::with_capacity(ids.len());
