@@ -419,6 +419,26 @@ async fn live_events_update_the_store() {
             .is_some_and(|m| m.get(&mkey).is_none_or(|m| m.done_at.is_none()))
     })
     .await;
+
+    // Removed from the channel: its items leave the queue; added back: they return.
+    let in_channel = |ch: &str| {
+        us().export()
+            .expect("export")
+            .items
+            .iter()
+            .any(|i| i.channel_id == ch)
+    };
+    assert!(in_channel(&channel));
+    d.remove_member(&channel, "alice").expect("remove");
+    until(&mut side.rx, "items of the left channel gone", || {
+        !in_channel(&channel)
+    })
+    .await;
+    d.add_member(&channel, "alice").expect("add");
+    until(&mut side.rx, "membership back", || {
+        us().channel(&channel).ok().flatten().is_some()
+    })
+    .await;
     assert_eq!(side.engine.user_status(alice).map(|s| s.resyncs), Some(0));
 }
 

@@ -885,6 +885,13 @@ pub(crate) async fn apply_event(
             }
         }
     }
+    // Joining or leaving a channel changes every item in it: ask listeners to reload.
+    if matches!(
+        ev.event,
+        mattermost::ws::Event::UserAdded { .. } | mattermost::ws::Event::UserRemoved(_)
+    ) {
+        ctx.notify(Vec::new(), Cause::Event);
+    }
     ctx.status().events_applied += 1;
     Ok(())
 }
