@@ -49,8 +49,8 @@ impl Client {
             .await
     }
 
-    /// `GET /users/{u}/preferences/{category}`. A category with no preferences is a 404 on
-    /// real servers; it is returned here as an empty list.
+    /// `GET /users/{u}/preferences/{category}`. A 404 (how a server may answer for a category
+    /// with no preferences) is returned as an empty list.
     pub async fn get_preferences_by_category(
         &self,
         user_id: &str,
