@@ -23,13 +23,35 @@ pub struct LogFilterError {
     pub reason: String,
 }
 
-/// Build the filter: `THREADDESK_LOG` wins over the configured level.
+/// Libraries whose `trace` level dumps wire data: `tungstenite` logs every WebSocket frame
+/// payload (Mattermost's `posted` events carry message text) and the whole client handshake
+/// request (with the `Authorization: Bearer` token). Found by the canary test
+/// (`tests/privacy_logs.rs`); they are capped at `debug`, whose lines carry no payload.
+const WIRE_DUMPERS: &[&str] = &["tungstenite", "tokio_tungstenite"];
+
+/// Build the filter: `THREADDESK_LOG` wins over the configured level. Whenever the filter
+/// enables `trace` anywhere, the [`WIRE_DUMPERS`] are capped at `debug`, so that no level
+/// (not even `trace`, not even `tungstenite=trace`) can log message text or tokens.
 pub fn filter(configured: &str) -> Result<EnvFilter, LogFilterError> {
     let chosen = std::env::var(LOG_ENV).unwrap_or_else(|_| configured.to_owned());
-    EnvFilter::try_new(&chosen).map_err(|e| LogFilterError {
+    let err = |reason: String| LogFilterError {
         filter: chosen.clone(),
-        reason: e.to_string(),
-    })
+        reason,
+    };
+    let mut filter = EnvFilter::try_new(&chosen).map_err(|e| err(e.to_string()))?;
+    let hint =
+        <EnvFilter as tracing_subscriber::Layer<tracing_subscriber::Registry>>::max_level_hint(
+            &filter,
+        );
+    if hint.is_none_or(|max| max >= tracing_subscriber::filter::LevelFilter::TRACE) {
+        for target in WIRE_DUMPERS {
+            let cap = format!("{target}=debug")
+                .parse()
+                .map_err(|e: tracing_subscriber::filter::ParseError| err(e.to_string()))?;
+            filter = filter.add_directive(cap);
+        }
+    }
+    Ok(filter)
 }
 
 /// Install the global subscriber writing to stderr. Also replaces the panic hook so that a
@@ -100,6 +122,20 @@ impl<'a> MakeWriter<'a> for CaptureWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_caps_the_wire_dumping_libraries() {
+        if std::env::var(LOG_ENV).is_ok() {
+            return;
+        }
+        for f in ["trace", "warn,threaddesk=trace", "tungstenite=trace"] {
+            let s = filter(f).unwrap().to_string();
+            assert!(s.contains("tungstenite=debug"), "{f}: {s}");
+            assert!(!s.contains("tungstenite=trace"), "{f}: {s}");
+        }
+        let s = filter("info").unwrap().to_string();
+        assert!(!s.contains("tungstenite"), "{s}");
+    }
 
     #[test]
     fn bad_filter_is_a_clear_error() {

@@ -52,31 +52,40 @@ impl Stack {
         sim_config: mmsim::SimConfig,
         data_dir: Option<PathBuf>,
     ) -> Result<Self> {
+        Self::start_opts(StackOptions {
+            sim_config,
+            data_dir,
+            ..StackOptions::default()
+        })
+        .await
+    }
+
+    /// Start with every knob: simulator settings, data dir, clock, config changes.
+    pub async fn start_opts(opts: StackOptions) -> Result<Self> {
         install_crypto();
-        let sim = mmsim::start(sim_config, 0).await?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("http://{}", listener.local_addr()?);
-        let creds = sim.sim.register_oauth_app(mmsim::oauth::AppSpec {
-            name: "ThreadDesk test".into(),
-            callback_urls: vec![format!("{url}/auth/oauth/callback")],
-            homepage: url.clone(),
-            is_trusted: true,
-            is_public: false,
-        });
-        let data_dir = data_dir.unwrap_or_else(|| temp_dir("stack"));
-        let mut cfg = Config::load(None, std::iter::empty())?;
-        cfg.set_mattermost_url(&sim.url)?;
-        cfg.set_public_url(&url)?;
-        cfg.set_data_dir(&data_dir);
-        cfg.oauth_client_id = Some(creds.client_id);
-        cfg.oauth_client_secret = Some(config::Secret::new(creds.client_secret));
-        let app = threaddesk::app::start(cfg, listener, threaddesk::web::system_clock()).await?;
+        let sim = mmsim::start(opts.sim_config, 0).await?;
+        let data_dir = opts.data_dir.unwrap_or_else(|| temp_dir("stack"));
+        let (app, url) = start_app(&sim, &data_dir, opts.clock, opts.configure).await?;
         Ok(Self {
             sim,
             app,
             url,
             data_dir,
         })
+    }
+
+    /// Stop this ThreadDesk, delete its data directory entirely, and start a fresh one (new
+    /// data dir, new port, new OAuth registration) against the SAME simulator — "reinstall".
+    pub async fn restart_fresh(&mut self, configure: Option<ConfigureFn>) -> Result<()> {
+        self.app.stop();
+        let old = std::mem::replace(&mut self.app.server, tokio::spawn(async { Ok(()) }));
+        let _ = tokio::time::timeout(Duration::from_secs(10), old).await;
+        std::fs::remove_dir_all(&self.data_dir)?;
+        self.data_dir = temp_dir("stack");
+        let (app, url) = start_app(&self.sim, &self.data_dir, None, configure).await?;
+        self.app = app;
+        self.url = url;
+        Ok(())
     }
 
     pub fn driver(&self) -> mmsim::driver::Driver {
@@ -102,22 +111,156 @@ impl Stack {
             .to_owned())
     }
 
+    /// GET a Mattermost REST path (`/api/v4/...`) on the simulator with `token`.
+    pub async fn mm_get(&self, path: &str, token: &str) -> Result<(u16, Value)> {
+        let r = http()
+            .get(format!("{}{path}", self.sim.url))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// A thread item of `items` whose root was written by someone other than `username`:
+    /// returns (item key, root author's user id) — the author can always reply in it.
+    pub async fn thread_by_other(
+        &self,
+        items: &[Value],
+        username: &str,
+    ) -> Result<(String, String)> {
+        let token = self.mm_token(username).await?;
+        let me = self.driver().user_id(username).context("unknown user")?;
+        for key in items.iter().filter_map(|i| i["key"].as_str()) {
+            let Some(root) = key.strip_prefix("t_") else {
+                continue;
+            };
+            let (status, post) = self
+                .mm_get(&format!("/api/v4/posts/{root}"), &token)
+                .await?;
+            if status == 200
+                && let Some(author) = post["user_id"].as_str()
+                && author != me
+            {
+                return Ok((key.to_owned(), author.to_owned()));
+            }
+        }
+        bail!("no thread started by someone other than {username}")
+    }
+
     /// Sign `username` in with a token through the personal-token form.
     pub async fn sign_in(&self, username: &str) -> Result<Session> {
         let token = self.mm_token(username).await?;
+        self.sign_in_with_token(&token).await
+    }
+
+    /// Sign in through the personal-token form with this Mattermost token.
+    pub async fn sign_in_with_token(&self, token: &str) -> Result<Session> {
         let mut s = Session::new(&self.url);
         let pre = s.pre_cookie().await?;
         let r = s
-            .post_form(
-                "/auth/token",
-                &[("token", token.as_str()), ("csrf", pre.as_str())],
-            )
+            .post_form("/auth/token", &[("token", token), ("csrf", pre.as_str())])
             .await?;
         if r.status().as_u16() != 303 {
             bail!("token sign-in answered {}", r.status());
         }
         s.csrf = s.page_csrf("/settings").await?;
         Ok(s)
+    }
+}
+
+/// A change applied to the test configuration before ThreadDesk starts.
+pub type ConfigureFn = Box<dyn FnOnce(&mut Config) + Send>;
+
+/// Options of [`Stack::start_opts`].
+pub struct StackOptions {
+    pub sim_config: mmsim::SimConfig,
+    pub data_dir: Option<PathBuf>,
+    pub clock: Option<threaddesk::web::Clock>,
+    pub configure: Option<ConfigureFn>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            sim_config: mmsim::SimConfig::default(),
+            data_dir: None,
+            clock: None,
+            configure: None,
+        }
+    }
+}
+
+/// Start ThreadDesk (with an OAuth app registered in `sim`) on a fresh loopback port.
+pub async fn start_app(
+    sim: &mmsim::Running,
+    data_dir: &std::path::Path,
+    clock: Option<threaddesk::web::Clock>,
+    configure: Option<ConfigureFn>,
+) -> Result<(threaddesk::app::App, String)> {
+    install_crypto();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let creds = sim.sim.register_oauth_app(mmsim::oauth::AppSpec {
+        name: "ThreadDesk test".into(),
+        callback_urls: vec![format!("{url}/auth/oauth/callback")],
+        homepage: url.clone(),
+        is_trusted: true,
+        is_public: false,
+    });
+    let mut cfg = Config::load(None, std::iter::empty())?;
+    cfg.set_mattermost_url(&sim.url)?;
+    cfg.set_public_url(&url)?;
+    cfg.set_data_dir(data_dir);
+    cfg.oauth_client_id = Some(creds.client_id);
+    cfg.oauth_client_secret = Some(config::Secret::new(creds.client_secret));
+    if let Some(f) = configure {
+        f(&mut cfg);
+    }
+    let clock = clock.unwrap_or_else(threaddesk::web::system_clock);
+    let app = threaddesk::app::start(cfg, listener, clock).await?;
+    Ok((app, url))
+}
+
+/// A clock that follows real time plus an offset the test can move forward (timeouts, expiry).
+#[derive(Clone, Default)]
+pub struct TestClock {
+    offset_ms: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl TestClock {
+    pub fn clock(&self) -> threaddesk::web::Clock {
+        let offset = std::sync::Arc::clone(&self.offset_ms);
+        let real = threaddesk::web::system_clock();
+        std::sync::Arc::new(move || real() + offset.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let ms = i64::try_from(by.as_millis()).expect("duration");
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn now(&self) -> i64 {
+        (self.clock())()
+    }
+}
+
+/// Poll `check` every 100 ms until it returns `Some`, or fail after `timeout` with `what`.
+pub async fn poll<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -136,6 +279,8 @@ pub struct Session {
     pub client: reqwest::Client,
     pub cookies: Vec<(String, String)>,
     pub csrf: String,
+    /// Every `Set-Cookie` value this session ever received (cookie-attribute audits).
+    pub set_cookies_seen: Vec<String>,
 }
 
 impl Session {
@@ -145,6 +290,7 @@ impl Session {
             client: http(),
             cookies: Vec::new(),
             csrf: String::new(),
+            set_cookies_seen: Vec::new(),
         }
     }
 
@@ -159,6 +305,7 @@ impl Session {
     fn take_cookies(&mut self, headers: &HeaderMap) {
         for v in headers.get_all(SET_COOKIE) {
             let Ok(v) = v.to_str() else { continue };
+            self.set_cookies_seen.push(v.to_owned());
             let first = v.split(';').next().unwrap_or_default();
             let Some((k, val)) = first.split_once('=') else {
                 continue;
@@ -212,6 +359,46 @@ impl Session {
             .header(COOKIE, self.cookie_header())
             .header("x-csrf-token", self.csrf.clone())
             .json(body)
+            .send()
+            .await?;
+        self.take_cookies(r.headers());
+        Ok(r)
+    }
+
+    /// Sign in through the real OAuth flow (mmsim auto-approves its demo user, `alice`).
+    /// Returns the authorize URL ThreadDesk redirected to and the callback URL mmsim sent back.
+    pub async fn oauth_sign_in(&mut self) -> Result<(url::Url, String)> {
+        let (authorize, callback) = self.oauth_until_callback().await?;
+        let r = self.get_absolute(&callback).await?;
+        if r.status().as_u16() != 303 {
+            bail!("oauth callback answered {}", r.status());
+        }
+        self.csrf = self.page_csrf("/settings").await?;
+        Ok((authorize, callback))
+    }
+
+    /// Run the OAuth flow up to (not including) the callback: returns the authorize URL and
+    /// the callback URL with `code` and `state`.
+    pub async fn oauth_until_callback(&mut self) -> Result<(url::Url, String)> {
+        let r = self.get("/auth/oauth/start").await?;
+        if !r.status().is_redirection() {
+            bail!("/auth/oauth/start answered {}", r.status());
+        }
+        let authorize = r.headers()["location"].to_str()?.to_owned();
+        let r = self.client.get(&authorize).send().await?;
+        if !r.status().is_redirection() {
+            bail!("authorize answered {}", r.status());
+        }
+        let callback = r.headers()["location"].to_str()?.to_owned();
+        Ok((url::Url::parse(&authorize)?, callback))
+    }
+
+    /// GET an absolute URL on this ThreadDesk with the session's cookies.
+    pub async fn get_absolute(&mut self, url: &str) -> Result<reqwest::Response> {
+        let r = self
+            .client
+            .get(url)
+            .header(COOKIE, self.cookie_header())
             .send()
             .await?;
         self.take_cookies(r.headers());
