@@ -465,3 +465,160 @@ pub fn unknown_profiles(
         .cloned()
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::Millis;
+
+    const ME: &str = "meeeeeeeeeeeeeeeeeeeeeeeee";
+    const OTHER: &str = "ooooooooooooooooooooooooooo";
+    const DM: &str = "dddddddddddddddddddddddddd";
+    const P1: &str = "p1p1p1p1p1p1p1p1p1p1p1p1p1";
+
+    fn setup() -> (tempfile::TempDir, Store, UserId) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let user = UserId::parse(ME).unwrap();
+        let mut b = Batch::default();
+        b.push(Write::SelfProfile(store::Profile {
+            user_id: ME.into(),
+            username: "me".into(),
+            ..store::Profile::default()
+        }));
+        b.push(Write::Channels(vec![store::Channel {
+            channel_id: DM.into(),
+            channel_type: "D".into(),
+            name: format!("{ME}__{}", &OTHER[..26]),
+            total_msg_count: 3,
+            total_msg_count_root: 3,
+            last_post_at: 100,
+            update_at: 1,
+            ..store::Channel::default()
+        }]));
+        b.push(Write::Memberships {
+            rows: vec![store::Membership {
+                channel_id: DM.into(),
+                msg_count: 3,
+                msg_count_root: 3,
+                last_viewed_at: 100,
+                last_update_at: 100,
+                ..store::Membership::default()
+            }],
+            replace_all: true,
+        });
+        commit(&store, &user, b).unwrap();
+        (dir, store, user)
+    }
+
+    fn dm_post(at: Millis) -> store::Post {
+        store::Post {
+            post_id: P1.into(),
+            channel_id: DM.into(),
+            user_id: OTHER[..26].into(),
+            create_at: at,
+            update_at: at,
+            message: store::MessageText::new("hi"),
+            props: store::JsonText::new("{}"),
+            file_ids: store::JsonText::new("[]"),
+            reactions: store::JsonText::new("[]"),
+            metadata: store::JsonText::new("{}"),
+            ..store::Post::default()
+        }
+    }
+
+    /// Replaying `posted` (and a reaction) changes nothing the second time: state, not
+    /// increments (T-10 in miniature).
+    #[test]
+    fn replayed_events_are_idempotent() {
+        let (_dir, store, user) = setup();
+        let events = || {
+            let mut b = Batch::default();
+            b.push(Write::ChannelPostAdded {
+                post: dm_post(200),
+                mentions_me: true,
+                from_me: false,
+            });
+            b.push(Write::Reaction {
+                reaction: mattermost::models::Reaction {
+                    user_id: OTHER[..26].into(),
+                    post_id: P1.into(),
+                    emoji_name: "tada".into(),
+                    create_at: 210,
+                    update_at: 210,
+                    ..mattermost::models::Reaction::default()
+                },
+                added: true,
+            });
+            b
+        };
+        commit(&store, &user, events()).unwrap();
+        let once = store.for_user(&user).export().unwrap();
+        commit(&store, &user, events()).unwrap();
+        let twice = store.for_user(&user).export().unwrap();
+        let ch = store.for_user(&user).channel(DM).unwrap().unwrap();
+        assert_eq!(ch.total_msg_count, 4);
+        assert_eq!(once.memberships, twice.memberships);
+        assert_eq!(twice.memberships[0].mention_count, 1);
+        assert_eq!(format!("{:?}", once.items), format!("{:?}", twice.items));
+        let p = store.for_user(&user).post(P1).unwrap().unwrap();
+        assert_eq!(p.reactions.expose().matches("tada").count(), 1);
+        let key = ItemKey::channel(DM).unwrap();
+        let item = store.for_user(&user).item(&key, 5).unwrap().unwrap();
+        assert_eq!(item.row.counts.unread, 1);
+        // Viewing elsewhere clears it; an older view arriving late does not undo that.
+        let mut b = Batch::default();
+        b.push(Write::ChannelViewed {
+            channel_id: DM.into(),
+            at: 300,
+        });
+        b.push(Write::ChannelViewed {
+            channel_id: DM.into(),
+            at: 250,
+        });
+        commit(&store, &user, b).unwrap();
+        let item = store.for_user(&user).item(&key, 5).unwrap().unwrap();
+        assert_eq!(item.row.counts.unread, 0);
+        assert_eq!(
+            store.for_user(&user).memberships().unwrap()[0].last_viewed_at,
+            300
+        );
+    }
+
+    /// A mark set on another device, then cleared; the full replace at sync drops stale marks.
+    #[test]
+    fn marks_set_clear_and_replace() {
+        let (_dir, store, user) = setup();
+        let key = ItemKey::channel(DM).unwrap();
+        let mut b = Batch::default();
+        b.push(Write::MarkSet {
+            key: key.clone(),
+            kind: MarkKind::Done,
+            at: Some(500),
+        });
+        b.push(Write::MarkSet {
+            key: key.clone(),
+            kind: MarkKind::Snooze,
+            at: Some(900),
+        });
+        commit(&store, &user, b).unwrap();
+        let m = store.for_user(&user).marks().unwrap()[&key];
+        assert_eq!((m.done_at, m.snoozed_until), (Some(500), Some(900)));
+        let mut b = Batch::default();
+        b.push(Write::MarkSet {
+            key: key.clone(),
+            kind: MarkKind::Done,
+            at: None,
+        });
+        commit(&store, &user, b).unwrap();
+        let m = store.for_user(&user).marks().unwrap()[&key];
+        assert_eq!((m.done_at, m.snoozed_until), (None, Some(900)));
+        let mut b = Batch::default();
+        b.push(Write::Marks {
+            marks: Vec::new(),
+            replace_all: true,
+        });
+        commit(&store, &user, b).unwrap();
+        assert!(store.for_user(&user).marks().unwrap().is_empty());
+    }
+}
