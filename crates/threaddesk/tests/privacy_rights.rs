@@ -501,3 +501,47 @@ fn check_cookies(seen: &[String], https: bool) {
         assert!(c.len() < 4096, "{c}");
     }
 }
+
+#[tokio::test]
+async fn revoking_access_kills_the_oauth_token_in_mattermost_and_signs_out() {
+    let stack = Stack::start().await.unwrap();
+    let uid = UserId::parse(&stack.driver().user_id("alice").unwrap()).unwrap();
+    let inner = stack.app.state.inner();
+    // Both `/auth/revoke` and "Delete my data" (`/me/delete`, which the settings page
+    // explains revokes the token) end the OAuth grant in Mattermost.
+    for route in ["/auth/revoke", "/me/delete"] {
+        let mut alice = Session::new(&stack.url);
+        alice.oauth_sign_in().await.unwrap();
+        let settings = alice.get("/settings").await.unwrap().text().await.unwrap();
+        assert!(
+            settings.contains("revokes ThreadDesk's access token"),
+            "settings explain the revocation"
+        );
+        let creds = serde_json::to_value(account::load(&inner.store, &inner.cipher, &uid).unwrap())
+            .unwrap();
+        let access = creds["access_token"].as_str().unwrap().to_owned();
+        assert_eq!(
+            stack.mm_get("/api/v4/users/me", &access).await.unwrap().0,
+            200
+        );
+        let csrf = alice.csrf.clone();
+        let r = alice
+            .post_form(route, &[("csrf", csrf.as_str())])
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{route}");
+        assert_eq!(
+            stack.mm_get("/api/v4/users/me", &access).await.unwrap().0,
+            401,
+            "{route}: the OAuth token is revoked in Mattermost"
+        );
+        assert_eq!(alice.json("/api/v1/items").await.unwrap().0, 401, "{route}");
+        assert!(
+            matches!(
+                account::load(&inner.store, &inner.cipher, &uid),
+                Err(account::AccountError::Missing)
+            ),
+            "{route}: stored token forgotten"
+        );
+    }
+}

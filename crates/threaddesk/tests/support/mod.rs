@@ -173,22 +173,12 @@ impl Stack {
 pub type ConfigureFn = Box<dyn FnOnce(&mut Config) + Send>;
 
 /// Options of [`Stack::start_opts`].
+#[derive(Default)]
 pub struct StackOptions {
     pub sim_config: mmsim::SimConfig,
     pub data_dir: Option<PathBuf>,
     pub clock: Option<threaddesk::web::Clock>,
     pub configure: Option<ConfigureFn>,
-}
-
-impl Default for StackOptions {
-    fn default() -> Self {
-        Self {
-            sim_config: mmsim::SimConfig::default(),
-            data_dir: None,
-            clock: None,
-            configure: None,
-        }
-    }
 }
 
 /// Start ThreadDesk (with an OAuth app registered in `sim`) on a fresh loopback port.
