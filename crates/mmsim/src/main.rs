@@ -33,14 +33,31 @@ struct Args {
     no_pkce: bool,
 }
 
+/// `RUST_LOG` (default `info`). At `trace`, `tungstenite` dumps every WebSocket frame payload
+/// (message text) and handshake headers (tokens), so those targets are capped at `debug`:
+/// the simulator never logs message text either.
+fn log_filter() -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::filter::LevelFilter;
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let hint = <tracing_subscriber::EnvFilter as tracing_subscriber::Layer<
+        tracing_subscriber::Registry,
+    >>::max_level_hint(&filter);
+    if hint.is_none_or(|max| max >= LevelFilter::TRACE) {
+        for target in ["tungstenite", "tokio_tungstenite"] {
+            if let Ok(d) = format!("{target}=debug").parse() {
+                filter = filter.add_directive(d);
+            }
+        }
+    }
+    filter
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+        .with_env_filter(log_filter())
         .with_writer(std::io::stderr)
         .init();
     let config = SimConfig {

@@ -4,6 +4,8 @@
 //! reload), snooze, undo. Screenshots of the queue and a conversation are saved under
 //! `target/screenshots/`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::path::PathBuf;

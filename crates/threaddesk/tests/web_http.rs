@@ -1,6 +1,8 @@
 //! HTTP tests of every web route: unauthenticated access, CSRF, cross-user isolation,
 //! malformed input, security headers — against mmsim over loopback.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use serde_json::{Value, json};
