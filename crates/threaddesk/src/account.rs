@@ -87,7 +87,9 @@ impl Credentials {
         Secret::new(self.access_token.clone())
     }
 
-    fn needs_refresh(&self, now: i64) -> bool {
+    /// An OAuth token within a day of expiry (with a refresh token to renew it).
+    #[must_use]
+    pub fn needs_refresh(&self, now: i64) -> bool {
         self.method == Method::OAuth
             && self.refresh_token.is_some()
             && self.expires_at > 0
@@ -160,16 +162,16 @@ pub struct OAuthApp {
     pub client_secret: Secret,
 }
 
-/// A client for `user` with a valid access token: refreshes an OAuth token close to expiry and
-/// persists the rotated pair before returning.
-pub async fn client_for(
+/// The user's credentials, refreshed first when an OAuth token is close to expiry (the rotated
+/// pair is persisted durably before it is returned, so it is never used unsaved).
+pub async fn fresh_credentials(
     base: &Client,
     store: &Store,
     cipher: &TokenCipher,
     oauth: Option<&OAuthApp>,
     user: &UserId,
     now: i64,
-) -> Result<(Client, Credentials), AccountError> {
+) -> Result<Credentials, AccountError> {
     let mut creds = load(store, cipher, user)?;
     if creds.needs_refresh(now)
         && let (Some(app), Some(refresh)) = (oauth, creds.refresh_token.clone())
@@ -193,6 +195,19 @@ pub async fn client_for(
         save(store, cipher, user, &creds, now)?;
         tracing::info!(user.id = %user.as_str(), "oauth token refreshed and persisted");
     }
+    Ok(creds)
+}
+
+/// A client for `user` with a valid access token (see [`fresh_credentials`]).
+pub async fn client_for(
+    base: &Client,
+    store: &Store,
+    cipher: &TokenCipher,
+    oauth: Option<&OAuthApp>,
+    user: &UserId,
+    now: i64,
+) -> Result<(Client, Credentials), AccountError> {
+    let creds = fresh_credentials(base, store, cipher, oauth, user, now).await?;
     let client = base
         .with_token(creds.access_token())
         .with_user_key(user.as_str().to_owned());

@@ -15,7 +15,8 @@ use crate::sync::ratelimit::{LimiterSettings, RateLimiter};
 use crate::sync::{SyncEngine, SyncSettings};
 use crate::web::{self, AppInner, AppState, Clock};
 
-/// How often the retention purge and the expired-session sweep run.
+/// How often the retention purge, the expired-session sweep and the OAuth refresh check run.
+/// (Tokens are refreshed a day before expiry; Mattermost's default lifetime is 30 days.)
 pub const PURGE_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 /// A running ThreadDesk.
@@ -120,11 +121,13 @@ pub async fn start(config: Config, listener: TcpListener, clock: Clock) -> anyho
         throttle: web::throttle::SignInThrottle::default(),
         clock: Arc::clone(&clock),
         admins: std::sync::RwLock::new(std::collections::HashSet::new()),
+        sync_clients: std::sync::Mutex::new(std::collections::HashMap::new()),
     });
 
     resume_users(&state).await;
 
     let purger = {
+        let state = state.clone();
         let store = Arc::clone(&store);
         let config = state.config().clone();
         let clock = Arc::clone(&clock);
@@ -140,6 +143,7 @@ pub async fn start(config: Config, listener: TcpListener, clock: Clock) -> anyho
                 if !matches!(r, Ok(Ok(()))) {
                     tracing::warn!("periodic retention purge failed");
                 }
+                state.refresh_tokens().await;
             }
         })
     };
@@ -185,7 +189,7 @@ async fn resume_users(state: &AppState) {
                         me.roles.split_whitespace().any(|r| r == "system_admin"),
                     );
                 }
-                state.engine().start_user(&user, client);
+                state.start_sync(&user, client);
             }
             Err(e) => tracing::warn!(user.id = %user.as_str(), error = %e, "cannot resume sync"),
         }

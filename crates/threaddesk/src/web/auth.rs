@@ -272,7 +272,7 @@ async fn complete_sign_in(state: &AppState, creds: Credentials) -> Result<Respon
     us.write(|tx| tx.create_session(&token, &csrf, now, now.saturating_add(absolute)))
         .map_err(WebError::internal)?;
     let user_client = client.with_user_key(user.as_str().to_owned());
-    state.engine().start_user(&user, user_client);
+    state.start_sync(&user, user_client);
     tracing::info!(user.id = %user.as_str(), method = creds.method.as_str(), "signed in");
 
     let secure = state.config().cookie_secure();
@@ -306,7 +306,7 @@ pub(crate) async fn sign_out_everywhere(state: &AppState, user: &UserId, revoke:
             tracing::warn!(status = ?e.status(), "revoking the OAuth token failed");
         }
     }
-    state.engine().stop_user(user).await;
+    state.stop_sync(user).await;
     let _ = account::forget(state.store(), user);
     let _ = state
         .store()

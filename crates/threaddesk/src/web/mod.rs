@@ -17,7 +17,7 @@ pub mod sse;
 pub mod throttle;
 pub mod views;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -64,6 +64,9 @@ pub struct AppInner {
     pub clock: Clock,
     /// Mattermost system admins seen at sign-in (for the status page link).
     pub admins: RwLock<HashSet<String>>,
+    /// The per-user clients handed to the sync engine; a token refresh replaces the token in
+    /// them (every clone shares it), so the engine's REST calls and WebSocket reconnects use it.
+    pub sync_clients: std::sync::Mutex<HashMap<String, mattermost::Client>>,
 }
 
 impl AppState {
@@ -113,6 +116,51 @@ impl AppState {
                 a.insert(user.as_str().to_owned());
             } else {
                 a.remove(user.as_str());
+            }
+        }
+    }
+
+    /// Start (or restart) syncing `user` with `client`.
+    pub fn start_sync(&self, user: &UserId, client: mattermost::Client) {
+        if let Ok(mut m) = self.inner.sync_clients.lock() {
+            m.insert(user.as_str().to_owned(), client.clone());
+        }
+        self.inner.engine.start_user(user, client);
+    }
+
+    /// Stop syncing `user`.
+    pub async fn stop_sync(&self, user: &UserId) {
+        if let Ok(mut m) = self.inner.sync_clients.lock() {
+            m.remove(user.as_str());
+        }
+        self.inner.engine.stop_user(user).await;
+    }
+
+    /// Refresh OAuth tokens close to expiry for every syncing user (see `app::start`'s timer).
+    pub async fn refresh_tokens(&self) {
+        let users: Vec<(String, mattermost::Client)> = self
+            .inner
+            .sync_clients
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        for (uid, client) in users {
+            let Ok(user) = UserId::parse(&uid) else {
+                continue;
+            };
+            let inner = &self.inner;
+            match crate::account::fresh_credentials(
+                &inner.mattermost,
+                &inner.store,
+                &inner.cipher,
+                inner.oauth.as_ref(),
+                &user,
+                self.now(),
+            )
+            .await
+            {
+                Ok(creds) => client.set_token(creds.access_token()),
+                Err(e) => tracing::warn!(user.id = %uid, error = %e, "token refresh failed"),
             }
         }
     }
