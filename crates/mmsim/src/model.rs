@@ -469,6 +469,9 @@ pub struct OAuthApp {
     pub callback_urls: Vec<String>,
     pub homepage: String,
     pub is_trusted: bool,
+    /// Request-only on the real server (`OAuthAppRequest.is_public`, research §2.4): a public
+    /// client shows as an empty `client_secret`, so the flag is not serialized.
+    #[serde(skip)]
     pub is_public: bool,
     pub mattermost_app_id: String,
 }

@@ -672,26 +672,9 @@ async fn every_response_conforms_to_the_openapi_description() {
     // Violations that are simulator bugs already reported (not spec gaps): they stay visible
     // and the test fails as soon as one disappears, so the entry gets removed with the fix.
     // (endpoint template, violation text)
-    let known_mmsim_bugs: &[(&str, &str)] = &[
-        // TODO(mmsim bug): model::OAuthApp serializes `is_public`, which the server's OAuthApp
-        // does not have (only OAuthAppRequest.is_public; research §2.4). Fix: #[serde(skip)].
-        (
-            "GET /api/v4/oauth/apps",
-            "/0/is_public: unknown field `is_public` (not in `OAuthApp`)",
-        ),
-        (
-            "POST /api/v4/oauth/apps",
-            "/is_public: unknown field `is_public` (not in `OAuthApp`)",
-        ),
-        (
-            "GET /api/v4/oauth/apps/{app_id}",
-            "/is_public: unknown field `is_public` (not in `OAuthApp`)",
-        ),
-        (
-            "GET /api/v4/oauth/apps/{app_id}/info",
-            "/is_public: unknown field `is_public` (not in `OAuthApp`)",
-        ),
-    ];
+    // Known simulator deviations from the spec (none at present; add one per line with the
+    // research reference, and the test fails when it stops occurring).
+    let known_mmsim_bugs: &[(&str, &str)] = &[];
     let mut unexpected = Vec::new();
     let mut seen_known = std::collections::BTreeSet::new();
     for e in anon.failures() {
