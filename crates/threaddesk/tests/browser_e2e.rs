@@ -168,33 +168,10 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     .unwrap();
     b.type_text("Replying from the browser test").await.unwrap();
     b.press_with("Enter", 2).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let thread: Value = support::http()
-            .get(format!("{}/api/v4/posts/{root_id}/thread", stack.sim.url))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let n = thread["posts"]
-            .as_object()
-            .unwrap()
-            .values()
-            .filter(|p| p["message"] == "Replying from the browser test")
-            .count();
-        assert!(n <= 1, "the reply must not be posted twice");
-        if n == 1 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the reply never reached Mattermost"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    stack
+        .wait_posted_once(&root_id, &token, "Replying from the browser test")
+        .await
+        .unwrap();
     b.wait_for("document.getElementById('reply-box').value === ''", WAIT)
         .await
         .unwrap();

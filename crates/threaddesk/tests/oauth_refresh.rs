@@ -78,28 +78,12 @@ async fn near_expiry_oauth_tokens_are_refreshed_and_used_by_sync() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    let root = key[2..].to_owned();
-    let token = after.access_token().expose().to_owned();
-    support::poll(
-        Duration::from_secs(15),
-        "the reply reaches Mattermost",
-        || {
-            let root = root.clone();
-            let token = token.clone();
-            let stack = &stack;
-            async move {
-                let (_, thread) = stack
-                    .mm_get(&format!("/api/v4/posts/{root}/thread"), &token)
-                    .await
-                    .ok()?;
-                thread["posts"]
-                    .as_object()?
-                    .values()
-                    .any(|p| p["message"] == "sent after the token refresh")
-                    .then_some(())
-            }
-        },
-    )
-    .await
-    .unwrap();
+    stack
+        .wait_posted_once(
+            &key[2..],
+            after.access_token().expose(),
+            "sent after the token refresh",
+        )
+        .await
+        .unwrap();
 }

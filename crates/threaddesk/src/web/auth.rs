@@ -323,7 +323,10 @@ fn signed_out_response(state: &AppState) -> Response {
     res
 }
 
-/// `POST /auth/signout` — ends every session of the user and forgets the token.
+/// `POST /auth/signout` and `POST /auth/revoke` — ends every session of the user, revokes
+/// ThreadDesk's OAuth token in Mattermost, stops syncing and forgets the stored token. (A
+/// personal access token is only forgotten: it belongs to the user, who revokes it in
+/// Mattermost's profile settings, as the settings page explains.)
 pub async fn signout(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -334,20 +337,6 @@ pub async fn signout(
     user.0.check_csrf(Some(&form.csrf))?;
     sign_out_everywhere(&state, &user.0.user_id, true).await;
     let _ = state.store().delete_session(&user.0.session_token);
-    tracing::info!(user.id = %user.0.user_id.as_str(), "signed out");
-    Ok(signed_out_response(&state))
-}
-
-/// `POST /auth/revoke` — revoke ThreadDesk's access in Mattermost, then sign out.
-pub async fn revoke(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    user: PageUser,
-    Form(form): Form<CsrfForm>,
-) -> Result<Response, WebError> {
-    session::check_fetch_site(&headers)?;
-    user.0.check_csrf(Some(&form.csrf))?;
-    sign_out_everywhere(&state, &user.0.user_id, true).await;
-    tracing::info!(user.id = %user.0.user_id.as_str(), "access revoked");
+    tracing::info!(user.id = %user.0.user_id.as_str(), "signed out and access revoked");
     Ok(signed_out_response(&state))
 }

@@ -206,7 +206,7 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/oauth/callback", get(auth::oauth_callback))
         .route("/auth/token", post(auth::token_signin))
         .route("/auth/signout", post(auth::signout))
-        .route("/auth/revoke", post(auth::revoke))
+        .route("/auth/revoke", post(auth::signout))
         // JSON API
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/api/v1/items", get(api::items))

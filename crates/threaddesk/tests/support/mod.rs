@@ -148,6 +148,34 @@ impl Stack {
         bail!("no thread started by someone other than {username}")
     }
 
+    /// How many live posts of the thread `root` (in mmsim) carry exactly `message`.
+    pub async fn count_in_thread(&self, root: &str, token: &str, message: &str) -> Result<usize> {
+        let (status, thread) = self
+            .mm_get(&format!("/api/v4/posts/{root}/thread"), token)
+            .await?;
+        if status != 200 {
+            bail!("GET thread {root}: {status}");
+        }
+        Ok(thread["posts"].as_object().map_or(0, |posts| {
+            posts.values().filter(|p| p["message"] == message).count()
+        }))
+    }
+
+    /// Wait until `message` is in the thread exactly once (fails at once on a duplicate).
+    pub async fn wait_posted_once(&self, root: &str, token: &str, message: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.count_in_thread(root, token, message).await? {
+                1 => return Ok(()),
+                0 if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                0 => bail!("{message:?} never reached the thread {root}"),
+                n => bail!("{message:?} was posted {n} times"),
+            }
+        }
+    }
+
     /// Sign `username` in with a token through the personal-token form.
     pub async fn sign_in(&self, username: &str) -> Result<Session> {
         let token = self.mm_token(username).await?;
