@@ -444,3 +444,29 @@ async fn conversation_shows_every_message_of_the_thread() {
     }
     assert!(checked >= 3, "the demo queue has threads");
 }
+
+#[tokio::test]
+async fn admin_status_is_for_mattermost_admins_and_shows_no_content() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    let r = alice.get("/admin/status").await.unwrap();
+    assert_eq!(r.status().as_u16(), 404, "not an admin");
+    let mut admin = stack.sign_in("admin").await.unwrap();
+    let r = admin.get("/admin/status").await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("14"), "retention days shown");
+    // Technical facts only: no snippet of any queue item appears on the page.
+    let items = alice.wait_items(1).await.unwrap();
+    for item in &items {
+        let snippet = item["snippet"].as_str().unwrap_or_default();
+        let text = snippet.split_once(": ").map_or(snippet, |(_, t)| t);
+        if text.len() > 12 {
+            assert!(
+                !html.contains(&text[..12]),
+                "status page shows message text"
+            );
+        }
+    }
+}
