@@ -260,6 +260,9 @@ pub struct ReconnectSample {
     pub rest: Rest,
     /// From the end of the outage (socket may reconnect) until the engine converged.
     pub wall_ms: f64,
+    /// From the engine's phase turning `Resyncing` (first seen by a 2 ms poll) until it is done:
+    /// the resync itself, without the WebSocket reconnect before it.
+    pub resync_ms: Option<f64>,
     /// The engine's own resync call count (0 for replay).
     pub engine_calls: u64,
     /// Changed threads whose new reply is in the store.
@@ -332,15 +335,23 @@ pub async fn reconnect_after_changes(
             })
             .count()
     };
+    let mut resync_seen: Option<Instant> = None;
     let (wall_ms, resynced) = loop {
         let st = s.engine.user_status(user).context("status")?;
+        if st.phase == Phase::Resyncing && resync_seen.is_none() {
+            resync_seen = Some(Instant::now());
+        }
         let done = if lose_buffer {
             st.resyncs > resyncs_before && st.phase == Phase::Live
         } else {
             st.connected && st.phase == Phase::Live && converged_count(&targets) == targets.len()
         };
         if done {
-            break (ms(started.elapsed()), st.resyncs > resyncs_before);
+            let resync_ms = resync_seen.map(|t| ms(t.elapsed()));
+            break (
+                (ms(started.elapsed()), resync_ms),
+                st.resyncs > resyncs_before,
+            );
         }
         if Instant::now() > deadline {
             bail!(
@@ -360,7 +371,8 @@ pub async fn reconnect_after_changes(
     Ok(ReconnectSample {
         k,
         rest,
-        wall_ms,
+        wall_ms: wall_ms.0,
+        resync_ms: wall_ms.1,
         engine_calls: if resynced { st.last_resync_calls } else { 0 },
         converged: converged_count(&targets),
         resynced,
