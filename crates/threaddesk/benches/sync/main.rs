@@ -12,6 +12,7 @@
 //! - `BENCH_KS` (`0,10,100,1000`): changed threads for the resync runs.
 //! - `BENCH_SIZE` (`large`): `demo` for a quick look.
 //! - `BENCH_OUT` (`<repo>/BENCHMARKS.md`); `-` prints only.
+//! - `BENCH_SKIP_WEBAPP=1`: leave out P-2 (about 80 s of the run).
 //!
 //! Every call count and byte count comes from mmsim's per-route counters; the engine's own
 //! figures are shown only as a cross-check.
@@ -349,7 +350,12 @@ async fn run() -> Result<()> {
     let (td_calls, _, _) = stats(&col(td, |x| x.rest.calls as f64));
     let (td_bytes, _, _) = stats(&col(td, |x| x.rest.bytes as f64));
     let (td_wall, _, _) = stats(&col(td, |x| x.wall_ms / 1000.0));
-    for mode in [webapp::Mode::All, webapp::Mode::Unread] {
+    let modes = if std::env::var("BENCH_SKIP_WEBAPP").is_ok_and(|v| v == "1") {
+        Vec::new()
+    } else {
+        vec![webapp::Mode::All, webapp::Mode::Unread]
+    };
+    for mode in modes {
         let mut calls = Vec::new();
         let mut bytes = Vec::new();
         let mut wall = Vec::new();
