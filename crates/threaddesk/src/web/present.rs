@@ -159,13 +159,38 @@ pub fn snippet(text: &str) -> String {
         .chars()
         .filter(|c| !matches!(c, '*' | '_' | '`' | '~'))
         .collect();
-    let folded = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
+    let folded = emoji_shortcodes(&cleaned.split_whitespace().collect::<Vec<_>>().join(" "));
     if folded.chars().count() > SNIPPET_CHARS {
         let cut: String = folded.chars().take(SNIPPET_CHARS - 1).collect();
         format!("{}…", cut.trim_end())
     } else {
         folded
     }
+}
+
+/// `:name:` → the Unicode emoji where it is a known built-in one (unknown names stay as text).
+fn emoji_shortcodes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(':') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 1..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-')))
+            .unwrap_or(after.len());
+        let glyph = (name_len > 0 && after[name_len..].starts_with(':'))
+            .then(|| super::render::emoji_glyph(&after[..name_len]))
+            .flatten();
+        if let Some(g) = glyph {
+            out.push_str(g);
+            rest = &after[name_len + 1..];
+        } else {
+            out.push(':');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A queue row as the page and the API show it.
@@ -355,6 +380,13 @@ mod tests {
         let s = snippet(&long);
         assert!(s.chars().count() <= SNIPPET_CHARS);
         assert!(s.ends_with('…'));
+    }
+
+    #[test]
+    fn snippet_shows_emoji_and_keeps_unknown_codes() {
+        assert_eq!(snippet(":tada: done :nope: 10:30"), "🎉 done :nope: 10:30");
+        assert_eq!(snippet("a:b"), "a:b");
+        assert_eq!(snippet("::"), "::");
     }
 
     #[test]
