@@ -155,11 +155,11 @@ pub fn snippet(text: &str) -> String {
         out.push_str(t);
         out.push(' ');
     }
-    let cleaned: String = out
+    let cleaned: String = emoji_shortcodes(&out)
         .chars()
         .filter(|c| !matches!(c, '*' | '_' | '`' | '~'))
         .collect();
-    let folded = emoji_shortcodes(&cleaned.split_whitespace().collect::<Vec<_>>().join(" "));
+    let folded = cleaned.split_whitespace().collect::<Vec<_>>().join(" ");
     if folded.chars().count() > SNIPPET_CHARS {
         let cut: String = folded.chars().take(SNIPPET_CHARS - 1).collect();
         format!("{}…", cut.trim_end())
@@ -385,6 +385,7 @@ mod tests {
     #[test]
     fn snippet_shows_emoji_and_keeps_unknown_codes() {
         assert_eq!(snippet(":tada: done :nope: 10:30"), "🎉 done :nope: 10:30");
+        assert_eq!(snippet(":rotating_light: SEV-2"), "🚨 SEV-2");
         assert_eq!(snippet("a:b"), "a:b");
         assert_eq!(snippet("::"), "::");
     }
