@@ -470,3 +470,56 @@ async fn admin_status_is_for_mattermost_admins_and_shows_no_content() {
         }
     }
 }
+
+#[tokio::test]
+async fn replying_works_without_javascript() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let key = items
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .find(|k| k.starts_with("t_"))
+        .unwrap()
+        .to_owned();
+    // The page's reply form posts here.
+    let page = alice
+        .get(&format!("/items/{key}"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&format!("action=\"/items/{key}/reply\"")));
+    let r = alice
+        .post_form(
+            &format!("/items/{key}/reply"),
+            &[("message", "plain form reply"), ("csrf", "wrong")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let csrf = alice.csrf.clone();
+    let r = alice
+        .post_form(
+            &format!("/items/{key}/reply"),
+            &[("message", "plain form reply"), ("csrf", &csrf)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], format!("/items/{key}").as_str());
+    let token = stack.mm_token("alice").await.unwrap();
+    stack
+        .wait_posted_once(&key[2..], &token, "plain form reply")
+        .await
+        .unwrap();
+    let r = alice
+        .post_form(
+            &format!("/items/{key}/snooze"),
+            &[("hours", "0"), ("csrf", &csrf)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}

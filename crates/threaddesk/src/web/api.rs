@@ -14,7 +14,7 @@ use super::error::WebError;
 use super::pages::{self, QueueQuery};
 use super::session::ApiUser;
 use crate::inbox::ItemKey;
-use crate::store::MessageText;
+use crate::store::{MessageText, UserId};
 use crate::sync::{Action, SyncError};
 
 /// The OpenAPI description of this API.
@@ -100,12 +100,29 @@ pub async fn act(
     Path((key, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Response, WebError> {
-    let item_key = ItemKey::parse(&key).map_err(|_| {
+    let body = parse_body(&body)?;
+    let outbox_ids = perform(&state, &user.user_id, &key, &action, body).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "ok": true, "pending": true, "outbox_ids": outbox_ids })),
+    )
+        .into_response())
+}
+
+/// Validate an action on one of the user's items and record it in the outbox; returns the
+/// outbox row ids. Shared by the JSON API and the no-JavaScript forms.
+pub async fn perform(
+    state: &AppState,
+    user_id: &UserId,
+    key: &str,
+    action: &str,
+    body: ActionBody,
+) -> Result<Vec<i64>, WebError> {
+    let item_key = ItemKey::parse(key).map_err(|_| {
         WebError::BadRequest("item key must be t_<post id> or c_<channel id>".into())
     })?;
-    let body = parse_body(&body)?;
     let now = state.now();
-    let us = state.store().for_user(&user.user_id);
+    let us = state.store().for_user(user_id);
     // The item must be this user's: another user's id is simply not found.
     let detail = us
         .item(&item_key, 1)
@@ -144,7 +161,7 @@ pub async fn act(
             .ok_or_else(|| WebError::BadRequest("this conversation has no cached message".into()))
     };
     let mut actions = Vec::new();
-    match action.as_str() {
+    match action {
         "reply" => {
             let message = need(body.message, "message")?;
             let trimmed = message.trim();
@@ -234,17 +251,13 @@ pub async fn act(
     }
     let mut outbox_ids = Vec::new();
     for a in actions {
-        match state.engine().act(&user.user_id, a).await {
+        match state.engine().act(user_id, a).await {
             Ok(ack) => outbox_ids.push(ack.outbox_id),
             Err(SyncError::BadAction(why)) => return Err(WebError::BadRequest(why.to_owned())),
             Err(e) => return Err(WebError::internal(e)),
         }
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "ok": true, "pending": true, "outbox_ids": outbox_ids })),
-    )
-        .into_response())
+    Ok(outbox_ids)
 }
 
 /// `GET /api/v1/me/export` — everything ThreadDesk holds about the user, as JSON.

@@ -196,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         // Pages
         .route("/", get(pages::queue))
         .route("/items/{key}", get(pages::item))
+        .route("/items/{key}/{action}", post(pages::act_form))
         .route("/signin", get(pages::signin))
         .route("/settings", get(pages::settings))
         .route("/privacy", get(pages::privacy))

@@ -670,3 +670,50 @@ pub async fn not_found(
         "There is no page at this address.",
     )
 }
+
+/// Form fields of an action posted without JavaScript.
+#[derive(Deserialize)]
+pub struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+    message: Option<String>,
+    emoji: Option<String>,
+    /// Snooze for this many hours.
+    hours: Option<i64>,
+}
+
+/// `POST /items/{key}/{action}` — the same actions as the JSON API, for plain HTML forms (the
+/// page works without JavaScript): CSRF from the form field, then a redirect back.
+pub async fn act_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageUser(user): PageUser,
+    Path((key, action)): Path<(String, String)>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, WebError> {
+    session::check_fetch_site(&headers)?;
+    user.check_csrf(Some(&form.csrf))?;
+    let until = match form.hours {
+        Some(h @ 1..=8784) => Some(state.now() + h * 3_600_000),
+        Some(_) => {
+            return Err(WebError::BadRequest(
+                "hours must be between 1 and 8784".into(),
+            ));
+        }
+        None => None,
+    };
+    let body = super::api::ActionBody {
+        message: form.message,
+        until,
+        emoji: form.emoji,
+        post_id: None,
+        on: None,
+    };
+    super::api::perform(&state, &user.user_id, &key, &action, body).await?;
+    let back = if matches!(action.as_str(), "done" | "snooze") {
+        "/".to_owned()
+    } else {
+        format!("/items/{key}")
+    };
+    Ok(Redirect::to(&back).into_response())
+}
