@@ -121,7 +121,11 @@ impl Sim {
     /// token is unknown, revoked or expired). Used by the WebSocket authentication.
     #[must_use]
     pub fn user_for_token(&self, token: &str) -> Option<String> {
-        let state = self.inner.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         state.user_for_token(token)
     }
 
