@@ -122,6 +122,7 @@ pub async fn start(config: Config, listener: TcpListener, clock: Clock) -> anyho
         clock: Arc::clone(&clock),
         admins: std::sync::RwLock::new(std::collections::HashSet::new()),
         sync_clients: std::sync::Mutex::new(std::collections::HashMap::new()),
+        signed_out: tokio::sync::broadcast::channel(64).0,
     });
 
     resume_users(&state).await;

@@ -306,6 +306,7 @@ pub(crate) async fn sign_out_everywhere(state: &AppState, user: &UserId, revoke:
             tracing::warn!(status = ?e.status(), "revoking the OAuth token failed");
         }
     }
+    let _ = state.inner().signed_out.send(user.as_str().to_owned());
     state.stop_sync(user).await;
     let _ = account::forget(state.store(), user);
     let _ = state

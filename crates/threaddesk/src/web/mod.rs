@@ -67,6 +67,8 @@ pub struct AppInner {
     /// The per-user clients handed to the sync engine; a token refresh replaces the token in
     /// them (every clone shares it), so the engine's REST calls and WebSocket reconnects use it.
     pub sync_clients: std::sync::Mutex<HashMap<String, mattermost::Client>>,
+    /// Users signed out everywhere: their open live streams end at once.
+    pub signed_out: tokio::sync::broadcast::Sender<String>,
 }
 
 impl AppState {

@@ -38,7 +38,6 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
 /// The event for one item of one user.
 fn item_event(state: &AppState, user: &UserId, key: &ItemKey) -> Option<Event> {
     let us = state.store().for_user(user);
-    let now = state.now();
     let detail = us.item(key, 1).ok()?;
     let item = match detail {
         Some(d) => {
@@ -46,9 +45,7 @@ fn item_event(state: &AppState, user: &UserId, key: &ItemKey) -> Option<Event> {
             let me = ctx.me.user_id.clone();
             let people = present::row_people(&d.row, &me);
             ctx.want_profiles(&us, &people).ok()?;
-            let s = present::summary(&d.row, &ctx);
-            let _ = now;
-            serde_json::to_value(s).ok()
+            serde_json::to_value(present::summary(&d.row, &ctx)).ok()
         }
         None => None,
     };
@@ -77,27 +74,39 @@ fn changes(
     user: UserId,
     rx: tokio::sync::broadcast::Receiver<crate::sync::ItemChanged>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
-    futures_util::stream::unfold((state, user, rx), |(state, user, mut rx)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(change) if change.user_id == user.as_str() => {
-                    let ev = match &change.key {
-                        Some(key) => item_event(&state, &user, key),
-                        None => Some(Event::default().event("reload").data("{}")),
-                    };
-                    if let Some(ev) = ev {
-                        return Some((Ok(ev), (state, user, rx)));
-                    }
+    let signed_out = state.inner().signed_out.subscribe();
+    futures_util::stream::unfold(
+        (state, user, rx, signed_out),
+        |(state, user, mut rx, mut signed_out)| async move {
+            loop {
+                tokio::select! {
+                    // Signed out (everywhere): the stream ends.
+                    out = signed_out.recv() => match out {
+                        Ok(uid) if uid == user.as_str() => return None,
+                        Ok(_) | Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Closed) => return None,
+                    },
+                    change = rx.recv() => match change {
+                        Ok(change) if change.user_id == user.as_str() => {
+                            let ev = match &change.key {
+                                Some(key) => item_event(&state, &user, key),
+                                None => Some(Event::default().event("reload").data("{}")),
+                            };
+                            if let Some(ev) = ev {
+                                return Some((Ok(ev), (state, user, rx, signed_out)));
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(RecvError::Lagged(_)) => {
+                            return Some((
+                                Ok(Event::default().event("reload").data("{}")),
+                                (state, user, rx, signed_out),
+                            ));
+                        }
+                        Err(RecvError::Closed) => return None,
+                    },
                 }
-                Ok(_) => {}
-                Err(RecvError::Lagged(_)) => {
-                    return Some((
-                        Ok(Event::default().event("reload").data("{}")),
-                        (state, user, rx),
-                    ));
-                }
-                Err(RecvError::Closed) => return None,
             }
-        }
-    })
+        },
+    )
 }
