@@ -179,6 +179,13 @@ impl Driver {
         })
     }
 
+    /// Set a channel's purpose (`channel_updated`).
+    pub fn set_channel_purpose(&self, channel_id: &str, purpose: &str) -> DriverResult<()> {
+        let channel = id(channel_id)?;
+        self.sim
+            .with_state(|s| Ok(s.update_channel(channel, None, None, Some(purpose.to_owned()))?))
+    }
+
     /// Save preferences "from another device" (`preferences_changed`).
     pub fn set_preferences(&self, user: &str, prefs: &[(&str, &str, &str)]) -> DriverResult<()> {
         self.sim.with_state(|s| {

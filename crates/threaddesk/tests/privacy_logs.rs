@@ -128,6 +128,9 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
         )
         .unwrap();
     driver
+        .set_channel_purpose(&channel, &format!("purpose {canary}"))
+        .unwrap();
+    driver
         .dm("bob", "alice", &format!("direct {canary} three"))
         .unwrap();
     wait_json_contains(&mut alice, &format!("/api/v1/items?q={canary}"), "three").await;
@@ -287,7 +290,22 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
     );
     let session_cookie = alice.cookie("td_session").unwrap().to_owned();
     let session2_cookie = alice2.cookie("td_session").unwrap().to_owned();
-    let secrets: Vec<(&str, String)> = vec![
+    // File names of the attachments alice's conversations show (synced and rendered above).
+    let mut file_names = Vec::new();
+    for item in alice.wait_items(1).await.unwrap() {
+        let key = item["key"].as_str().unwrap().to_owned();
+        let (_, conv) = alice.json(&format!("/api/v1/items/{key}")).await.unwrap();
+        for post in conv["posts"].as_array().into_iter().flatten() {
+            for f in post["files"].as_array().into_iter().flatten() {
+                if let Some(name) = f["name"].as_str().filter(|n| n.len() >= 6) {
+                    file_names.push(name.to_owned());
+                }
+            }
+        }
+    }
+    assert!(!file_names.is_empty(), "the demo org has attachments");
+    let all = logs.contents();
+    let mut secrets: Vec<(&str, String)> = vec![
         ("message canary", canary.clone()),
         ("message canary (hex)", hex(&canary)),
         ("bad personal token", canary_token.clone()),
@@ -301,6 +319,7 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
         ("OAuth refresh token", oauth_refresh),
         ("OAuth authorization code", code),
     ];
+    secrets.extend(file_names.into_iter().map(|n| ("attachment file name", n)));
     let mut leaks = Vec::new();
     for (what, secret) in &secrets {
         if secret.is_empty() {

@@ -100,7 +100,13 @@ pub async fn oauth_callback(
         return Err(WebError::NotFound);
     };
     if let Some(err) = q.error.as_deref() {
-        tracing::info!(error = %err.chars().take(40).collect::<String>(), "oauth sign-in refused by Mattermost");
+        // Only the error code's safe characters are logged (no log injection, no user text).
+        let code: String = err
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .take(40)
+            .collect();
+        tracing::info!(error = %code, "oauth sign-in refused by Mattermost");
         return Ok(pages::signin_error(
             &state,
             &headers,
