@@ -34,6 +34,23 @@ mod key_str {
     }
 }
 
+/// The millisecond part of a `pending_post_id`, unique within this process. The id is
+/// Mattermost's dedup key (`{user_id}:{ms}`, as its own clients make it): two replies recorded
+/// in the same millisecond must not share it, or the server answers the second with the first
+/// post and the second reply is lost (found by `replies_during_an_outage_are_delivered_once`).
+fn unique_ms(now: Millis) -> Millis {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let mut prev = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(prev.saturating_add(1));
+        match LAST.compare_exchange_weak(prev, next, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(p) => prev = p,
+        }
+    }
+}
+
 /// A user action. Ids are Mattermost ids; times are ms.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -270,7 +287,7 @@ pub(crate) async fn act(
         payload: crate::store::JsonText::new(payload),
         // Mattermost's own format; fixed at creation, reused by every retry.
         pending_post_id: if is_reply {
-            format!("{}:{now}", user.as_str())
+            format!("{}:{}", user.as_str(), unique_ms(now))
         } else {
             String::new()
         },
@@ -691,6 +708,21 @@ pub(crate) async fn outbox_worker(inner: Arc<Inner>) {
             }
             () = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod pending_id_tests {
+    use super::unique_ms;
+
+    #[test]
+    fn pending_ids_never_repeat_within_a_millisecond() {
+        let a = unique_ms(1_000_000_000_000);
+        let b = unique_ms(1_000_000_000_000);
+        let c = unique_ms(1_000_000_000_000);
+        assert!(a < b && b < c, "{a} {b} {c}");
+        // Real time moving on is used as it is.
+        assert_eq!(unique_ms(c + 1000), c + 1000);
     }
 }
 
