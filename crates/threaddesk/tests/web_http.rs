@@ -78,9 +78,16 @@ async fn unauthenticated_access_is_redirected_or_401() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 401, "POST {a}");
     }
-    for p in ["/auth/signout", "/auth/revoke", "/me/delete"] {
+    let form_action = format!("/items/{ITEM}/done");
+    for p in [
+        "/auth/signout",
+        "/auth/revoke",
+        "/me/delete",
+        form_action.as_str(),
+    ] {
         let r = anon.post_form(p, &[("csrf", "x")]).await.unwrap();
         assert_eq!(r.status().as_u16(), 303, "POST {p}");
+        assert_eq!(r.headers()["location"], "/signin", "POST {p}");
     }
     // Public pages work signed out and carry the headers too.
     for p in [
@@ -198,12 +205,25 @@ async fn another_users_items_are_not_found() {
             status, 404,
             "bob's page for alice's {key} (location {loc:?})"
         );
+        let csrf = bob.csrf.clone();
         for a in ACTIONS {
             let r = bob
                 .post_json(&format!("/api/v1/items/{key}/{a}"), &json!({}))
                 .await
                 .unwrap();
             assert_eq!(r.status().as_u16(), 404, "bob acts ({a}) on alice's {key}");
+            let r = bob
+                .post_form(
+                    &format!("/items/{key}/{a}"),
+                    &[("csrf", &csrf), ("message", "x")],
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                r.status().as_u16(),
+                404,
+                "bob's form ({a}) on alice's {key}"
+            );
         }
     }
     // Bob's export holds nothing of alice's items.
