@@ -35,7 +35,7 @@ enum Command {
         /// ThreadDesk's own external URL (THREADDESK_PUBLIC_URL).
         #[arg(long)]
         public_url: Option<String>,
-        /// Listen address, e.g. 127.0.0.1:8300 (THREADDESK_LISTEN).
+        /// Listen address, e.g. 127.0.0.1:8080 (THREADDESK_LISTEN).
         #[arg(long)]
         listen: Option<SocketAddr>,
         /// Data directory (THREADDESK_DATA_DIR).
@@ -70,7 +70,7 @@ enum Command {
     },
     /// Exit 0 when the ThreadDesk at URL answers /readyz (for container health checks).
     Healthcheck {
-        #[arg(long, default_value = "http://127.0.0.1:8300")]
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
         url: String,
     },
 }
@@ -212,7 +212,8 @@ fn mattermost_free_http(
             tokio::net::TcpStream::connect((host.as_str(), port)),
         )
         .await
-        .context("timed out connecting")??;
+        .context("timed out connecting")?
+        .with_context(|| format!("cannot connect to {host}:{port}"))?;
         s.write_all(
             format!("GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
         )
