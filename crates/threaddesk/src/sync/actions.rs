@@ -607,6 +607,13 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
         // Nothing landed: resend now (same pending_post_id and marker).
         outcome = send(ctx, &row, &action).await;
     }
+    if outcome == Outcome::Unauthorized {
+        // The token is dead: the row is parked, and the user is asked to sign in again (the
+        // outbox worker then stops the user's sync, see `park_refused`).
+        let mut st = ctx.status();
+        st.phase = super::Phase::NeedsSignIn;
+        st.last_error = Some("Mattermost refused the token".into());
+    }
     let step = outbox::next_step(
         &view,
         &outcome,
@@ -650,6 +657,10 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
 /// Deliver every due row of one user, one at a time (per-item order is kept by the store).
 async fn drain_user(ctx: Arc<UserCtx>) -> String {
     loop {
+        if ctx.status().phase == super::Phase::NeedsSignIn {
+            // A dead token: the other rows wait (due again at the next sign-in).
+            break;
+        }
         let store = Arc::clone(&ctx.store);
         let user = ctx.user_id.clone();
         let claimed =
@@ -694,11 +705,14 @@ pub(crate) async fn outbox_worker(inner: Arc<Inner>) {
             if busy.contains(u.as_str()) {
                 continue;
             }
-            if let Some(ctx) = inner.ctx(u.as_str()) {
+            if let Some(ctx) = inner.ctx(u.as_str())
+                && ctx.status().phase != super::Phase::NeedsSignIn
+            {
                 busy.insert(u.as_str().to_owned());
                 senders.spawn(drain_user(ctx));
             }
         }
+        super::park_refused(&inner).await;
         tokio::select! {
             () = inner.outbox_wake.notified() => {}
             Some(done) = senders.join_next() => {

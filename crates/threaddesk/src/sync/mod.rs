@@ -266,11 +266,51 @@ impl SyncEngine {
         self.inner.ctx(user_id.as_str()).map(|c| c.status().clone())
     }
 
+    /// Whether Mattermost refused the user's token (401): ThreadDesk must ask them to sign in
+    /// again. Cheap (one map lookup); the web layer asks on every authenticated request.
+    #[must_use]
+    pub fn needs_sign_in(&self, user_id: &UserId) -> bool {
+        self.inner
+            .ctx(user_id.as_str())
+            .is_some_and(|c| c.status().phase == engine::Phase::NeedsSignIn)
+    }
+
     /// REST calls made for a user since it was started (initial sync, events, resyncs, outbox).
     #[must_use]
     pub fn calls_made(&self, user_id: &UserId) -> Option<u64> {
         self.inner
             .ctx(user_id.as_str())
             .map(|c| c.calls.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Stop everything the engine does for users whose token Mattermost refused (phase
+/// `NeedsSignIn`): the WebSocket is closed and the user's task ended, so a dead token is not
+/// retried; the entry (and its status) stays until the user signs in again or out.
+pub(crate) async fn park_refused(inner: &engine::Inner) {
+    let parked: Vec<(Arc<engine::UserCtx>, Option<mattermost::ws::WsHandle>)> = inner
+        .users()
+        .values()
+        .filter(|e| e.ctx.status().phase == engine::Phase::NeedsSignIn && !e.task.is_finished())
+        .map(|e| {
+            e.task.abort();
+            let ws =
+                e.ws.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+            (Arc::clone(&e.ctx), ws)
+        })
+        .collect();
+    for (ctx, ws) in parked {
+        tracing::warn!(user.id = %ctx.user_id.as_str(), "sync: token refused; stopped until the user signs in again");
+        {
+            let mut st = ctx.status();
+            st.phase = engine::Phase::NeedsSignIn;
+            st.connected = false;
+            st.last_error = Some("Mattermost refused the token".into());
+        }
+        if let Some(ws) = ws {
+            ws.close().await;
+        }
     }
 }

@@ -42,13 +42,23 @@ fn incomplete(state: &AppState, user: &UserId, key: &ItemKey) -> bool {
     }
 }
 
-/// Read the missing messages of `key` (best effort: errors leave the cached view as it is).
-pub async fn ensure_posts(state: &AppState, user: &UserId, key: &ItemKey) {
+/// Why a backfill ended the request.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AccessEnded;
+
+/// Read the missing messages of `key` (best effort: errors leave the cached view as it is),
+/// except that a token Mattermost refused ends the user's access
+/// ([`super::session::end_access`]) and `Err(AccessEnded)` is returned.
+pub async fn ensure_posts(
+    state: &AppState,
+    user: &UserId,
+    key: &ItemKey,
+) -> Result<(), AccessEnded> {
     if !incomplete(state, user, key) {
-        return;
+        return Ok(());
     }
     let inner = state.inner();
-    let Ok((client, _)) = account::client_for(
+    let client = match account::client_for(
         &inner.mattermost,
         &inner.store,
         &inner.cipher,
@@ -57,8 +67,13 @@ pub async fn ensure_posts(state: &AppState, user: &UserId, key: &ItemKey) {
         state.now(),
     )
     .await
-    else {
-        return;
+    {
+        Ok((client, _)) => client,
+        Err(account::AccountError::Revoked) => {
+            super::session::end_access(state, user).await;
+            return Err(AccessEnded);
+        }
+        Err(_) => return Ok(()),
     };
     let since = state.now() - state.config().retention_ms();
     let fetch = async {
@@ -79,13 +94,17 @@ pub async fn ensure_posts(state: &AppState, user: &UserId, key: &ItemKey) {
     };
     let list = match tokio::time::timeout(BACKFILL_TIMEOUT, fetch).await {
         Ok(Ok(list)) => list,
+        Ok(Err(e)) if e.is_unauthorized() => {
+            super::session::end_access(state, user).await;
+            return Err(AccessEnded);
+        }
         Ok(Err(e)) => {
             tracing::debug!(status = ?e.status(), "conversation backfill failed");
-            return;
+            return Ok(());
         }
         Err(_) => {
             tracing::debug!("conversation backfill timed out");
-            return;
+            return Ok(());
         }
     };
     let posts: Vec<_> = list
@@ -108,4 +127,5 @@ pub async fn ensure_posts(state: &AppState, user: &UserId, key: &ItemKey) {
     if matches!(r, Ok(Ok(()))) {
         tracing::debug!(user.id = %user.as_str(), posts = n, "conversation backfilled");
     }
+    Ok(())
 }

@@ -9,6 +9,10 @@ use axum::response::{IntoResponse, Response};
 pub enum WebError {
     #[error("sign in first")]
     Unauthenticated,
+    /// Mattermost refused the user's token (revoked, logged out, deauthorized): the user's
+    /// sessions have been ended (see [`super::session::end_access`]).
+    #[error("{}", super::session::ACCESS_ENDED)]
+    AccessEnded,
     #[error("the request was refused: missing or wrong CSRF token")]
     Csrf,
     #[error("not found")]
@@ -29,7 +33,7 @@ impl WebError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::AccessEnded => StatusCode::UNAUTHORIZED,
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,

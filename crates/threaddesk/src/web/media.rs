@@ -31,11 +31,40 @@ async fn client(state: &AppState, user: &PageUser) -> Result<mattermost::Client,
     .await
     .map(|(c, _)| c)
     .map_err(|e| match e {
-        account::AccountError::Missing | account::AccountError::Revoked => {
-            WebError::Unauthenticated
-        }
+        account::AccountError::Missing => WebError::Unauthenticated,
+        account::AccountError::Revoked => WebError::AccessEnded,
         other => WebError::internal(other),
     })
+}
+
+/// [`respond`], but a token Mattermost refused (401) ends the user's access (see
+/// [`super::session::end_access`]) and the answer says so.
+async fn proxied(
+    state: &AppState,
+    user: &PageUser,
+    result: mattermost::Result<mattermost::models::FileBytes>,
+    cache: &'static str,
+    attachment: bool,
+) -> Response {
+    match result {
+        Err(e) if e.is_unauthorized() => {
+            super::session::end_access(state, &user.0.user_id).await;
+            super::session::access_ended_response(state, false)
+        }
+        other => respond(other, cache, attachment),
+    }
+}
+
+/// The media client, or the end of the user's access when their refresh token was refused.
+async fn client_or_end(state: &AppState, user: &PageUser) -> Result<mattermost::Client, Response> {
+    match client(state, user).await {
+        Ok(c) => Ok(c),
+        Err(WebError::AccessEnded) => {
+            super::session::end_access(state, &user.0.user_id).await;
+            Err(super::session::access_ended_response(state, false))
+        }
+        Err(e) => Err(e.into_response()),
+    }
 }
 
 fn respond(
@@ -84,13 +113,19 @@ pub async fn avatar(
     if !valid_id(&user_id) {
         return Err(WebError::BadRequest("not a Mattermost user id".into()));
     }
-    let c = client(&state, &user).await?;
+    let c = match client_or_end(&state, &user).await {
+        Ok(c) => c,
+        Err(res) => return Ok(res),
+    };
     let url = format!("{}/api/v4/users/{user_id}/image", state.mattermost_url());
-    Ok(respond(
+    Ok(proxied(
+        &state,
+        &user,
         c.get_url_bytes(&url).await,
         "private, max-age=3600",
         false,
-    ))
+    )
+    .await)
 }
 
 /// `GET /media/files/{file_id}` (download).
@@ -102,12 +137,18 @@ pub async fn file(
     if !valid_id(&file_id) {
         return Err(WebError::BadRequest("not a Mattermost file id".into()));
     }
-    let c = client(&state, &user).await?;
-    Ok(respond(
+    let c = match client_or_end(&state, &user).await {
+        Ok(c) => c,
+        Err(res) => return Ok(res),
+    };
+    Ok(proxied(
+        &state,
+        &user,
         c.get_file(&file_id).await,
         "private, no-store",
         true,
-    ))
+    )
+    .await)
 }
 
 /// `GET /media/files/{file_id}/thumbnail` and `/preview`.
@@ -119,13 +160,16 @@ pub async fn file_variant(
     if !valid_id(&file_id) {
         return Err(WebError::BadRequest("not a Mattermost file id".into()));
     }
-    let c = client(&state, &user).await?;
+    let c = match client_or_end(&state, &user).await {
+        Ok(c) => c,
+        Err(res) => return Ok(res),
+    };
     let result = match variant.as_str() {
         "thumbnail" => c.get_file_thumbnail(&file_id).await,
         "preview" => c.get_file_preview(&file_id).await,
         _ => return Err(WebError::NotFound),
     };
-    Ok(respond(result, "private, max-age=3600", false))
+    Ok(proxied(&state, &user, result, "private, max-age=3600", false).await)
 }
 
 /// `GET /media/emoji/{emoji_id}`
@@ -137,11 +181,17 @@ pub async fn emoji(
     if !valid_id(&emoji_id) {
         return Err(WebError::BadRequest("not a Mattermost emoji id".into()));
     }
-    let c = client(&state, &user).await?;
+    let c = match client_or_end(&state, &user).await {
+        Ok(c) => c,
+        Err(res) => return Ok(res),
+    };
     let url = format!("{}/api/v4/emoji/{emoji_id}/image", state.mattermost_url());
-    Ok(respond(
+    Ok(proxied(
+        &state,
+        &user,
         c.get_url_bytes(&url).await,
         "private, max-age=86400",
         false,
-    ))
+    )
+    .await)
 }

@@ -162,6 +162,10 @@ impl AppState {
             .await
             {
                 Ok(creds) => client.set_token(creds.access_token()),
+                // The refresh token was refused: Mattermost ended ThreadDesk's access.
+                Err(crate::account::AccountError::Revoked) => {
+                    session::end_access(self, &user).await;
+                }
                 Err(e) => tracing::warn!(user.id = %uid, error = %e, "token refresh failed"),
             }
         }

@@ -272,8 +272,12 @@ pub async fn item(
     nonce_ext: Option<axum::Extension<CspNonce>>,
     Path(key): Path<String>,
 ) -> Result<Response, WebError> {
-    if let Ok(k) = ItemKey::parse(&key) {
-        super::backfill::ensure_posts(&state, &user.user_id, &k).await;
+    if let Ok(k) = ItemKey::parse(&key)
+        && super::backfill::ensure_posts(&state, &user.user_id, &k)
+            .await
+            .is_err()
+    {
+        return Ok(super::session::access_ended_response(&state, true));
     }
     let us = state.store().for_user(&user.user_id);
     let (item, posts, has_older) = match load_item(&state, &us, &key) {

@@ -99,6 +99,13 @@ impl CurrentUser {
     }
 }
 
+/// What the user is told when Mattermost refused ThreadDesk's token.
+pub const ACCESS_ENDED: &str = "Mattermost ended ThreadDesk's access; sign in again.";
+
+/// Where a page request goes when Mattermost refused ThreadDesk's token.
+pub const ACCESS_ENDED_SIGNIN: &str =
+    "/signin?error=Mattermost+ended+ThreadDesk%27s+access%3B+sign+in+again.";
+
 /// Why a request has no user: pages redirect to the sign-in page, the API answers 401.
 pub enum NoUser {
     Page,
@@ -114,7 +121,49 @@ impl IntoResponse for NoUser {
     }
 }
 
-async fn lookup(parts: &Parts, state: &AppState) -> Result<Option<CurrentUser>, WebError> {
+/// Mattermost refused the user's token (401): every ThreadDesk session of the user ends, the
+/// stored token is forgotten and the sync stops (nothing to revoke: the token is already dead).
+pub(crate) async fn end_access(state: &AppState, user: &UserId) {
+    tracing::warn!(user.id = %user.as_str(), "Mattermost refused the token; user signed out");
+    super::auth::sign_out_everywhere(state, user, false).await;
+}
+
+/// The answer to a request whose user's access just ended: pages go to the sign-in page with
+/// the reason, the API answers 401 with it; the session cookie is deleted either way.
+pub(crate) fn access_ended_response(state: &AppState, page: bool) -> Response {
+    let mut res = if page {
+        Redirect::to(ACCESS_ENDED_SIGNIN).into_response()
+    } else {
+        WebError::AccessEnded.into_response()
+    };
+    let secure = state.config().cookie_secure();
+    let (name, _) = cookie_names(secure);
+    res.headers_mut()
+        .append(header::SET_COOKIE, set_cookie(name, "", 0, secure));
+    res
+}
+
+/// A session lookup's result.
+enum Found {
+    User(CurrentUser),
+    None,
+    /// The session was valid but Mattermost refused the user's token: access was just ended.
+    AccessEnded,
+}
+
+async fn lookup(parts: &Parts, state: &AppState) -> Result<Found, WebError> {
+    let found = lookup_session(parts, state)?;
+    match found {
+        Some(u) if state.engine().needs_sign_in(&u.user_id) => {
+            end_access(state, &u.user_id).await;
+            Ok(Found::AccessEnded)
+        }
+        Some(u) => Ok(Found::User(u)),
+        None => Ok(Found::None),
+    }
+}
+
+fn lookup_session(parts: &Parts, state: &AppState) -> Result<Option<CurrentUser>, WebError> {
     let (name, _) = cookie_names(state.config().cookie_secure());
     let Some(token) = cookie(&parts.headers, name) else {
         return Ok(None);
@@ -142,8 +191,9 @@ impl FromRequestParts<AppState> for PageUser {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         match lookup(parts, state).await {
-            Ok(Some(u)) => Ok(Self(u)),
-            Ok(None) => Err(NoUser::Page.into_response()),
+            Ok(Found::User(u)) => Ok(Self(u)),
+            Ok(Found::None) => Err(NoUser::Page.into_response()),
+            Ok(Found::AccessEnded) => Err(access_ended_response(state, true)),
             Err(e) => Err(e.into_response()),
         }
     }
@@ -157,8 +207,9 @@ impl FromRequestParts<AppState> for ApiUser {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
         let user = match lookup(parts, state).await {
-            Ok(Some(u)) => u,
-            Ok(None) => return Err(NoUser::Api.into_response()),
+            Ok(Found::User(u)) => u,
+            Ok(Found::None) => return Err(NoUser::Api.into_response()),
+            Ok(Found::AccessEnded) => return Err(access_ended_response(state, false)),
             Err(e) => return Err(e.into_response()),
         };
         if !matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -180,10 +231,11 @@ pub struct MaybeUser(pub Option<CurrentUser>);
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = Response;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        lookup(parts, state)
-            .await
-            .map(Self)
-            .map_err(IntoResponse::into_response)
+        match lookup(parts, state).await {
+            Ok(Found::User(u)) => Ok(Self(Some(u))),
+            Ok(Found::None | Found::AccessEnded) => Ok(Self(None)),
+            Err(e) => Err(e.into_response()),
+        }
     }
 }
 
