@@ -40,9 +40,7 @@ async fn sync_call_counts_stay_bounded() {
         s.rest.routes
     );
 
-    // P-3, k = 0: lost buffer, nothing changed → only the fixed reads. (Runs before any live
-    // event: a team whose counters moved through live events since the last sync is re-read
-    // at the next resync, see BENCHMARKS.md.)
+    // P-3, k = 0: lost buffer, nothing changed → only the fixed reads.
     let r = harness::reconnect_after_changes(&org, &synced, 0, 1, true, 0, wait)
         .await
         .unwrap();
@@ -74,15 +72,37 @@ async fn sync_call_counts_stay_bounded() {
         r.rest.routes
     );
 
-    // P-4: replay after a short disconnect costs no REST call.
-    let r = harness::reconnect_after_changes(&org, &synced, 2, 1, false, 0, wait)
+    // P-4: replay after a short disconnect costs no REST call (replies in 2 teams).
+    let r = harness::reconnect_after_changes(&org, &synced, 4, 2, false, 0, wait)
         .await
         .unwrap();
     assert!(!r.resynced, "replay must not resync");
-    assert_eq!(r.converged, 2);
+    assert_eq!(r.converged, 4);
     assert_eq!(
         r.rest.calls, 0,
         "replay made REST calls: {:?}",
+        r.rest.routes
+    );
+
+    // P-3, k = 0 right after that (replayed, applied) activity in 2 teams: the teams whose
+    // counters moved through applied events are not re-read (the resync compares with the
+    // counters advanced by what the store applied, not with those of the last sync).
+    let r = harness::reconnect_after_changes(&org, &synced, 0, 1, true, 0, wait)
+        .await
+        .unwrap();
+    eprintln!("demo resync k=0 after live activity: {:?}", r.rest.routes);
+    assert!(r.resynced);
+    assert!(
+        !r.rest
+            .routes
+            .contains_key("GET /api/v4/users/{user_id}/teams/{team_id}/threads"),
+        "a team was re-read: {:?}",
+        r.rest.routes
+    );
+    assert!(
+        r.rest.calls <= RESYNC_K0_MAX_CALLS,
+        "k=0 resync after live activity made {} calls: {:?}",
+        r.rest.calls,
         r.rest.routes
     );
     synced.engine.stop_user(&org.user).await;

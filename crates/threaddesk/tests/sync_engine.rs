@@ -776,6 +776,162 @@ async fn resync_with_no_changes_costs_only_fixed_reads() {
     );
 }
 
+const THREADS_ROUTE: &str = "/api/v4/users/{user_id}/teams/{team_id}/threads";
+
+/// A followed thread (root id, someone other than alice in it) in each of the first `n` teams
+/// that have one.
+async fn followed_threads_in_teams(env: &Env, n: usize) -> Vec<(String, String, String)> {
+    let c = env.alice_client();
+    let mut teams = c.get_teams_for_user(ME).await.expect("teams");
+    teams.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut out = Vec::new();
+    for t in &teams {
+        let list = c
+            .get_user_threads(
+                ME,
+                &t.id,
+                &UserThreadsQuery {
+                    per_page: Some(5),
+                    exclude_direct: true,
+                    ..UserThreadsQuery::default()
+                },
+            )
+            .await
+            .expect("threads");
+        let me = env.alice.as_str();
+        let found = list.threads.iter().find_map(|th| {
+            th.post
+                .as_ref()
+                .map(|p| p.user_id.clone())
+                .filter(|u| u != me)
+                .or_else(|| {
+                    th.participants
+                        .iter()
+                        .map(|u| u.id.clone())
+                        .find(|u| u != me)
+                })
+                .map(|author| (t.id.clone(), th.id.clone(), author))
+        });
+        out.extend(found);
+        if out.len() == n {
+            break;
+        }
+    }
+    assert_eq!(out.len(), n, "the seed has followed threads in {n} teams");
+    out
+}
+
+/// Live replies in two teams while connected, each applied to the store.
+async fn live_replies(env: &Env, side: &mut Side, threads: &[(String, String, String)]) {
+    let mut replies = Vec::new();
+    for (_, root, author) in threads {
+        let id = env.driver.reply(author, root, "live").expect("reply");
+        replies.push((root.clone(), id));
+    }
+    let us = || side.store.for_user(&env.alice);
+    until(&mut side.rx, "live replies applied", || {
+        replies.iter().all(|(root, id)| {
+            let post = us().post(id).ok().flatten();
+            let thread = us().thread(root).ok().flatten();
+            matches!((post, thread), (Some(p), Some(t)) if t.last_reply_at >= p.create_at)
+        })
+    })
+    .await;
+    // Let any trailing event of the same replies (thread_updated after posted) be applied.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// P-3 "k = 0 right after live activity": teams that had live activity (already applied) are
+/// not re-read when nothing changed while the socket was down.
+#[tokio::test]
+async fn resync_after_live_activity_rereads_no_team() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let threads = followed_threads_in_teams(&env, 2).await;
+    live_replies(&env, &mut side, &threads).await;
+    assert_eq!(
+        side.engine.user_status(&env.alice).map(|s| s.resyncs),
+        Some(0)
+    );
+
+    env.running.sim.inner().metrics.reset();
+    env.running.sim.lose_replay_buffers();
+    assert!(env.running.sim.drop_all_websockets() > 0);
+    wait(&mut side.rx, |x| {
+        x.cause == Cause::Resync && x.key.is_none()
+    })
+    .await;
+    let m = env.running.sim.inner().metrics.snapshot();
+    let st = side.engine.user_status(&env.alice).expect("status");
+    eprintln!(
+        "resync right after live activity in 2 teams: {} calls: {:?}",
+        st.last_resync_calls,
+        m.routes.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(m.requests_for("GET", THREADS_ROUTE), 0, "no team re-read");
+    assert_eq!(
+        st.last_resync_calls, 4,
+        "teams/unread, channels, members, preferences"
+    );
+}
+
+/// Control: after live activity in two teams, a reply lost while the socket was down (an
+/// outage, replay buffer lost) in one of them → exactly that team is read, and the store
+/// converges.
+#[tokio::test]
+async fn resync_after_live_activity_rereads_only_the_team_changed_while_down() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let threads = followed_threads_in_teams(&env, 2).await;
+    live_replies(&env, &mut side, &threads).await;
+
+    env.running.sim.inner().metrics.reset();
+    // Outage: sockets dropped and no reconnect for a while; the buffer is lost, so the reply
+    // made now reaches alice only through the resync.
+    env.running.sim.outage(Duration::from_millis(500));
+    env.running.sim.lose_replay_buffers();
+    let (_, root, author) = &threads[1];
+    let before = side
+        .store
+        .for_user(&env.alice)
+        .thread(root)
+        .expect("read")
+        .expect("thread")
+        .last_reply_at;
+    env.driver.reply(author, root, "while down").expect("reply");
+    wait(&mut side.rx, |x| {
+        x.cause == Cause::Resync && x.key.is_none()
+    })
+    .await;
+    let m = env.running.sim.inner().metrics.snapshot();
+    let st = side.engine.user_status(&env.alice).expect("status");
+    eprintln!(
+        "resync after live activity in 2 teams + 1 lost reply: {} calls",
+        st.last_resync_calls
+    );
+    assert_eq!(
+        m.requests_for("GET", THREADS_ROUTE),
+        1,
+        "only the changed team's threads"
+    );
+    // The one list read was that team's: the lost reply's thread moved in the store.
+    let thread = side
+        .store
+        .for_user(&env.alice)
+        .thread(root)
+        .expect("read")
+        .expect("thread");
+    assert!(
+        thread.last_reply_at > before,
+        "lost reply reached the store"
+    );
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
 /// P-1: the benchmark organisation (50 teams, 10,000 followed threads). Slow to seed; run with
 /// `cargo test -p threaddesk --test sync_engine -- --ignored`.
 #[tokio::test]

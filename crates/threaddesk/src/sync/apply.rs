@@ -398,6 +398,77 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
     })
 }
 
+/// Per-team `teams/unread` counters as the store sees them: the same sums Mattermost makes
+/// (unread = channel total − messages read, over the user's team channels; mention counts of
+/// the memberships; followed threads with a reply after the last view, and their unread
+/// mentions). DM/GM channels and threads have no team and are left out (their changes are
+/// found through `last_post_at`, see `planner::directs_changed`).
+///
+/// Only the *difference* between two calls is used (see `planner::advance_counters`): it is
+/// how far the live events applied to the store moved each team's counters, so where this
+/// model differs from the server by a constant (muted channels, a thread the store never saw)
+/// the difference cancels out.
+///
+/// # Errors
+/// SQLite failure.
+pub fn store_team_counters(
+    store: &Store,
+    user: &UserId,
+) -> Result<Vec<super::planner::TeamCounters>, StoreError> {
+    let us = store.for_user(user);
+    let mut by_team: BTreeMap<String, super::planner::TeamCounters> = BTreeMap::new();
+    // channel id → team id ("" for DM/GM), for the thread loop below.
+    let mut team_of: HashMap<String, String> = HashMap::new();
+    for m in us.memberships()? {
+        let Some(c) = us.channel(&m.channel_id)? else {
+            continue;
+        };
+        team_of.insert(c.channel_id.clone(), c.team_id.clone());
+        if c.team_id.is_empty() || c.delete_at != 0 {
+            continue;
+        }
+        let t = by_team
+            .entry(c.team_id.clone())
+            .or_insert_with(|| super::planner::TeamCounters {
+                team_id: c.team_id.clone(),
+                ..super::planner::TeamCounters::default()
+            });
+        t.msg_count += (c.total_msg_count - m.msg_count).max(0);
+        t.msg_count_root += (c.total_msg_count_root - m.msg_count_root).max(0);
+        t.mention_count += m.mention_count;
+        t.mention_count_root += m.mention_count_root;
+    }
+    for th in us.threads()? {
+        if !th.following || th.delete_at != 0 {
+            continue;
+        }
+        let team = match team_of.get(&th.channel_id) {
+            Some(team) => team.clone(),
+            None => us
+                .channel(&th.channel_id)?
+                .map(|c| c.team_id)
+                .unwrap_or_default(),
+        };
+        if team.is_empty() {
+            continue;
+        }
+        let t = by_team
+            .entry(team.clone())
+            .or_insert_with(|| super::planner::TeamCounters {
+                team_id: team,
+                ..super::planner::TeamCounters::default()
+            });
+        if th.last_reply_at > th.last_viewed_at {
+            t.thread_count += 1;
+        }
+        t.thread_mention_count += th.unread_mentions;
+        if th.is_urgent {
+            t.thread_urgent_mention_count += th.unread_mentions;
+        }
+    }
+    Ok(by_team.into_values().collect())
+}
+
 /// Team id and type letter of the channels an event names (only channels the user belongs to).
 ///
 /// # Errors

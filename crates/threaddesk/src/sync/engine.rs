@@ -105,6 +105,11 @@ pub(crate) struct Memo {
     pub username: String,
     pub team_ids: Vec<String>,
     pub counters: Vec<TeamCounters>,
+    /// The store's own per-team counters ([`apply::store_team_counters`]) at the moment
+    /// `counters` was read. A resync advances `counters` by how far the store has moved since
+    /// (the live events applied), so only teams that changed while events were lost are
+    /// re-read (see [`planner::advance_counters`]).
+    pub store_counters: Vec<TeamCounters>,
     pub directs: Vec<DirectChannel>,
     pub last_synced_at: Millis,
 }
@@ -132,12 +137,45 @@ impl UserCtx {
         if batch.is_empty() {
             return Ok(());
         }
+        self.commit_inner(batch, cause, false).await.map(|_| ())
+    }
+
+    /// [`Self::commit`], then the store's per-team counters ([`apply::store_team_counters`])
+    /// read in the same blocking task, before any listener is notified (a listener woken by
+    /// the commit may read the status at once: no await may separate the commit from the
+    /// caller's status update).
+    pub async fn commit_with_counters(
+        &self,
+        batch: Batch,
+        cause: Cause,
+    ) -> Result<Vec<TeamCounters>, SyncError> {
+        Ok(self
+            .commit_inner(batch, cause, true)
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn commit_inner(
+        &self,
+        batch: Batch,
+        cause: Cause,
+        with_counters: bool,
+    ) -> Result<Option<Vec<TeamCounters>>, SyncError> {
         let store = Arc::clone(&self.store);
         let user = self.user_id.clone();
-        let done = tokio::task::spawn_blocking(move || apply::commit(&store, &user, batch))
-            .await
-            .map_err(|_| SyncError::Internal("store task panicked"))??;
+        let (done, mut counters) = tokio::task::spawn_blocking(move || {
+            let done = apply::commit(&store, &user, batch)?;
+            let counters = if with_counters {
+                Some(apply::store_team_counters(&store, &user)?)
+            } else {
+                None
+            };
+            Ok::<_, crate::store::StoreError>((done, counters))
+        })
+        .await
+        .map_err(|_| SyncError::Internal("store task panicked"))??;
         let missing = done.missing_threads;
+        let refresh = with_counters && !missing.is_empty();
         if !done.keys.is_empty() {
             self.notify(done.keys, cause);
         }
@@ -159,7 +197,10 @@ impl UserCtx {
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(())
+        if refresh {
+            counters = Some(store_counters(self).await?);
+        }
+        Ok(counters)
     }
 
     pub fn notify(&self, keys: Vec<ItemKey>, cause: Cause) {
@@ -180,6 +221,17 @@ impl UserCtx {
             });
         }
     }
+}
+
+/// [`apply::store_team_counters`] off the runtime.
+async fn store_counters(ctx: &UserCtx) -> Result<Vec<TeamCounters>, SyncError> {
+    let store = Arc::clone(&ctx.store);
+    let user = ctx.user_id.clone();
+    Ok(
+        tokio::task::spawn_blocking(move || apply::store_team_counters(&store, &user))
+            .await
+            .map_err(|_| SyncError::Internal("store task panicked"))??,
+    )
 }
 
 /// A batch holding one thread read over REST (its team comes from the store's channel row).
@@ -613,11 +665,14 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
     }
     batch.push(Write::SyncedAt { at: now });
     let fetch_ms = started.elapsed().as_millis();
-    ctx.commit(batch, Cause::InitialSync).await?;
+    // Events are applied by this same task after the sync, so the store now holds exactly
+    // what the reads returned: the reference point for the live deltas.
+    let store_now = ctx.commit_with_counters(batch, Cause::InitialSync).await?;
     let commit_ms = started.elapsed().as_millis() - fetch_ms;
 
     {
         let mut memo = ctx.memo();
+        memo.store_counters = store_now;
         memo.username.clone_from(&me.username);
         memo.team_ids = {
             let mut t = team_ids;
@@ -705,6 +760,14 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         async { call!(ctx, c.get_preferences(ME)).map_err(SyncError::from) },
     )?;
     let memo = ctx.memo().clone();
+    // What the counters would be had only the events we applied happened (this task applies
+    // events, so none is applied while we run): a team is re-read only if the server differs,
+    // i.e. it changed while events were lost — not merely because it had live activity.
+    let expected = planner::advance_counters(
+        &memo.counters,
+        &memo.store_counters,
+        &store_counters(ctx).await?,
+    );
     let new_counters: Vec<TeamCounters> = unread.iter().map(counters).collect();
     let new_directs = directs_of(&channels);
     let changed_directs = planner::directs_changed(&memo.directs, &new_directs);
@@ -712,7 +775,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         last_synced_at: memo.last_synced_at,
         window_start: now - ctx.settings.retention_ms,
     };
-    let ops = planner::plan_resync(&memo.counters, &new_counters, &changed_directs, &cursors);
+    let ops = planner::plan_resync(&expected, &new_counters, &changed_directs, &cursors);
     debug!(ops = ops.len(), "sync: resync plan");
     let results = run_ops(ctx, &ops).await?;
     let chans = channel_map(&channels);
@@ -798,11 +861,12 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         ));
     }
     batch.push(Write::SyncedAt { at: now });
-    ctx.commit(batch, Cause::Resync).await?;
+    let store_now = ctx.commit_with_counters(batch, Cause::Resync).await?;
     // The resync may have changed many items: ask listeners to reload.
     ctx.notify(Vec::new(), Cause::Resync);
     {
         let mut m = ctx.memo();
+        m.store_counters = store_now;
         m.counters = new_counters;
         m.team_ids = new_team_ids;
         m.directs = new_directs;

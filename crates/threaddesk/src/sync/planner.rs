@@ -8,7 +8,8 @@
 //! - [`plan_initial`]: after the fixed reads (me, teams, team unreads, channels, members) the
 //!   planner chooses the per-team thread lists and the DM/GM channels whose posts are worth a call.
 //! - [`plan_resync`]: after a reconnect that lost events, one `GET /users/me/teams/unread` call is
-//!   compared with the counters we saw last; only the teams whose counters moved get a `since`
+//!   compared with the counters we expect (those of the last sync advanced by the live events
+//!   applied since, [`advance_counters`]); only the teams whose counters moved get a `since`
 //!   query, so the cost is proportional to what changed (research §B5), never to the org.
 
 use std::collections::BTreeMap;
@@ -147,8 +148,8 @@ impl ResyncCursors {
 
 /// Plan an incremental resync after events were lost.
 ///
-/// `prev` are the counters stored at the last sync, `new` the answer of the one
-/// `teams/unread` call made now. A team is re-read when its counters changed or it is new; a
+/// `prev` are the counters expected now (the last sync's, advanced by the events applied
+/// since: [`advance_counters`]), `new` the answer of the one `teams/unread` call made now. A team is re-read when its counters changed or it is new; a
 /// team that disappeared needs no read (the executor drops it from the store). The DM/GM-carrying
 /// list is the first team in id order, as in [`plan_initial`]: if that team changed, its query
 /// runs without `excludeDirect`; DM/GM changes are otherwise found through `directs_changed`
@@ -203,6 +204,55 @@ pub fn plan_resync(
         }));
     }
     ops
+}
+
+/// The counters the server should show now if nothing but the live events we applied had
+/// happened since `memo` was read: `memo + (store_now − store_then)`, team by team.
+///
+/// Why: [`plan_resync`] must re-read a team only when its counters changed *while events were
+/// lost*. Comparing with the counters of the last sync also flags every team that had live
+/// activity since (already applied), so over a long session almost every active team was
+/// re-read. A fresh `teams/unread` snapshot taken while connected cannot fix this exactly: an
+/// event generated before the snapshot but still in flight when the socket drops would be in
+/// the snapshot and never in the store, and the change would be missed. Advancing the memo by
+/// what the *store* changed has no such race — the store moves only by events actually
+/// applied — so a team differs exactly when something happened that the store has not seen,
+/// or that the store models differently from the server (a post in a muted channel: the store
+/// cannot tell, so that team is re-read — the safe side). A change could only be missed if a
+/// lost change exactly cancelled such a modelling difference in every counter of the team.
+///
+/// `store_then` are the store-derived counters taken when `memo` was read, `store_now` the same
+/// derivation now (a team missing from either side counts as zeros). Teams are those of `memo`.
+#[must_use]
+pub fn advance_counters(
+    memo: &[TeamCounters],
+    store_then: &[TeamCounters],
+    store_now: &[TeamCounters],
+) -> Vec<TeamCounters> {
+    let then: BTreeMap<&str, &TeamCounters> =
+        store_then.iter().map(|t| (t.team_id.as_str(), t)).collect();
+    let now: BTreeMap<&str, &TeamCounters> =
+        store_now.iter().map(|t| (t.team_id.as_str(), t)).collect();
+    let zero = TeamCounters::default();
+    memo.iter()
+        .map(|m| {
+            let a = then.get(m.team_id.as_str()).copied().unwrap_or(&zero);
+            let b = now.get(m.team_id.as_str()).copied().unwrap_or(&zero);
+            TeamCounters {
+                team_id: m.team_id.clone(),
+                msg_count: m.msg_count + (b.msg_count - a.msg_count),
+                mention_count: m.mention_count + (b.mention_count - a.mention_count),
+                msg_count_root: m.msg_count_root + (b.msg_count_root - a.msg_count_root),
+                mention_count_root: m.mention_count_root
+                    + (b.mention_count_root - a.mention_count_root),
+                thread_count: m.thread_count + (b.thread_count - a.thread_count),
+                thread_mention_count: m.thread_mention_count
+                    + (b.thread_mention_count - a.thread_mention_count),
+                thread_urgent_mention_count: m.thread_urgent_mention_count
+                    + (b.thread_urgent_mention_count - a.thread_urgent_mention_count),
+            }
+        })
+        .collect()
 }
 
 /// DM/GM channels whose newest post moved since the last sync (input of [`plan_resync`]).
@@ -429,6 +479,25 @@ mod tests {
                 exclude_direct: false
             }]
         );
+    }
+
+    #[test]
+    fn advance_counters_follows_the_store() {
+        let memo = vec![tc("a", 3, 1), tc("b", 0, 0), tc("c", 7, 2)];
+        let then = vec![tc("a", 2, 1), tc("b", 0, 0)];
+        // Live events: two unread posts and a new unread thread in "a", one in "b" (which the
+        // store did not know before), nothing in "c".
+        let now = vec![tc("a", 4, 2), tc("b", 1, 0), tc("x", 9, 9)];
+        let got = advance_counters(&memo, &then, &now);
+        assert_eq!(got, vec![tc("a", 5, 2), tc("b", 1, 0), tc("c", 7, 2)]);
+        let cursors = ResyncCursors::default();
+        // The server shows exactly what the events said: nothing to read.
+        assert!(plan_resync(&got, &got, &[], &cursors).is_empty());
+        // The server shows one more post in "c" (lost while away): only "c" is read.
+        let server = vec![tc("a", 5, 2), tc("b", 1, 0), tc("c", 8, 2)];
+        let ops = plan_resync(&got, &server, &[], &cursors);
+        assert_eq!(ops.len(), 1);
+        assert!(matches!(&ops[0], Op::Threads { team_id, .. } if team_id == "c"));
     }
 
     #[test]
