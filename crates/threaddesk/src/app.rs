@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
-use crate::account::{self, OAuthApp};
+use crate::account::OAuthApp;
 use crate::config::Config;
 use crate::privacy::cipher::TokenCipher;
 use crate::store::Store;
@@ -172,18 +172,8 @@ async fn resume_users(state: &AppState) {
         if us.session_count().unwrap_or(0) == 0 {
             continue;
         }
-        let inner = state.inner();
-        match account::client_for(
-            &inner.mattermost,
-            &inner.store,
-            &inner.cipher,
-            inner.oauth.as_ref(),
-            &user,
-            state.now(),
-        )
-        .await
-        {
-            Ok((client, _)) => {
+        match state.user_client(&user).await {
+            Ok(client) => {
                 if let Ok(me) = client.get_me().await {
                     state.set_admin(
                         &user,

@@ -57,18 +57,8 @@ pub async fn ensure_posts(
     if !incomplete(state, user, key) {
         return Ok(());
     }
-    let inner = state.inner();
-    let client = match account::client_for(
-        &inner.mattermost,
-        &inner.store,
-        &inner.cipher,
-        inner.oauth.as_ref(),
-        user,
-        state.now(),
-    )
-    .await
-    {
-        Ok((client, _)) => client,
+    let client = match state.user_client(user).await {
+        Ok(client) => client,
         Err(account::AccountError::Revoked) => {
             super::session::end_access(state, user).await;
             return Err(AccessEnded);
@@ -114,7 +104,7 @@ pub async fn ensure_posts(
         .map(convert::post)
         .collect();
     let n = posts.len();
-    let store = std::sync::Arc::clone(&inner.store);
+    let store = std::sync::Arc::clone(&state.inner().store);
     let r = tokio::task::spawn_blocking(move || {
         store.write(|tx| {
             for p in &posts {

@@ -19,22 +19,14 @@ pub fn valid_id(id: &str) -> bool {
 
 /// A per-user Mattermost client for media requests.
 async fn client(state: &AppState, user: &PageUser) -> Result<mattermost::Client, WebError> {
-    let inner = state.inner();
-    account::client_for(
-        &inner.mattermost,
-        &inner.store,
-        &inner.cipher,
-        inner.oauth.as_ref(),
-        &user.0.user_id,
-        state.now(),
-    )
-    .await
-    .map(|(c, _)| c)
-    .map_err(|e| match e {
-        account::AccountError::Missing => WebError::Unauthenticated,
-        account::AccountError::Revoked => WebError::AccessEnded,
-        other => WebError::internal(other),
-    })
+    state
+        .user_client(&user.0.user_id)
+        .await
+        .map_err(|e| match e {
+            account::AccountError::Missing => WebError::Unauthenticated,
+            account::AccountError::Revoked => WebError::AccessEnded,
+            other => WebError::internal(other),
+        })
 }
 
 /// [`respond`], but a token Mattermost refused (401) ends the user's access (see

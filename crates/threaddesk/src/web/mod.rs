@@ -138,6 +138,42 @@ impl AppState {
         self.inner.engine.stop_user(user).await;
     }
 
+    /// The user's Mattermost credentials, an OAuth token refreshed (and persisted) first when
+    /// it is close to expiry (see [`crate::account::fresh_credentials`]).
+    pub async fn user_credentials(
+        &self,
+        user: &UserId,
+    ) -> Result<crate::account::Credentials, crate::account::AccountError> {
+        let inner = &self.inner;
+        crate::account::fresh_credentials(
+            &inner.mattermost,
+            &inner.store,
+            &inner.cipher,
+            inner.oauth.as_ref(),
+            user,
+            self.now(),
+        )
+        .await
+    }
+
+    /// A Mattermost client acting as `user` (see [`crate::account::client_for`]).
+    pub async fn user_client(
+        &self,
+        user: &UserId,
+    ) -> Result<mattermost::Client, crate::account::AccountError> {
+        let inner = &self.inner;
+        crate::account::client_for(
+            &inner.mattermost,
+            &inner.store,
+            &inner.cipher,
+            inner.oauth.as_ref(),
+            user,
+            self.now(),
+        )
+        .await
+        .map(|(client, _)| client)
+    }
+
     /// Refresh OAuth tokens close to expiry for every syncing user (see `app::start`'s timer).
     pub async fn refresh_tokens(&self) {
         let users: Vec<(String, mattermost::Client)> = self
@@ -150,17 +186,7 @@ impl AppState {
             let Ok(user) = UserId::parse(&uid) else {
                 continue;
             };
-            let inner = &self.inner;
-            match crate::account::fresh_credentials(
-                &inner.mattermost,
-                &inner.store,
-                &inner.cipher,
-                inner.oauth.as_ref(),
-                &user,
-                self.now(),
-            )
-            .await
-            {
+            match self.user_credentials(&user).await {
                 Ok(creds) => client.set_token(creds.access_token()),
                 // The refresh token was refused: Mattermost ended ThreadDesk's access.
                 Err(crate::account::AccountError::Revoked) => {

@@ -578,17 +578,10 @@ pub async fn delete_my_data(
 
 /// Delete ThreadDesk's done/snooze preferences from the user's Mattermost account.
 async fn delete_mark_preferences(state: &AppState, user: &UserId) -> Result<(), WebError> {
-    let inner = state.inner();
-    let (client, _) = crate::account::client_for(
-        &inner.mattermost,
-        &inner.store,
-        &inner.cipher,
-        inner.oauth.as_ref(),
-        user,
-        state.now(),
-    )
-    .await
-    .map_err(|_| WebError::Unauthenticated)?;
+    let client = state
+        .user_client(user)
+        .await
+        .map_err(|_| WebError::Unauthenticated)?;
     let ours = [MarkKind::Done.category(), MarkKind::Snooze.category()];
     let prefs: Vec<_> = client
         .get_preferences(mattermost::ME)
