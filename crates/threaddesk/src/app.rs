@@ -175,10 +175,7 @@ async fn resume_users(state: &AppState) {
         match state.user_client(&user).await {
             Ok(client) => {
                 if let Ok(me) = client.get_me().await {
-                    state.set_admin(
-                        &user,
-                        me.roles.split_whitespace().any(|r| r == "system_admin"),
-                    );
+                    state.set_admin_from_roles(&user, &me.roles);
                 }
                 state.start_sync(&user, client);
             }

@@ -266,10 +266,7 @@ async fn complete_sign_in(state: &AppState, creds: Credentials) -> Result<Respon
         .map_err(WebError::internal)?;
     account::save(state.store(), &state.inner().cipher, &user, &creds, now)
         .map_err(WebError::internal)?;
-    state.set_admin(
-        &user,
-        me.roles.split_whitespace().any(|r| r == "system_admin"),
-    );
+    state.set_admin_from_roles(&user, &me.roles);
 
     let token = random_token();
     let csrf = SecretText::new(random_token());

@@ -112,7 +112,9 @@ impl AppState {
             .is_ok_and(|a| a.contains(user.as_str()))
     }
 
-    pub fn set_admin(&self, user: &UserId, admin: bool) {
+    /// Record whether `user` is a Mattermost system admin, from their `roles` string.
+    pub fn set_admin_from_roles(&self, user: &UserId, roles: &str) {
+        let admin = roles.split_whitespace().any(|r| r == "system_admin");
         if let Ok(mut a) = self.inner.admins.write() {
             if admin {
                 a.insert(user.as_str().to_owned());
