@@ -1224,6 +1224,162 @@ impl Seeder {
     }
 }
 
+/// Username of the user who talks to every scale user (see [`add_scale_users`]).
+pub const SCALE_BOT: &str = "scalebot";
+
+/// A user added by [`add_scale_users`], with a valid personal access token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScaleUser {
+    pub id: String,
+    pub username: String,
+    pub token: String,
+}
+
+/// Add `n` light users for concurrency benchmarks (`scale00000`, …; additive, callable again to
+/// add more). Each has a personal access token, a DM with [`SCALE_BOT`] holding 3 posts (the
+/// last unread), and membership of a 50-user channel in team `scale` with one followed thread
+/// (root + 2 replies). No WebSocket events are published.
+pub fn add_scale_users(st: &mut State, n: usize) -> Vec<ScaleUser> {
+    const GROUP: usize = 50;
+    let now = st.now();
+    let user_rec = |id: Id, username: &str, at: i64| UserRec {
+        id,
+        username: username.to_owned(),
+        email: format!("{username}@example.com"),
+        first_name: "Scale".to_owned(),
+        last_name: username.to_owned(),
+        nickname: String::new(),
+        position: String::new(),
+        roles: "system_user".to_owned(),
+        password: DEMO_PASSWORD.to_owned(),
+        create_at: at,
+        update_at: at,
+        last_picture_update: 0,
+        timezone: "UTC".to_owned(),
+        is_bot: false,
+    };
+    let bot = if let Some(id) = st.usernames.get(SCALE_BOT) {
+        *id
+    } else {
+        let id = st.new_id();
+        st.add_user(user_rec(id, SCALE_BOT, now - 30 * DAY));
+        id
+    };
+    let team = if let Some(t) = st.teams.values().find(|t| t.name == "scale") {
+        t.id
+    } else {
+        let id = st.new_id();
+        let invite_id = st.new_id();
+        st.teams.insert(
+            id,
+            crate::state::TeamRec {
+                id,
+                name: "scale".to_owned(),
+                display_name: "Scale".to_owned(),
+                description: String::new(),
+                create_at: now - 30 * DAY,
+                invite_id,
+            },
+        );
+        st.add_team_member(id, bot, true);
+        id
+    };
+    let first = st
+        .usernames
+        .keys()
+        .filter(|u| u.starts_with("scale") && u.len() == 10)
+        .count();
+    let mut out = Vec::with_capacity(n);
+    let mut group: Vec<Id> = Vec::new();
+    let flush = |st: &mut State, group: &mut Vec<Id>, g: usize| {
+        if group.is_empty() {
+            return;
+        }
+        let channel = st.new_id();
+        let at = now - 10 * DAY;
+        st.add_channel(ChannelRec {
+            id: channel,
+            team_id: Some(team),
+            kind: ChannelType::Open,
+            name: format!("scale-{g:05}"),
+            display_name: format!("Scale {g:05}"),
+            header: String::new(),
+            purpose: String::new(),
+            creator_id: Some(bot),
+            create_at: at,
+            update_at: at,
+            delete_at: 0,
+            last_post_at: at,
+            last_root_post_at: at,
+            total_msg_count: 0,
+            total_msg_count_root: 0,
+        });
+        let np = NewPost::new(channel, "Scale channel: weekly thread.");
+        let id = st.new_id();
+        let root = st.insert_post(id, bot, &np, None, now - 2 * DAY);
+        for (author, at) in [(bot, now - DAY), (group[0], now - DAY + HOUR)] {
+            let id = st.new_id();
+            let np = NewPost::new(channel, "Scale channel: a reply.");
+            st.insert_post(id, author, &np, Some(root), at);
+        }
+        st.add_member_quiet(channel, bot);
+        for u in group.drain(..) {
+            st.add_member_quiet(channel, u);
+            st.user_threads.entry(u).or_default().push(root);
+            st.thread_members.insert(
+                (u, root),
+                ThreadMemberRec {
+                    following: true,
+                    last_view_at: now - 2 * DAY,
+                    unread_mentions: 0,
+                    last_update_at: now - 2 * DAY,
+                },
+            );
+        }
+    };
+    for i in first..first + n {
+        let username = format!("scale{i:05}");
+        let id = st.new_id();
+        st.add_user(user_rec(id, &username, now - 30 * DAY));
+        st.set_status(id, "online");
+        let token = st.new_id().to_string();
+        let token_id = st.new_id();
+        st.add_pat(token_id, token.clone(), id, "mmsim scale token");
+        st.add_team_member(team, id, false);
+        if let Ok(dm) = st.direct_channel(bot, id) {
+            for (author, msg, at) in [
+                (bot, "Hello from the scale bot.", now - HOUR),
+                (id, "Hi bot.", now - HOUR + MINUTE),
+                (bot, "One more thing.", now - HOUR + 2 * MINUTE),
+            ] {
+                let pid = st.new_id();
+                let np = NewPost::new(dm, msg);
+                st.insert_post(pid, author, &np, None, at);
+            }
+            // Everything but the last post read.
+            if let Some(m) = st.members.get_mut(&(dm, id)) {
+                m.msg_count = 2;
+                m.msg_count_root = 2;
+                m.last_viewed_at = now - HOUR + MINUTE;
+                m.last_update_at = now - HOUR + MINUTE;
+            }
+        }
+        group.push(id);
+        if group.len() == GROUP {
+            flush(st, &mut group, i + 1 - GROUP);
+        }
+        out.push(ScaleUser {
+            id: id.into(),
+            username,
+            token,
+        });
+    }
+    let start = first + n - group.len();
+    flush(st, &mut group, start);
+    st.take_outbox();
+    out
+}
+
 /// A one-page PDF ("Quarterly feedback report").
 fn minimal_pdf() -> Vec<u8> {
     b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n2 0 obj<</Type/Pages/Kids[3 0 R]/Count 1>>endobj\n3 0 obj<</Type/Page/Parent 2 0 R/MediaBox[0 0 612 792]>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n".to_vec()
@@ -1296,5 +1452,23 @@ mod tests {
         assert!(totals.total >= 10_000, "{totals:?}");
         assert!(s.posts.len() >= 300_000, "{}", s.posts.len());
         eprintln!("large seed: {} posts in {elapsed:?}", s.posts.len());
+    }
+
+    #[test]
+    fn scale_users_have_tokens_a_dm_and_a_followed_thread() {
+        let mut s = generate(1, Size::Demo);
+        let a = add_scale_users(&mut s, 60);
+        let b = add_scale_users(&mut s, 3);
+        assert_eq!((a.len(), b.len()), (60, 3));
+        assert_eq!(a[0].username, "scale00000");
+        assert_eq!(b[0].username, "scale00060");
+        for u in a.iter().chain(&b) {
+            assert_eq!(s.user_for_token(&u.token).as_deref(), Some(u.id.as_str()));
+            let id = s.usernames[&u.username];
+            assert_eq!(s.user_threads[&id].len(), 1);
+        }
+        let bot = s.usernames[SCALE_BOT];
+        assert!(s.direct_channel(bot, s.usernames["scale00062"]).is_ok());
+        assert!(s.take_outbox().is_empty());
     }
 }
