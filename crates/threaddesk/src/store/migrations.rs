@@ -245,6 +245,39 @@ CREATE TABLE retention (
 ) STRICT;
 INSERT INTO retention (id, cutoff) VALUES (1, 0);
 ",
+    // 4: a per-user generation of the materialised queue, set by triggers on every change to
+    // the user's items from one store-wide clock (so a user deleted and created again never
+    // gets back an old value). Readers compare it, in their own snapshot, with a memo of the
+    // per-filter counts: `counts` is O(1) while nothing changed instead of a scan of every
+    // item (research P-5).
+    r"
+CREATE TABLE items_clock (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    tick  INTEGER NOT NULL
+) STRICT;
+INSERT INTO items_clock (id, tick) VALUES (1, 0);
+ALTER TABLE users ADD COLUMN items_gen INTEGER NOT NULL DEFAULT 0;
+CREATE TRIGGER items_gen_insert AFTER INSERT ON items BEGIN
+    UPDATE items_clock SET tick = tick + 1 WHERE id = 1;
+    UPDATE users SET items_gen = (SELECT tick FROM items_clock WHERE id = 1)
+     WHERE user_id = NEW.user_id;
+END;
+CREATE TRIGGER items_gen_update AFTER UPDATE ON items BEGIN
+    UPDATE items_clock SET tick = tick + 1 WHERE id = 1;
+    UPDATE users SET items_gen = (SELECT tick FROM items_clock WHERE id = 1)
+     WHERE user_id = NEW.user_id;
+END;
+CREATE TRIGGER items_gen_delete AFTER DELETE ON items BEGIN
+    UPDATE items_clock SET tick = tick + 1 WHERE id = 1;
+    UPDATE users SET items_gen = (SELECT tick FROM items_clock WHERE id = 1)
+     WHERE user_id = OLD.user_id;
+END;
+",
+    // 5: a summary of each browser session's user agent ("Firefox on Linux": a fixed phrase
+    // chosen by `web::session::agent_summary`, never the raw header) for the sessions list.
+    r"
+ALTER TABLE web_sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// The schema version this binary writes.

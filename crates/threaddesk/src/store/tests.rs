@@ -1459,3 +1459,83 @@ mod order_independence {
         }
     }
 }
+
+#[test]
+fn counts_memo_always_equals_a_fresh_count() {
+    // Random writes (new threads, marks, snoozes that expire, deletions) interleaved with reads
+    // at moving (and sometimes earlier) times: the memoised counts never differ from a scan.
+    let f = fx();
+    let (u, other) = (uid(1), uid(2));
+    let team = id('t', 1);
+    let mut seed_v: u64 = 7;
+    let mut rnd = |m: u64| {
+        seed_v = seed_v
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (seed_v >> 33) % m
+    };
+    f.store
+        .write(|tx| {
+            tx.user(&u).upsert_self(&profile(&u), 1)?;
+            tx.user(&other).upsert_self(&profile(&other), 1)
+        })
+        .unwrap();
+    let us = f.store.for_user(&u);
+    let fresh = |now: i64| {
+        f.store
+            .read(|c| user::count_items(c, u.as_str(), now))
+            .unwrap()
+    };
+    let mut now = 1_000i64;
+    for step in 0..400usize {
+        match rnd(6) {
+            0 | 1 => {
+                let n = usize::try_from(rnd(30)).unwrap();
+                let at = now + i64::try_from(rnd(100)).unwrap();
+                let who = if rnd(4) == 0 { &other } else { &u };
+                f.store
+                    .write(|tx| {
+                        tx.upsert_channel(&channel(n, "O", &team, at))?;
+                        tx.user(who).upsert_membership(&member(n))?;
+                        tx.upsert_post(&post(n, n, None, at, "r"))?;
+                        tx.user(who).upsert_thread(&thread(n, n, &team, at))
+                    })
+                    .unwrap();
+            }
+            2 | 3 => {
+                let n = usize::try_from(rnd(30)).unwrap();
+                let m = Marks {
+                    done_at: (rnd(2) == 0).then(|| now + i64::try_from(rnd(50)).unwrap()),
+                    snoozed_until: (rnd(2) == 0).then(|| now + i64::try_from(rnd(80)).unwrap()),
+                };
+                let key = ItemKey::thread(&id('p', n)).unwrap();
+                f.store.write(|tx| tx.user(&u).set_marks(&key, m)).unwrap();
+            }
+            4 => {
+                let n = usize::try_from(rnd(30)).unwrap();
+                f.store
+                    .write(|tx| tx.user(&u).remove_membership(&id('c', n)))
+                    .unwrap();
+            }
+            _ => {}
+        }
+        // Time mostly moves forward, across snooze expiries; now and then it steps back.
+        now = if rnd(10) == 0 {
+            now - i64::try_from(rnd(40)).unwrap()
+        } else {
+            now + i64::try_from(rnd(20)).unwrap()
+        };
+        let want = fresh(now);
+        assert_eq!(us.counts(now).unwrap(), want, "step {step} at {now}");
+        // The second read is answered from the memo (same generation, same time).
+        let memo = lock(&f.store.counts_memo).unwrap().get(u.as_str()).cloned();
+        assert!(memo.is_some_and(|m| m.from <= now && m.counts == want));
+        assert_eq!(us.counts(now).unwrap(), want, "memo at step {step}");
+    }
+    // Deleting the user's data and starting again never serves the old memo.
+    us.delete_all().unwrap();
+    f.store
+        .write(|tx| tx.user(&u).upsert_self(&profile(&u), 1))
+        .unwrap();
+    assert_eq!(us.counts(now).unwrap(), fresh(now));
+}

@@ -401,40 +401,46 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn counts(&self, now: Millis) -> Result<QueueCounts, StoreError> {
-        // One pass over a covering index in team order (no sort), summing per team.
         self.read(|c, u| {
-            let per_team = collect(
+            // The memo first: `items_gen` moves (by trigger) with every change to the user's
+            // items, so an equal generation read *before* the scan means the memo is current;
+            // snoozes are the only time-dependent part, and the memo ends at the next expiry.
+            let generation: Option<i64> = q_row(
                 c,
-                "SELECT team_id,
-                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1)),
-                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1) AND mentions > 0),
-                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1) AND is_direct = 1),
-                   sum(is_open = 1 AND coalesce(snoozed_until > ?2, 0)),
-                   sum(is_open = 0)
-                 FROM items WHERE user_id = ?1 GROUP BY team_id ORDER BY team_id",
-                params![u, now],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, i64>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, i64>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, i64>(5)?,
-                    ))
-                },
-            )?;
-            let mut counts = QueueCounts::default();
-            for (team, open, mentions, direct, snoozed, done) in per_team {
-                counts.all += open;
-                counts.mentions += mentions;
-                counts.direct += direct;
-                counts.threads += open - direct;
-                counts.snoozed += snoozed;
-                counts.done += done;
-                if open > 0 {
-                    counts.teams.push((team, open));
+                "SELECT items_gen FROM users WHERE user_id = ?1",
+                params![u],
+                |r| r.get(0),
+            )
+            .optional()?;
+            if let Some(g) = generation
+                && let Some(m) = super::lock(&self.store.counts_memo)?.get(u)
+                && m.generation == g
+                && m.from <= now
+                && m.until.is_none_or(|t| now < t)
+            {
+                return Ok(m.counts.clone());
+            }
+            let counts = count_items(c, u, now)?;
+            if let Some(generation) = generation {
+                let until: Option<Millis> = q_row(
+                    c,
+                    "SELECT min(snoozed_until) FROM items WHERE user_id = ?1 AND snoozed_until > ?2",
+                    params![u, now],
+                    |r| r.get(0),
+                )?;
+                let mut memo = super::lock(&self.store.counts_memo)?;
+                if memo.len() >= super::COUNTS_MEMO_MAX {
+                    memo.clear();
                 }
+                memo.insert(
+                    u.to_owned(),
+                    super::CountsMemo {
+                        generation,
+                        from: now,
+                        until,
+                        counts: counts.clone(),
+                    },
+                );
             }
             Ok(counts)
         })
@@ -1243,4 +1249,43 @@ impl<'t> UserTx<'t> {
         }
         Ok(())
     }
+}
+
+/// Item counts per filter at `now`: one pass over a covering index in team order (no sort),
+/// summing per team.
+pub(super) fn count_items(c: &Connection, u: &str, now: Millis) -> Result<QueueCounts, StoreError> {
+    let per_team = collect(
+        c,
+        "SELECT team_id,
+                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1)),
+                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1) AND mentions > 0),
+                   sum(is_open = 1 AND coalesce(snoozed_until <= ?2, 1) AND is_direct = 1),
+                   sum(is_open = 1 AND coalesce(snoozed_until > ?2, 0)),
+                   sum(is_open = 0)
+                 FROM items WHERE user_id = ?1 GROUP BY team_id ORDER BY team_id",
+        params![u, now],
+        |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        },
+    )?;
+    let mut counts = QueueCounts::default();
+    for (team, open, mentions, direct, snoozed, done) in per_team {
+        counts.all += open;
+        counts.mentions += mentions;
+        counts.direct += direct;
+        counts.threads += open - direct;
+        counts.snoozed += snoozed;
+        counts.done += done;
+        if open > 0 {
+            counts.teams.push((team, open));
+        }
+    }
+    Ok(counts)
 }
