@@ -278,6 +278,15 @@ END;
     r"
 ALTER TABLE web_sessions ADD COLUMN user_agent TEXT NOT NULL DEFAULT '';
 ",
+    // 6: saved posts (Mattermost's `flagged_post` preferences) mirrored per user, so items and
+    // posts can show them; kept live from preference events, replaced by every full read.
+    r"
+CREATE TABLE saved_posts (
+    user_id  TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    post_id  TEXT NOT NULL,
+    PRIMARY KEY (user_id, post_id)
+) STRICT, WITHOUT ROWID;
+",
 ];
 
 /// The schema version this binary writes.
