@@ -562,3 +562,186 @@ async fn session_id_rotates_at_sign_in_and_timeouts_are_enforced() {
     clock.advance(Duration::from_secs(3600 + 1));
     assert_eq!(status_of(&mut t).await, 401, "idle timeout");
 }
+
+/// `(handle, row html)` of each row of the settings page's sessions list.
+fn session_rows(html: &str) -> Vec<(String, String)> {
+    html.split("<tr data-session=\"")
+        .skip(1)
+        .map(|rest| {
+            let handle = rest.split('"').next().unwrap().to_owned();
+            let row = rest.split("</tr>").next().unwrap().to_owned();
+            (handle, row)
+        })
+        .collect()
+}
+
+/// A session signed in with a personal token from a browser that says `user_agent`.
+async fn sign_in_as_browser(stack: &Stack, username: &str, user_agent: &str) -> Session {
+    let token = stack.mm_token(username).await.unwrap();
+    let mut s = Session::new(&stack.url);
+    s.client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(user_agent)
+        .build()
+        .unwrap();
+    let pre = s.pre_cookie().await.unwrap();
+    let r = s
+        .post_form("/auth/token", &[("token", &token), ("csrf", &pre)])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    s.csrf = s.page_csrf("/settings").await.unwrap();
+    s
+}
+
+/// ASVS 7.5.2: the settings page lists the user's own sessions (browser summary, times, "this
+/// session") and ends one of them or all the others; another user's session can be neither
+/// listed nor ended, whatever handle is sent.
+#[tokio::test]
+async fn sessions_list_shows_only_mine_and_ends_only_mine() {
+    const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1";
+    const EDGE: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0 <b>injected</b>";
+    let stack = Stack::start().await.unwrap();
+    let mut a1 = sign_in_as_browser(&stack, "alice", FIREFOX).await;
+    let mut a2 = sign_in_as_browser(&stack, "alice", IPHONE).await;
+    let mut a3 = sign_in_as_browser(&stack, "alice", EDGE).await;
+    let mut bob = sign_in_as_browser(&stack, "bob", FIREFOX).await;
+
+    let html = a1.get("/settings").await.unwrap().text().await.unwrap();
+    let rows = session_rows(&html);
+    assert_eq!(rows.len(), 3, "alice's three sessions, not bob's: {rows:?}");
+    let mine: Vec<&(String, String)> = rows
+        .iter()
+        .filter(|(_, r)| r.contains("(this session)"))
+        .collect();
+    assert_eq!(mine.len(), 1);
+    assert!(mine[0].1.contains("Firefox on Linux"));
+    assert!(rows.iter().any(|(_, r)| r.contains("Safari on iOS")));
+    assert!(rows.iter().any(|(_, r)| r.contains("Edge on Windows")));
+    assert!(
+        !html.contains("injected"),
+        "the raw User-Agent never reaches the page"
+    );
+    assert!(
+        rows.iter()
+            .all(|(h, r)| h.len() == 32 && r.contains("<time datetime="))
+    );
+    // No session id (nor anything derived from it verbatim) in the page.
+    for s in [&a1, &a2, &a3, &bob] {
+        assert!(!html.contains(s.cookie("td_session").unwrap()));
+    }
+    let handle_of = |rows: &[(String, String)], agent: &str| {
+        rows.iter()
+            .find(|(_, r)| r.contains(agent))
+            .unwrap()
+            .0
+            .clone()
+    };
+    let iphone = handle_of(&rows, "Safari on iOS");
+
+    // Bob's list holds only his session; his handles mean nothing to alice.
+    let bob_html = bob.get("/settings").await.unwrap().text().await.unwrap();
+    let bob_rows = session_rows(&bob_html);
+    assert_eq!(bob_rows.len(), 1);
+    assert!(
+        bob_rows
+            .iter()
+            .all(|(h, _)| !rows.iter().any(|(m, _)| m == h))
+    );
+    let bob_handle = bob_rows[0].0.clone();
+    let csrf = a1.csrf.clone();
+    for bad in [bob_handle.as_str(), "0123456789abcdef0123456789abcdef"] {
+        let r = a1
+            .post_form("/me/sessions/end", &[("csrf", &csrf), ("session", bad)])
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "ending {bad}");
+    }
+    for bad in ["", "../x", "zz", &"a".repeat(5000)] {
+        let r = a1
+            .post_form("/me/sessions/end", &[("csrf", &csrf), ("session", bad)])
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "malformed {bad:.20}");
+    }
+    // Without the CSRF token (or cross-site), nothing ends.
+    let r = a1
+        .post_form("/me/sessions/end", &[("csrf", "x"), ("session", "others")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = a1
+        .client
+        .post(format!("{}/me/sessions/end", stack.url))
+        .header(
+            "cookie",
+            format!("td_session={}", a1.cookie("td_session").unwrap()),
+        )
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("csrf", csrf.as_str()), ("session", "others")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // Bob cannot end alice's session with her handle either.
+    let bob_csrf = bob.csrf.clone();
+    let r = bob
+        .post_form(
+            "/me/sessions/end",
+            &[("csrf", &bob_csrf), ("session", &iphone)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    for s in [&mut a1, &mut a2, &mut a3, &mut bob] {
+        assert_eq!(
+            s.json("/api/v1/items").await.unwrap().0,
+            200,
+            "nothing ended yet"
+        );
+    }
+
+    // Alice ends her iPhone session: only it dies.
+    let r = a1
+        .post_form("/me/sessions/end", &[("csrf", &csrf), ("session", &iphone)])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(a2.json("/api/v1/items").await.unwrap().0, 401);
+    assert_eq!(a1.json("/api/v1/items").await.unwrap().0, 200);
+    assert_eq!(a3.json("/api/v1/items").await.unwrap().0, 200);
+    let html = a1.get("/settings").await.unwrap().text().await.unwrap();
+    assert_eq!(session_rows(&html).len(), 2);
+
+    // "End all other sessions": a3 dies, a1 and bob live on.
+    let r = a1
+        .post_form(
+            "/me/sessions/end",
+            &[("csrf", &csrf), ("session", "others")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(a3.json("/api/v1/items").await.unwrap().0, 401);
+    assert_eq!(a1.json("/api/v1/items").await.unwrap().0, 200);
+    assert_eq!(bob.json("/api/v1/items").await.unwrap().0, 200);
+    let html = a1.get("/settings").await.unwrap().text().await.unwrap();
+    let rows = session_rows(&html);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].1.contains("(this session)"));
+    assert!(!html.contains("End all other sessions"));
+
+    // Ending "this session" from the list signs this browser out.
+    let r = a1
+        .post_form(
+            "/me/sessions/end",
+            &[("csrf", &csrf), ("session", &rows[0].0)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/signin");
+    assert_eq!(a1.json("/api/v1/items").await.unwrap().0, 401);
+    assert_eq!(bob.json("/api/v1/items").await.unwrap().0, 200);
+}

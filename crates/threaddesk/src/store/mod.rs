@@ -17,6 +17,7 @@
 mod items;
 pub mod migrations;
 pub mod outbox;
+mod sessions;
 pub mod text;
 pub mod types;
 mod user;
@@ -34,6 +35,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 use sha2::{Digest, Sha256};
 
 pub use outbox::{NewOutbox, OutboxRow, OutboxState};
+pub use sessions::SessionEntry;
 pub use text::{EncryptedBlob, JsonText, MessageText, SecretText};
 pub use types::*;
 pub use user::{UserExport, UserStore, UserTx};

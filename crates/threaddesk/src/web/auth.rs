@@ -175,7 +175,7 @@ pub async fn oauth_callback(
         tokens.expires_in,
         now,
     );
-    complete_sign_in(&state, creds).await
+    complete_sign_in(&state, creds, &session::agent_summary(&headers)).await
 }
 
 #[derive(Deserialize)]
@@ -221,7 +221,7 @@ pub async fn token_signin(
     }
     let secret = Secret::new(token.to_owned());
     let creds = Credentials::personal(&secret);
-    match complete_sign_in(&state, creds).await {
+    match complete_sign_in(&state, creds, &session::agent_summary(&headers)).await {
         Ok(r) => Ok(r),
         Err(WebError::Unauthenticated) => {
             state.inner().throttle.failed(ip, Instant::now());
@@ -238,8 +238,12 @@ pub async fn token_signin(
 }
 
 /// Validate the credentials with `/users/me`, store them encrypted, open a fresh session
-/// (new id: no fixation), start syncing.
-async fn complete_sign_in(state: &AppState, creds: Credentials) -> Result<Response, WebError> {
+/// (new id: no fixation) labelled with the browser's `agent` summary, start syncing.
+async fn complete_sign_in(
+    state: &AppState,
+    creds: Credentials,
+    agent: &str,
+) -> Result<Response, WebError> {
     let client = state.inner().mattermost.with_token(creds.access_token());
     let me = match client.get_me().await {
         Ok(me) => me,
@@ -273,6 +277,8 @@ async fn complete_sign_in(state: &AppState, creds: Credentials) -> Result<Respon
     let absolute =
         i64::try_from(state.config().session_absolute_timeout.as_millis()).unwrap_or(i64::MAX);
     us.write(|tx| tx.create_session(&token, &csrf, now, now.saturating_add(absolute)))
+        .map_err(WebError::internal)?;
+    us.set_session_agent(&token, agent)
         .map_err(WebError::internal)?;
     let user_client = client.with_user_key(user.as_str().to_owned());
     state.start_sync(&user, user_client);

@@ -236,6 +236,7 @@ pub fn router(state: AppState) -> Router {
         .route("/privacy", get(pages::privacy))
         .route("/admin/status", get(pages::admin_status))
         .route("/me/delete", post(pages::delete_my_data))
+        .route("/me/sessions/end", post(pages::end_session))
         // Sign-in
         .route("/auth/oauth/start", get(auth::oauth_start))
         .route("/auth/oauth/callback", get(auth::oauth_callback))

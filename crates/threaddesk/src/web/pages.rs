@@ -16,8 +16,8 @@ use super::security::CspNonce;
 use super::session::{self, CurrentUser, MaybeUser, PageUser};
 use super::views::{
     self, AdminStatusPage, CookieInfo, Counts, ErrorPage, Health, ItemPage, ItemSummary, Layout,
-    PrivacyPage, QueueFilter, QueuePage, SettingsPage, SignInPage, StoredInfo, SyncHealthRow,
-    UserView,
+    PrivacyPage, QueueFilter, QueuePage, SessionView, SettingsPage, SignInPage, StoredInfo,
+    SyncHealthRow, UserView,
 };
 use crate::config::SignInMethod;
 use crate::inbox::prefs::MarkKind;
@@ -386,12 +386,84 @@ pub async fn settings(
     let method = crate::account::load(state.store(), &state.inner().cipher, &user.user_id)
         .map(|c| c.method.as_str().to_owned())
         .unwrap_or_else(|_| "token".to_owned());
+    let idle = i64::try_from(state.config().session_idle_timeout.as_millis()).unwrap_or(i64::MAX);
+    let sessions = us
+        .sessions(&user.session_token, state.now(), idle)
+        .map_err(WebError::internal)?
+        .into_iter()
+        .map(|s| SessionView {
+            handle: s.handle,
+            agent: if s.user_agent.is_empty() {
+                "Unknown browser".to_owned()
+            } else {
+                s.user_agent
+            },
+            created_at: s.created_at,
+            last_seen_at: s.last_seen_at,
+            current: s.current,
+        })
+        .collect();
     let page = SettingsPage {
         layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
         mattermost_url: state.mattermost_url(),
         auth_method: method,
+        sessions,
     };
     Ok(render(&page))
+}
+
+/// Form of `POST /me/sessions/end`.
+#[derive(Deserialize)]
+pub struct EndSessionForm {
+    #[serde(default)]
+    csrf: String,
+    /// A session handle from the settings page, or `others`.
+    #[serde(default)]
+    session: String,
+}
+
+/// `POST /me/sessions/end` — end one of the user's sessions (by its handle from the settings
+/// page) or, with `session=others`, every session but this one. Only the user's own sessions
+/// can be named: any other handle is "not found", whoever it belongs to.
+pub async fn end_session(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageUser(user): PageUser,
+    Form(form): Form<EndSessionForm>,
+) -> Result<Response, WebError> {
+    session::check_fetch_site(&headers)?;
+    user.check_csrf(Some(&form.csrf))?;
+    let us = state.store().for_user(&user.user_id);
+    if form.session == "others" {
+        let n = us
+            .end_other_sessions(&user.session_token)
+            .map_err(WebError::internal)?;
+        tracing::info!(user.id = %user.user_id.as_str(), ended = n, "other sessions ended");
+        return Ok(Redirect::to("/settings#sessions").into_response());
+    }
+    if form.session.len() != 32 || !form.session.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(WebError::BadRequest(
+            "`session` must be a session from the settings page, or `others`".into(),
+        ));
+    }
+    let current = us
+        .sessions(&user.session_token, state.now(), i64::MAX)
+        .map_err(WebError::internal)?
+        .into_iter()
+        .any(|s| s.current && s.handle == form.session);
+    if !us.end_session(&form.session).map_err(WebError::internal)? {
+        return Err(WebError::NotFound);
+    }
+    tracing::info!(user.id = %user.user_id.as_str(), current, "session ended");
+    if current {
+        let secure = state.config().cookie_secure();
+        let (name, _) = session::cookie_names(secure);
+        let mut res = Redirect::to("/signin").into_response();
+        res.headers_mut()
+            .append(header::SET_COOKIE, session::set_cookie(name, "", 0, secure));
+        return Ok(res);
+    }
+    Ok(Redirect::to("/settings#sessions").into_response())
 }
 
 fn human_duration(d: std::time::Duration) -> String {

@@ -80,6 +80,55 @@ pub fn check_fetch_site(headers: &HeaderMap) -> Result<(), WebError> {
     }
 }
 
+/// A short, fixed-vocabulary summary of a `User-Agent` header for the sessions list ("Firefox
+/// on Linux"). Only these phrases are stored: never the header itself, so nothing a client
+/// sends reaches the database or a page verbatim.
+#[must_use]
+pub fn agent_summary(headers: &HeaderMap) -> String {
+    let ua = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let has = |s: &str| ua.contains(s);
+    let browser = if has("Firefox/") {
+        "Firefox"
+    } else if has("Edg/") {
+        "Edge"
+    } else if has("OPR/") {
+        "Opera"
+    } else if has("Chromium/") {
+        "Chromium"
+    } else if has("Chrome/") {
+        "Chrome"
+    } else if has("Safari/") {
+        "Safari"
+    } else if has("curl/") {
+        "curl"
+    } else {
+        "Unknown browser"
+    };
+    let os = if has("Android") {
+        "Android"
+    } else if has("iPhone") || has("iPad") {
+        "iOS"
+    } else if has("CrOS") {
+        "ChromeOS"
+    } else if has("Mac OS X") || has("Macintosh") {
+        "macOS"
+    } else if has("Windows") {
+        "Windows"
+    } else if has("Linux") || has("X11") {
+        "Linux"
+    } else {
+        ""
+    };
+    if os.is_empty() {
+        browser.to_owned()
+    } else {
+        format!("{browser} on {os}")
+    }
+}
+
 /// The signed-in user of this request. Cannot be built without a live session.
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
@@ -263,6 +312,33 @@ mod tests {
         assert!(s.contains("Secure"));
         let v = set_cookie("td_session", "x", 60, false);
         assert!(!v.to_str().unwrap().contains("Secure"));
+    }
+
+    #[test]
+    fn agent_summary_uses_fixed_phrases_only() {
+        let ua = |v: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::USER_AGENT, HeaderValue::from_static(v));
+            agent_summary(&h)
+        };
+        assert_eq!(
+            ua("Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+            "Firefox on Linux"
+        );
+        assert_eq!(
+            ua(
+                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0"
+            ),
+            "Edge on Windows"
+        );
+        assert_eq!(
+            ua(
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.0 Mobile/15E148 Safari/604.1"
+            ),
+            "Safari on iOS"
+        );
+        assert_eq!(ua("<script>alert(1)</script>"), "Unknown browser");
+        assert_eq!(agent_summary(&HeaderMap::new()), "Unknown browser");
     }
 
     #[test]

@@ -782,6 +782,39 @@ pub struct SettingsPage {
     pub mattermost_url: String,
     /// How the user signed in (`"oauth"` or `"token"`), for the "Revoke access" text.
     pub auth_method: String,
+    /// The user's live ThreadDesk sessions, most recently used first.
+    pub sessions: Vec<SessionView>,
+}
+
+/// One browser session in the settings page's list (ASVS 7.5.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionView {
+    /// Public name of the session, posted back to end it.
+    pub handle: String,
+    /// "Firefox on Linux" (a fixed phrase; "Unknown browser" when older than the column).
+    pub agent: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// The session of this page.
+    pub current: bool,
+}
+
+impl SessionView {
+    pub fn created_iso(&self) -> String {
+        iso_time(self.created_at)
+    }
+
+    pub fn created_label(&self) -> String {
+        short_time(self.created_at)
+    }
+
+    pub fn last_seen_iso(&self) -> String {
+        iso_time(self.last_seen_at)
+    }
+
+    pub fn last_seen_label(&self) -> String {
+        short_time(self.last_seen_at)
+    }
 }
 
 impl SettingsPage {

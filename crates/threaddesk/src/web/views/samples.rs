@@ -301,6 +301,22 @@ pub(crate) fn all_pages() -> Vec<(&'static str, String)> {
                 layout: layout(),
                 mattermost_url: "https://mm.example.com".into(),
                 auth_method: "oauth".into(),
+                sessions: vec![
+                    SessionView {
+                        handle: "0123456789abcdef0123456789abcdef".into(),
+                        agent: "Firefox on Linux".into(),
+                        created_at: 1_763_884_500_000,
+                        last_seen_at: 1_763_888_100_000,
+                        current: true,
+                    },
+                    SessionView {
+                        handle: "fedcba9876543210fedcba9876543210".into(),
+                        agent: "Safari on iOS".into(),
+                        created_at: 1_763_800_000_000,
+                        last_seen_at: 1_763_810_000_000,
+                        current: false,
+                    },
+                ],
             }
             .render(),
         ),
