@@ -186,6 +186,9 @@ pub async fn fresh_credentials(
                     AccountError::Mattermost(Box::new(e))
                 }
             })?;
+        // Mattermost has rotated both tokens: until `save` returns, the only copy of the new
+        // pair is in memory (a crash here means the user signs in again, T-17).
+        failpoint("after_refresh_response");
         creds = Credentials::oauth(
             &resp.access_token,
             resp.refresh_token.as_ref(),
@@ -196,6 +199,22 @@ pub async fn fresh_credentials(
         tracing::info!(user.id = %user.as_str(), "oauth token refreshed and persisted");
     }
     Ok(creds)
+}
+
+/// A crash point for tests, compiled into debug builds only (release builds have no such
+/// code, so no environment variable can stop a production server). With
+/// `THREADDESK_FAILPOINT=<name>` the process says so on stderr and stops at that point until it
+/// is killed, so a test can `kill -9` it exactly there (`tests/oauth_refresh.rs`).
+fn failpoint(name: &str) {
+    #[cfg(debug_assertions)]
+    if std::env::var("THREADDESK_FAILPOINT").is_ok_and(|v| v == name) {
+        eprintln!("THREADDESK_FAILPOINT {name} reached");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = name;
 }
 
 /// A client for `user` with a valid access token (see [`fresh_credentials`]).

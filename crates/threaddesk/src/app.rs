@@ -179,6 +179,12 @@ async fn resume_users(state: &AppState) {
                 }
                 state.start_sync(&user, client);
             }
+            // Mattermost refused the stored refresh token (e.g. a crash lost the rotated pair,
+            // T-17): the user's sessions end, so the next page is the sign-in prompt instead of
+            // a stale queue that never syncs.
+            Err(crate::account::AccountError::Revoked) => {
+                web::session::end_access(state, &user).await;
+            }
             Err(e) => tracing::warn!(user.id = %user.as_str(), error = %e, "cannot resume sync"),
         }
     }

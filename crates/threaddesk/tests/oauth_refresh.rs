@@ -87,3 +87,115 @@ async fn near_expiry_oauth_tokens_are_refreshed_and_used_by_sync() {
         .await
         .unwrap();
 }
+
+/// T-17, second half: the process is killed (`kill -9`) after Mattermost answered a refresh
+/// (so it has rotated both tokens and killed the old ones) but before the new pair was
+/// persisted. The new pair is lost; the stored one is dead. On restart ThreadDesk must not
+/// loop or crash: it ends the user's sessions, the next page is the sign-in prompt, and
+/// signing in again works.
+#[tokio::test]
+async fn kill_9_between_refresh_response_and_persist_leads_to_a_sign_in_prompt() {
+    use support::{ServeProcess, free_port, register_oauth, temp_dir};
+    support::install_crypto();
+    let sim = mmsim::start(mmsim::SimConfig::default(), 0).await.unwrap();
+    let port = free_port();
+    let app = register_oauth(&sim, &format!("http://127.0.0.1:{port}"));
+    let dir = temp_dir("kill9");
+    let data = dir.join("data");
+
+    // 1. A normal run: alice signs in with OAuth and syncs.
+    let mut td = ServeProcess::spawn(&sim, &data, port, &app, &[], &[]).unwrap();
+    td.wait_ready().await.unwrap();
+    let mut alice = Session::new(&td.url);
+    alice.oauth_sign_in().await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    td.kill9().await.unwrap();
+
+    // 2. Her stored token is made to look a day from expiry, so the next start refreshes it.
+    let user = threaddesk::store::UserId::parse(
+        &mmsim::driver::Driver::new(&sim.sim)
+            .user_id("alice")
+            .unwrap(),
+    )
+    .unwrap();
+    let old = {
+        let store = threaddesk::store::Store::open(&data).unwrap();
+        let cipher =
+            threaddesk::privacy::cipher::TokenCipher::load_or_create(&data.join("key")).unwrap();
+        let mut creds = threaddesk::account::load(&store, &cipher, &user).unwrap();
+        let now = threaddesk::web::system_clock()();
+        creds.expires_at = now + 3_600_000;
+        assert!(creds.needs_refresh(now));
+        threaddesk::account::save(&store, &cipher, &user, &creds, now).unwrap();
+        creds
+    };
+
+    // 3. Restart with the failpoint: the refresh happens at start (resuming alice's sync), the
+    //    process stops right after Mattermost's answer, and is killed there.
+    let mut td = ServeProcess::spawn(
+        &sim,
+        &data,
+        port,
+        &app,
+        &[("THREADDESK_FAILPOINT", "after_refresh_response")],
+        &[],
+    )
+    .unwrap();
+    td.wait_stderr("THREADDESK_FAILPOINT after_refresh_response reached")
+        .await
+        .unwrap();
+    td.kill9().await.unwrap();
+    // Mattermost did rotate: the stored (old) access token is dead.
+    let r = support::http()
+        .get(format!("{}/api/v4/users/me", sim.url))
+        .bearer_auth(old.access_token().expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the refresh reached Mattermost");
+
+    // 4. A normal restart: the old refresh token is refused; ThreadDesk stays up, ends
+    //    alice's sessions and shows the sign-in page, once (no loop, no crash).
+    let mut td = ServeProcess::spawn(&sim, &data, port, &app, &[], &[]).unwrap();
+    td.wait_ready().await.unwrap();
+    let r = alice.get("/").await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/signin"),
+        "{:?}",
+        r.headers()["location"]
+    );
+    assert_eq!(alice.json("/api/v1/items").await.unwrap().0, 401);
+    let signin = alice.get("/signin").await.unwrap();
+    assert_eq!(signin.status().as_u16(), 200);
+    assert!(signin.text().await.unwrap().contains("/auth/oauth/start"));
+    {
+        let store = threaddesk::store::Store::open(&data).unwrap();
+        assert_eq!(store.for_user(&user).session_count().unwrap(), 0);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(td.running(), "no crash: {}", td.stderr_text());
+    let refreshes = td.stderr_text().matches("oauth token refresh").count();
+    assert!(refreshes <= 1, "no refresh loop: {}", td.stderr_text());
+
+    // 5. Signing in again works, and sync resumes.
+    let mut again = Session::new(&td.url);
+    again.oauth_sign_in().await.unwrap();
+    again.wait_items(1).await.unwrap();
+    assert_eq!(
+        support::http()
+            .get(format!("{}/readyz", td.url))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert!(td.running());
+    td.kill9().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

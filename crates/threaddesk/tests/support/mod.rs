@@ -469,3 +469,138 @@ impl Session {
         }
     }
 }
+
+/// The real `threaddesk serve` binary as a child process, against an in-process mmsim.
+pub struct ServeProcess {
+    pub child: tokio::process::Child,
+    /// `http://127.0.0.1:<port>` (also its `public_url`).
+    pub url: String,
+    /// Everything the process wrote to stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    ready: tokio::sync::watch::Receiver<bool>,
+}
+
+/// A free loopback port (bound and released: the child binds it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Register ThreadDesk's OAuth app in `sim` for a ThreadDesk served at `url`.
+pub fn register_oauth(sim: &mmsim::Running, url: &str) -> mmsim::oauth::AppCredentials {
+    sim.sim.register_oauth_app(mmsim::oauth::AppSpec {
+        name: "ThreadDesk test".into(),
+        callback_urls: vec![format!("{url}/auth/oauth/callback")],
+        homepage: url.to_owned(),
+        is_trusted: true,
+        is_public: false,
+    })
+}
+
+impl ServeProcess {
+    /// Start `[wrapper…] threaddesk serve` on `port` with `data_dir`, the OAuth app `app` and
+    /// the extra environment `env`. Returns at once (see [`ServeProcess::wait_ready`]).
+    pub fn spawn(
+        sim: &mmsim::Running,
+        data_dir: &std::path::Path,
+        port: u16,
+        app: &mmsim::oauth::AppCredentials,
+        env: &[(&str, &str)],
+        wrapper: &[&str],
+    ) -> Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let url = format!("http://127.0.0.1:{port}");
+        let bin = env!("CARGO_BIN_EXE_threaddesk");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = tokio::process::Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => tokio::process::Command::new(bin),
+        };
+        cmd.args(["serve", "--mattermost-url", &sim.url, "--public-url", &url])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("THREADDESK_LOG")
+            .env_remove("THREADDESK_FAILPOINT")
+            .env("THREADDESK_OAUTH_CLIENT_ID", &app.client_id)
+            .env("THREADDESK_OAUTH_CLIENT_SECRET", &app.client_secret)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("spawning threaddesk serve")?;
+        let (tx, ready) = tokio::sync::watch::channel(false);
+        let mut out = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = out.next_line().await {
+                if line.contains("ThreadDesk ready at") {
+                    let _ = tx.send(true);
+                }
+            }
+        });
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = std::sync::Arc::clone(&stderr);
+        let mut err = tokio::io::BufReader::new(child.stderr.take().context("stderr")?).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = err.next_line().await {
+                if let Ok(mut s) = sink.lock() {
+                    s.push_str(&line);
+                    s.push('\n');
+                }
+            }
+        });
+        Ok(Self {
+            child,
+            url,
+            stderr,
+            ready,
+        })
+    }
+
+    /// Wait until the server says it is ready (fails if it exits first).
+    pub async fn wait_ready(&mut self) -> Result<()> {
+        let ok = matches!(
+            tokio::time::timeout(Duration::from_secs(30), self.ready.wait_for(|r| *r)).await,
+            Ok(Ok(_))
+        );
+        if !ok {
+            bail!(
+                "threaddesk serve not ready; stderr:\n{}",
+                self.stderr_text()
+            );
+        }
+        Ok(())
+    }
+
+    /// Wait until stderr contains `needle`.
+    pub async fn wait_stderr(&self, needle: &str) -> Result<()> {
+        poll(Duration::from_secs(30), needle, || async {
+            self.stderr_text().contains(needle).then_some(())
+        })
+        .await
+        .with_context(|| format!("stderr:\n{}", self.stderr_text()))
+    }
+
+    pub fn stderr_text(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// `kill -9` and reap.
+    pub async fn kill9(&mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+
+    /// Still running?
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
