@@ -745,3 +745,268 @@ async fn sessions_list_shows_only_mine_and_ends_only_mine() {
     assert_eq!(a1.json("/api/v1/items").await.unwrap().0, 401);
     assert_eq!(bob.json("/api/v1/items").await.unwrap().0, 200);
 }
+
+// ---------------------------------------------------------------------------------------------
+// T-21: the whole ThreadDesk process, traced by strace, connects to nothing but Mattermost.
+
+/// The strace invocation: every `connect` and every addressed send of every thread; no
+/// strings (message bodies) printed.
+fn strace_wrapper(out: &std::path::Path) -> Vec<String> {
+    [
+        "strace",
+        "-f",
+        "-qq",
+        "-e",
+        "trace=connect,sendto,sendmsg,sendmmsg",
+        "-e",
+        "signal=none",
+        "-s",
+        "0",
+        "-o",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([out.display().to_string()])
+    .collect()
+}
+
+/// `(address, port)` of every IPv4/IPv6 destination in an strace log.
+fn traced_destinations(log: &str) -> Vec<(String, u16)> {
+    let between = |s: &str, start: &str, end: &str| -> Option<String> {
+        let i = s.find(start)? + start.len();
+        let j = s[i..].find(end)? + i;
+        Some(s[i..j].to_owned())
+    };
+    log.lines()
+        .filter(|l| l.contains("sa_family=AF_INET"))
+        .map(|l| {
+            let port = between(l, "sin_port=htons(", ")")
+                .or_else(|| between(l, "sin6_port=htons(", ")"))
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            let addr = between(l, "inet_addr(\"", "\"")
+                .or_else(|| between(l, "inet_pton(AF_INET6, \"", "\""))
+                .unwrap_or_else(|| l.to_owned());
+            (addr, port)
+        })
+        .collect()
+}
+
+/// The traced `threaddesk` (strace's child); killed with the test if it fails.
+struct Tracee(u32);
+
+impl Tracee {
+    async fn of(strace_pid: u32) -> Self {
+        let path = format!("/proc/{strace_pid}/task/{strace_pid}/children");
+        let pid = support::poll(Duration::from_secs(10), "strace's child", || {
+            let path = path.clone();
+            async move {
+                std::fs::read_to_string(&path)
+                    .ok()?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            }
+        })
+        .await
+        .unwrap();
+        Self(pid)
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([sig, &self.0.to_string()])
+            .status();
+    }
+}
+
+impl Drop for Tracee {
+    fn drop(&mut self) {
+        self.signal("-KILL");
+    }
+}
+
+fn require_strace() {
+    let ok = std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        ok,
+        "T-21 needs strace (Debian: apt-get install strace; .ci/run installs it)"
+    );
+}
+
+/// Self-check: the same binary under the same tracer, told to connect elsewhere
+/// (`threaddesk healthcheck --url <tripwire>`), IS seen connecting there.
+#[tokio::test]
+async fn egress_trace_detects_a_foreign_connection() {
+    require_strace();
+    let trip = Tripwire::new();
+    let port = trip.listener.local_addr().unwrap().port();
+    let dir = support::temp_dir("egress-self");
+    let log = dir.join("strace.log");
+    let mut argv = strace_wrapper(&log);
+    argv.push(env!("CARGO_BIN_EXE_threaddesk").to_owned());
+    let out = tokio::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .args(["healthcheck", "--url", &trip.url])
+        .kill_on_drop(true)
+        .output();
+    // The tripwire never answers: the healthcheck waits; stop it once the connect is logged.
+    let child = tokio::spawn(out);
+    let seen = support::poll(Duration::from_secs(20), "the traced connect", || {
+        let log = log.clone();
+        async move {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            traced_destinations(&text)
+                .contains(&("127.0.0.1".to_owned(), port))
+                .then_some(())
+        }
+    })
+    .await;
+    child.abort();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    seen.unwrap_or_else(|e| panic!("{e}: strace log:\n{text}"));
+    assert!(trip.connections() >= 1);
+}
+
+/// T-21: a realistic session — OAuth sign-in, queue, search, a conversation whose messages hold
+/// external images and links (an IP tripwire and an outside host name), a reply, avatars and
+/// files — while strace records every connect of every thread of the real `threaddesk serve`.
+/// The only destination may be the configured Mattermost.
+#[tokio::test]
+async fn whole_process_connects_only_to_the_configured_mattermost() {
+    require_strace();
+    support::install_crypto();
+    let trip = Tripwire::new();
+    let t = trip.url.clone();
+    let sim = mmsim::start(mmsim::SimConfig::default(), 0).await.unwrap();
+    let sim_port = url::Url::parse(&sim.url).unwrap().port().unwrap();
+    let port = support::free_port();
+    let app = support::register_oauth(&sim, &format!("http://127.0.0.1:{port}"));
+    let dir = support::temp_dir("egress");
+    let log = dir.join("strace.log");
+    let driver = mmsim::driver::Driver::new(&sim.sim);
+    let message = format!(
+        "egresscanary ![chart]({t}/chart.png) ![far](https://egress-canary.example/x.png) \
+         <{t}/page> [site](https://egress-canary.example/) ![ref][r]\n\n[r]: {t}/ref.png\n\n\
+         {t}/bare.png https://egress-canary.example/bare.png"
+    );
+    driver.dm("bob", "alice", &message).unwrap();
+
+    let wrapper = strace_wrapper(&log);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let mut td =
+        support::ServeProcess::spawn(&sim, &dir.join("data"), port, &app, &[], &wrapper).unwrap();
+    let tracee = Tracee::of(td.child.id().unwrap()).await;
+    td.wait_ready().await.unwrap();
+
+    let mut alice = Session::new(&td.url);
+    alice.oauth_sign_in().await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let key = loop {
+        let (_, v) = alice.json("/api/v1/items?q=egresscanary").await.unwrap();
+        if let Some(k) = v["items"][0]["key"].as_str() {
+            break k.to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "DM never synced");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Pages and API of the queue and of several conversations; every file and avatar they show.
+    let mut media = vec![format!("/media/avatar/{}", driver.user_id("bob").unwrap())];
+    for k in
+        std::iter::once(key.as_str()).chain(items.iter().take(8).filter_map(|i| i["key"].as_str()))
+    {
+        let page = alice
+            .get(&format!("/items/{k}"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!page.contains(&format!("src=\"{t}")) && !page.contains("src=\"https://egress"));
+        let (status, item) = alice.json(&format!("/api/v1/items/{k}")).await.unwrap();
+        assert_eq!(status, 200);
+        let text = item.to_string();
+        for part in text.split('"').filter(|s| s.starts_with("/media/")) {
+            media.push(part.to_owned());
+        }
+    }
+    media.sort();
+    media.dedup();
+    for m in media.iter().take(20) {
+        let r = alice.get(m).await.unwrap();
+        assert!(r.status().as_u16() < 500, "{m}: {}", r.status());
+    }
+    assert_eq!(alice.get("/").await.unwrap().status().as_u16(), 200);
+    assert_eq!(
+        alice
+            .get("/?q=egresscanary")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let r = alice
+        .post_json(
+            &format!("/api/v1/items/{key}/reply"),
+            &json!({"message": "replied under strace"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let token = {
+        let r = support::http()
+            .post(format!("{}/api/v4/users/login", sim.url))
+            .json(&json!({"login_id": "alice", "password": mmsim::seed::DEMO_PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        r.headers()["token"].to_str().unwrap().to_owned()
+    };
+    // The reply reached Mattermost (the outbox delivered it) before the server stops.
+    let channel = key.strip_prefix("c_").expect("a DM item").to_owned();
+    support::poll(Duration::from_secs(20), "the reply in Mattermost", || {
+        let (url, token, channel) = (sim.url.clone(), token.clone(), channel.clone());
+        async move {
+            let text = support::http()
+                .get(format!("{url}/api/v4/channels/{channel}/posts"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            text.contains("replied under strace").then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    drop(alice);
+    tracee.signal("-TERM");
+    let status = tokio::time::timeout(Duration::from_secs(15), td.child.wait())
+        .await
+        .unwrap_or_else(|_| panic!("no exit after SIGTERM: {}", td.stderr_text()))
+        .unwrap();
+    assert!(status.success(), "strace/threaddesk exit: {status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let dests = traced_destinations(&text);
+    let allowed = ("127.0.0.1".to_owned(), sim_port);
+    assert!(
+        dests.iter().filter(|d| **d == allowed).count() >= 2,
+        "the trace saw ThreadDesk's own Mattermost connections (REST + WebSocket): {dests:?}"
+    );
+    let foreign: Vec<&(String, u16)> = dests.iter().filter(|d| **d != allowed).collect();
+    assert!(
+        foreign.is_empty(),
+        "ThreadDesk connected elsewhere than Mattermost {allowed:?}: {foreign:?}\n{text}"
+    );
+    assert_eq!(trip.connections(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
