@@ -136,6 +136,101 @@ async fn cache_older_than_the_retention_window_is_purged() {
     );
 }
 
+/// T-23 with a busy reader: a purge while a long read transaction holds a snapshot that still
+/// sees the message cannot checkpoint the WAL (the reader needs those pages), so the text stays
+/// on disk while that reader lives. Once the reader ends, the next purge cycle's checkpoint
+/// removes it from both `threaddesk.db` and `-wal` (`secure_delete` zeroes freed pages, the
+/// TRUNCATE checkpoint empties the WAL).
+#[tokio::test]
+async fn purged_text_leaves_the_wal_once_a_busy_reader_ends() {
+    let clock = TestClock::default();
+    let stack = Stack::start_opts(StackOptions {
+        clock: Some(clock.clock()),
+        configure: Some(Box::new(|c| c.set_retention_days(7).unwrap())),
+        ..StackOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    let canary = format!("WALREADER{:012x}", rand::random::<u64>());
+    stack
+        .driver()
+        .dm("bob", "alice", &format!("{canary} words"))
+        .unwrap();
+    let q = format!("/api/v1/items?q={canary}");
+    poll(WAIT, "the DM synced", || {
+        let mut s = Session::new(&stack.url);
+        s.cookies = alice.cookies.clone();
+        let q = q.clone();
+        async move {
+            let (_, v) = s.json(&q).await.ok()?;
+            (!v["items"].as_array()?.is_empty()).then_some(())
+        }
+    })
+    .await
+    .unwrap();
+    // Stop the live sync so that nothing but the purge writes from here on.
+    let uid = UserId::parse(&stack.driver().user_id("alice").unwrap()).unwrap();
+    let state = &stack.app.state;
+    state.stop_sync(&uid).await;
+    // A long reader (an admin's `sqlite3`, a backup, a slow page) holds a snapshot with the text.
+    let reader = rusqlite::Connection::open_with_flags(
+        stack.data_dir.join("threaddesk.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let seen: i64 = reader
+        .query_row(
+            "SELECT count(*) FROM posts WHERE message LIKE ?1",
+            [format!("%{canary}%")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(seen, 1, "the reader's snapshot holds the message");
+    clock.advance(Duration::from_secs(8 * 86_400));
+    let store = std::sync::Arc::clone(&stack.app.state.inner().store);
+    let config = state.config().clone();
+    let now = clock.now();
+    tokio::task::spawn_blocking(move || threaddesk::app::purge_once(&store, &config, now))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        rusqlite_count(&stack.data_dir, "SELECT count(*) FROM posts"),
+        0
+    );
+    let during = has(&db_bytes(&stack.data_dir), &canary);
+    // The reader still sees its snapshot; then it ends.
+    let still: i64 = reader
+        .query_row(
+            "SELECT count(*) FROM posts WHERE message LIKE ?1",
+            [format!("%{canary}%")],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(still, 1, "a snapshot is stable while its transaction lives");
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    // The next purge cycle (every 15 minutes in `serve`).
+    let store = std::sync::Arc::clone(&stack.app.state.inner().store);
+    let config = state.config().clone();
+    let now = clock.now();
+    tokio::task::spawn_blocking(move || threaddesk::app::purge_once(&store, &config, now))
+        .await
+        .unwrap()
+        .unwrap();
+    let bytes = db_bytes(&stack.data_dir);
+    assert!(
+        !has(&bytes, &canary),
+        "purged text still on disk after the reader ended and the next purge ran \
+         (it was there during the reader: {during})"
+    );
+    let wal = std::fs::metadata(stack.data_dir.join("threaddesk.db-wal")).map_or(0, |m| m.len());
+    assert_eq!(wal, 0, "the WAL was truncated by the checkpoint");
+}
+
 /// Count with a separate read-only connection (what an admin's `sqlite3` would see).
 fn rusqlite_count(dir: &std::path::Path, sql: &str) -> i64 {
     let c = rusqlite::Connection::open_with_flags(
