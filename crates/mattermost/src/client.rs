@@ -368,6 +368,9 @@ impl Client {
                 value.set_sensitive(true);
                 rb = rb.header(header::AUTHORIZATION, value);
             }
+            for (name, value) in &req.headers {
+                rb = rb.header(name.clone(), value.clone());
+            }
             rb = match &req.body {
                 Body::None => rb,
                 Body::Json(bytes) => rb
@@ -392,7 +395,8 @@ impl Client {
                 }
                 return Err(Error::RateLimited { retry_after, reset });
             }
-            if status.is_success() {
+            // 304 answers a conditional GET (`If-None-Match`); only callers that sent one see it.
+            if status.is_success() || status == StatusCode::NOT_MODIFIED {
                 return Ok(Response { resp, endpoint });
             }
             let body = resp.bytes().await.unwrap_or_default();
@@ -473,6 +477,7 @@ pub(crate) struct Request {
     url: Url,
     body: Body,
     auth: bool,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Request {
@@ -482,6 +487,7 @@ impl Request {
             url,
             body: Body::None,
             auth: true,
+            headers: Vec::new(),
         }
     }
 
@@ -520,6 +526,12 @@ impl Request {
         Ok(self)
     }
 
+    /// An extra request header (e.g. `If-None-Match`).
+    pub(crate) fn header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     /// Send without `Authorization` (login, OAuth token endpoint, ping).
     pub(crate) fn without_auth(mut self) -> Self {
         self.auth = false;
@@ -540,6 +552,10 @@ pub(crate) struct Response {
 impl Response {
     pub(crate) fn headers(&self) -> &HeaderMap {
         self.resp.headers()
+    }
+
+    pub(crate) fn status(&self) -> StatusCode {
+        self.resp.status()
     }
 
     pub(crate) async fn bytes(self) -> Result<bytes::Bytes> {

@@ -203,6 +203,20 @@ impl Driver {
         })
     }
 
+    /// Follow or unfollow a thread "in another client" (`thread_follow_changed`).
+    pub fn set_following(&self, user: &str, thread_id: &str, follow: bool) -> DriverResult<()> {
+        let root = id(thread_id)?;
+        self.sim.with_state(|s| {
+            let uid = user_id(s, user)?;
+            let team = s
+                .user_teams
+                .get(&uid)
+                .and_then(|t| t.first().copied())
+                .unwrap_or(root);
+            Ok(s.set_following(uid, team, root, follow)?)
+        })
+    }
+
     /// View a channel "in another client" (CRT-aware, `multiple_channels_viewed`).
     pub fn view_channel(&self, user: &str, channel_id: &str) -> DriverResult<()> {
         let channel = id(channel_id)?;

@@ -503,11 +503,12 @@ async fn reconnect_case(lose_buffer: bool) {
     if lose_buffer {
         assert!(st.resyncs >= 1);
         eprintln!("resync after lost buffer: {} calls", st.last_resync_calls);
-        // 4 fixed reads (teams/unread, channels, members, preferences) + the changed team's
-        // threads + the DM-carrying thread list + the DM's posts + the mention's channel roots
-        // + at most one profile batch. Nothing proportional to the org.
+        // 3 fixed reads (teams/unread, the first team's channels, preferences) + the changed
+        // team's threads and memberships (a new root mention) + the first team's memberships
+        // (DM read state) + the DM's posts + the mention's channel roots + at most one profile
+        // batch. Nothing proportional to the org.
         assert!(
-            st.last_resync_calls <= 4 + 5,
+            st.last_resync_calls <= 3 + 6,
             "resync cost {}",
             st.last_resync_calls
         );
@@ -771,8 +772,8 @@ async fn resync_with_no_changes_costs_only_fixed_reads() {
     .await;
     let st = side.engine.user_status(&env.alice).expect("status");
     assert_eq!(
-        st.last_resync_calls, 4,
-        "teams/unread, channels, members, preferences"
+        st.last_resync_calls, 3,
+        "teams/unread, the first team's channels (DM/GM signal), preferences"
     );
 }
 
@@ -870,8 +871,8 @@ async fn resync_after_live_activity_rereads_no_team() {
     );
     assert_eq!(m.requests_for("GET", THREADS_ROUTE), 0, "no team re-read");
     assert_eq!(
-        st.last_resync_calls, 4,
-        "teams/unread, channels, members, preferences"
+        st.last_resync_calls, 3,
+        "teams/unread, the first team's channels (DM/GM signal), preferences"
     );
 }
 
@@ -1370,13 +1371,265 @@ async fn reconnect_storm_many_users_shared_budget() {
         .map(|(_, c)| c.requests)
         .sum();
     eprintln!("reconnect storm: {} users, {rest} REST calls", users.len());
-    // Nothing changed: 4 fixed reads per user.
-    assert_eq!(rest, 4 * users.len() as u64);
+    // Nothing changed: 3 fixed reads per user.
+    assert_eq!(rest, 3 * users.len() as u64);
     let st = engine.status();
     assert_eq!(st.users.len(), users.len());
     assert!(
         st.users
             .iter()
             .all(|u| u.phase == Phase::Live && u.resyncs == 1)
+    );
+}
+
+/// Events lost while `change` runs: an outage drops alice's socket and refuses reconnects for
+/// a while, and the server loses its replay buffers, so the change reaches the engine only
+/// through a resync. Returns that resync's REST calls.
+async fn changed_while_down(env: &Env, side: &mut Side, change: impl FnOnce()) -> u64 {
+    env.running.sim.outage(Duration::from_millis(400));
+    env.running.sim.lose_replay_buffers();
+    change();
+    wait(&mut side.rx, |x| {
+        x.cause == Cause::Resync && x.key.is_none()
+    })
+    .await;
+    let st = side.engine.user_status(&env.alice).expect("status");
+    assert_eq!(st.phase, Phase::Live);
+    st.last_resync_calls
+}
+
+/// A followed thread of alice's that is unread, in a team channel: (team, root, channel).
+fn unread_team_thread(store: &Store, user: &UserId) -> (String, String, String) {
+    let t = store
+        .for_user(user)
+        .threads()
+        .expect("threads")
+        .into_iter()
+        .find(|t| t.following && t.delete_at == 0 && !t.team_id.is_empty() && t.unread_replies > 0)
+        .expect("the demo org has an unread followed thread");
+    (t.team_id, t.root_id, t.channel_id)
+}
+
+#[tokio::test]
+async fn dm_received_while_down_converges() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver.dm("dave", "alice", "while down").expect("dm");
+    })
+    .await;
+    eprintln!("resync after a DM while down: {calls} calls");
+    let dm_fresh = side
+        .store
+        .for_user(&env.alice)
+        .export()
+        .expect("export")
+        .items
+        .iter()
+        .any(|i| {
+            i.kind == inbox::ItemKind::Direct
+                && i.counts.unread > 0
+                && i.last_activity_at > now() - 60_000
+        });
+    assert!(dm_fresh, "the DM is in the queue");
+    // teams/unread, channels (200: the DM moved), preferences, the first team's memberships
+    // (DM read state), the DM-carrying thread list, the DM's posts.
+    assert!(calls <= 6, "resync cost {calls}");
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
+#[tokio::test]
+async fn done_and_snooze_from_another_device_while_down_converge() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let open = open_keys(&side.store, &env.alice);
+    assert!(open.len() >= 2, "the demo queue has items");
+    let (done_key, snooze_key) = (open[0].to_string(), open[1].to_string());
+    let done_at = now();
+    let until_ms = now() + 3_600_000;
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver
+            .set_preferences(
+                "alice",
+                &[
+                    (inbox::DONE_CATEGORY, &done_key, &done_at.to_string()),
+                    (inbox::SNOOZE_CATEGORY, &snooze_key, &until_ms.to_string()),
+                ],
+            )
+            .expect("prefs");
+    })
+    .await;
+    assert_eq!(calls, 3, "nothing but marks changed: the fixed reads only");
+    let marks = side.store.for_user(&env.alice).marks().expect("marks");
+    assert_eq!(marks.get(&open[0]).and_then(|m| m.done_at), Some(done_at));
+    assert_eq!(
+        marks.get(&open[1]).and_then(|m| m.snoozed_until),
+        Some(until_ms)
+    );
+    let now_open = open_keys(&side.store, &env.alice);
+    assert!(!now_open.contains(&open[0]) && !now_open.contains(&open[1]));
+    // And back: both cleared from another device while down again.
+    changed_while_down(&env, &mut side, || {
+        env.driver
+            .delete_preferences(
+                "alice",
+                &[
+                    (inbox::DONE_CATEGORY, &done_key),
+                    (inbox::SNOOZE_CATEGORY, &snooze_key),
+                ],
+            )
+            .expect("prefs");
+    })
+    .await;
+    let now_open = open_keys(&side.store, &env.alice);
+    assert!(now_open.contains(&open[0]) && now_open.contains(&open[1]));
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
+#[tokio::test]
+async fn channel_membership_removed_while_down_converges() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let (_, root, channel) = unread_team_thread(&side.store, &env.alice);
+    let key = ItemKey::thread(&root).expect("key");
+    assert!(open_keys(&side.store, &env.alice).contains(&key));
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver.remove_member(&channel, "alice").expect("remove");
+    })
+    .await;
+    eprintln!("resync after a removal while down: {calls} calls");
+    let us = side.store.for_user(&env.alice);
+    assert!(
+        us.memberships()
+            .expect("memberships")
+            .iter()
+            .all(|m| m.channel_id != channel),
+        "membership gone"
+    );
+    assert!(
+        !open_keys(&side.store, &env.alice).contains(&key),
+        "the channel's thread left the queue"
+    );
+    let fresh = env.side().await;
+    assert_eq!(
+        open_keys(&side.store, &env.alice),
+        open_keys(&fresh.store, &env.alice)
+    );
+}
+
+#[tokio::test]
+async fn thread_unfollowed_while_down_is_unfollowed_after_resync() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let (_, root, _) = unread_team_thread(&side.store, &env.alice);
+    let key = ItemKey::thread(&root).expect("key");
+    assert!(open_keys(&side.store, &env.alice).contains(&key));
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver
+            .set_following("alice", &root, false)
+            .expect("unfollow");
+    })
+    .await;
+    eprintln!("resync after an unfollow while down: {calls} calls");
+    let t = side
+        .store
+        .for_user(&env.alice)
+        .thread(&root)
+        .expect("read")
+        .expect("thread row");
+    assert!(!t.following, "unfollowed elsewhere");
+    assert!(!open_keys(&side.store, &env.alice).contains(&key));
+    let fresh = env.side().await;
+    assert_eq!(
+        open_keys(&side.store, &env.alice),
+        open_keys(&fresh.store, &env.alice)
+    );
+}
+
+#[tokio::test]
+async fn saved_posts_are_stored_and_kept_live() {
+    let env = env().await;
+    let mut side = env.side().await;
+    // The demo seed saves one post for alice.
+    let seeded = side
+        .store
+        .for_user(&env.alice)
+        .saved_posts()
+        .expect("saved");
+    assert_eq!(seeded.len(), 1, "initial sync stores the seeded saved post");
+    let (_, root, _) = unread_team_thread(&side.store, &env.alice);
+    // Saved from another device (live event), then un-saved.
+    env.driver
+        .set_preferences("alice", &[("flagged_post", &root, "true")])
+        .expect("save");
+    let us = || side.store.for_user(&env.alice);
+    until(&mut side.rx, "saved live", || {
+        us().saved_posts().is_ok_and(|s| s.contains(&root))
+    })
+    .await;
+    env.driver
+        .delete_preferences("alice", &[("flagged_post", &root)])
+        .expect("unsave");
+    until(&mut side.rx, "unsaved live", || {
+        us().saved_posts().is_ok_and(|s| !s.contains(&root))
+    })
+    .await;
+    // Saved while events were lost: the resync's preference read brings it.
+    changed_while_down(&env, &mut side, || {
+        env.driver
+            .set_preferences("alice", &[("flagged_post", &root, "true")])
+            .expect("save");
+    })
+    .await;
+    assert!(
+        side.store
+            .for_user(&env.alice)
+            .saved_posts()
+            .expect("saved")
+            .contains(&root)
+    );
+    // Our own save action shows at once (optimistic) and reaches Mattermost.
+    let (_, other, _) = {
+        let threads = side.store.for_user(&env.alice).threads().expect("threads");
+        let t = threads
+            .into_iter()
+            .find(|t| t.following && t.root_id != root && !t.team_id.is_empty())
+            .expect("another thread");
+        (t.team_id, t.root_id, t.channel_id)
+    };
+    side.engine
+        .act(
+            &env.alice,
+            Action::Save {
+                post_id: other.clone(),
+                saved: true,
+            },
+        )
+        .await
+        .expect("save");
+    assert!(
+        side.store
+            .for_user(&env.alice)
+            .saved_posts()
+            .expect("saved")
+            .contains(&other)
+    );
+    until(&mut side.rx, "save delivered", || {
+        all_sent(&side.store, &env.alice)
+    })
+    .await;
+    let prefs = env.alice_client().get_preferences(ME).await.expect("prefs");
+    assert!(
+        prefs
+            .iter()
+            .any(|p| p.category == "flagged_post" && p.name == other)
     );
 }

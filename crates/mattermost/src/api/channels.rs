@@ -19,7 +19,66 @@ pub struct ChannelsForUserQuery {
     pub last_delete_at: Option<i64>,
 }
 
+/// The answer of a conditional GET (`If-None-Match`).
+#[derive(Debug, Clone)]
+pub enum Conditional<T> {
+    /// `304 Not Modified`: the list is unchanged since the ETag was issued (empty body).
+    NotModified,
+    /// A full answer and its ETag (absent if the server sent none).
+    Fresh { value: T, etag: Option<String> },
+}
+
 impl Client {
+    /// `GET /users/{u}/teams/{t}/channels` with an optional `If-None-Match`: the user's
+    /// channels of team `t` **plus every DM/GM** (the server selects `TeamId = t OR TeamId = ''`).
+    /// The server's ETag is `{version}.{channel id}.{newest last_post_at/update_at}.0.{count}`
+    /// over that list (`model.ChannelList.Etag`), so an unchanged ETag means: no new post and
+    /// no channel update in team `t` or any DM/GM, and no channel joined or left there.
+    pub async fn get_channels_for_team_for_user(
+        &self,
+        user_id: &str,
+        team_id: &str,
+        if_none_match: Option<&str>,
+    ) -> Result<Conditional<Vec<Channel>>> {
+        let mut req = self.request(
+            Method::GET,
+            &["users", user_id, "teams", team_id, "channels"],
+        );
+        if let Some(tag) = if_none_match
+            && let Ok(v) = http::HeaderValue::from_str(tag)
+        {
+            req = req.header(http::header::IF_NONE_MATCH, v);
+        }
+        let resp = self.send(req).await?;
+        if resp.status() == http::StatusCode::NOT_MODIFIED {
+            let _ = resp.bytes().await;
+            return Ok(Conditional::NotModified);
+        }
+        let etag = resp
+            .headers()
+            .get(http::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Conditional::Fresh {
+            value: resp.json().await?,
+            etag,
+        })
+    }
+
+    /// `GET /users/{u}/teams/{t}/channels/members`: the user's memberships of team `t`'s
+    /// channels **plus every DM/GM** (`Teams.Id = t OR Teams.Id = ''`), one call, no paging.
+    pub async fn get_channel_members_for_team_for_user(
+        &self,
+        user_id: &str,
+        team_id: &str,
+    ) -> Result<Vec<ChannelMember>> {
+        self.json(self.request(
+            Method::GET,
+            &["users", user_id, "teams", team_id, "channels", "members"],
+        ))
+        .await
+    }
+
     /// `GET /users/{u}/teams`.
     pub async fn get_teams_for_user(&self, user_id: &str) -> Result<Vec<Team>> {
         self.json(self.request(Method::GET, &["users", user_id, "teams"]))

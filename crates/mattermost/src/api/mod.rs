@@ -9,7 +9,7 @@ mod posts;
 mod threads;
 mod users;
 
-pub use channels::ChannelsForUserQuery;
+pub use channels::{ChannelsForUserQuery, Conditional};
 pub use posts::{ChannelPostsQuery, NewPost, PostPatch, PostThreadQuery, ThreadDirection};
 pub use threads::UserThreadsQuery;
 

@@ -116,21 +116,52 @@ pub async fn team_channels(
     auth: Auth,
     Path((user_id, team_id)): Path<(String, String)>,
     q: Params,
-) -> ApiResult<Json<Vec<model::Channel>>> {
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
     let user = auth.own_user(&user_id)?;
     let team = path_id(&team_id, "team_id")?;
     let include_deleted = q.bool("include_deleted");
-    sim.with_state(|s| {
+    let list: Vec<model::Channel> = sim.with_state(|s| {
         if !s.is_team_member(team, user) {
             return Err(AppError::permissions());
         }
-        Ok(Json(
-            s.channels_for_user(user, Some(team), include_deleted)
-                .into_iter()
-                .map(|c| s.channel_json(c))
-                .collect(),
-        ))
-    })
+        Ok(s.channels_for_user(user, Some(team), include_deleted)
+            .into_iter()
+            .map(|c| s.channel_json(c))
+            .collect())
+    })?;
+    // The server's `ChannelList.Etag`: `{version}.{id}.{t}.{delta}.{len}` where t is the
+    // newest `last_post_at` / `update_at` of the list and id that channel's; a matching
+    // `If-None-Match` is answered 304 with an empty body (`Context.HandleEtag`).
+    let (mut id, mut t) = ("0".to_owned(), 0i64);
+    for c in &list {
+        if c.last_post_at > t {
+            t = c.last_post_at;
+            id = c.id.to_string();
+        }
+        if c.update_at > t {
+            t = c.update_at;
+            id = c.id.to_string();
+        }
+    }
+    let etag = format!("{}.{id}.{t}.0.{}", crate::SERVER_VERSION, list.len());
+    let tag = HeaderValue::from_str(&etag).ok();
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == etag)
+    {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(tag) = tag {
+            resp.headers_mut().insert(header::ETAG, tag);
+        }
+        return Ok(resp);
+    }
+    let mut resp = Json(list).into_response();
+    if let Some(tag) = tag {
+        resp.headers_mut().insert(header::ETAG, tag);
+    }
+    Ok(resp)
 }
 
 /// `GET /users/{u}/teams/{t}/channels/members`: team t plus DM/GM memberships.

@@ -409,6 +409,29 @@ impl State {
         if let Some(list) = self.user_channels.get_mut(&user) {
             list.retain(|c| *c != channel);
         }
+        // Like the server's `removeChannelMembership`, which also runs
+        // `Thread().DeleteMembershipsForChannel(user, channel)`: the user's thread memberships
+        // in that channel go with the channel membership (no event for them).
+        let posts = &self.posts;
+        let in_channel = |r: &u32| {
+            posts
+                .get(*r as usize)
+                .is_some_and(|p| p.channel_id == channel)
+        };
+        let roots: Vec<u32> = self
+            .user_threads
+            .get(&user)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|r| in_channel(r))
+            .collect();
+        for root in &roots {
+            self.thread_members.remove(&(user, *root));
+        }
+        if let Some(list) = self.user_threads.get_mut(&user) {
+            list.retain(|r| !roots.contains(r));
+        }
         self.emit_channel(
             "user_removed",
             channel,

@@ -535,6 +535,21 @@ impl<'s> UserStore<'s> {
         })
     }
 
+    /// Post ids the user saved (`flagged_post`), in id order.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn saved_posts(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|c, u| {
+            collect(
+                c,
+                "SELECT post_id FROM saved_posts WHERE user_id = ?1 ORDER BY post_id",
+                params![u],
+                |r| r.get(0),
+            )
+        })
+    }
+
     /// Sync cursors.
     ///
     /// # Errors
@@ -1141,6 +1156,45 @@ impl<'t> UserTx<'t> {
         Ok(())
     }
 
+    /// Marks one post saved (`flagged_post`) or not.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_saved(&self, post_id: &str, saved: bool) -> Result<(), StoreError> {
+        if saved {
+            exec(
+                self.conn,
+                "INSERT INTO saved_posts (user_id, post_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![self.u(), post_id],
+            )?;
+        } else {
+            exec(
+                self.conn,
+                "DELETE FROM saved_posts WHERE user_id = ?1 AND post_id = ?2",
+                params![self.u(), post_id],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Saves every listed post; with `replace_all`, the others are un-saved.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn replace_saved(&self, post_ids: &[String], replace_all: bool) -> Result<(), StoreError> {
+        if replace_all {
+            exec(
+                self.conn,
+                "DELETE FROM saved_posts WHERE user_id = ?1",
+                params![self.u()],
+            )?;
+        }
+        for id in post_ids {
+            self.set_saved(id, true)?;
+        }
+        Ok(())
+    }
+
     /// Records a completed full sync.
     ///
     /// # Errors
@@ -1205,6 +1259,7 @@ impl<'t> UserTx<'t> {
         for t in [
             "items",
             "marks",
+            "saved_posts",
             "user_mentions",
             "threads",
             "memberships",

@@ -231,10 +231,11 @@ impl Action {
                 root_id: root_id.clone(),
                 following: matches!(self, Self::Follow { .. }),
             }),
-            Self::Reply { .. }
-            | Self::MarkUnread { .. }
-            | Self::React { .. }
-            | Self::Save { .. } => {}
+            Self::Save { post_id, saved } => b.push(Write::Flagged {
+                post_id: post_id.clone(),
+                saved: *saved,
+            }),
+            Self::Reply { .. } | Self::MarkUnread { .. } | Self::React { .. } => {}
         }
         b.touch(self.item_key());
         b

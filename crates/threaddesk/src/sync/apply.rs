@@ -211,6 +211,19 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                         }
                     }
                 }
+                Write::MembershipScope { team_id, keep } => {
+                    let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
+                    let tx = ut.shared();
+                    let mut st = tx.conn.prepare_cached(
+                        "SELECT m.channel_id FROM memberships m JOIN channels c ON c.channel_id = m.channel_id
+                         WHERE m.user_id = ?1 AND (c.team_id = ?2 OR c.team_id = '')",
+                    )?;
+                    let have: Vec<String> = st.query_map(params![u, team_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                    for c in have.iter().filter(|c| !keep.contains(c.as_str())) {
+                        ut.remove_membership(c)?;
+                        touch(ItemKey::channel(c), &mut out);
+                    }
+                }
                 Write::RemoveMembership { channel_id } => ut.remove_membership(&channel_id)?,
                 Write::Threads(ts) => {
                     for t in &ts {
@@ -390,7 +403,14 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                     }
                 }
                 // Saved posts are not cached by the store yet (nothing in the queue uses them).
-                Write::Flagged { .. } => {}
+                Write::Flagged { post_id, saved } => {
+                    ut.set_saved(&post_id, saved)?;
+                    // The item whose root it is shows it (a thread item's key is its root).
+                    touch(ItemKey::thread(&post_id), &mut out);
+                }
+                Write::SavedPosts { post_ids, replace_all } => {
+                    ut.replace_saved(&post_ids, replace_all)?;
+                }
                 Write::SyncedAt { at } => ut.set_last_full_sync(at)?,
             }
         }

@@ -22,6 +22,14 @@ pub enum Write {
         rows: Vec<store::Membership>,
         replace_all: bool,
     },
+    /// The complete membership set of one scope, as listed by a team-scoped read
+    /// (`/users/me/teams/{team_id}/channels[/members]`: the team's channels plus every DM/GM):
+    /// memberships of channels in team `team_id` or of DMs/GMs that are not in `keep` are
+    /// removed (the user left or was removed while events were lost).
+    MembershipScope {
+        team_id: String,
+        keep: Vec<String>,
+    },
     /// The user left / was removed from a channel.
     RemoveMembership {
         channel_id: String,
@@ -94,12 +102,17 @@ pub enum Write {
         urgent_mention_count: i64,
         last_viewed_at: Millis,
     },
-    /// Saved-post (flagged) state, mirrored from the `flagged_post` preferences (the store has
-    /// no saved-post column yet; kept so the event mapping is complete and tested).
-    #[allow(dead_code)]
+    /// Saved-post (flagged) state of one post (`flagged_post` preference event, our own
+    /// save / unsave).
     Flagged {
         post_id: String,
         saved: bool,
+    },
+    /// Every saved post of the user (a full read of the preferences); with `replace_all`,
+    /// saved posts not listed are cleared.
+    SavedPosts {
+        post_ids: Vec<String>,
+        replace_all: bool,
     },
     /// A complete sync finished at `at`.
     SyncedAt {

@@ -112,6 +112,9 @@ pub(crate) struct Memo {
     pub store_counters: Vec<TeamCounters>,
     pub directs: Vec<DirectChannel>,
     pub last_synced_at: Millis,
+    /// ETag of `GET /users/me/teams/{team}/channels` (team, tag): the DM/GM change signal of
+    /// a resync.
+    pub channels_etag: Option<(String, String)>,
 }
 
 impl UserCtx {
@@ -316,7 +319,14 @@ fn directs_of(channels: &[mm::Channel]) -> Vec<DirectChannel> {
 
 /// Reads the result of one planner op produced.
 enum OpResult {
-    Threads(Vec<mm::ThreadResponse>),
+    /// A team's followed threads since the op's cursor, and the server's count of the scope's
+    /// unread followed threads (`total_unread_threads` of the first page).
+    Threads {
+        list: Vec<mm::ThreadResponse>,
+        unread_total: Option<i64>,
+        team_id: String,
+        exclude_direct: bool,
+    },
     Posts(mm::PostList),
 }
 
@@ -337,8 +347,12 @@ async fn run_op(ctx: &UserCtx, op: &Op) -> Result<OpResult, SyncError> {
             // Pages with `before=<last id>` while a page is full (one call per 200 threads).
             let mut all = Vec::new();
             let mut q = q;
+            let mut unread_total = None;
             loop {
                 let page = call!(ctx, ctx.client.get_user_threads(ME, team_id, &q))?;
+                if !q.threads_only {
+                    unread_total.get_or_insert(page.total_unread_threads);
+                }
                 let n = page.threads.len();
                 let last = page.threads.last().map(|t| t.id.clone());
                 all.extend(page.threads);
@@ -357,7 +371,12 @@ async fn run_op(ctx: &UserCtx, op: &Op) -> Result<OpResult, SyncError> {
                     _ => break,
                 }
             }
-            Ok(OpResult::Threads(all))
+            Ok(OpResult::Threads {
+                list: all,
+                unread_total,
+                team_id: team_id.clone(),
+                exclude_direct: *exclude_direct,
+            })
         }
         Op::ChannelPostsSince { channel_id, since } => {
             let q = ChannelPostsQuery {
@@ -410,7 +429,7 @@ fn results_to_writes(
     let mut posts = Vec::new();
     for r in results {
         match r {
-            OpResult::Threads(list) => {
+            OpResult::Threads { list, .. } => {
                 for t in &list {
                     let team = |c: &str| chans.get(c).map(|(t, _)| t.clone());
                     if let Some(row) = convert::thread(t, true, team) {
@@ -657,12 +676,10 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
         marks: marks.into_iter().collect(),
         replace_all: true,
     });
-    for p in prefs.iter().filter(|p| p.category == "flagged_post") {
-        batch.push(Write::Flagged {
-            post_id: p.name.clone(),
-            saved: p.value == "true",
-        });
-    }
+    batch.push(Write::SavedPosts {
+        post_ids: saved_posts(&prefs),
+        replace_all: true,
+    });
     batch.push(Write::SyncedAt { at: now });
     let fetch_ms = started.elapsed().as_millis();
     // Events are applied by this same task after the sync, so the store now holds exactly
@@ -736,30 +753,91 @@ async fn all_members(ctx: &UserCtx) -> Result<Vec<mm::ChannelMember>, SyncError>
     }
 }
 
+/// Memberships read for one scope: a team's channels plus every DM/GM (`Some(team)`), or
+/// every channel of the user (`None`).
+type ScopeMembers = (Option<String>, Vec<mm::ChannelMember>);
+
+/// The channel list a resync starts from (see [`resync`]).
+enum ScopeChannels {
+    /// `304`: nothing changed in the first team's channels or any DM/GM.
+    Unchanged,
+    /// The first team's channels plus every DM/GM (`scope` = that team), or every channel of
+    /// the user when the user has no team (`scope` = `None`).
+    Listed {
+        scope: Option<String>,
+        channels: Vec<mm::Channel>,
+        etag: Option<String>,
+    },
+}
+
 /// Incremental resync after events were lost: cost proportional to what changed.
+///
+/// Fixed part, in parallel — **3 calls when nothing changed** (research P-3 asks for 1; the
+/// real API makes 1 impossible without losing correctness):
+/// - `GET /users/me/teams/unread?include_collapsed_threads=true`: per-team counters; a team is
+///   re-read only if its counters moved while events were lost (the O(changed) filter).
+/// - `GET /users/me/teams/{first}/channels` with `If-None-Match`: DM/GM channels belong to no
+///   team, so no team counter moves for a DM/GM message (the server's `teams/unread` joins
+///   channels to teams, and its thread counters filter `ThreadTeamId IN (teams)`). This list
+///   holds the first team's channels **plus every DM/GM**, and the server's ETag over it
+///   (`ChannelList.Etag`: newest `last_post_at`/`update_at` + count) makes the answer an
+///   empty `304` unless a DM/GM got a post or the channel set changed. No cheaper O(1)
+///   signal for DM/GM activity exists (`/users/me/channels` has no ETag).
+/// - `GET /users/me/preferences`: done/snooze marks and saved posts set from another device.
+///   Preferences have no `since`, no ETag and move no counter, so a change made while events
+///   were lost can only be seen by reading them (one call; their size depends on the user's
+///   marks, never on message history).
+///
+/// Variable part: per changed team one `since` thread list (+1 page per 200 threads) and,
+/// only if its root counters moved or a counter went down ([`planner::needs_members`]), its
+/// memberships; per changed DM/GM its posts since; profiles not yet known.
+///
+/// Known blind spots (no endpoint exposes them without reading every team): a thread
+/// unfollowed elsewhere while it was read (thread lists filter `Following = true` and the
+/// unread counters do not move), a DM/GM read elsewhere with no new message, and leaving a
+/// fully read channel of a team other than the first. The next full sync corrects them.
 pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     let calls_before = ctx.calls.load(Ordering::Relaxed);
     let now = now_ms();
     let c = &ctx.client;
-    // Fixed part, in parallel (4 calls, none proportional to history):
-    // - teams/unread: which teams' counters moved (the O(changed) filter);
-    // - channels: DM/GM `last_post_at` moves (DM/GM activity is in no team's counters), new
-    //   or renamed channels;
-    // - channel_members: read state changed by other clients (views, set_unread);
-    // - preferences: done/snooze set on another device while we were away.
-    let (unread, channels, members, prefs) = tokio::try_join!(
+    let memo = ctx.memo().clone();
+    let first_team = memo.team_ids.first().cloned();
+    let (unread, scope, prefs) = tokio::try_join!(
         async { call!(ctx, c.get_teams_unread(ME, true)).map_err(SyncError::from) },
         async {
-            call!(
-                ctx,
-                c.get_channels_for_user(ME, &ChannelsForUserQuery::default())
-            )
-            .map_err(SyncError::from)
+            match &first_team {
+                Some(team) => {
+                    let etag = memo
+                        .channels_etag
+                        .as_ref()
+                        .filter(|(t, _)| t == team)
+                        .map(|(_, e)| e.as_str());
+                    match call!(ctx, c.get_channels_for_team_for_user(ME, team, etag))? {
+                        mattermost::Conditional::NotModified => Ok(ScopeChannels::Unchanged),
+                        mattermost::Conditional::Fresh { value, etag } => {
+                            Ok(ScopeChannels::Listed {
+                                scope: Some(team.clone()),
+                                channels: value,
+                                etag,
+                            })
+                        }
+                    }
+                }
+                None => {
+                    let channels = call!(
+                        ctx,
+                        c.get_channels_for_user(ME, &ChannelsForUserQuery::default())
+                    )?;
+                    Ok::<_, SyncError>(ScopeChannels::Listed {
+                        scope: None,
+                        channels,
+                        etag: None,
+                    })
+                }
+            }
         },
-        async { all_members(ctx).await },
         async { call!(ctx, c.get_preferences(ME)).map_err(SyncError::from) },
     )?;
-    let memo = ctx.memo().clone();
     // What the counters would be had only the events we applied happened (this task applies
     // events, so none is applied while we run): a team is re-read only if the server differs,
     // i.e. it changed while events were lost — not merely because it had live activity.
@@ -769,7 +847,57 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         &store_counters(ctx).await?,
     );
     let new_counters: Vec<TeamCounters> = unread.iter().map(counters).collect();
-    let new_directs = directs_of(&channels);
+    let mut new_team_ids: Vec<String> = new_counters.iter().map(|t| t.team_id.clone()).collect();
+    new_team_ids.sort();
+    new_team_ids.dedup();
+
+    // What the store holds now: memberships (with the team of each channel).
+    let stored = {
+        let store = Arc::clone(&ctx.store);
+        let user = ctx.user_id.clone();
+        tokio::task::spawn_blocking(move || {
+            let us = store.for_user(&user);
+            let ms = us.memberships()?;
+            let ids: Vec<String> = ms.iter().map(|m| m.channel_id.clone()).collect();
+            let info = apply::channel_info(&store, &user, &ids)?;
+            Ok::<_, crate::store::StoreError>((ms, info))
+        })
+        .await
+        .map_err(|_| SyncError::Internal("store task panicked"))??
+    };
+    let (stored_members, stored_info) = stored;
+
+    let mut batch = Batch::default();
+    let (new_directs, mut member_teams) = match &scope {
+        ScopeChannels::Unchanged => (memo.directs.clone(), Vec::new()),
+        ScopeChannels::Listed {
+            scope, channels, ..
+        } => {
+            batch.push(Write::Channels(
+                channels.iter().map(convert::channel).collect(),
+            ));
+            // The channel set of the scope changed (joined / left / removed while away)?
+            let listed: BTreeSet<&str> = channels.iter().map(|c| c.id.as_str()).collect();
+            let in_scope: BTreeSet<&str> = stored_members
+                .iter()
+                .filter(|m| {
+                    stored_info.get(&m.channel_id).is_some_and(|(team, _)| {
+                        scope.as_ref().is_none_or(|s| team.is_empty() || team == s)
+                    })
+                })
+                .map(|m| m.channel_id.as_str())
+                .collect();
+            let set_changed = listed != in_scope;
+            let directs = directs_of(channels);
+            let dm_moved = !planner::directs_changed(&memo.directs, &directs).is_empty();
+            let mut teams = Vec::new();
+            if set_changed || dm_moved {
+                // DM/GM read state and mention counts, and the new membership rows.
+                teams.push(scope.clone());
+            }
+            (directs, teams)
+        }
+    };
     let changed_directs = planner::directs_changed(&memo.directs, &new_directs);
     let cursors = ResyncCursors {
         last_synced_at: memo.last_synced_at,
@@ -777,54 +905,134 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     };
     let ops = planner::plan_resync(&expected, &new_counters, &changed_directs, &cursors);
     debug!(ops = ops.len(), "sync: resync plan");
-    let results = run_ops(ctx, &ops).await?;
-    let chans = channel_map(&channels);
-    let mut batch = Batch::default();
+    let expected_by_team: HashMap<&str, &TeamCounters> =
+        expected.iter().map(|t| (t.team_id.as_str(), t)).collect();
+    for t in &new_counters {
+        if planner::needs_members(expected_by_team.get(t.team_id.as_str()).copied(), t)
+            && !member_teams.contains(&Some(t.team_id.clone()))
+        {
+            member_teams.push(Some(t.team_id.clone()));
+        }
+    }
+    // A team that is new to us also needs its channel rows (names, totals).
+    let new_teams: Vec<String> = new_team_ids
+        .iter()
+        .filter(|t| !memo.team_ids.contains(t))
+        .cloned()
+        .collect();
+    let member_futs: Vec<BoxFuture<'_, Result<ScopeMembers, SyncError>>> = member_teams
+        .iter()
+        .map(|team| {
+            async move {
+                let rows = match team {
+                    Some(t) => call!(ctx, c.get_channel_members_for_team_for_user(ME, t))?,
+                    None => all_members(ctx).await?,
+                };
+                Ok((team.clone(), rows))
+            }
+            .boxed()
+        })
+        .collect();
+    let channel_futs: Vec<BoxFuture<'_, Result<Vec<mm::Channel>, SyncError>>> = new_teams
+        .iter()
+        .map(|t| {
+            async move {
+                match call!(ctx, c.get_channels_for_team_for_user(ME, t, None))? {
+                    mattermost::Conditional::Fresh { value, .. } => Ok(value),
+                    mattermost::Conditional::NotModified => Ok(Vec::new()),
+                }
+            }
+            .boxed()
+        })
+        .collect();
+    let (results, member_lists, new_team_channels) = tokio::try_join!(
+        run_ops(ctx, &ops),
+        bounded(member_futs),
+        bounded(channel_futs)
+    )?;
+    let mut known: HashMap<String, (String, String)> = stored_info.clone();
+    if let ScopeChannels::Listed { channels, .. } = &scope {
+        known.extend(channel_map(channels));
+    }
+    for list in &new_team_channels {
+        known.extend(channel_map(list));
+        batch.push(Write::Channels(list.iter().map(convert::channel).collect()));
+    }
     // Joined or left a team while away (the counters list every team of the user): one read
     // of the team list, only then.
-    let mut new_team_ids: Vec<String> = new_counters.iter().map(|t| t.team_id.clone()).collect();
-    new_team_ids.sort();
-    new_team_ids.dedup();
     if new_team_ids != memo.team_ids {
         let teams = call!(ctx, ctx.client.get_teams_for_user(ME))?;
         batch.push(Write::Teams(teams.iter().map(convert::team).collect()));
     }
-    batch.push(Write::Channels(
-        channels.iter().map(convert::channel).collect(),
-    ));
-    batch.push(Write::Memberships {
-        rows: members.iter().map(convert::membership).collect(),
-        replace_all: true,
-    });
-    let mut people = results_to_writes(&mut batch, results, &chans, ctx.user_id.as_str());
+    // Channels met in a membership list that the store does not know (joined while away).
+    let unknown_channels: BTreeSet<String> = member_lists
+        .iter()
+        .flat_map(|(_, rows)| rows.iter())
+        .filter(|m| !known.contains_key(&m.channel_id))
+        .map(|m| m.channel_id.clone())
+        .collect();
+    for id in unknown_channels {
+        let ch = call!(ctx, ctx.client.get_channel(&id))?;
+        known.extend(channel_map(std::slice::from_ref(&ch)));
+        batch.push(Write::Channels(vec![convert::channel(&ch)]));
+    }
+    let unfollowed = unfollowed_elsewhere(ctx, &results).await?;
+    let mut people = results_to_writes(&mut batch, results, &known, ctx.user_id.as_str());
+    for root_id in unfollowed {
+        batch.push(Write::Follow {
+            root_id,
+            following: false,
+        });
+    }
     // New root mentions (no thread yet): only channels whose unread root-mention count grew.
-    let stored = {
-        let store = Arc::clone(&ctx.store);
-        let user = ctx.user_id.clone();
-        tokio::task::spawn_blocking(move || store.for_user(&user).memberships())
-            .await
-            .map_err(|_| SyncError::Internal("store task panicked"))??
-    };
-    let before: HashMap<&str, i64> = stored
+    let before: HashMap<&str, i64> = stored_members
         .iter()
         .map(|m| (m.channel_id.as_str(), m.mention_count_root))
         .collect();
     let since = cursors.since_for_mentions();
-    let targets: Vec<(String, Millis)> = members
-        .iter()
-        .filter(|m| {
-            chans
+    let mut targets: Vec<(String, Millis)> = Vec::new();
+    for (team, rows) in &member_lists {
+        batch.push(Write::Memberships {
+            rows: rows.iter().map(convert::membership).collect(),
+            replace_all: team.is_none(),
+        });
+        if let Some(t) = team {
+            batch.push(Write::MembershipScope {
+                team_id: t.clone(),
+                keep: rows.iter().map(|m| m.channel_id.clone()).collect(),
+            });
+        }
+        for m in rows {
+            let team_channel = known
                 .get(&m.channel_id)
-                .is_some_and(|(_, ty)| ty != "D" && ty != "G")
+                .is_some_and(|(_, ty)| ty != "D" && ty != "G");
+            if team_channel
                 && m.mention_count_root > before.get(m.channel_id.as_str()).copied().unwrap_or(0)
-        })
-        .map(|m| (m.channel_id.clone(), since))
-        .take(MENTION_CHANNELS_MAX)
-        .collect();
+                && !targets.iter().any(|(c, _)| c == &m.channel_id)
+            {
+                targets.push((m.channel_id.clone(), since));
+            }
+        }
+    }
+    // The scope's channel list (200) without a membership read: memberships of channels no
+    // longer listed are gone.
+    if let ScopeChannels::Listed {
+        scope: Some(team),
+        channels,
+        ..
+    } = &scope
+        && !member_lists.iter().any(|(t, _)| t.as_ref() == Some(team))
+    {
+        batch.push(Write::MembershipScope {
+            team_id: team.clone(),
+            keep: channels.iter().map(|c| c.id.clone()).collect(),
+        });
+    }
+    targets.truncate(MENTION_CHANNELS_MAX);
     root_mentions(
         ctx,
         &targets,
-        &chans,
+        &known,
         &memo.username,
         &mut batch,
         &mut people,
@@ -843,6 +1051,10 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     );
     batch.push(Write::Marks {
         marks: marks.into_iter().collect(),
+        replace_all: true,
+    });
+    batch.push(Write::SavedPosts {
+        post_ids: saved_posts(&prefs),
         replace_all: true,
     });
     // Profiles only for people the store does not know yet.
@@ -871,6 +1083,14 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         m.team_ids = new_team_ids;
         m.directs = new_directs;
         m.last_synced_at = now;
+        if let ScopeChannels::Listed {
+            scope: Some(team),
+            etag: Some(etag),
+            ..
+        } = &scope
+        {
+            m.channels_etag = Some((team.clone(), etag.clone()));
+        }
     }
     let calls = ctx.calls.load(Ordering::Relaxed) - calls_before;
     info!(calls, "sync: resync done");
@@ -879,6 +1099,103 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     st.resyncs += 1;
     st.last_sync_at = Some(now);
     Ok(calls)
+}
+
+/// Threads unfollowed elsewhere while events were lost, among the teams a resync re-read.
+///
+/// Thread lists only ever contain followed threads (`ThreadMemberships.Following = true` in
+/// the server's `GetThreadsForUser`), so an unfollowed thread is simply absent from a `since`
+/// list — as is a followed thread that did not change. The list's first page also carries
+/// `total_unread_threads` for the same scope: if the store holds more unread followed
+/// threads there than the server counts (after applying the list), some were unfollowed;
+/// then one `unread=true` list of that scope (a page per 200 unread threads) says exactly
+/// which. Costs nothing when the counts agree. A thread unfollowed while already read moves
+/// no count and is not seen here (see [`resync`]).
+async fn unfollowed_elsewhere(
+    ctx: &UserCtx,
+    results: &[OpResult],
+) -> Result<Vec<String>, SyncError> {
+    let scopes: Vec<(&str, bool, &[mm::ThreadResponse], i64)> = results
+        .iter()
+        .filter_map(|r| match r {
+            OpResult::Threads {
+                list,
+                unread_total: Some(total),
+                team_id,
+                exclude_direct,
+            } => Some((team_id.as_str(), *exclude_direct, list.as_slice(), *total)),
+            _ => None,
+        })
+        .collect();
+    if scopes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let stored = {
+        let store = Arc::clone(&ctx.store);
+        let user = ctx.user_id.clone();
+        tokio::task::spawn_blocking(move || store.for_user(&user).threads())
+            .await
+            .map_err(|_| SyncError::Internal("store task panicked"))??
+    };
+    let mut gone = Vec::new();
+    for (team, exclude_direct, list, server_unread) in scopes {
+        let listed: std::collections::HashSet<&str> = list.iter().map(|t| t.id.as_str()).collect();
+        let listed_unread = list
+            .iter()
+            .filter(|t| t.last_viewed_at < t.last_reply_at && t.delete_at == 0)
+            .count();
+        let candidates: Vec<&str> = stored
+            .iter()
+            .filter(|t| {
+                t.following
+                    && t.delete_at == 0
+                    && t.last_viewed_at < t.last_reply_at
+                    && (t.team_id == team || (!exclude_direct && t.team_id.is_empty()))
+                    && !listed.contains(t.root_id.as_str())
+            })
+            .map(|t| t.root_id.as_str())
+            .collect();
+        let ours = i64::try_from(candidates.len() + listed_unread).unwrap_or(i64::MAX);
+        if candidates.is_empty() || ours <= server_unread {
+            continue;
+        }
+        let mut q = UserThreadsQuery {
+            unread: true,
+            threads_only: true,
+            exclude_direct,
+            per_page: Some(u32::try_from(planner::PER_PAGE).unwrap_or(200)),
+            ..UserThreadsQuery::default()
+        };
+        let mut still = std::collections::HashSet::new();
+        loop {
+            let page = call!(ctx, ctx.client.get_user_threads(ME, team, &q))?;
+            let n = page.threads.len();
+            let last = page.threads.last().map(|t| t.id.clone());
+            still.extend(page.threads.into_iter().map(|t| t.id));
+            match last {
+                Some(id) if n >= planner::PER_PAGE && q.before.as_deref() != Some(id.as_str()) => {
+                    q.before = Some(id);
+                }
+                _ => break,
+            }
+        }
+        gone.extend(
+            candidates
+                .into_iter()
+                .filter(|r| !still.contains(*r))
+                .map(str::to_owned),
+        );
+    }
+    Ok(gone)
+}
+
+/// Post ids saved (flagged) by the user, from a full read of the preferences.
+fn saved_posts(prefs: &[mm::Preference]) -> Vec<String> {
+    prefs
+        .iter()
+        .filter(|p| p.category == "flagged_post" && p.value == "true")
+        .map(|p| p.name.clone())
+        .collect()
 }
 
 /// Apply one WebSocket event (one transaction) and run its follow-ups.

@@ -255,6 +255,25 @@ pub fn advance_counters(
         .collect()
 }
 
+/// Whether a changed team's channel memberships (read state, membership set) must be re-read
+/// at a resync (`GET /users/me/teams/{t}/channels/members`, one call).
+///
+/// Under collapsed threads a reply moves only the non-root counters (`msg_count`,
+/// `mention_count`) **upwards**, and the team's thread list read at the same resync already
+/// carries every thread's read state, so replies alone need no membership read. Membership
+/// read state matters for root posts (mention items) and for leaving channels: a new or
+/// read root post moves the root counters; a view or a removal from a channel with unread
+/// posts makes a counter go **down**. A new team (`prev` absent) is always read.
+#[must_use]
+pub fn needs_members(prev: Option<&TeamCounters>, now: &TeamCounters) -> bool {
+    prev.is_none_or(|p| {
+        p.msg_count_root != now.msg_count_root
+            || p.mention_count_root != now.mention_count_root
+            || now.msg_count < p.msg_count
+            || now.mention_count < p.mention_count
+    })
+}
+
 /// DM/GM channels whose newest post moved since the last sync (input of [`plan_resync`]).
 #[must_use]
 pub fn directs_changed(prev: &[DirectChannel], now: &[DirectChannel]) -> Vec<DirectChannel> {
@@ -300,6 +319,38 @@ mod tests {
             channel_id: id.into(),
             last_post_at: at,
         }
+    }
+
+    #[test]
+    fn members_are_reread_only_for_root_activity_views_or_new_teams() {
+        let base = TeamCounters {
+            team_id: "t".into(),
+            msg_count: 5,
+            mention_count: 2,
+            msg_count_root: 1,
+            ..TeamCounters::default()
+        };
+        assert!(needs_members(None, &base));
+        assert!(!needs_members(Some(&base), &base));
+        // Replies only (non-root counters up, thread counters up): the thread list suffices.
+        let replies = TeamCounters {
+            msg_count: 9,
+            mention_count: 3,
+            thread_count: 4,
+            ..base.clone()
+        };
+        assert!(!needs_members(Some(&base), &replies));
+        // A new root post, a view elsewhere, a removal from an unread channel.
+        let root = TeamCounters {
+            msg_count_root: 2,
+            ..base.clone()
+        };
+        assert!(needs_members(Some(&base), &root));
+        let viewed = TeamCounters {
+            msg_count: 0,
+            ..base.clone()
+        };
+        assert!(needs_members(Some(&base), &viewed));
     }
 
     #[test]
