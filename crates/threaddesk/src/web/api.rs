@@ -128,10 +128,26 @@ pub async fn perform(
     let now = state.now();
     let us = state.store().for_user(user_id);
     // The item must be this user's: another user's id is simply not found.
-    let detail = us
-        .item(&item_key, 1)
-        .map_err(WebError::internal)?
-        .ok_or(WebError::NotFound)?;
+    let Some(detail) = us.item(&item_key, 1).map_err(WebError::internal)? else {
+        // An unfollowed thread leaves the queue but stays known: following it again (the `f`
+        // toggle pressed twice) must work.
+        if let (ItemKey::Thread(root_id), "follow") = (&item_key, action)
+            && us.thread(root_id).map_err(WebError::internal)?.is_some()
+        {
+            let ack = state
+                .engine()
+                .act(
+                    user_id,
+                    Action::Follow {
+                        root_id: root_id.clone(),
+                    },
+                )
+                .await
+                .map_err(WebError::internal)?;
+            return Ok(vec![ack.outbox_id]);
+        }
+        return Err(WebError::NotFound);
+    };
     let row = &detail.row;
     let root = match &item_key {
         ItemKey::Thread(r) => Some(r.clone()),
