@@ -942,3 +942,82 @@ async fn a_thread_unfollowed_can_be_followed_again() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The browser's live stream across a ThreadDesk restart.
+
+/// An open conversation in Chromium; ThreadDesk is killed and restarted on the same port and
+/// data dir. The page's EventSource reconnects by itself: a reply posted while ThreadDesk was
+/// down and one posted after the restart both appear, and the page never reloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_live_stream_converges_after_a_restart_without_reload() {
+    if !support::browser::available() {
+        assert!(
+            std::env::var("THREADDESK_SKIP_BROWSER").is_ok(),
+            "Chromium is not installed: `apt-get install chromium` (or set THREADDESK_SKIP_BROWSER=1 to skip)"
+        );
+        return;
+    }
+    let sim = mmsim::start(mmsim::SimConfig::default(), 0).await.unwrap();
+    let driver = mmsim::driver::Driver::new(&sim.sim);
+    let (alice, token) = mm_login(&sim.url, "alice").await.unwrap();
+    let mut p = Proc::new(&sim.url).unwrap();
+    p.start().await.unwrap();
+    let mut b = support::browser::Browser::launch().await.unwrap();
+    b.goto(&format!("{}/signin", p.url)).await.unwrap();
+    b.eval(&format!(
+        "(() => {{ const f = document.querySelector('form[action=\"/auth/token\"]'); \
+         f.querySelector('#token').value = '{token}'; f.submit(); }})()"
+    ))
+    .await
+    .unwrap();
+    b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
+    let mut s = sign_in_at(&p.url, &token).await.unwrap();
+    let t = foreign_threads(&mut s, &sim.url, &token, &alice, 1)
+        .await
+        .unwrap();
+    let (key, root) = t[0].clone();
+    let author = author_of(&sim.url, &token, &root).await.unwrap();
+    b.goto(&format!("{}/items/{key}", p.url)).await.unwrap();
+    let live = "document.querySelector('#live-dot')?.classList.contains('live')";
+    b.wait_for(live, WAIT).await.unwrap();
+    b.eval("window.__tdNoReload = 1").await.unwrap();
+    let has =
+        |text: &str| format!("document.querySelector('#posts')?.innerText.includes('{text}')");
+
+    // Live before the restart.
+    driver.reply(&author, &root, "before the restart").unwrap();
+    b.wait_for(&has("before the restart"), WAIT).await.unwrap();
+
+    p.kill9().unwrap();
+    b.wait_for(
+        "document.querySelector('#live-dot')?.classList.contains('down')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    driver
+        .reply(&author, &root, "while ThreadDesk was down")
+        .unwrap();
+    let down_at = Instant::now();
+    p.start().await.unwrap();
+    b.wait_for(live, WAIT).await.unwrap();
+    let reconnected = down_at.elapsed();
+    b.wait_for(&has("while ThreadDesk was down"), WAIT)
+        .await
+        .unwrap();
+    driver.reply(&author, &root, "after the restart").unwrap();
+    let posted = Instant::now();
+    b.wait_for(&has("after the restart"), WAIT).await.unwrap();
+    let shown = posted.elapsed();
+    assert_eq!(
+        b.eval("window.__tdNoReload === 1").await.unwrap(),
+        json!(true),
+        "the page reloaded"
+    );
+    eprintln!(
+        "RELIABILITY browser across a kill -9 + restart: live stream back {reconnected:?} after \
+         the restart began, missed reply shown, next reply shown {shown:?} after posting, \
+         page reloads 0"
+    );
+}
