@@ -43,6 +43,11 @@ pub async fn items(
     let req = query.validate()?;
     let us = state.store().for_user(&user.user_id);
     let (items, next_cursor, counts, _) = pages::load_queue(&state, &us, &req)?;
+    let saved = saved_set(&us)?;
+    let items: Vec<serde_json::Value> = items
+        .iter()
+        .map(|i| with_saved(i, item_post(&i.key), &saved))
+        .collect();
     Ok(Json(json!({
         "items": items,
         "next_cursor": next_cursor,
@@ -69,7 +74,46 @@ pub async fn item(
     }
     let us = state.store().for_user(&user.user_id);
     let (item, posts, has_older) = pages::load_item(&state, &us, &key)?;
+    let saved = saved_set(&us)?;
+    let item = with_saved(&item, item_post(&item.key), &saved);
+    let posts: Vec<serde_json::Value> = posts
+        .iter()
+        .map(|p| with_saved(p, Some(p.id.as_str()), &saved))
+        .collect();
     Ok(Json(json!({ "item": item, "posts": posts, "has_older": has_older })).into_response())
+}
+
+/// The user's saved posts (Mattermost's `flagged_post` preferences, mirrored by the sync).
+fn saved_set(
+    us: &crate::store::UserStore<'_>,
+) -> Result<std::collections::HashSet<String>, WebError> {
+    Ok(us
+        .saved_posts()
+        .map_err(WebError::internal)?
+        .into_iter()
+        .collect())
+}
+
+/// The post whose saved state an item shows: a thread's root (what the `save` action on the
+/// item saves); a DM/GM item has none (its messages carry their own `saved`).
+fn item_post(key: &str) -> Option<&str> {
+    key.strip_prefix("t_")
+}
+
+/// `value` as JSON with `saved` added: whether `post_id` is among the saved posts.
+fn with_saved(
+    value: &impl serde::Serialize,
+    post_id: Option<&str>,
+    saved: &std::collections::HashSet<String>,
+) -> serde_json::Value {
+    let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "saved".into(),
+            serde_json::Value::Bool(post_id.is_some_and(|p| saved.contains(p))),
+        );
+    }
+    v
 }
 
 /// Body of an action (all fields optional; which are needed depends on the action).
