@@ -1,0 +1,663 @@
+//! Store benchmarks (research §B3 P-5 at 10 k / 100 k items, P-13 write path, P-14 retention
+//! purge, P-15 cold start): `cargo bench -p threaddesk --bench store`.
+//!
+//! The cache is built with ThreadDesk's own store API (the same statements the sync engine runs),
+//! sized like a busy instance: `BENCH_USERS` users (2,000) following `BENCH_THREADS` threads each
+//! (250) in shared channels, about 1.2 M rows in all, half of them older than the 14-day window.
+//! One more user holds `BENCH_P5_ITEMS` items (10,000) for the page reads. Prints a table and
+//! rewrites the `bench:store` section of BENCHMARKS.md (`BENCH_OUT=-` prints only).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    clippy::cast_precision_loss
+)]
+
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use threaddesk::inbox::{Filter, ItemKey, Marks};
+use threaddesk::store::{
+    Channel, JsonText, Membership, MessageText, Post, Profile, Store, Team, Thread, UserId,
+};
+
+const DAY: i64 = 86_400_000;
+const NOW: i64 = 1_800_000_000_000;
+const RETENTION: i64 = 14 * DAY;
+const CHANNELS: usize = 1_000;
+const CHANNELS_PER_USER: usize = 25;
+const ROOTS_PER_CHANNEL: usize = 50;
+
+fn env_usize(k: &str, d: usize) -> usize {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(d)
+}
+
+fn id(prefix: char, n: usize) -> String {
+    format!("{prefix}{n:0>25}")
+}
+
+fn uid(n: usize) -> UserId {
+    UserId::parse(&id('u', n)).unwrap()
+}
+
+fn channel(n: usize, team: &str, last_post_at: i64) -> Channel {
+    Channel {
+        channel_id: id('c', n),
+        team_id: team.into(),
+        channel_type: "O".into(),
+        name: format!("ch{n}"),
+        display_name: format!("Channel {n}"),
+        total_msg_count: 100,
+        total_msg_count_root: 50,
+        last_post_at,
+        last_root_post_at: last_post_at,
+        update_at: 1,
+        delete_at: 0,
+    }
+}
+
+fn post(n: usize, ch: usize, root: Option<usize>, at: i64) -> Post {
+    Post {
+        post_id: id('p', n),
+        channel_id: id('c', ch),
+        root_id: root.map(|r| id('p', r)).unwrap_or_default(),
+        user_id: id('u', 999_999),
+        create_at: at,
+        update_at: at,
+        message: MessageText::new(
+            "a message of ordinary length, with a few words the search index keeps as well",
+        ),
+        props: JsonText::new("{}"),
+        file_ids: JsonText::new("[]"),
+        reactions: JsonText::new("[]"),
+        metadata: JsonText::new("{}"),
+        ..Post::default()
+    }
+}
+
+fn thread(root: usize, ch: usize, team: &str, last_reply_at: i64) -> Thread {
+    Thread {
+        root_id: id('p', root),
+        channel_id: id('c', ch),
+        team_id: team.into(),
+        reply_count: 1,
+        last_reply_at,
+        last_viewed_at: 0,
+        unread_replies: 1,
+        unread_mentions: 0,
+        is_urgent: false,
+        following: true,
+        delete_at: 0,
+        participants: JsonText::new("[]"),
+    }
+}
+
+fn team_of(ch: usize) -> String {
+    id('t', ch % 10)
+}
+
+/// Activity time of root `r` of channel `ch`: spread over 28 days, so half is past the window.
+fn at_of(ch: usize, r: usize) -> i64 {
+    let slot = i64::try_from((ch * ROOTS_PER_CHANNEL + r) % 2_800).unwrap_or(0);
+    NOW - slot * (DAY / 100) - 1
+}
+
+fn root_id(ch: usize, r: usize) -> usize {
+    (ch * ROOTS_PER_CHANNEL + r) * 2
+}
+
+fn profile(u: &UserId) -> Profile {
+    Profile {
+        user_id: u.as_str().into(),
+        username: format!("user{}", &u.as_str()[18..]),
+        ..Profile::default()
+    }
+}
+
+/// Shared channels and posts (root + one reply each), then per user memberships and threads.
+fn populate(store: &Store, users: usize, threads_per_user: usize) -> usize {
+    let mut rows = 0;
+    store
+        .write(|tx| {
+            for t in 0..10 {
+                tx.upsert_team(&Team {
+                    team_id: id('t', t),
+                    name: format!("t{t}"),
+                    display_name: format!("Team {t}"),
+                    update_at: 1,
+                    delete_at: 0,
+                })?;
+            }
+            for ch in 0..CHANNELS {
+                tx.upsert_channel(&channel(ch, &team_of(ch), NOW - 1))?;
+                for r in 0..ROOTS_PER_CHANNEL {
+                    let at = at_of(ch, r);
+                    let root = root_id(ch, r);
+                    tx.upsert_post(&post(root, ch, None, at - 1_000))?;
+                    tx.upsert_post(&post(root + 1, ch, Some(root), at))?;
+                    rows += 4; // two posts, two search rows
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    let per_channel = threads_per_user.div_ceil(CHANNELS_PER_USER);
+    for u in 0..users {
+        let user = uid(u);
+        store
+            .write(|tx| {
+                let ut = tx.user(&user);
+                ut.upsert_self(&profile(&user), 1)?;
+                let teams: Vec<String> = (0..10).map(|t| id('t', t)).collect();
+                let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
+                ut.set_teams(&teams)?;
+                let mut n = 0;
+                for j in 0..CHANNELS_PER_USER {
+                    let ch = (u * 7 + j * 41) % CHANNELS;
+                    ut.upsert_membership(&Membership {
+                        channel_id: id('c', ch),
+                        msg_count: 90,
+                        msg_count_root: 45,
+                        last_update_at: 1,
+                        ..Membership::default()
+                    })?;
+                    rows += 1;
+                    for r in 0..per_channel.min(ROOTS_PER_CHANNEL) {
+                        if n == threads_per_user {
+                            break;
+                        }
+                        let r = (r + u) % ROOTS_PER_CHANNEL;
+                        ut.upsert_thread(&thread(root_id(ch, r), ch, &team_of(ch), at_of(ch, r)))?;
+                        n += 1;
+                        rows += 2; // thread + item
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    rows
+}
+
+/// The P-5 user: `items` followed threads in its own channels, all within the window, some
+/// done and some snoozed.
+fn populate_reader(store: &Store, n_user: usize, items: usize) -> UserId {
+    let user = uid(n_user);
+    let base_ch = 10_000;
+    let per_ch = 100;
+    store
+        .write(|tx| {
+            let ut = tx.user(&user);
+            ut.upsert_self(&profile(&user), 1)?;
+            let teams: Vec<String> = (0..10).map(|t| id('t', t)).collect();
+            let teams: Vec<&str> = teams.iter().map(String::as_str).collect();
+            ut.set_teams(&teams)?;
+            for i in 0..items {
+                let ch = base_ch + i / per_ch;
+                if i % per_ch == 0 {
+                    tx.upsert_channel(&channel(ch, &team_of(ch), NOW - 1))?;
+                    ut.upsert_membership(&Membership {
+                        channel_id: id('c', ch),
+                        msg_count: 90,
+                        msg_count_root: 45,
+                        last_update_at: 1,
+                        ..Membership::default()
+                    })?;
+                }
+                let at = NOW - i64::try_from(i).unwrap_or(0) * 60_000;
+                let root = 50_000_000 + i * 2;
+                tx.upsert_post(&post(root, ch, None, at - 1_000))?;
+                tx.upsert_post(&post(root + 1, ch, Some(root), at))?;
+                ut.upsert_thread(&thread(root, ch, &team_of(ch), at))?;
+                let key = ItemKey::thread(&id('p', root)).unwrap();
+                if i % 7 == 0 {
+                    ut.set_marks(
+                        &key,
+                        Marks {
+                            done_at: Some(NOW),
+                            snoozed_until: None,
+                        },
+                    )?;
+                } else if i % 11 == 0 {
+                    ut.set_marks(
+                        &key,
+                        Marks {
+                            done_at: None,
+                            snoozed_until: Some(NOW + DAY),
+                        },
+                    )?;
+                }
+            }
+            Ok(())
+        })
+        .unwrap();
+    user
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
+    s[i.min(s.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// One P-5 request's store work: a 50-row page of the queue and the counts.
+fn p5_once(store: &Store, user: &UserId, now: i64) -> f64 {
+    let t = Instant::now();
+    let us = store.for_user(user);
+    let page = us.queue(&Filter::All, now, None, 50).unwrap();
+    let counts = us.counts(now).unwrap();
+    assert_eq!(page.rows.len(), 50);
+    assert!(counts.all > 0);
+    ms(t.elapsed())
+}
+
+fn p5_series(store: &Store, user: &UserId, iters: usize) -> Vec<f64> {
+    (0..iters).map(|_| p5_once(store, user, NOW)).collect()
+}
+
+/// Reads P-5 in a loop on another thread until `stop`.
+fn p5_background(
+    store: Arc<Store>,
+    user: UserId,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<f64>> {
+    std::thread::spawn(move || {
+        let mut v = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            v.push(p5_once(&store, &user, NOW));
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        v
+    })
+}
+
+struct Row {
+    id: &'static str,
+    task: String,
+    metric: &'static str,
+    value: String,
+    target: &'static str,
+    verdict: &'static str,
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
+fn file_size(dir: &Path) -> u64 {
+    ["threaddesk.db", "threaddesk.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Starts the release binary on `dir` and returns the time until it prints its ready line.
+fn cold_start(args: &[&str], dir: Option<&Path>, ready: &str) -> f64 {
+    let exe = env!("CARGO_BIN_EXE_threaddesk");
+    let mut cmd = Command::new(exe);
+    cmd.args(args)
+        .env_remove("THREADDESK_LOG")
+        .env("THREADDESK_LOG", "warn")
+        .env("THREADDESK_SIGN_IN_METHODS", "token")
+        .env("THREADDESK_LISTEN", "127.0.0.1:0")
+        // Nothing listens there: the start must not wait for Mattermost.
+        .env("THREADDESK_MATTERMOST_URL", "http://127.0.0.1:9")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(d) = dir {
+        cmd.env("THREADDESK_DATA_DIR", d);
+    }
+    let t = Instant::now();
+    let mut child = cmd.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut line = String::new();
+    let mut r = BufReader::new(out);
+    let mut took = f64::NAN;
+    while r.read_line(&mut line).unwrap_or(0) > 0 {
+        if line.contains(ready) {
+            took = ms(t.elapsed());
+            break;
+        }
+        line.clear();
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    took
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map_or_else(|| "?".into(), |k| format!("{:.1} GiB", k / 1_048_576.0));
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "- CPU: {cores} × {cpu}\n- RAM: {mem}\n- {rustc}; build profile: release (`bench` profile)\n- load average at the end of the run: {} (a shared machine: other builds may run concurrently)\n",
+        load.join(" ")
+    )
+}
+
+fn main() {
+    let users = env_usize("BENCH_USERS", 2_000);
+    let threads_per_user = env_usize("BENCH_THREADS", 250);
+    let p5_items = env_usize("BENCH_P5_ITEMS", 10_000);
+    let stress_items = env_usize("BENCH_P5_STRESS", 100_000);
+    let iters = env_usize("BENCH_ITERS", 2_000);
+    let started = Instant::now();
+    let mut rows: Vec<Row> = Vec::new();
+    let dir = tempfile::tempdir().unwrap();
+
+    // ---- P-15 baseline: an empty data directory.
+    let empty = tempfile::tempdir().unwrap();
+    let cold_empty: Vec<f64> = (0..3)
+        .map(|_| cold_start(&["serve"], Some(empty.path()), "ThreadDesk ready at"))
+        .collect();
+
+    // ---- the warm cache.
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let t = Instant::now();
+    let cache_rows = populate(&store, users, threads_per_user);
+    let reader = populate_reader(&store, 900_000, p5_items);
+    let build_s = t.elapsed().as_secs_f64();
+    let cache_rows = cache_rows + p5_items * 6;
+    eprintln!("store bench: cache built ({cache_rows} rows) in {build_s:.1} s");
+
+    // ---- P-5: the page + counts, memo warm (nothing changed since the last read) and cold.
+    let warm = p5_series(&store, &reader, iters);
+    let mut cold = Vec::new();
+    for i in 0..iters.min(500) {
+        // Any change to the reader's items invalidates the counts memo.
+        let key = ItemKey::thread(&id('p', 50_000_000 + (i % p5_items) * 2)).unwrap();
+        store
+            .write(|tx| {
+                tx.user(&reader).set_marks(
+                    &key,
+                    Marks {
+                        done_at: None,
+                        snoozed_until: Some(NOW - 1),
+                    },
+                )
+            })
+            .unwrap();
+        cold.push(p5_once(&store, &reader, NOW));
+    }
+    let task = format!(
+        "queue page (50 rows) + counts from the store, {p5_items} items, in process ({iters} reads)"
+    );
+    rows.push(Row {
+        id: "P-5",
+        task: task.clone(),
+        metric: "p50 / p99, ms — nothing changed since the last read (counts memo current)",
+        value: format!(
+            "{:.2} / {:.2}",
+            percentile(&warm, 50.0),
+            percentile(&warm, 99.0)
+        ),
+        target: "p99 ≤ 5 ms",
+        verdict: verdict(percentile(&warm, 99.0) <= 5.0),
+    });
+    rows.push(Row {
+        id: "P-5",
+        task,
+        metric: "p50 / p99, ms — an item changed before every read (counts recomputed)",
+        value: format!(
+            "{:.2} / {:.2}",
+            percentile(&cold, 50.0),
+            percentile(&cold, 99.0)
+        ),
+        target: "p99 ≤ 5 ms",
+        verdict: verdict(percentile(&cold, 99.0) <= 5.0),
+    });
+    let p5_base = percentile(&warm, 99.0);
+
+    // ---- P-13: events applied in batched transactions while P-5 reads run.
+    let stop = Arc::new(AtomicBool::new(false));
+    let bg = p5_background(Arc::clone(&store), reader.clone(), Arc::clone(&stop));
+    let t = Instant::now();
+    let mut events = 0usize;
+    let batch = 100;
+    let mut next_post = 90_000_000usize;
+    while t.elapsed() < Duration::from_secs(5) {
+        store
+            .write(|tx| {
+                for _ in 0..batch {
+                    // A `posted` reply in a followed thread: post + search row, the follower's
+                    // thread row and item.
+                    let u = next_post % users.max(1);
+                    let ch = (u * 7) % CHANNELS;
+                    let r = u % ROOTS_PER_CHANNEL;
+                    let root = root_id(ch, r);
+                    tx.upsert_post(&post(next_post, ch, Some(root), NOW))?;
+                    tx.user(&uid(u))
+                        .upsert_thread(&thread(root, ch, &team_of(ch), NOW))?;
+                    next_post += 1;
+                }
+                Ok(())
+            })
+            .unwrap();
+        events += batch;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let during = bg.join().unwrap();
+    let rate = events as f64 / secs;
+    let task13 = format!(
+        "`posted` replies applied in transactions of {batch} (post + search row + thread + item) for 5 s, {users} users' cache, P-5 reads on another thread"
+    );
+    rows.push(Row {
+        id: "P-13",
+        task: task13.clone(),
+        metric: "events applied per second",
+        value: format!("{rate:.0}"),
+        target: "≥ 5,000/s",
+        verdict: verdict(rate >= 5_000.0),
+    });
+    let p13 = percentile(&during, 99.0);
+    rows.push(Row {
+        id: "P-13",
+        task: task13,
+        metric: "P-5 p99 during the writes, ms (baseline)",
+        value: format!("{p13:.2} ({p5_base:.2}; {} reads)", during.len()),
+        target: "±20 % of baseline",
+        verdict: verdict(p13 <= p5_base * 1.2),
+    });
+
+    // ---- P-15: cold start of the binary on the warm cache.
+    let size_before = file_size(dir.path());
+    let cold_warm: Vec<f64> = (0..3)
+        .map(|_| cold_start(&["serve"], Some(dir.path()), "ThreadDesk ready at"))
+        .collect();
+    let cold_task = format!(
+        "`threaddesk serve` start to its ready line, warm cache of {cache_rows} rows ({:.0} MiB) vs an empty data dir",
+        size_before as f64 / 1_048_576.0
+    );
+    let warm_med = percentile(&cold_warm, 50.0);
+    let empty_med = percentile(&cold_empty, 50.0);
+    rows.push(Row {
+        id: "P-15",
+        task: cold_task,
+        metric: "median of 3, ms: warm cache (empty)",
+        value: format!("{warm_med:.0} ({empty_med:.0})"),
+        target: "≤ 2 s; O(1) in the cache size",
+        verdict: verdict(warm_med <= 2_000.0 && warm_med <= empty_med * 2.0 + 50.0),
+    });
+    let demo: Vec<f64> = (0..3)
+        .map(|_| cold_start(&["demo", "--port", "0"], None, "ThreadDesk demo ready at"))
+        .collect();
+    rows.push(Row {
+        id: "P-15",
+        task: "`threaddesk demo` start to its ready line (simulator seeded with the `demo` org, ThreadDesk serving; the user's sync starts at sign-in)".into(),
+        metric: "median of 3 (min–max), ms",
+        value: format!(
+            "{:.0} ({:.0}–{:.0})",
+            percentile(&demo, 50.0),
+            percentile(&demo, 0.0),
+            percentile(&demo, 100.0)
+        ),
+        target: "≤ 2 s",
+        verdict: verdict(percentile(&demo, 50.0) <= 2_000.0),
+    });
+
+    // ---- P-14: the retention purge of everything older than 14 days, P-5 reads meanwhile.
+    let stop = Arc::new(AtomicBool::new(false));
+    let bg = p5_background(Arc::clone(&store), reader.clone(), Arc::clone(&stop));
+    let t = Instant::now();
+    let rep = store.purge_older_than(NOW - RETENTION).unwrap();
+    let purge_s = t.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let during = bg.join().unwrap();
+    let purged = rep.posts + rep.threads + rep.items + rep.mentions + rep.marks + rep.outbox;
+    let task14 = format!(
+        "retention purge past 14 days on the {users}-user cache: {purged} rows ({} posts + their search rows, {} threads, {} items), batches of ≤ 1,000 rows",
+        rep.posts, rep.threads, rep.items
+    );
+    rows.push(Row {
+        id: "P-14",
+        task: task14.clone(),
+        metric: "wall time, s",
+        value: format!("{purge_s:.1}"),
+        target: "–",
+        verdict: "–",
+    });
+    let p14 = percentile(&during, 99.0);
+    rows.push(Row {
+        id: "P-14",
+        task: task14,
+        metric: "P-5 p99 during the purge, ms (baseline)",
+        value: format!("{p14:.2} ({p5_base:.2}; {} reads)", during.len()),
+        target: "≤ 2× baseline",
+        verdict: verdict(p14 <= p5_base * 2.0),
+    });
+    drop(store);
+
+    // ---- P-5 stress: 100 k items for one user, in a store of its own.
+    if stress_items > 0 {
+        let sdir = tempfile::tempdir().unwrap();
+        let s = Store::open(sdir.path()).unwrap();
+        let heavy = populate_reader(&s, 1, stress_items);
+        let v = p5_series(&s, &heavy, iters.min(1_000));
+        let mut cold = Vec::new();
+        for i in 0..200 {
+            let key = ItemKey::thread(&id('p', 50_000_000 + i * 2)).unwrap();
+            s.write(|tx| {
+                tx.user(&heavy).set_marks(
+                    &key,
+                    Marks {
+                        done_at: Some(NOW + 1),
+                        snoozed_until: None,
+                    },
+                )
+            })
+            .unwrap();
+            cold.push(p5_once(&s, &heavy, NOW));
+        }
+        let task = format!("queue page (50 rows) + counts, {stress_items} items for one user");
+        rows.push(Row {
+            id: "P-5",
+            task: task.clone(),
+            metric: "p50 / p99, ms — counts memo current",
+            value: format!("{:.2} / {:.2}", percentile(&v, 50.0), percentile(&v, 99.0)),
+            target: "p99 ≤ 10 ms",
+            verdict: verdict(percentile(&v, 99.0) <= 10.0),
+        });
+        rows.push(Row {
+            id: "P-5",
+            task,
+            metric: "p50 / p99, ms — an item changed before every read",
+            value: format!(
+                "{:.2} / {:.2}",
+                percentile(&cold, 50.0),
+                percentile(&cold, 99.0)
+            ),
+            target: "p99 ≤ 10 ms",
+            verdict: verdict(percentile(&cold, 99.0) <= 10.0),
+        });
+    }
+
+    // ---- the table.
+    let mut out = String::new();
+    let _ = writeln!(out, "## Store benchmarks (generated)\n");
+    let _ = writeln!(
+        out,
+        "ThreadDesk's SQLite cache driven through its own store API, in process; cache of {users} users × {threads_per_user} followed threads in {CHANNELS} shared channels (built in {build_s:.0} s); whole run {:.0} s.\n",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        out,
+        "- date: {}",
+        Command::new("date")
+            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    );
+    out.push_str(&machine());
+    out.push('\n');
+    out.push_str("| id | task | metric | value | target | |\n|---|---|---|---|---|---|\n");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            r.id, r.task, r.metric, r.value, r.target, r.verdict
+        );
+    }
+    println!("{out}");
+    let target = std::env::var("BENCH_OUT")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../BENCHMARKS.md").to_owned());
+    if target != "-" {
+        write_section(Path::new(&target), &out);
+    }
+}
+
+fn write_section(path: &Path, body: &str) {
+    const BEGIN: &str = "<!-- bench:store:begin (generated by `cargo bench -p threaddesk --bench store`; edit outside these markers) -->";
+    const END: &str = "<!-- bench:store:end -->";
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    let section = format!("{BEGIN}\n{body}{END}");
+    let new = match (old.find("<!-- bench:store:begin"), old.find(END)) {
+        (Some(a), Some(b)) if b > a => format!("{}{section}{}", &old[..a], &old[b + END.len()..]),
+        _ => format!("{}\n{section}\n", old.trim_end()),
+    };
+    if let Err(e) = std::fs::write(path, new) {
+        eprintln!("cannot write {}: {e}", path.display());
+    }
+}
