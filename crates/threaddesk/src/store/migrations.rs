@@ -287,6 +287,12 @@ CREATE TABLE saved_posts (
     PRIMARY KEY (user_id, post_id)
 ) STRICT, WITHOUT ROWID;
 ",
+    // 7: the sync engine's memory of the last sync (team counters, DM/GM positions, channel
+    // list ETag; JSON written by `sync::engine`), so a restart can resume the WebSocket or run
+    // an incremental resync instead of a full initial sync.
+    r"
+ALTER TABLE sync_state ADD COLUMN memo TEXT NOT NULL DEFAULT '';
+",
 ];
 
 /// The schema version this binary writes.
