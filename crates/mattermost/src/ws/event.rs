@@ -753,6 +753,40 @@ mod tests {
         assert!(parse_frame("not json").is_err());
     }
 
+    #[test]
+    fn huge_and_deeply_nested_frames_decode_or_fail_without_panic() {
+        // A 16 MiB message (the transport's limit) decodes.
+        let body = "x".repeat(16 << 20);
+        let post = serde_json::json!({"id": "p", "channel_id": "c", "message": body});
+        let frame =
+            serde_json::json!({"event": "posted", "data": {"post": post.to_string()}, "seq": 1});
+        let e = event(&frame.to_string());
+        assert!(
+            matches!(e.event, Event::Posted(ref p) if p.post.message.as_str().len() == 16 << 20)
+        );
+        // Nesting far past serde_json's recursion limit is an error, not a stack overflow.
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        assert!(parse_frame(&deep).is_err());
+        let deep_data = format!(
+            r#"{{"event":"posted","seq":1,"data":{}1{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(parse_frame(&deep_data).is_err());
+        let deep_post = format!(
+            r#"{{"event":"posted","seq":1,"data":{{"post":"{}{}"}}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        assert!(matches!(
+            parse_frame(&deep_post).map(|f| match f {
+                Frame::Event(e) => e.event.name().to_owned(),
+                Frame::Response(_) => String::new(),
+            }),
+            Ok(ref n) if n == "posted"
+        ));
+    }
+
     mod prop {
         use super::super::*;
         use proptest::prelude::*;
@@ -847,6 +881,57 @@ mod tests {
                 let frame = serde_json::json!({"event": name, "data": data, "seq": seq, "broadcast": broadcast});
                 let parsed = parse_frame(&frame.to_string());
                 prop_assert!(parsed.is_ok());
+            }
+
+            /// Events this client does not know are kept as `Other` (the consumer ignores them),
+            /// whatever their data.
+            #[test]
+            fn unknown_events_are_other(name in "[a-z_]{1,24}", data in arb_json()) {
+                prop_assume!(!NAMES.contains(&name.as_str()) || name == "other_event");
+                let frame = serde_json::json!({"event": name, "data": data, "seq": 1});
+                let Ok(Frame::Event(ev)) = parse_frame(&frame.to_string()) else {
+                    return Err(TestCaseError::fail("not an event"));
+                };
+                prop_assert!(
+                    matches!(&ev.event, Event::Other { event, .. } if *event == name),
+                    "{:?}",
+                    ev.event
+                );
+            }
+
+            /// A known event whose payload field has the wrong type is `Malformed` (an error
+            /// the consumer counts), never a panic and never a half-filled event.
+            #[test]
+            fn wrong_field_types_are_malformed(
+                (name, field) in prop::sample::select(vec![
+                    ("posted", "post"),
+                    ("post_edited", "post"),
+                    ("post_deleted", "post"),
+                    ("reaction_added", "reaction"),
+                    ("reaction_removed", "reaction"),
+                    ("channel_updated", "channel"),
+                    ("channel_member_updated", "channelMember"),
+                    ("user_updated", "user"),
+                    ("emoji_added", "emoji"),
+                ]),
+                wrong in prop_oneof![
+                    any::<i64>().prop_map(serde_json::Value::from),
+                    any::<bool>().prop_map(serde_json::Value::from),
+                    Just(serde_json::json!([1, 2])),
+                    "[^{\\[\"]{1,12}".prop_map(serde_json::Value::from),
+                ],
+            ) {
+                let frame = serde_json::json!({"event": name, "data": {field: wrong}, "seq": 2});
+                let Ok(Frame::Event(ev)) = parse_frame(&frame.to_string()) else {
+                    return Err(TestCaseError::fail("not an event"));
+                };
+                prop_assert!(
+                    matches!(&ev.event, Event::Malformed { event, .. } if event == name),
+                    "{} with {}: {:?}",
+                    name,
+                    frame,
+                    ev.event
+                );
             }
 
             #[test]
