@@ -404,3 +404,49 @@ async fn rate_limited_upgrade_waits_retry_after() {
     }
     next_matching(&mut rx, |i| matches!(i, WsItem::Connected { .. })).await;
 }
+
+/// T-24: a message larger than `max_message_size` is refused by the transport: the client
+/// reports the connection as failed (naming the size), reconnects by itself — fresh, with a
+/// resync, instead of resuming into the same message forever — and neither panics nor
+/// delivers a truncated event; normal-size events arrive again.
+#[tokio::test]
+async fn oversized_messages_are_refused_and_the_client_reconnects() {
+    let env = common::env().await;
+    let backend = env.channel("engineering", "backend");
+    let config = WsConfig {
+        max_message_size: 4096,
+        ..fast_config()
+    };
+    let (handle, mut rx) = WsClient::connect(env.alice.clone(), config);
+    next_matching(&mut rx, |i| matches!(i, WsItem::Connected { .. })).await;
+    let small = env.driver.post("bob", &backend, "small one").unwrap();
+    next_matching(&mut rx, |i| is_posted(i, &small)).await;
+    let huge = env.driver.post("bob", &backend, &"x".repeat(8000)).unwrap();
+    let item = next_matching(&mut rx, |i| {
+        matches!(i, WsItem::Disconnected { .. }) || is_posted(i, &huge)
+    })
+    .await;
+    let WsItem::Disconnected { error } = item else {
+        panic!("an oversized event was delivered: {item:?}")
+    };
+    let text = error.to_string().to_lowercase();
+    assert!(
+        text.contains("size") || text.contains("capacity") || text.contains("too long"),
+        "{text}"
+    );
+    // It reconnects by itself, fresh (resuming would replay the same message and fail again
+    // forever), and says that events were lost; then events flow again.
+    let item = next_matching(&mut rx, |i| matches!(i, WsItem::Connected { .. })).await;
+    assert!(
+        matches!(item, WsItem::Connected { resumed: false, .. }),
+        "{item:?}"
+    );
+    next_matching(&mut rx, |i| matches!(i, WsItem::Resync { .. })).await;
+    let after = env
+        .driver
+        .post("bob", &backend, "after the big one")
+        .unwrap();
+    next_matching(&mut rx, |i| is_posted(i, &after)).await;
+    assert!(!handle.is_closed());
+    handle.close().await;
+}

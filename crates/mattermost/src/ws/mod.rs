@@ -357,7 +357,9 @@ impl Task {
         let scheme = if url.scheme() == "https" { "wss" } else { "ws" };
         url.set_scheme(scheme)
             .map_err(|()| Error::WebSocket("cannot derive the WebSocket URL".into()))?;
-        if let Some(id) = &self.connection_id {
+        // `next_seq` 0 means "no position to resume from" (see the oversized-message case in
+        // `serve_conn`): connect fresh, and the new `hello` brings a resync.
+        if let Some(id) = self.connection_id.as_ref().filter(|_| self.next_seq >= 1) {
             url.query_pairs_mut()
                 .append_pair("connection_id", id)
                 .append_pair("sequence_number", &self.next_seq.to_string());
@@ -446,7 +448,15 @@ impl Task {
                 msg = socket.next() => {
                     let text = match msg {
                         None => return failed(Error::WebSocket("connection closed".into())),
-                        Some(Err(e)) => return failed(Error::WebSocket(e.to_string())),
+                        Some(Err(e)) => {
+                            if matches!(e, tungstenite::Error::Capacity(_)) {
+                                // A message over `max_message_size`: resuming would replay it
+                                // and fail again forever. Reconnect fresh instead (the event is
+                                // lost, so the new `hello` is followed by a resync).
+                                self.next_seq = 0;
+                            }
+                            return failed(Error::WebSocket(e.to_string()));
+                        }
                         Some(Ok(Message::Text(t))) => t,
                         Some(Ok(Message::Close(frame))) => {
                             let code = frame.map_or(1005, |f| u16::from(f.code));
