@@ -180,9 +180,15 @@ async fn resume_users(state: &AppState) {
                 state.start_sync(&user, client);
             }
             // Mattermost refused the stored refresh token (e.g. a crash lost the rotated pair,
-            // T-17): the user's sessions end, so the next page is the sign-in prompt instead of
+            // T-17), or the stored token cannot be read (another key, a damaged or missing
+            // row): the user's sessions end, so the next page is the sign-in prompt instead of
             // a stale queue that never syncs.
-            Err(crate::account::AccountError::Revoked) => {
+            Err(
+                crate::account::AccountError::Revoked
+                | crate::account::AccountError::Missing
+                | crate::account::AccountError::Corrupt
+                | crate::account::AccountError::Cipher(_),
+            ) => {
                 web::session::end_access(state, &user).await;
             }
             Err(e) => tracing::warn!(user.id = %user.as_str(), error = %e, "cannot resume sync"),

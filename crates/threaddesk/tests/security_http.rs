@@ -388,6 +388,22 @@ async fn tokens_and_session_ids_are_not_stored_in_plain_text() {
         200,
         "serves despite undecryptable tokens"
     );
+    // The sessions copied with the database lead to the sign-in page, not to a cached queue
+    // that can never sync again.
+    let mut again = Session::new(&url);
+    again.cookies.clone_from(&alice.cookies);
+    let r = again.get("/").await.unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        303,
+        "undecryptable token: sign in again"
+    );
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .starts_with("/signin")
+    );
     drop(app);
     let _ = std::fs::remove_dir_all(&copy);
     let _ = std::fs::remove_dir_all(other_key.parent().unwrap());
