@@ -206,3 +206,89 @@ async fn a_401_seen_by_the_media_proxy_ends_access_too() {
         "{extra} Mattermost requests after the token died"
     );
 }
+
+/// A token that only the WebSocket sees as dead: Mattermost's WebSocket route does not require
+/// a session, so with a revoked token the upgrade succeeds, the socket stays unauthenticated
+/// and the server closes it silently. The engine must not reconnect forever: after a few
+/// failures it asks `GET /users/me`, and the 401 parks the user as needs-sign-in (the REST
+/// 401 path; the web layer then ends their sessions), after which Mattermost sees no more
+/// requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_dead_only_for_the_websocket_parks_the_user() {
+    use std::sync::Arc;
+
+    use threaddesk::store::{Store, UserId};
+    use threaddesk::sync::ratelimit::RateLimiter;
+    use threaddesk::sync::{Cause, Phase, SyncEngine, SyncSettings};
+
+    support::install_crypto();
+    let sim = mmsim::start(mmsim::SimConfig::default(), 0).await.unwrap();
+    let hub = &sim.sim.inner().hub;
+    hub.set_config(mmsim::events::HubConfig {
+        auth_timeout: Duration::from_millis(100),
+        ..hub.config()
+    });
+    let base = mattermost::Client::builder(&sim.url).build().unwrap();
+    let login = base
+        .login(
+            mmsim::seed::DEMO_USERNAME,
+            &mattermost::Secret::new(mmsim::seed::DEMO_PASSWORD),
+        )
+        .await
+        .unwrap();
+    let alice = UserId::parse(&login.user.id).unwrap();
+    let token = login.token.expose().to_owned();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let mut settings = SyncSettings::default();
+    settings.ws.min_backoff = Duration::from_millis(50);
+    settings.ws.backoff_jitter = Duration::from_millis(10);
+    let engine = SyncEngine::new(Arc::clone(&store), settings, RateLimiter::unlimited(8));
+    let mut rx = engine.subscribe();
+    let client = mattermost::Client::builder(&sim.url)
+        .request_gate(engine.request_gate())
+        .build()
+        .unwrap();
+    engine.start_user(&alice, client.with_token(token.clone()));
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(c) = rx.recv().await
+                && c.key.is_none()
+                && c.cause == Cause::InitialSync
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    // The token dies (logged out elsewhere); nothing makes the engine call REST, only its
+    // socket is cut and must reconnect.
+    let r = http()
+        .post(format!("{}/api/v4/users/logout", sim.url))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert!(sim.sim.drop_websockets_of(alice.as_str()) > 0);
+
+    let parked = support::poll(Duration::from_secs(10), "needs sign-in", || {
+        let phase = engine.user_status(&alice).map(|s| s.phase);
+        async move { (phase == Some(Phase::NeedsSignIn)).then_some(()) }
+    })
+    .await;
+    assert!(parked.is_ok(), "the user was never parked");
+    assert!(engine.needs_sign_in(&alice));
+    // Parked: no more reconnects or requests for the dead token.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = sim.sim.inner().metrics.snapshot().requests;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let extra = sim.sim.inner().metrics.snapshot().requests - before;
+    assert_eq!(
+        extra, 0,
+        "{extra} requests (WebSocket included) after parking"
+    );
+}

@@ -1633,3 +1633,102 @@ async fn saved_posts_are_stored_and_kept_live() {
             .any(|p| p.category == "flagged_post" && p.name == other)
     );
 }
+
+/// Poll `cond` every 20 ms (for state that changes without an item-changed notice).
+async fn poll_until(what: &str, cond: impl Fn() -> bool) {
+    let r = tokio::time::timeout(WAIT, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(r.is_ok(), "timed out waiting for: {what}");
+}
+
+/// A ThreadDesk restart against the same (intact) store: `lose_buffer` false → the WebSocket
+/// resumes from the saved position and the server replays what was missed (0 REST calls);
+/// true → the server cannot replay, one incremental resync. Never an initial sync, never a
+/// thread list when nothing changed in a team.
+async fn restart_case(lose_buffer: bool) {
+    let env = env().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let side = env.side_with(dir, Arc::clone(&store)).await;
+    // The position is saved once the first connection is processed, and moves with events.
+    let us = || store.for_user(&env.alice);
+    let mut rx = side.engine.subscribe();
+    poll_until("position saved", || {
+        us().sync_state()
+            .is_ok_and(|s| !s.ws_connection_id.is_empty())
+    })
+    .await;
+    let dm_live = env.driver.dm("dave", "alice", "live").expect("dm");
+    until(&mut rx, "live DM applied", || {
+        us().post(&dm_live).ok().flatten().is_some()
+    })
+    .await;
+    let seq_before = us().sync_state().expect("state").ws_next_seq;
+    assert!(seq_before > 1, "the position moved with the applied events");
+    side.engine.stop_user(&env.alice).await;
+    drop(side.engine);
+
+    // While ThreadDesk is down: a DM arrives.
+    let dm_down = env.driver.dm("dave", "alice", "while down").expect("dm");
+    if lose_buffer {
+        env.running.sim.lose_replay_buffers();
+    }
+    env.running.sim.inner().metrics.reset();
+    let engine = SyncEngine::new(Arc::clone(&store), settings(), RateLimiter::unlimited(8));
+    let mut rx = engine.subscribe();
+    let client = Client::builder(&env.running.url)
+        .request_gate(engine.request_gate())
+        .build()
+        .expect("client");
+    engine.start_user(&env.alice, client.with_token(env.token.clone()));
+    if lose_buffer {
+        wait(&mut rx, |x| x.cause == Cause::Resync && x.key.is_none()).await;
+    }
+    until(&mut rx, "the DM sent while down arrives", || {
+        us().post(&dm_down).ok().flatten().is_some()
+    })
+    .await;
+    let st = engine.user_status(&env.alice).expect("status");
+    let m = env.running.sim.inner().metrics.snapshot();
+    let rest: u64 = m
+        .routes
+        .iter()
+        .filter(|(k, _)| !k.contains("/websocket"))
+        .map(|(_, c)| c.requests)
+        .sum();
+    eprintln!(
+        "restart (lose_buffer={lose_buffer}): {rest} REST calls: {:?}",
+        m.routes.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(st.initial_sync_calls, 0, "no initial sync after a restart");
+    assert_eq!(
+        m.requests_for("GET", THREADS_ROUTE),
+        if lose_buffer { 1 } else { 0 },
+        "thread lists: only the DM-carrying one when the DM came through a resync"
+    );
+    if lose_buffer {
+        assert_eq!(st.resyncs, 1);
+    } else {
+        assert_eq!(rest, 0, "the replay brought everything");
+        assert_eq!(st.resyncs, 0);
+    }
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
+#[tokio::test]
+async fn restart_resumes_the_websocket_without_any_rest_call() {
+    restart_case(false).await;
+}
+
+#[tokio::test]
+async fn restart_without_replay_runs_an_incremental_resync_not_an_initial_sync() {
+    restart_case(true).await;
+}

@@ -244,6 +244,23 @@ impl WsClient {
     /// on the returned receiver.
     #[must_use]
     pub fn connect(client: Client, config: WsConfig) -> (WsHandle, mpsc::Receiver<WsItem>) {
+        Self::connect_resuming(client, config, None)
+    }
+
+    /// [`Self::connect`], resuming a position saved by an earlier process: `(connection_id,
+    /// next_seq)`. The first connect sends them; if the server still holds that connection
+    /// the missed events are replayed (`Connected { resumed: true }`), otherwise it answers
+    /// with a new `hello` and a [`WsItem::Resync`] follows.
+    #[must_use]
+    pub fn connect_resuming(
+        client: Client,
+        config: WsConfig,
+        resume: Option<(String, i64)>,
+    ) -> (WsHandle, mpsc::Receiver<WsItem>) {
+        let (connection_id, next_seq) = match resume {
+            Some((id, seq)) if !id.is_empty() && seq >= 1 => (Some(id), seq),
+            _ => (None, 0),
+        };
         let (items_tx, items_rx) = mpsc::channel(config.channel_capacity.max(1));
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let task = Task {
@@ -251,8 +268,8 @@ impl WsClient {
             config,
             items: items_tx,
             cmds: cmd_rx,
-            connection_id: None,
-            next_seq: 0,
+            connection_id,
+            next_seq,
             failures: 0,
         };
         tokio::spawn(task.run());

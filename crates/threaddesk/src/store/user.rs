@@ -535,6 +535,23 @@ impl<'s> UserStore<'s> {
         })
     }
 
+    /// The sync engine's memory of the last sync (opaque JSON; `""` when none).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn sync_memo(&self) -> Result<String, StoreError> {
+        self.read(|c, u| {
+            Ok(q_row(
+                c,
+                "SELECT memo FROM sync_state WHERE user_id = ?1",
+                params![u],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or_default())
+        })
+    }
+
     /// Post ids the user saved (`flagged_post`), in id order.
     ///
     /// # Errors
@@ -1152,6 +1169,20 @@ impl<'t> UserTx<'t> {
              ON CONFLICT (user_id) DO UPDATE SET ws_connection_id = excluded.ws_connection_id,
                ws_next_seq = excluded.ws_next_seq",
             params![self.u(), connection_id, next_seq],
+        )?;
+        Ok(())
+    }
+
+    /// Saves the sync engine's memory of the last sync (see [`UserStore::sync_memo`]).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_sync_memo(&self, memo: &str) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "INSERT INTO sync_state (user_id, memo) VALUES (?1, ?2)
+             ON CONFLICT (user_id) DO UPDATE SET memo = excluded.memo",
+            params![self.u(), memo],
         )?;
         Ok(())
     }

@@ -411,6 +411,10 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                 Write::SavedPosts { post_ids, replace_all } => {
                     ut.replace_saved(&post_ids, replace_all)?;
                 }
+                Write::WsPosition {
+                    connection_id,
+                    next_seq,
+                } => ut.set_ws_state(&connection_id, next_seq)?,
                 Write::SyncedAt { at } => ut.set_last_full_sync(at)?,
             }
         }

@@ -114,6 +114,12 @@ pub enum Write {
         post_ids: Vec<String>,
         replace_all: bool,
     },
+    /// The WebSocket position the store now reflects: events up to `next_seq − 1` of
+    /// `connection_id` are applied (resumed from after a restart).
+    WsPosition {
+        connection_id: String,
+        next_seq: i64,
+    },
     /// A complete sync finished at `at`.
     SyncedAt {
         at: Millis,

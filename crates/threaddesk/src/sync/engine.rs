@@ -2,6 +2,7 @@
 //! resyncs after loss, and delivers the outbox.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -98,9 +99,11 @@ pub(crate) struct UserCtx {
     /// Sync memory for an O(changed) resync: counters of the last `teams/unread`, and
     /// `last_post_at` of every DM/GM channel.
     pub memo: Mutex<Memo>,
+    /// WebSocket position of the events applied so far: (connection id, next seq).
+    pub ws_pos: Mutex<Option<(String, i64)>>,
 }
 
-#[derive(Default, Clone)]
+#[derive(Default, Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Memo {
     pub username: String,
     pub team_ids: Vec<String>,
@@ -124,6 +127,10 @@ impl UserCtx {
 
     pub fn memo(&self) -> std::sync::MutexGuard<'_, Memo> {
         self.memo.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn ws_pos(&self) -> std::sync::MutexGuard<'_, Option<(String, i64)>> {
+        self.ws_pos.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn count_call(&self) {
@@ -700,6 +707,7 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
         memo.directs = directs;
         memo.last_synced_at = now;
     }
+    save_memo(ctx).await?;
     let calls = ctx.calls.load(Ordering::Relaxed) - calls_before;
     let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     info!(calls, ms, fetch_ms, commit_ms, "sync: initial sync done");
@@ -1074,8 +1082,6 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     }
     batch.push(Write::SyncedAt { at: now });
     let store_now = ctx.commit_with_counters(batch, Cause::Resync).await?;
-    // The resync may have changed many items: ask listeners to reload.
-    ctx.notify(Vec::new(), Cause::Resync);
     {
         let mut m = ctx.memo();
         m.store_counters = store_now;
@@ -1094,10 +1100,13 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     }
     let calls = ctx.calls.load(Ordering::Relaxed) - calls_before;
     info!(calls, "sync: resync done");
-    let mut st = ctx.status();
-    st.last_resync_calls = calls;
-    st.resyncs += 1;
-    st.last_sync_at = Some(now);
+    {
+        let mut st = ctx.status();
+        st.last_resync_calls = calls;
+        st.resyncs += 1;
+        st.last_sync_at = Some(now);
+    }
+    save_memo(ctx).await?;
     Ok(calls)
 }
 
@@ -1189,6 +1198,56 @@ async fn unfollowed_elsewhere(
     Ok(gone)
 }
 
+/// Persist the sync memory (and the WebSocket position, when known) after a complete sync,
+/// so a restart can resume instead of syncing from scratch ([`restore`]). Written after the
+/// sync's own commit: a crash in between leaves the previous memory, which can only make the
+/// next resync re-read more, never less.
+async fn save_memo(ctx: &UserCtx) -> Result<(), SyncError> {
+    let json = serde_json::to_string(&*ctx.memo())
+        .map_err(|_| SyncError::Internal("sync memory not serialisable"))?;
+    let pos = ctx.ws_pos().clone();
+    let store = Arc::clone(&ctx.store);
+    let user = ctx.user_id.clone();
+    tokio::task::spawn_blocking(move || {
+        store.for_user(&user).write(|ut| {
+            ut.set_sync_memo(&json)?;
+            if let Some((id, next)) = &pos {
+                ut.set_ws_state(id, *next)?;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .map_err(|_| SyncError::Internal("store task panicked"))??;
+    Ok(())
+}
+
+/// What a restart can resume from: the memory of the last complete sync and the WebSocket
+/// position the store reflects. `None` (→ full initial sync) unless the store holds a
+/// complete sync of this user inside the retention window.
+async fn restore(ctx: &UserCtx) -> Option<(Memo, Option<(String, i64)>)> {
+    let store = Arc::clone(&ctx.store);
+    let user = ctx.user_id.clone();
+    let (memo, state) = tokio::task::spawn_blocking(move || {
+        let us = store.for_user(&user);
+        Ok::<_, crate::store::StoreError>((us.sync_memo()?, us.sync_state()?))
+    })
+    .await
+    .ok()?
+    .ok()?;
+    let memo: Memo = serde_json::from_str(&memo).ok()?;
+    let window_start = now_ms() - ctx.settings.retention_ms;
+    if state.last_full_sync_at <= window_start
+        || memo.last_synced_at <= window_start
+        || memo.username.is_empty()
+    {
+        return None;
+    }
+    let pos = (!state.ws_connection_id.is_empty() && state.ws_next_seq >= 1)
+        .then_some((state.ws_connection_id, state.ws_next_seq));
+    Some((memo, pos))
+}
+
 /// Post ids saved (flagged) by the user, from a full read of the preferences.
 fn saved_posts(prefs: &[mm::Preference]) -> Vec<String> {
     prefs
@@ -1231,6 +1290,21 @@ pub(crate) async fn apply_event(
             .find(|d| d.channel_id == p.post.channel_id)
         {
             d.last_post_at = d.last_post_at.max(p.post.create_at);
+        }
+    }
+    let mut batch = batch;
+    if let Some(seq) = ev.seq {
+        let mut pos = ctx.ws_pos();
+        if let Some((id, next)) = pos.as_mut() {
+            *next = (*next).max(seq.saturating_add(1));
+            // Persisted with the event's own writes (atomic: the position never runs ahead of
+            // the store). Events that change nothing move it at the next write.
+            if !batch.is_empty() {
+                batch.push(Write::WsPosition {
+                    connection_id: id.clone(),
+                    next_seq: *next,
+                });
+            }
         }
     }
     ctx.commit(batch, Cause::Event).await?;
@@ -1284,10 +1358,40 @@ pub(crate) async fn run_user(
     ws_config: WsConfig,
     ws_slot: Arc<Mutex<Option<WsHandle>>>,
 ) {
-    let (handle, mut items) = WsClient::connect(ctx.client.clone(), ws_config);
+    // A restart with an intact store resumes: the WebSocket from the saved position (the
+    // server replays what was missed) or, if the server cannot, an incremental resync — never
+    // a full initial sync.
+    let restored = restore(&ctx).await;
+    let resume_pos = restored.as_ref().and_then(|(_, pos)| pos.clone());
+    let (handle, mut items) =
+        WsClient::connect_resuming(ctx.client.clone(), ws_config, resume_pos.clone());
     *ws_slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle.clone());
-    ctx.status().phase = Phase::InitialSync;
+    // The connection the store's events belong to: with one, a new `hello` is followed by a
+    // Resync item (events lost); without, the first `hello` just starts the numbering.
+    let known_connection = resume_pos.as_ref().map(|(id, _)| id.clone());
+    *ctx.ws_pos() = resume_pos.clone();
     let mut synced = false;
+    if let Some((memo, _)) = restored {
+        info!(
+            resumed_ws = resume_pos.is_some(),
+            "sync: store intact; resuming without an initial sync"
+        );
+        let last = memo.last_synced_at;
+        *ctx.memo() = memo;
+        ctx.status().last_sync_at = Some(last);
+        synced = true;
+        if resume_pos.is_none() {
+            // No position to resume: what happened while ThreadDesk was down comes from a
+            // resync (the WebSocket is already connecting, so nothing is missed after it).
+            let _ = resync_with_status(&ctx).await;
+            if ctx.status().phase == Phase::NeedsSignIn {
+                handle.close().await;
+                return;
+            }
+        }
+    } else {
+        ctx.status().phase = Phase::InitialSync;
+    }
     // Retry the initial sync with backoff until it succeeds (or the token is refused).
     let mut failures = 0u32;
     while !synced {
@@ -1295,11 +1399,7 @@ pub(crate) async fn run_user(
             Ok(_) => synced = true,
             Err(e) if e.is_unauthorized() => {
                 warn!("sync: token refused; user must sign in again");
-                {
-                    let mut st = ctx.status();
-                    st.phase = Phase::NeedsSignIn;
-                    st.last_error = Some("Mattermost refused the token".into());
-                }
+                needs_sign_in(&ctx);
                 handle.close().await;
                 return;
             }
@@ -1320,31 +1420,77 @@ pub(crate) async fn run_user(
         st.phase = Phase::Live;
         st.last_error = None;
     }
+    let mut ws = WsState {
+        known_connection,
+        failures: 0,
+    };
+    // Items queued while the sync ran (connects, drops, events) are handled before the queue
+    // is announced complete, so the status then says what holds now.
+    while let Ok(item) = items.try_recv() {
+        if handle_item(&ctx, &handle, &mut ws, item).await.is_break() {
+            return;
+        }
+    }
     // "The queue is complete": listeners reload the whole list.
     ctx.notify(Vec::new(), Cause::InitialSync);
     while let Some(item) = items.recv().await {
-        match item {
-            WsItem::Connected {
-                connection_id,
-                resumed,
-            } => {
-                debug!(connection.id = %connection_id, resumed, "sync: websocket connected");
-                let mut st = ctx.status();
-                st.connected = true;
-                st.phase = Phase::Live;
-            }
-            WsItem::Event(ev) => {
-                if let Err(e) = apply_event(&ctx, &ev).await {
-                    warn!(event = ev.event.name(), error = %e.phrase(), "sync: event not applied; resyncing");
-                    let _ = resync_with_status(&ctx).await;
+        if handle_item(&ctx, &handle, &mut ws, item).await.is_break() {
+            return;
+        }
+    }
+    ctx.status().phase = Phase::Stopped;
+}
+
+/// What the item loop of [`run_user`] remembers between items.
+struct WsState {
+    /// The connection the store's events belong to: with one, a new `hello` is followed by a
+    /// Resync item (events lost); without, the first `hello` just starts the numbering.
+    known_connection: Option<String>,
+    /// Consecutive failed (re)connects since the last established connection.
+    failures: u32,
+}
+
+/// Handle one item of the WebSocket task. `Break`: the user's task ends.
+async fn handle_item(
+    ctx: &Arc<UserCtx>,
+    handle: &WsHandle,
+    ws: &mut WsState,
+    item: WsItem,
+) -> ControlFlow<()> {
+    let ctx = &**ctx;
+    match item {
+        WsItem::Connected {
+            connection_id,
+            resumed,
+        } => {
+            debug!(connection.id = %connection_id, resumed, "sync: websocket connected");
+            ws.failures = 0;
+            if !resumed {
+                *ctx.ws_pos() = Some((connection_id.clone(), 1));
+                if ws.known_connection.is_none() {
+                    // The first connection of a store synced from scratch (the sync ran
+                    // after it opened): the store reflects everything before its events.
+                    let _ = save_memo(ctx).await;
                 }
             }
-            WsItem::Resync { reason } => {
-                debug!(?reason, "sync: events lost");
-                let _ = resync_with_status(&ctx).await;
+            ws.known_connection = Some(connection_id);
+            let mut st = ctx.status();
+            st.connected = true;
+            st.phase = Phase::Live;
+        }
+        WsItem::Event(ev) => {
+            if let Err(e) = apply_event(ctx, &ev).await {
+                warn!(event = ev.event.name(), error = %e.phrase(), "sync: event not applied; resyncing");
+                let _ = resync_with_status(ctx).await;
             }
-            WsItem::Disconnected { error } => {
-                let unauthorized = error.is_unauthorized();
+        }
+        WsItem::Resync { reason } => {
+            debug!(?reason, "sync: events lost");
+            let _ = resync_with_status(ctx).await;
+        }
+        WsItem::Disconnected { error } => {
+            let unauthorized = error.is_unauthorized();
+            {
                 let mut st = ctx.status();
                 st.connected = false;
                 st.phase = if unauthorized {
@@ -1361,28 +1507,70 @@ pub(crate) async fn run_user(
                     .into(),
                 );
             }
+            ws.failures = ws.failures.saturating_add(1);
+            // A token Mattermost no longer accepts does not fail the upgrade: the server
+            // opens an unauthenticated socket and closes it silently (its WebSocket route
+            // does not require a session), so reconnecting would go on forever. After a
+            // few failures in a row (then at 4, 8, 16 … to bound the cost during an
+            // outage), ask REST who we are: a 401 parks the user like any REST 401.
+            if !unauthorized
+                && ws.failures >= WS_FAILURES_BEFORE_TOKEN_CHECK
+                && ws.failures.is_power_of_two()
+            {
+                ctx.count_call();
+                match ctx.client.get_me().await {
+                    Err(e) if e.is_unauthorized() => {
+                        warn!(
+                            "sync: websocket keeps closing and Mattermost refuses the token; user must sign in again"
+                        );
+                        needs_sign_in(ctx);
+                        handle.close().await;
+                        return ControlFlow::Break(());
+                    }
+                    Err(e) => debug!(error = %e, "sync: token check failed"),
+                    Ok(_) => {}
+                }
+            }
         }
     }
-    ctx.status().phase = Phase::Stopped;
+    ControlFlow::Continue(())
+}
+
+/// Consecutive WebSocket failures after which the token is checked over REST.
+pub const WS_FAILURES_BEFORE_TOKEN_CHECK: u32 = 2;
+
+/// Mark the user as having to sign in again (the web layer then ends their sessions; the
+/// engine's `park_refused` stops what is left).
+fn needs_sign_in(ctx: &UserCtx) {
+    let mut st = ctx.status();
+    st.phase = Phase::NeedsSignIn;
+    st.connected = false;
+    st.last_error = Some("Mattermost refused the token".into());
 }
 
 async fn resync_with_status(ctx: &UserCtx) -> Result<(), SyncError> {
     ctx.status().phase = Phase::Resyncing;
     let r = resync(ctx).await;
-    let mut st = ctx.status();
-    match &r {
-        Ok(_) => {
-            st.phase = Phase::Live;
-            st.last_error = None;
+    {
+        let mut st = ctx.status();
+        match &r {
+            Ok(_) => {
+                st.phase = Phase::Live;
+                st.last_error = None;
+            }
+            Err(e) => {
+                st.phase = if e.is_unauthorized() {
+                    Phase::NeedsSignIn
+                } else {
+                    Phase::Live
+                };
+                st.last_error = Some(e.phrase().into());
+            }
         }
-        Err(e) => {
-            st.phase = if e.is_unauthorized() {
-                Phase::NeedsSignIn
-            } else {
-                Phase::Live
-            };
-            st.last_error = Some(e.phrase().into());
-        }
+    }
+    if r.is_ok() {
+        // The resync may have changed many items: listeners reload (the status is final).
+        ctx.notify(Vec::new(), Cause::Resync);
     }
     r.map(|_| ())
 }
@@ -1440,6 +1628,7 @@ pub(crate) fn spawn_user(inner: &Arc<Inner>, user_id: UserId, client: Client) ->
         }),
         calls: AtomicU64::new(0),
         memo: Mutex::new(Memo::default()),
+        ws_pos: Mutex::new(None),
     });
     let ws_slot = Arc::new(Mutex::new(None));
     let span = info_span!("sync_user", user.id = %user_id.as_str());

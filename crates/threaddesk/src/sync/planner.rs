@@ -29,7 +29,7 @@ pub const SINCE_SKEW_MS: Millis = 5_000;
 /// `msg_count` counts every unread post (roots and replies, `total_msg_count − msg_count` over the
 /// team's channels), so almost any activity in a team moves it; the `thread_*` fields move when a
 /// followed thread becomes unread or gains a mention.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TeamCounters {
     pub team_id: String,
     pub msg_count: i64,
@@ -57,7 +57,7 @@ impl TeamCounters {
 
 /// What the planner needs to know of a DM/GM channel (from `GET /users/me/channels` and the
 /// user's membership).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DirectChannel {
     pub channel_id: String,
     /// `Channel.last_post_at`: the newest post (root or reply) in the channel.
