@@ -177,11 +177,7 @@ impl Tx<'_> {
             return Ok(()); // stale event
         };
         if deleted {
-            exec(
-                self.conn,
-                "DELETE FROM posts_fts WHERE rowid = ?1",
-                params![seq],
-            )?;
+            super::fts_later(self.conn, seq, false)?;
             if p.root_id.is_empty() {
                 let mut st = self
                     .conn
@@ -190,20 +186,12 @@ impl Tx<'_> {
                     .query_map(params![p.post_id], |r| r.get(0))?
                     .collect::<Result<_, _>>()?;
                 for s in replies {
-                    exec(
-                        self.conn,
-                        "DELETE FROM posts_fts WHERE rowid = ?1",
-                        params![s],
-                    )?;
+                    super::fts_later(self.conn, s, false)?;
                     exec(self.conn, "DELETE FROM posts WHERE seq = ?1", params![s])?;
                 }
             }
         } else {
-            exec(
-                self.conn,
-                "INSERT OR REPLACE INTO posts_fts (rowid, message) VALUES (?1, ?2)",
-                params![seq, message],
-            )?;
+            super::fts_later(self.conn, seq, true)?;
             // Monotonic max (not an increment): replaying the event changes nothing.
             let n = exec(
                 self.conn,

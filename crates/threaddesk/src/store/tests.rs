@@ -1539,3 +1539,50 @@ fn counts_memo_always_equals_a_fresh_count() {
         .unwrap();
     assert_eq!(us.counts(now).unwrap(), fresh(now));
 }
+
+#[test]
+fn search_rows_are_written_at_commit_and_roll_back_with_the_transaction() {
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let us = f.store.for_user(&u);
+    // One transaction: a new post, then its edit, and a post created and deleted.
+    f.store
+        .write(|tx| {
+            tx.upsert_post(&post(30, 2, None, 3_000, "first words zebra"))?;
+            let mut edited = post(30, 2, None, 3_000, "second words giraffe");
+            edited.update_at = 3_100;
+            tx.upsert_post(&edited)?;
+            tx.upsert_post(&post(31, 2, None, 3_200, "gone okapi"))?;
+            let mut del = post(31, 2, None, 3_200, "");
+            del.update_at = 3_300;
+            del.delete_at = 3_300;
+            tx.upsert_post(&del)
+        })
+        .unwrap();
+    assert!(us.search("zebra", 10).unwrap().is_empty());
+    assert_eq!(us.search("giraffe", 10).unwrap().len(), 1);
+    assert!(us.search("okapi", 10).unwrap().is_empty());
+    // A failed transaction leaves nothing queued for the next one.
+    let r: Result<(), StoreError> = f.store.write(|tx| {
+        tx.upsert_post(&post(32, 2, None, 3_400, "rolled back tapir"))?;
+        Err(StoreError::Sqlite(rusqlite::Error::QueryReturnedNoRows))
+    });
+    assert!(r.is_err());
+    f.store
+        .write(|tx| tx.upsert_post(&post(33, 2, None, 3_500, "after lemur")))
+        .unwrap();
+    assert!(us.search("tapir", 10).unwrap().is_empty());
+    assert_eq!(us.search("lemur", 10).unwrap().len(), 1);
+    let left: i64 = f
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM posts_fts WHERE posts_fts MATCH 'zebra OR okapi OR tapir'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(left, 0);
+}
