@@ -1019,11 +1019,9 @@ async fn whole_process_connects_only_to_the_configured_mattermost() {
         })
     };
     let pid = tracee.0;
-    if support::poll(
-        Duration::from_secs(5),
-        "the server's exit",
-        || async move { gone(pid).then_some(()) },
-    )
+    if support::poll(Duration::from_secs(5), "the server's exit", || async move {
+        gone(pid).then_some(())
+    })
     .await
     .is_err()
     {
