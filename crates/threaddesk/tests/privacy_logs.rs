@@ -413,3 +413,97 @@ async fn threaddesk_log_env_overrides_the_config_file_level() {
     assert!(!ok, "a bad THREADDESK_LOG must stop the start");
     assert!(bad.contains("THREADDESK_LOG"), "{bad}");
 }
+
+/// Log injection (ASVS 16.4.1): request values that reach ThreadDesk's logging paths (the
+/// OAuth callback's `error`, `code` and `state`, item keys and actions, query strings, form
+/// fields, cookies, headers, media ids) carry a newline followed by a forged log line, a
+/// carriage return and ANSI escapes. No captured line may start with the forged line, and no
+/// carriage return or escape character may reach the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_values_cannot_forge_or_colour_log_lines() {
+    let logs = capture();
+    let forged = "1999-09-09T09:09:09.000000Z  INFO threaddesk: FORGED";
+    let payload = format!("x\n{forged}\r\u{1b}[31mred\u{1b}[0m");
+    let enc: String = url::form_urlencoded::byte_serialize(payload.as_bytes()).collect();
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    let mut anon = Session::new(&stack.url);
+    for path in [
+        format!("/auth/oauth/callback?error={enc}&error_description={enc}"),
+        format!("/auth/oauth/callback?code={enc}&state={enc}"),
+        format!("/signin?error={enc}"),
+    ] {
+        let r = anon.get(&path).await.unwrap();
+        assert!(r.status().as_u16() < 500, "{path}: {}", r.status());
+    }
+    let pre = anon.pre_cookie().await.unwrap();
+    let r = anon
+        .post_form(
+            "/auth/token",
+            &[("token", payload.as_str()), ("csrf", &pre)],
+        )
+        .await
+        .unwrap();
+    assert!(r.status().is_client_error());
+    for path in [
+        format!("/items/{enc}"),
+        format!("/api/v1/items/{enc}"),
+        format!("/api/v1/items?q={enc}&filter={enc}&team={enc}&cursor={enc}"),
+        format!("/media/files/{enc}"),
+        format!("/media/avatar/{enc}"),
+        format!("/no/such/{enc}"),
+    ] {
+        let r = alice.get(&path).await.unwrap();
+        assert!(r.status().as_u16() < 500, "{path}: {}", r.status());
+    }
+    let csrf = alice.csrf.clone();
+    for (path, form) in [
+        (format!("/items/{enc}/done"), vec![("csrf", csrf.as_str())]),
+        (
+            "/me/sessions/end".to_owned(),
+            vec![("csrf", csrf.as_str()), ("session", payload.as_str())],
+        ),
+    ] {
+        let r = alice.post_form(&path, &form).await.unwrap();
+        assert!(r.status().as_u16() < 500, "{path}: {}", r.status());
+    }
+    let r = alice
+        .post_json(
+            &format!("/api/v1/items/{enc}/{enc}"),
+            &json!({"message": payload, "emoji": payload}),
+        )
+        .await
+        .unwrap();
+    assert!(r.status().as_u16() < 500);
+    // Headers: a cookie value and forwarded-for (header values cannot hold a newline).
+    let r = support::http()
+        .get(format!("{}/", stack.url))
+        .header("cookie", "td_session=\u{1b}[31mred")
+        .header("x-forwarded-for", "\u{1b}[31m1.2.3.4")
+        .send()
+        .await;
+    if let Ok(r) = r {
+        assert!(r.status().as_u16() < 500);
+    }
+
+    let text = logs.contents();
+    let forged_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("1999-09-09"))
+        .collect();
+    assert!(
+        forged_lines.is_empty(),
+        "forged log lines: {forged_lines:?}"
+    );
+    let bad: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains('\r') || l.contains('\u{1b}'))
+        .take(5)
+        .collect();
+    assert!(bad.is_empty(), "control characters in the log: {bad:?}");
+    assert!(
+        text.contains("oauth sign-in refused by Mattermost"),
+        "the callback's error path was logged (and captured)"
+    );
+}
