@@ -417,6 +417,11 @@ async fn export_holds_my_data_and_delete_erases_it_everywhere() {
     let marks = ex["marks"].to_string();
     assert!(marks.contains(&done) && marks.contains(&snoozed), "{marks}");
     assert_eq!(ex["sessions"].as_array().unwrap().len(), 2, "both sessions");
+    assert!(
+        ex["sessions"][0][3].is_string(),
+        "each session's browser summary is exported too: {}",
+        ex["sessions"]
+    );
     assert_eq!(ex["tokens"].as_array().unwrap().len(), 1, "token listed");
     for secret in [
         token.as_str(),

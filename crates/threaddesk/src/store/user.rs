@@ -100,8 +100,8 @@ pub struct UserExport {
     pub marks: Vec<(String, Option<Millis>, Option<Millis>)>,
     pub items: Vec<QueueRow>,
     pub sync: SyncState,
-    /// `(created_at, last_seen_at, expires_at)` of each browser session.
-    pub sessions: Vec<(Millis, Millis, Millis)>,
+    /// `(created_at, last_seen_at, expires_at, user-agent summary)` of each browser session.
+    pub sessions: Vec<(Millis, Millis, Millis, String)>,
     /// `(kind, updated_at)` of each stored token (the encrypted bytes are not exported).
     pub tokens: Vec<(String, Millis)>,
     pub outbox: Vec<OutboxRow>,
@@ -632,9 +632,9 @@ impl<'s> UserStore<'s> {
                 sync: sync_state(c, u)?,
                 sessions: collect(
                     c,
-                    "SELECT created_at, last_seen_at, expires_at FROM web_sessions WHERE user_id = ?1 ORDER BY created_at",
+                    "SELECT created_at, last_seen_at, expires_at, user_agent FROM web_sessions WHERE user_id = ?1 ORDER BY created_at",
                     params![u],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
                 )?,
                 tokens: collect(
                     c,
