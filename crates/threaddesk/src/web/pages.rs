@@ -524,6 +524,15 @@ pub async fn privacy(
                 why: "So nothing you type is lost while Mattermost is unreachable".into(),
                 kept: "Until Mattermost confirms them".into(),
             },
+            StoredInfo {
+                what: "Your signed-in sessions: when each began and was last used, and the browser's name and system (e.g. “Firefox on Linux”); no IP address".into(),
+                why: "To keep you signed in, and so you can see and end your sessions in Settings".into(),
+                kept: format!(
+                    "Until you sign out or end the session, after {} unused, or after {} at most",
+                    human_duration(cfg.session_idle_timeout),
+                    human_duration(cfg.session_absolute_timeout)
+                ),
+            },
         ],
         cookies: vec![
             CookieInfo {
