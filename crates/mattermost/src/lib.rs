@@ -24,8 +24,8 @@ mod secret;
 pub mod ws;
 
 pub use api::{
-    ChannelPostsQuery, ChannelsForUserQuery, Conditional, MAX_BATCH, MAX_PER_PAGE, NewPost,
-    PostPatch, PostThreadQuery, ThreadDirection, UserThreadsQuery,
+    ChannelPostsQuery, ChannelsForUserQuery, Conditional, MAX_BATCH, MAX_PER_PAGE, MAX_USER_IDS,
+    NewPost, PostPatch, PostThreadQuery, ThreadDirection, UserThreadsQuery,
 };
 pub use client::{Client, ClientBuilder, RequestGate, USER_AGENT};
 pub use error::{Error, Result};

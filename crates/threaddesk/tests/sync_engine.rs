@@ -1001,8 +1001,11 @@ async fn initial_sync_large_org_call_count() {
         eprintln!("  {route}: {}", c.requests);
     }
     eprintln!("wall {:?}", started.elapsed());
+    // 6 fixed reads + 50 team thread lists (+1 page) + 10 DM/GM post reads + 1 profile batch
+    // (POST /users/ids takes up to 1,000 ids) = 68 on the bench; the older DM/GM previews are
+    // read after the queue is announced complete.
     assert!(
-        st.initial_sync_calls <= 80,
+        st.initial_sync_calls <= 70,
         "{} calls",
         st.initial_sync_calls
     );

@@ -16,8 +16,13 @@ pub use threads::UserThreadsQuery;
 /// Largest page the server accepts (`per_page` is silently clamped to 200; research §0 trap 16).
 pub const MAX_PER_PAGE: u32 = 200;
 
-/// Largest batch for `POST /users/ids`-style calls and preference updates.
+/// Largest batch for preference updates and similar list bodies.
 pub const MAX_BATCH: usize = 100;
+
+/// Ids per `POST /users/ids`. The server sets no count limit (`getUsersByIds` only refuses an
+/// empty list; the body is bounded by `MaximumPayloadSizeBytes`, 300 kB ≈ 10,000 ids); 1,000
+/// keeps one answer around 1 MB and lets a large initial sync read every profile in one call.
+pub const MAX_USER_IDS: usize = 1000;
 
 /// `?page=&per_page=` query.
 #[derive(serde::Serialize)]

@@ -1,6 +1,6 @@
 use http::Method;
 
-use crate::api::MAX_BATCH;
+use crate::api::MAX_USER_IDS;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::models::{LoginResponse, Status, User};
@@ -18,15 +18,16 @@ impl Client {
             .await
     }
 
-    /// `POST /users/ids` for at most 100 ids (use [`Client::get_users_by_ids_batched`] for
-    /// more). Unknown ids are silently left out by the server.
+    /// `POST /users/ids` for at most [`MAX_USER_IDS`] ids (use
+    /// [`Client::get_users_by_ids_batched`] for more). Unknown ids are silently left out by the
+    /// server.
     pub async fn get_users_by_ids(&self, ids: &[String]) -> Result<Vec<User>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        if ids.len() > MAX_BATCH {
+        if ids.len() > MAX_USER_IDS {
             return Err(Error::InvalidArgument(format!(
-                "at most {MAX_BATCH} ids per call, got {}",
+                "at most {MAX_USER_IDS} ids per call, got {}",
                 ids.len()
             )));
         }
@@ -34,10 +35,10 @@ impl Client {
             .await
     }
 
-    /// [`Client::get_users_by_ids`] in batches of 100, one call after the other.
+    /// [`Client::get_users_by_ids`] in batches of [`MAX_USER_IDS`], one call after the other.
     pub async fn get_users_by_ids_batched(&self, ids: &[String]) -> Result<Vec<User>> {
         let mut users = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(MAX_BATCH) {
+        for chunk in ids.chunks(MAX_USER_IDS) {
             users.extend(self.get_users_by_ids(chunk).await?);
         }
         Ok(users)

@@ -528,8 +528,9 @@ async fn root_mentions(
     Ok(())
 }
 
-/// Initial sync of one user. Returns the number of REST calls it made.
-pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
+/// Initial sync of one user. Returns the number of REST calls it made and the DM/GM previews
+/// left for after the queue is announced complete.
+pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<(u64, Backfill), SyncError> {
     let started = Instant::now();
     let calls_before = ctx.calls.load(Ordering::Relaxed);
     let now = now_ms();
@@ -649,7 +650,7 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
         Vec::new()
     } else {
         let chunks: Vec<Vec<String>> = ids
-            .chunks(mattermost::MAX_BATCH)
+            .chunks(mattermost::MAX_USER_IDS)
             .map(<[String]>::to_vec)
             .collect();
         let futs: Vec<BoxFuture<'_, Result<Vec<mm::User>, SyncError>>> = chunks
@@ -719,22 +720,46 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<u64, SyncError> {
         st.last_sync_at = Some(now);
     }
 
-    // Backfill: the remaining active DM/GM conversations' posts (previews), after the queue
-    // is already complete and live.
-    if !backfill.is_empty() {
-        let results = run_ops(ctx, &backfill).await?;
-        let mut b = Batch::default();
-        let people = results_to_writes(&mut b, results, &chans, ctx.user_id.as_str());
-        let ids: Vec<String> = people.into_iter().collect();
-        for chunk in ids.chunks(mattermost::MAX_BATCH) {
-            let users = call!(ctx, ctx.client.get_users_by_ids(chunk))?;
-            b.push(Write::Profiles(
-                users.iter().map(convert::profile).collect(),
-            ));
-        }
-        ctx.commit(b, Cause::InitialSync).await?;
+    Ok((
+        calls,
+        Backfill {
+            ops: backfill,
+            chans,
+        },
+    ))
+}
+
+/// DM/GM previews left for after the queue is complete: the posts of the active
+/// conversations beyond [`SyncSettings::initial_direct_posts_max`] (their items exist already;
+/// only their latest messages are missing).
+pub(crate) struct Backfill {
+    ops: Vec<Op>,
+    chans: HashMap<String, (String, String)>,
+}
+
+/// Read and store a [`Backfill`] (run once the queue is announced complete).
+async fn run_backfill(ctx: &UserCtx, backfill: Backfill) -> Result<(), SyncError> {
+    if backfill.ops.is_empty() {
+        return Ok(());
     }
-    Ok(calls)
+    let results = run_ops(ctx, &backfill.ops).await?;
+    let mut b = Batch::default();
+    let people = results_to_writes(&mut b, results, &backfill.chans, ctx.user_id.as_str());
+    let unknown = {
+        let store = Arc::clone(&ctx.store);
+        let ids: Vec<String> = people.into_iter().collect();
+        let user = ctx.user_id.clone();
+        tokio::task::spawn_blocking(move || apply::unknown_profiles(&store, &user, &ids))
+            .await
+            .map_err(|_| SyncError::Internal("store task panicked"))??
+    };
+    for chunk in unknown.chunks(mattermost::MAX_USER_IDS) {
+        let users = call!(ctx, ctx.client.get_users_by_ids(chunk))?;
+        b.push(Write::Profiles(
+            users.iter().map(convert::profile).collect(),
+        ));
+    }
+    ctx.commit(b, Cause::InitialSync).await
 }
 
 /// Every membership in one NDJSON call; pages of 200 if the server refuses the stream.
@@ -1074,7 +1099,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
             .await
             .map_err(|_| SyncError::Internal("store task panicked"))??
     };
-    for chunk in unknown.chunks(mattermost::MAX_BATCH) {
+    for chunk in unknown.chunks(mattermost::MAX_USER_IDS) {
         let users = call!(ctx, ctx.client.get_users_by_ids(chunk))?;
         batch.push(Write::Profiles(
             users.iter().map(convert::profile).collect(),
@@ -1394,9 +1419,13 @@ pub(crate) async fn run_user(
     }
     // Retry the initial sync with backoff until it succeeds (or the token is refused).
     let mut failures = 0u32;
+    let mut backfill = None;
     while !synced {
         match initial_sync(&ctx).await {
-            Ok(_) => synced = true,
+            Ok((_, b)) => {
+                synced = true;
+                backfill = Some(b);
+            }
             Err(e) if e.is_unauthorized() => {
                 warn!("sync: token refused; user must sign in again");
                 needs_sign_in(&ctx);
@@ -1433,6 +1462,12 @@ pub(crate) async fn run_user(
     }
     // "The queue is complete": listeners reload the whole list.
     ctx.notify(Vec::new(), Cause::InitialSync);
+    if let Some(b) = backfill
+        && let Err(e) = run_backfill(&ctx, b).await
+    {
+        // Previews only: the conversations show them once opened (web backfill).
+        warn!(error = %e.phrase(), "sync: DM/GM preview backfill failed");
+    }
     while let Some(item) = items.recv().await {
         if handle_item(&ctx, &handle, &mut ws, item).await.is_break() {
             return;
