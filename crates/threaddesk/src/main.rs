@@ -290,9 +290,13 @@ async fn demo(
     });
     println!("Mattermost simulator at {}", sim.url);
     println!("ThreadDesk demo ready at {}", app.url);
+    // The plain OAuth start link: the simulator approves the demo user (alice) at once, so this
+    // one URL opens the signed-in queue (the real sign-in flow, no demo-only shortcut).
     println!(
-        "(sign in with Mattermost: the simulator approves the demo user at once; Ctrl-C stops)"
+        "Open this link to be signed in as the demo user (alice): {}/auth/oauth/start",
+        app.url
     );
+    println!("(Ctrl-C stops; the demo's data directory is deleted)");
     let r = shutdown_signal().await;
     if let Some(a) = activity {
         a.abort();

@@ -39,6 +39,13 @@ async fn demo_at_trace_logs_no_message_text_or_secret() {
     })
     .await
     .expect("demo ready within 60 s");
+    // The demo prints a link that signs the demo user in: the plain OAuth start, which the
+    // simulator approves at once (what `oauth_sign_in` below follows).
+    let link = lines.next_line().await.unwrap().unwrap_or_default();
+    assert_eq!(
+        link,
+        format!("Open this link to be signed in as the demo user (alice): {url}/auth/oauth/start")
+    );
 
     // Sign in through the demo's OAuth flow, read the queue and a conversation, reply.
     let mut alice = Session::new(&url);
