@@ -191,6 +191,26 @@ async fn resume_users(state: &AppState) {
             ) => {
                 web::session::end_access(state, &user).await;
             }
+            // Mattermost could not be reached for a refresh that was due (it is tried a day
+            // before expiry): sync with the stored token, which is still valid, rather than
+            // leave the user signed in on a queue that never syncs; the periodic check
+            // refreshes it once Mattermost answers.
+            Err(e @ crate::account::AccountError::Mattermost(_)) => {
+                tracing::warn!(user.id = %user.as_str(), error = %e, "token refresh failed at start; syncing with the stored token");
+                match crate::account::load(state.store(), &state.inner().cipher, &user) {
+                    Ok(creds) => {
+                        let client = state
+                            .inner()
+                            .mattermost
+                            .with_token(creds.access_token())
+                            .with_user_key(user.as_str().to_owned());
+                        state.start_sync(&user, client);
+                    }
+                    Err(e) => {
+                        tracing::warn!(user.id = %user.as_str(), error = %e, "cannot resume sync");
+                    }
+                }
+            }
             Err(e) => tracing::warn!(user.id = %user.as_str(), error = %e, "cannot resume sync"),
         }
     }

@@ -199,3 +199,60 @@ async fn kill_9_between_refresh_response_and_persist_leads_to_a_sign_in_prompt()
     td.kill9().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A refresh due at start while Mattermost is unreachable (503 outage) must not leave the user
+/// signed in on a queue that never syncs: ThreadDesk syncs with the stored token (still valid
+/// for up to a day) and the periodic check refreshes it later.
+#[tokio::test]
+async fn refresh_due_at_start_during_an_outage_still_resumes_sync() {
+    use support::{ServeProcess, free_port, register_oauth, temp_dir};
+    support::install_crypto();
+    let sim = mmsim::start(mmsim::SimConfig::default(), 0).await.unwrap();
+    let port = free_port();
+    let app = register_oauth(&sim, &format!("http://127.0.0.1:{port}"));
+    let dir = temp_dir("refresh-outage");
+    let data = dir.join("data");
+    let mut td = ServeProcess::spawn(&sim, &data, port, &app, &[], &[]).unwrap();
+    td.wait_ready().await.unwrap();
+    let mut alice = Session::new(&td.url);
+    alice.oauth_sign_in().await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    td.kill9().await.unwrap();
+    let driver = mmsim::driver::Driver::new(&sim.sim);
+    let user = threaddesk::store::UserId::parse(&driver.user_id("alice").unwrap()).unwrap();
+    {
+        let store = threaddesk::store::Store::open(&data).unwrap();
+        let cipher =
+            threaddesk::privacy::cipher::TokenCipher::load_or_create(&data.join("key")).unwrap();
+        let mut creds = threaddesk::account::load(&store, &cipher, &user).unwrap();
+        let now = threaddesk::web::system_clock()();
+        creds.expires_at = now + 3_600_000;
+        threaddesk::account::save(&store, &cipher, &user, &creds, now).unwrap();
+    }
+    // Mattermost is down while ThreadDesk starts (and tries to refresh).
+    sim.sim.outage(Duration::from_secs(60));
+    let mut td = ServeProcess::spawn(&sim, &data, port, &app, &[], &[]).unwrap();
+    td.wait_ready().await.unwrap();
+    sim.sim.outage(Duration::ZERO);
+    // Still signed in, and live again: a new DM reaches the queue.
+    let canary = format!("after the outage {:08x}", rand::random::<u32>());
+    driver.dm("bob", "alice", &canary).unwrap();
+    let q = format!(
+        "/api/v1/items?q={}",
+        canary.split_whitespace().last().unwrap()
+    );
+    support::poll(Duration::from_secs(15), "the DM after the outage", || {
+        let mut s = Session::new(&td.url);
+        s.cookies = alice.cookies.clone();
+        let q = q.clone();
+        async move {
+            let (status, v) = s.json(&q).await.ok()?;
+            assert_eq!(status, 200, "still signed in");
+            (!v["items"].as_array()?.is_empty()).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", td.stderr_text()));
+    td.kill9().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
