@@ -211,14 +211,14 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                         }
                     }
                 }
-                Write::MembershipScope { team_id, keep } => {
+                Write::MembershipScope { team_id, include_direct, keep } => {
                     let keep: HashSet<&str> = keep.iter().map(String::as_str).collect();
                     let tx = ut.shared();
                     let mut st = tx.conn.prepare_cached(
                         "SELECT m.channel_id FROM memberships m JOIN channels c ON c.channel_id = m.channel_id
-                         WHERE m.user_id = ?1 AND (c.team_id = ?2 OR c.team_id = '')",
+                         WHERE m.user_id = ?1 AND (c.team_id = ?2 OR (?3 AND c.team_id = ''))",
                     )?;
-                    let have: Vec<String> = st.query_map(params![u, team_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+                    let have: Vec<String> = st.query_map(params![u, team_id, include_direct], |r| r.get(0))?.collect::<Result<_, _>>()?;
                     for c in have.iter().filter(|c| !keep.contains(c.as_str())) {
                         ut.remove_membership(c)?;
                         touch(ItemKey::channel(c), &mut out);

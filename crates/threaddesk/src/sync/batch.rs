@@ -24,10 +24,11 @@ pub enum Write {
     },
     /// The complete membership set of one scope, as listed by a team-scoped read
     /// (`/users/me/teams/{team_id}/channels[/members]`: the team's channels plus every DM/GM):
-    /// memberships of channels in team `team_id` or of DMs/GMs that are not in `keep` are
-    /// removed (the user left or was removed while events were lost).
+    /// memberships of channels in team `team_id` (and, with `include_direct`, of DMs/GMs) that
+    /// are not in `keep` are removed (the user left or was removed while events were lost).
     MembershipScope {
         team_id: String,
+        include_direct: bool,
         keep: Vec<String>,
     },
     /// The user left / was removed from a channel.

@@ -845,15 +845,28 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
                         .as_ref()
                         .filter(|(t, _)| t == team)
                         .map(|(_, e)| e.as_str());
-                    match call!(ctx, c.get_channels_for_team_for_user(ME, team, etag))? {
-                        mattermost::Conditional::NotModified => Ok(ScopeChannels::Unchanged),
-                        mattermost::Conditional::Fresh { value, etag } => {
+                    match call!(ctx, c.get_channels_for_team_for_user(ME, team, etag)) {
+                        Ok(mattermost::Conditional::NotModified) => Ok(ScopeChannels::Unchanged),
+                        Ok(mattermost::Conditional::Fresh { value, etag }) => {
                             Ok(ScopeChannels::Listed {
                                 scope: Some(team.clone()),
                                 channels: value,
                                 etag,
                             })
                         }
+                        // Left (or removed from) that team while away: every channel instead.
+                        Err(e) if matches!(e.status(), Some(403 | 404)) => {
+                            let channels = call!(
+                                ctx,
+                                c.get_channels_for_user(ME, &ChannelsForUserQuery::default())
+                            )?;
+                            Ok(ScopeChannels::Listed {
+                                scope: None,
+                                channels,
+                                etag: None,
+                            })
+                        }
+                        Err(e) => Err(e.into()),
                     }
                 }
                 None => {
@@ -1032,6 +1045,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         if let Some(t) = team {
             batch.push(Write::MembershipScope {
                 team_id: t.clone(),
+                include_direct: true,
                 keep: rows.iter().map(|m| m.channel_id.clone()).collect(),
             });
         }
@@ -1058,7 +1072,16 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     {
         batch.push(Write::MembershipScope {
             team_id: team.clone(),
+            include_direct: true,
             keep: channels.iter().map(|c| c.id.clone()).collect(),
+        });
+    }
+    // Teams left while away: their channels' memberships went with them.
+    for team in memo.team_ids.iter().filter(|t| !new_team_ids.contains(t)) {
+        batch.push(Write::MembershipScope {
+            team_id: team.clone(),
+            include_direct: false,
+            keep: Vec::new(),
         });
     }
     targets.truncate(MENTION_CHANNELS_MAX);
