@@ -70,6 +70,7 @@ struct Proc {
     dir: PathBuf,
     url: String,
     starts: u32,
+    ignore_sigxfsz: bool,
 }
 
 impl Proc {
@@ -83,6 +84,7 @@ impl Proc {
             dir,
             url: format!("http://127.0.0.1:{port}"),
             starts: 0,
+            ignore_sigxfsz: false,
         })
     }
 
@@ -97,14 +99,24 @@ impl Proc {
             .create(true)
             .append(true)
             .open(self.log_file())?;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_threaddesk"));
+        let bin = env!("CARGO_BIN_EXE_threaddesk");
+        let mut cmd = if self.ignore_sigxfsz {
+            // A file-size limit (set later with prlimit) then fails writes with EFBIG instead of
+            // killing the process: SIG_IGN survives exec.
+            let mut c = Command::new("sh");
+            c.args(["-c", "trap '' XFSZ; exec \"$0\" serve", bin]);
+            c
+        } else {
+            let mut c = Command::new(bin);
+            c.arg("serve");
+            c
+        };
         for (k, _) in std::env::vars() {
             if k.starts_with("THREADDESK_") {
                 cmd.env_remove(k);
             }
         }
-        cmd.arg("serve")
-            .env("THREADDESK_MATTERMOST_URL", &self.sim_url)
+        cmd.env("THREADDESK_MATTERMOST_URL", &self.sim_url)
             .env("THREADDESK_PUBLIC_URL", &self.url)
             .env("THREADDESK_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("THREADDESK_DATA_DIR", &self.dir)
@@ -143,6 +155,18 @@ impl Proc {
             c.wait()?;
         }
         Ok(())
+    }
+
+    /// The running child's pid.
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Whether the child is still running.
+    fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().is_ok_and(|s| s.is_none()))
     }
 
     /// Open the child's store (concurrently with it: SQLite WAL).
@@ -1020,4 +1044,138 @@ async fn browser_live_stream_converges_after_a_restart_without_reload() {
          the restart began, missed reply shown, next reply shown {shown:?} after posting, \
          page reloads 0"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// T-26: the disk fills up.
+
+/// Set the file-size limit of a running process (bytes; `None` = unlimited).
+fn set_fsize(pid: u32, limit: Option<u64>) -> Result<()> {
+    let v = limit.map_or_else(|| "unlimited".to_owned(), |b| b.to_string());
+    let st = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--fsize={v}:")) // the soft limit: raising it back needs no privilege
+        .status()?;
+    ensure!(st.success(), "prlimit failed");
+    Ok(())
+}
+
+fn file_len(p: &std::path::Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// The data directory's disk is full (a file-size limit on the running process, so SQLite's
+/// writes fail): a reply is refused with an error, never acknowledged then lost; when space
+/// returns the service recovers without a restart and every acknowledged reply is delivered
+/// exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_refuses_replies_never_acknowledges_then_loses() {
+    if Command::new("prlimit").arg("--version").output().is_err() {
+        eprintln!("prlimit (util-linux) is not installed: T-26 skipped");
+        return;
+    }
+    let sim = mmsim::start(mmsim::SimConfig::default(), 0).await.unwrap();
+    let (alice, token) = mm_login(&sim.url, "alice").await.unwrap();
+    let mut p = Proc::new(&sim.url).unwrap();
+    p.ignore_sigxfsz = true;
+    p.start().await.unwrap();
+    let mut s = sign_in_at(&p.url, &token).await.unwrap();
+    let t = foreign_threads(&mut s, &sim.url, &token, &alice, 1)
+        .await
+        .unwrap();
+    let (key, root) = t[0].clone();
+    let reference = fresh_snapshot(&sim.url, &alice, &token).await.unwrap();
+    converges(&p, &alice, &reference).await.unwrap();
+    // The disk is full: no file may grow beyond 256 KiB past its current size.
+    let db = p.dir.join("threaddesk.db");
+    let wal = p.dir.join("threaddesk.db-wal");
+    let limit = file_len(&db).max(file_len(&wal)) + 256 * 1024;
+    let pid = p.pid().unwrap();
+    set_fsize(pid, Some(limit)).unwrap();
+    let filler = "x".repeat(16_000);
+    let mut sent: Vec<(String, u16)> = Vec::new();
+    let mut refusal = String::new();
+    for i in 0..400 {
+        let msg = format!("disk full {i} {filler}");
+        let r = s
+            .post_json(
+                &format!("/api/v1/items/{key}/reply"),
+                &json!({"message": msg}),
+            )
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        sent.push((msg, status));
+        if status != 202 {
+            refusal = r.text().await.unwrap_or_default();
+            break;
+        }
+    }
+    let acked = sent.iter().filter(|(_, st)| *st == 202).count();
+    let refused = sent.len() - acked;
+    assert_eq!(
+        refused, 1,
+        "the disk never filled up ({acked} replies accepted)"
+    );
+    assert!(
+        p.alive(),
+        "threaddesk died when the disk filled up: {}",
+        std::fs::read_to_string(p.log_file()).unwrap_or_default()
+    );
+    // The disk stays full a while: the outbox tries to deliver what it accepted.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        p.alive(),
+        "threaddesk died while the disk was full: {}",
+        std::fs::read_to_string(p.log_file()).unwrap_or_default()
+    );
+    // Space returns.
+    set_fsize(pid, None).unwrap();
+    let after = "after the disk had room again".to_owned();
+    let r = s
+        .post_json(
+            &format!("/api/v1/items/{key}/reply"),
+            &json!({"message": after}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202, "no recovery once space returned");
+    sent.push((after, 202));
+    let deadline = Instant::now() + WAIT;
+    while !outbox_settled(&p, &alice).unwrap() {
+        if Instant::now() > deadline {
+            let store = p.store().unwrap();
+            for r in store.for_user(&alice).outbox_rows(None).unwrap() {
+                eprintln!(
+                    "outbox row {}: {:?}, attempts {}, error {:?}",
+                    r.id, r.state, r.attempts, r.last_error
+                );
+            }
+            panic!("outbox never drained after space returned");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = thread_message_counts(&sim.url, &token, &root)
+        .await
+        .unwrap();
+    let (mut lost, mut duplicated, mut refused_but_posted) = (0, 0, 0);
+    for (msg, status) in &sent {
+        let n = counts.get(msg.as_str()).copied().unwrap_or(0);
+        match (*status == 202, n) {
+            (true, 1) | (false, 0) => {}
+            (true, 0) => lost += 1,
+            (false, 1) => refused_but_posted += 1,
+            _ => duplicated += 1,
+        }
+    }
+    let log = std::fs::read_to_string(p.log_file()).unwrap_or_default();
+    let stuck = log.matches("outbox delivery bookkeeping failed").count();
+    let claims = log.matches("outbox claim failed").count();
+    eprintln!(
+        "RELIABILITY disk full (T-26): {acked} replies accepted, then refused with {refusal}; \
+         after space returned (no restart) 1 more accepted; lost {lost}, duplicated {duplicated}, \
+         refused but posted {refused_but_posted} (while full: {stuck} deliveries whose outcome \
+         could not be recorded, re-queued; {claims} failed claims)"
+    );
+    assert_eq!((lost, duplicated, refused_but_posted), (0, 0, 0));
 }

@@ -351,6 +351,23 @@ impl UserStore<'_> {
         })
     }
 
+    /// Re-queues this user's rows left `inflight` by a delivery whose bookkeeping write failed
+    /// (disk full, I/O error). Only for the user's own sender, when it holds no row.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn outbox_requeue_inflight(&self, now: Millis) -> Result<usize, StoreError> {
+        let user = self.user.as_str().to_owned();
+        self.store.write_durable(|tx| {
+            Ok(exec(
+                tx.conn,
+                "UPDATE outbox SET state = 'queued', next_attempt_at = ?2
+                 WHERE user_id = ?1 AND state = 'inflight'",
+                params![user, now],
+            )?)
+        })
+    }
+
     /// The user's outbox rows, oldest first (all states, or only `state`).
     ///
     /// # Errors

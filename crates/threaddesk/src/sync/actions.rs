@@ -655,6 +655,25 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
     Ok(())
 }
 
+/// Put this user's in-flight rows back in the queue, retrying with backoff while the store
+/// refuses writes. Only the user's sender calls it, so no row is being delivered meanwhile.
+async fn requeue_own_inflight(ctx: &UserCtx) {
+    let mut wait = Duration::from_secs(1);
+    loop {
+        let store = Arc::clone(&ctx.store);
+        let user = ctx.user_id.clone();
+        let r = tokio::task::spawn_blocking(move || {
+            store.for_user(&user).outbox_requeue_inflight(now_ms())
+        })
+        .await;
+        if matches!(r, Ok(Ok(_))) {
+            return;
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
 /// Deliver every due row of one user, one at a time (per-item order is kept by the store).
 async fn drain_user(ctx: Arc<UserCtx>) -> String {
     loop {
@@ -674,12 +693,20 @@ async fn drain_user(ctx: Arc<UserCtx>) -> String {
                         error = e.phrase(),
                         "sync: outbox delivery bookkeeping failed"
                     );
+                    // The row is still in flight (its outcome was not recorded) and would block
+                    // its item until a restart: queue it again once the store accepts writes
+                    // (a reply is then resent with its pending_post_id, or reconciled by marker).
+                    requeue_own_inflight(&ctx).await;
                     break;
                 }
             }
             Ok(Ok(None)) => break,
             Ok(Err(e)) => {
                 warn!(error = %e, "sync: outbox claim failed");
+                // The store refuses writes (disk full, read-only): the worker would start this
+                // sender again at once, so wait here (holding the user's slot) instead of
+                // spinning and flooding the log.
+                tokio::time::sleep(Duration::from_secs(2)).await;
                 break;
             }
             Err(_) => break,
