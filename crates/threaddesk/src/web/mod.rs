@@ -49,6 +49,8 @@ pub fn system_clock() -> Clock {
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<AppInner>,
+    /// Per-user fan-out of the engine's change notices to the live streams.
+    live: Arc<sse::LiveHub>,
 }
 
 pub struct AppInner {
@@ -76,6 +78,7 @@ impl AppState {
     pub fn new(inner: AppInner) -> Self {
         Self {
             inner: Arc::new(inner),
+            live: Arc::new(sse::LiveHub::default()),
         }
     }
 
@@ -92,6 +95,12 @@ impl AppState {
     #[must_use]
     pub fn engine(&self) -> &Arc<SyncEngine> {
         &self.inner.engine
+    }
+
+    /// The live streams' per-user subscriptions (see [`sse::LiveHub`]).
+    #[must_use]
+    pub fn live(&self) -> &sse::LiveHub {
+        &self.live
     }
 
     #[must_use]

@@ -4,9 +4,15 @@
 //! re-reads that item from the user-scoped store and sends `item` `{key, item}` (`item` null when
 //! it left the queue), or `reload`. A subscriber that falls behind gets `reload` rather than an
 //! unbounded backlog. Cross-origin requests are refused (ASVS 4.4.2).
+//!
+//! The engine publishes every user's notices on one instance-wide channel; [`LiveHub`] reads it
+//! once and forwards each notice to its own user's streams only, so a notice wakes O(that user's
+//! tabs) streams instead of every open stream, and one user's burst cannot make another user's
+//! stream fall behind (research P-9: "O(recipients) per event").
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -15,6 +21,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::Stream;
 use serde_json::json;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
@@ -23,6 +30,74 @@ use super::present::{self, Context};
 use super::session::ApiUser;
 use crate::inbox::ItemKey;
 use crate::store::UserId;
+use crate::sync::{Cause, ItemChanged};
+
+/// Notices buffered for one user's streams before they get `reload` instead.
+const PER_USER_CAPACITY: usize = 256;
+
+type Senders = Arc<Mutex<HashMap<String, broadcast::Sender<ItemChanged>>>>;
+
+/// Per-user fan-out of the engine's change notices (one dispatcher task per [`AppState`]).
+#[derive(Default)]
+pub struct LiveHub {
+    users: Senders,
+    started: OnceLock<()>,
+}
+
+impl LiveHub {
+    /// A receiver of `user`'s notices only. The first call starts the dispatcher on `source`
+    /// (the engine's instance-wide channel).
+    pub fn subscribe(
+        &self,
+        user: &str,
+        source: impl FnOnce() -> broadcast::Receiver<ItemChanged>,
+    ) -> broadcast::Receiver<ItemChanged> {
+        self.started.get_or_init(|| {
+            tokio::spawn(dispatch(source(), Arc::clone(&self.users)));
+        });
+        lock(&self.users)
+            .entry(user.to_owned())
+            .or_insert_with(|| broadcast::channel(PER_USER_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Users with a subscription entry (streams open, or closed since the user's last notice).
+    #[must_use]
+    pub fn users(&self) -> usize {
+        lock(&self.users).len()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+async fn dispatch(mut rx: broadcast::Receiver<ItemChanged>, users: Senders) {
+    loop {
+        match rx.recv().await {
+            Ok(change) => {
+                let mut map = lock(&users);
+                let gone = map
+                    .get(&change.user_id)
+                    .is_some_and(|tx| tx.send(change.clone()).is_err());
+                if gone {
+                    // Every stream of this user has ended.
+                    map.remove(&change.user_id);
+                }
+            }
+            // Notices were lost before reaching any stream: every stream reloads.
+            Err(RecvError::Lagged(_)) => lock(&users).retain(|user, tx| {
+                tx.send(ItemChanged {
+                    user_id: user.clone(),
+                    key: None,
+                    cause: Cause::Event,
+                })
+                .is_ok()
+            }),
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
 
 fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get("origin").and_then(|v| v.to_str().ok()) else {
@@ -62,7 +137,10 @@ pub async fn events(
     if !same_origin(&state, &headers) {
         return WebError::Csrf.into_response();
     }
-    let rx = state.engine().subscribe();
+    let engine = std::sync::Arc::clone(state.engine());
+    let rx = state
+        .live()
+        .subscribe(user.user_id.as_str(), move || engine.subscribe());
     let stream = changes(state, user.user_id, rx);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
@@ -72,7 +150,7 @@ pub async fn events(
 fn changes(
     state: AppState,
     user: UserId,
-    rx: tokio::sync::broadcast::Receiver<crate::sync::ItemChanged>,
+    rx: broadcast::Receiver<ItemChanged>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let signed_out = state.inner().signed_out.subscribe();
     futures_util::stream::unfold(
@@ -109,4 +187,66 @@ fn changes(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inbox::ItemKey;
+
+    fn notice(user: &str, n: usize) -> ItemChanged {
+        ItemChanged {
+            user_id: user.to_owned(),
+            key: Some(ItemKey::Channel(format!("{n:026}"))),
+            cause: Cause::Event,
+        }
+    }
+
+    /// Before: every stream read the instance-wide channel, so 2,000 notices for B made A's
+    /// stream lag (→ `reload`) and woke it 2,000 times. Now A sees only its own notice.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_stream_sees_only_its_users_notices_and_never_lags_on_others() {
+        let (tx, _) = broadcast::channel(1024);
+        let hub = LiveHub::default();
+        let src = tx.clone();
+        let mut a = hub.subscribe("a", move || src.subscribe());
+        let mut b = hub.subscribe("b", || unreachable!("started once"));
+        for round in 0..20 {
+            for n in 0..100 {
+                tx.send(notice("b", round * 100 + n)).unwrap();
+            }
+            tokio::task::yield_now().await;
+            while b.try_recv().is_ok() {}
+        }
+        tx.send(notice("a", 7)).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), a.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, notice("a", 7));
+        assert!(matches!(
+            a.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn lost_notices_make_every_stream_reload_and_closed_streams_are_forgotten() {
+        let (tx, _) = broadcast::channel(16);
+        let hub = LiveHub::default();
+        let src = tx.clone();
+        let mut a = hub.subscribe("a", move || src.subscribe());
+        let b = hub.subscribe("b", || unreachable!("started once"));
+        drop(b);
+        // The dispatcher cannot run in between: it misses notices.
+        for n in 0..100 {
+            tx.send(notice("c", n)).unwrap();
+        }
+        let got = tokio::time::timeout(Duration::from_secs(5), a.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((got.user_id.as_str(), got.key), ("a", None));
+        assert_eq!(hub.users(), 1, "b's entry is dropped once nobody listens");
+    }
 }
