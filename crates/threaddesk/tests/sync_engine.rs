@@ -757,12 +757,8 @@ async fn reply_with_lost_response_is_reconciled_not_duplicated() {
     assert_eq!(ours, 1, "no duplicate after a lost response");
 }
 
-/// P-3 with k = 0: a reconnect that lost the buffer but nothing changed costs only the fixed
-/// reads.
-#[tokio::test]
-async fn resync_with_no_changes_costs_only_fixed_reads() {
-    let env = env().await;
-    let mut side = env.side().await;
+/// Drop alice's socket with the server's replay buffer lost, and wait for the resync.
+async fn lost_buffer_resync(env: &Env, side: &mut Side) {
     env.running.sim.inner().metrics.reset();
     env.running.sim.lose_replay_buffers();
     assert!(env.running.sim.drop_websockets_of(env.alice.as_str()) > 0);
@@ -770,6 +766,45 @@ async fn resync_with_no_changes_costs_only_fixed_reads() {
         x.cause == Cause::Resync && x.key.is_none()
     })
     .await;
+}
+
+/// P-3 with k = 0: a reconnect that lost the buffer but nothing changed costs only the fixed
+/// reads — 3, plus the DM/GM memberships while the store shows an unread DM/GM (a DM read on
+/// another device moves nothing else).
+#[tokio::test]
+async fn resync_with_no_changes_costs_only_fixed_reads() {
+    let env = env().await;
+    let mut side = env.side().await;
+    lost_buffer_resync(&env, &mut side).await;
+    let st = side.engine.user_status(&env.alice).expect("status");
+    assert_eq!(
+        st.last_resync_calls, 4,
+        "teams/unread, the first team's channels (DM/GM signal), preferences, DM/GM memberships"
+    );
+    // Every DM/GM read (live): then the 3 fixed reads alone.
+    let unread_dms: Vec<String> = side
+        .store
+        .for_user(&env.alice)
+        .export()
+        .expect("export")
+        .items
+        .into_iter()
+        .filter(|i| i.kind != inbox::ItemKind::Thread && i.kind != inbox::ItemKind::Mention)
+        .filter(|i| i.counts.unread > 0 || i.counts.mentions > 0)
+        .filter_map(|i| match i.key {
+            ItemKey::Channel(c) => Some(c),
+            ItemKey::Thread(_) => None,
+        })
+        .collect();
+    for c in &unread_dms {
+        env.driver.view_channel("alice", c).expect("view");
+    }
+    let us = || side.store.for_user(&env.alice);
+    until(&mut side.rx, "DMs read", || {
+        !us().has_unread_direct().unwrap_or(true)
+    })
+    .await;
+    lost_buffer_resync(&env, &mut side).await;
     let st = side.engine.user_status(&env.alice).expect("status");
     assert_eq!(
         st.last_resync_calls, 3,
@@ -871,8 +906,8 @@ async fn resync_after_live_activity_rereads_no_team() {
     );
     assert_eq!(m.requests_for("GET", THREADS_ROUTE), 0, "no team re-read");
     assert_eq!(
-        st.last_resync_calls, 3,
-        "teams/unread, the first team's channels (DM/GM signal), preferences"
+        st.last_resync_calls, 4,
+        "teams/unread, the first team's channels (DM/GM signal), preferences, DM/GM memberships (alice has an unread DM)"
     );
 }
 
@@ -1374,8 +1409,13 @@ async fn reconnect_storm_many_users_shared_budget() {
         .map(|(_, c)| c.requests)
         .sum();
     eprintln!("reconnect storm: {} users, {rest} REST calls", users.len());
-    // Nothing changed: 3 fixed reads per user.
-    assert_eq!(rest, 3 * users.len() as u64);
+    // Nothing changed: 3 fixed reads per user, +1 (DM/GM memberships) for a user whose store
+    // shows an unread DM/GM.
+    let n = users.len() as u64;
+    assert!(
+        (3 * n..=4 * n).contains(&rest),
+        "{rest} calls for {n} users"
+    );
     let st = engine.status();
     assert_eq!(st.users.len(), users.len());
     assert!(
@@ -1466,7 +1506,10 @@ async fn done_and_snooze_from_another_device_while_down_converge() {
             .expect("prefs");
     })
     .await;
-    assert_eq!(calls, 3, "nothing but marks changed: the fixed reads only");
+    assert_eq!(
+        calls, 4,
+        "nothing but marks changed: the fixed reads (+ DM/GM memberships: alice has an unread DM)"
+    );
     let marks = side.store.for_user(&env.alice).marks().expect("marks");
     assert_eq!(marks.get(&open[0]).and_then(|m| m.done_at), Some(done_at));
     assert_eq!(
@@ -1734,4 +1777,45 @@ async fn restart_resumes_the_websocket_without_any_rest_call() {
 #[tokio::test]
 async fn restart_without_replay_runs_an_incremental_resync_not_an_initial_sync() {
     restart_case(true).await;
+}
+
+#[tokio::test]
+async fn dm_read_on_another_device_while_down_converges() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let unread_dm = side
+        .store
+        .for_user(&env.alice)
+        .export()
+        .expect("export")
+        .items
+        .into_iter()
+        .find(|i| i.kind == inbox::ItemKind::Direct && i.counts.unread > 0)
+        .expect("the demo org has an unread DM");
+    let key = unread_dm.key.clone();
+    let ItemKey::Channel(channel) = &key else {
+        panic!("a DM item is keyed by its channel");
+    };
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver.view_channel("alice", channel).expect("view");
+    })
+    .await;
+    eprintln!("resync after a DM read elsewhere while down: {calls} calls");
+    let item = side
+        .store
+        .for_user(&env.alice)
+        .export()
+        .expect("export")
+        .items
+        .into_iter()
+        .find(|i| i.key == key)
+        .expect("item");
+    assert_eq!(item.counts.unread, 0, "read elsewhere: no longer unread");
+    // The fixed reads + the DM memberships (the store showed an unread DM).
+    assert_eq!(calls, 4);
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
 }

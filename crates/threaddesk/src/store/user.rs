@@ -535,6 +535,22 @@ impl<'s> UserStore<'s> {
         })
     }
 
+    /// Whether any DM/GM item shows unread messages or mentions (then a read on another
+    /// device could have changed it).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn has_unread_direct(&self) -> Result<bool, StoreError> {
+        self.read(|c, u| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM items WHERE user_id = ?1 AND is_direct = 1
+                   AND (unread > 0 OR mentions > 0))",
+                params![u],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
     /// The sync engine's memory of the last sync (opaque JSON; `""` when none).
     ///
     /// # Errors

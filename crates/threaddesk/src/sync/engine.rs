@@ -806,7 +806,8 @@ enum ScopeChannels {
 /// Incremental resync after events were lost: cost proportional to what changed.
 ///
 /// Fixed part, in parallel — **3 calls when nothing changed** (research P-3 asks for 1; the
-/// real API makes 1 impossible without losing correctness):
+/// real API makes 1 impossible without losing correctness), plus one when the store shows an
+/// unread DM/GM (below):
 /// - `GET /users/me/teams/unread?include_collapsed_threads=true`: per-team counters; a team is
 ///   re-read only if its counters moved while events were lost (the O(changed) filter).
 /// - `GET /users/me/teams/{first}/channels` with `If-None-Match`: DM/GM channels belong to no
@@ -821,13 +822,18 @@ enum ScopeChannels {
 ///   were lost can only be seen by reading them (one call; their size depends on the user's
 ///   marks, never on message history).
 ///
+/// - `GET /users/me/teams/{first}/channels/members`, only while the store shows an unread
+///   DM/GM and no other membership read runs: a DM/GM read on another device changes only
+///   the user's membership (no counter, no channel, no ETag), and this list holds every DM/GM
+///   membership.
+///
 /// Variable part: per changed team one `since` thread list (+1 page per 200 threads) and,
 /// only if its root counters moved or a counter went down ([`planner::needs_members`]), its
 /// memberships; per changed DM/GM its posts since; profiles not yet known.
 ///
 /// Known blind spots (no endpoint exposes them without reading every team): a thread
 /// unfollowed elsewhere while it was read (thread lists filter `Following = true` and the
-/// unread counters do not move), a DM/GM read elsewhere with no new message, and leaving a
+/// unread counters do not move), a fully read DM/GM marked unread elsewhere, and leaving a
 /// fully read channel of a team other than the first. The next full sync corrects them.
 pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     let calls_before = ctx.calls.load(Ordering::Relaxed);
@@ -906,12 +912,13 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
             let ms = us.memberships()?;
             let ids: Vec<String> = ms.iter().map(|m| m.channel_id.clone()).collect();
             let info = apply::channel_info(&store, &user, &ids)?;
-            Ok::<_, crate::store::StoreError>((ms, info))
+            let unread_direct = us.has_unread_direct()?;
+            Ok::<_, crate::store::StoreError>((ms, info, unread_direct))
         })
         .await
         .map_err(|_| SyncError::Internal("store task panicked"))??
     };
-    let (stored_members, stored_info) = stored;
+    let (stored_members, stored_info, unread_direct) = stored;
 
     let mut batch = Batch::default();
     let (new_directs, mut member_teams) = match &scope {
@@ -959,6 +966,16 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         {
             member_teams.push(Some(t.team_id.clone()));
         }
+    }
+    // DM/GM read state: a DM read on another device moves no counter and no ETag (the
+    // channel does not change, only the membership), so while the store shows an unread DM/GM
+    // the memberships of the first team's scope (which holds every DM/GM) are read — one call,
+    // unless a membership read above already covers them.
+    if unread_direct && member_teams.is_empty() {
+        member_teams.push(match &scope {
+            ScopeChannels::Listed { scope, .. } => scope.clone(),
+            ScopeChannels::Unchanged => first_team.clone(),
+        });
     }
     // A team that is new to us also needs its channel rows (names, totals).
     let new_teams: Vec<String> = new_team_ids
