@@ -1179,3 +1179,175 @@ async fn disk_full_refuses_replies_never_acknowledges_then_loses() {
     );
     assert_eq!((lost, duplicated, refused_but_posted), (0, 0, 0));
 }
+
+// ---------------------------------------------------------------------------------------------
+// T-8: a half-open socket (the network stops forwarding, nobody closes anything).
+
+/// A TCP proxy in front of mmsim whose WebSocket connections can be frozen: bytes are read and
+/// dropped in both directions, and the sockets stay open.
+struct FreezeProxy {
+    url: String,
+    freeze: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>>,
+    ws_opened: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FreezeProxy {
+    async fn start(upstream: &str) -> Result<Self> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let target = upstream.trim_start_matches("http://").to_owned();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let freeze: Arc<std::sync::Mutex<Vec<Arc<AtomicBool>>>> = Arc::default();
+        let ws_opened = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (f2, w2) = (Arc::clone(&freeze), Arc::clone(&ws_opened));
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (target, freeze, ws_opened) =
+                    (target.clone(), Arc::clone(&f2), Arc::clone(&w2));
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    let frozen = Arc::new(AtomicBool::new(false));
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    let mut first = vec![0u8; 8192];
+                    let Ok(n) = cr.read(&mut first).await else {
+                        return;
+                    };
+                    if String::from_utf8_lossy(&first[..n]).contains("/api/v4/websocket") {
+                        ws_opened.fetch_add(1, Ordering::SeqCst);
+                        freeze
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .push(Arc::clone(&frozen));
+                    }
+                    if sw.write_all(&first[..n]).await.is_err() {
+                        return;
+                    }
+                    let f = Arc::clone(&frozen);
+                    let up = tokio::spawn(async move {
+                        let mut buf = vec![0u8; 8192];
+                        while let Ok(n) = cr.read(&mut buf).await {
+                            if n == 0 {
+                                break;
+                            }
+                            if !f.load(Ordering::SeqCst) && sw.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    let mut buf = vec![0u8; 8192];
+                    while let Ok(n) = sr.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        if !frozen.load(Ordering::SeqCst) && cw.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                    let _ = up.await;
+                });
+            }
+        });
+        Ok(Self {
+            url,
+            freeze,
+            ws_opened,
+        })
+    }
+
+    /// Freeze every WebSocket opened so far.
+    fn freeze_all(&self) {
+        for f in self
+            .freeze
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            f.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The network silently stops forwarding the Mattermost WebSocket: the app-level ping finds out
+/// within two ping periods, a new socket is opened, and the event sent meanwhile arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_websocket_is_detected_by_ping_and_replaced() {
+    let trials = env_usize("RELIABILITY_TRIALS", 3);
+    let ping = Duration::from_millis(400);
+    let sim = mmsim::start(mmsim::SimConfig::default(), 0).await.unwrap();
+    let driver = mmsim::driver::Driver::new(&sim.sim);
+    let proxy = FreezeProxy::start(&sim.url).await.unwrap();
+    let (alice, token) = mm_login(&sim.url, "alice").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let mut settings = SyncSettings::default();
+    settings.ws.ping_interval = ping;
+    settings.ws.min_backoff = Duration::from_millis(50);
+    settings.ws.backoff_jitter = Duration::from_millis(10);
+    let engine = SyncEngine::new(Arc::clone(&store), settings, RateLimiter::unlimited(8));
+    let mut rx = engine.subscribe();
+    let base = Client::builder(&proxy.url)
+        .request_gate(engine.request_gate())
+        .build()
+        .unwrap();
+    engine.start_user(&alice, base.with_token(token.clone()));
+    tokio::time::timeout(WAIT, async {
+        loop {
+            if let Ok(c) = rx.recv().await
+                && c.key.is_none()
+                && c.cause == Cause::InitialSync
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let root = store
+        .for_user(&alice)
+        .threads()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.following)
+        .unwrap()
+        .root_id;
+    let author = author_of(&sim.url, &token, &root).await.unwrap();
+    let mut rng = StdRng::seed_from_u64(seed() ^ 0x4a1f);
+    let mut detections = Vec::new();
+    for trial in 0..trials {
+        // Anywhere in the ping cycle.
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        let opened = proxy.ws_opened.load(Ordering::SeqCst);
+        proxy.freeze_all();
+        let frozen_at = Instant::now();
+        let text = format!("sent into a half-open socket {trial}");
+        let post = driver.reply(&author, &root, &text).unwrap();
+        while proxy.ws_opened.load(Ordering::SeqCst) == opened {
+            assert!(
+                frozen_at.elapsed() < WAIT,
+                "the dead socket was never replaced"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        detections.push(frozen_at.elapsed());
+        while store.for_user(&alice).post(&post).unwrap().is_none() {
+            assert!(
+                frozen_at.elapsed() < WAIT,
+                "the event sent into the dead socket never arrived"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let max = detections.iter().max().copied().unwrap_or_default();
+    detections.sort();
+    eprintln!(
+        "RELIABILITY half-open socket (T-8): {trials} freezes, ping every {ping:?}: replaced after \
+         p50 {:?}, max {max:?} (≤ 2 pings + reconnect); events lost 0",
+        detections[detections.len() / 2]
+    );
+    assert!(max <= ping * 2 + Duration::from_secs(1));
+    engine.stop_user(&alice).await;
+}
