@@ -1065,7 +1065,7 @@ fn file_len(p: &std::path::Path) -> u64 {
 }
 
 /// The data directory's disk is full (a file-size limit on the running process, so SQLite's
-/// writes fail): a reply is refused with an error, never acknowledged then lost; when space
+/// writes fail): a reply is refused with a clear error (503), never acknowledged then lost; when space
 /// returns the service recovers without a restart and every acknowledged reply is delivered
 /// exactly once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1117,6 +1117,9 @@ async fn disk_full_refuses_replies_never_acknowledges_then_loses() {
         refused, 1,
         "the disk never filled up ({acked} replies accepted)"
     );
+    // Refused with a message that says what happened, not a bare "internal error".
+    assert_eq!(sent.last().map(|(_, st)| *st), Some(503), "{refusal}");
+    assert!(refusal.contains("not recorded"), "{refusal}");
     assert!(
         p.alive(),
         "threaddesk died when the disk filled up: {}",

@@ -318,10 +318,26 @@ pub async fn perform(
         match state.engine().act(user_id, a).await {
             Ok(ack) => outbox_ids.push(ack.outbox_id),
             Err(SyncError::BadAction(why)) => return Err(WebError::BadRequest(why.to_owned())),
+            Err(SyncError::Store(crate::store::StoreError::Sqlite(e)))
+                if storage_unavailable(&e) =>
+            {
+                tracing::error!(error = %e, "action refused: the store cannot write");
+                return Err(WebError::StorageUnavailable);
+            }
             Err(e) => return Err(WebError::internal(e)),
         }
     }
     Ok(outbox_ids)
+}
+
+/// The database cannot take writes (disk full, I/O error, read-only): the action is refused
+/// with a message that says so, not a bare "internal error".
+fn storage_unavailable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    matches!(
+        e.sqlite_error_code(),
+        Some(C::DiskFull | C::SystemIoFailure | C::ReadOnly | C::CannotOpen)
+    )
 }
 
 /// `GET /api/v1/me/export` — everything ThreadDesk holds about the user, as JSON.

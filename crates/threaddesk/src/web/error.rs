@@ -25,6 +25,10 @@ pub enum WebError {
     Upstream(String),
     #[error("Mattermost cannot be reached right now; try again shortly")]
     Unavailable,
+    #[error(
+        "ThreadDesk cannot save anything right now (its disk is full or failing): this was not recorded and will not be sent; try again later"
+    )]
+    StorageUnavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -39,7 +43,7 @@ impl WebError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
