@@ -610,6 +610,13 @@ async fn main() -> Result<()> {
         mib(rss_max),
         samples.join(", ")
     );
+    let data = td.dir.path().join("data");
+    let size = |f: &str| std::fs::metadata(data.join(f)).map_or(0, |m| m.len() / 1024);
+    println!(
+        "- ThreadDesk's store at the end: threaddesk.db {}, WAL {}",
+        mib(size("threaddesk.db")),
+        mib(size("threaddesk.db-wal"))
+    );
     println!(
         "- soak process (mmsim + clients) RSS: start {}, end {}",
         mib(self_start),
