@@ -535,6 +535,27 @@ impl<'s> UserStore<'s> {
         })
     }
 
+    /// `channel id → (team id, type letter)` of every channel the user is a member of (one
+    /// query; channels without a cached row are left out).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn membership_channels(
+        &self,
+    ) -> Result<std::collections::HashMap<String, (String, String)>, StoreError> {
+        self.read(|c, u| {
+            Ok(collect(
+                c,
+                "SELECT m.channel_id, ch.team_id, ch.type FROM memberships m
+                 JOIN channels ch ON ch.channel_id = m.channel_id WHERE m.user_id = ?1",
+                params![u],
+                |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))),
+            )?
+            .into_iter()
+            .collect())
+        })
+    }
+
     /// Whether any DM/GM item shows unread messages or mentions (then a read on another
     /// device could have changed it).
     ///

@@ -910,8 +910,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         tokio::task::spawn_blocking(move || {
             let us = store.for_user(&user);
             let ms = us.memberships()?;
-            let ids: Vec<String> = ms.iter().map(|m| m.channel_id.clone()).collect();
-            let info = apply::channel_info(&store, &user, &ids)?;
+            let info = us.membership_channels()?;
             let unread_direct = us.has_unread_direct()?;
             Ok::<_, crate::store::StoreError>((ms, info, unread_direct))
         })
