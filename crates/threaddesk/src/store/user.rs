@@ -535,6 +535,38 @@ impl<'s> UserStore<'s> {
         })
     }
 
+    /// Every channel the user is a member of that has a cached row (one query).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn member_channels(&self) -> Result<Vec<Channel>, StoreError> {
+        self.read(|c, u| {
+            collect(
+                c,
+                "SELECT c.channel_id, c.team_id, c.type, c.name, c.display_name, c.total_msg_count,
+                        c.total_msg_count_root, c.last_post_at, c.last_root_post_at, c.update_at, c.delete_at
+                 FROM memberships m JOIN channels c ON c.channel_id = m.channel_id
+                 WHERE m.user_id = ?1",
+                params![u],
+                |r| {
+                    Ok(Channel {
+                        channel_id: r.get(0)?,
+                        team_id: r.get(1)?,
+                        channel_type: r.get(2)?,
+                        name: r.get(3)?,
+                        display_name: r.get(4)?,
+                        total_msg_count: r.get(5)?,
+                        total_msg_count_root: r.get(6)?,
+                        last_post_at: r.get(7)?,
+                        last_root_post_at: r.get(8)?,
+                        update_at: r.get(9)?,
+                        delete_at: r.get(10)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// `channel id → (team id, type letter)` of every channel the user is a member of (one
     /// query; channels without a cached row are left out).
     ///

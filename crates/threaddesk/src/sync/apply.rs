@@ -443,8 +443,14 @@ pub fn store_team_counters(
     let mut by_team: BTreeMap<String, super::planner::TeamCounters> = BTreeMap::new();
     // channel id → team id ("" for DM/GM), for the thread loop below.
     let mut team_of: HashMap<String, String> = HashMap::new();
+    // One query for the channels (not one read per membership).
+    let channels: HashMap<String, crate::store::Channel> = us
+        .member_channels()?
+        .into_iter()
+        .map(|c| (c.channel_id.clone(), c))
+        .collect();
     for m in us.memberships()? {
-        let Some(c) = us.channel(&m.channel_id)? else {
+        let Some(c) = channels.get(&m.channel_id) else {
             continue;
         };
         team_of.insert(c.channel_id.clone(), c.team_id.clone());
