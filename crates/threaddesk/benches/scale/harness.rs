@@ -140,12 +140,17 @@ impl Td {
 
     /// User + system CPU time of the child so far (clock ticks of 10 ms on Linux).
     pub fn cpu_ticks(&self) -> Option<u64> {
-        let s = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        let rest = s.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        // Fields after the command: state(0) … utime(11) stime(12).
-        Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        cpu_ticks(&self.pid.to_string())
     }
+}
+
+/// User + system CPU time of a process (`"self"` or a pid) in clock ticks (10 ms on Linux).
+pub fn cpu_ticks(pid: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields after the command: state(0) … utime(11) stime(12).
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
 pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
