@@ -450,6 +450,7 @@ fn main() {
     let p5_base = percentile(&warm, 99.0);
 
     // ---- P-13: events applied in batched transactions while P-5 reads run.
+    eprintln!("store bench: P-13 (5 s)");
     let stop = Arc::new(AtomicBool::new(false));
     let bg = p5_background(Arc::clone(&store), reader.clone(), Arc::clone(&stop));
     let t = Instant::now();
@@ -466,9 +467,11 @@ fn main() {
                     let ch = (u * 7) % CHANNELS;
                     let r = u % ROOTS_PER_CHANNEL;
                     let root = root_id(ch, r);
-                    tx.upsert_post(&post(next_post, ch, Some(root), NOW))?;
+                    // Each reply is newer than the last: every event really changes items.
+                    let at = NOW + i64::try_from(next_post - 90_000_000).unwrap_or(0);
+                    tx.upsert_post(&post(next_post, ch, Some(root), at))?;
                     tx.user(&uid(u))
-                        .upsert_thread(&thread(root, ch, &team_of(ch), NOW))?;
+                        .upsert_thread(&thread(root, ch, &team_of(ch), at))?;
                     next_post += 1;
                 }
                 Ok(())
@@ -538,6 +541,7 @@ fn main() {
     });
 
     // ---- P-14: the retention purge of everything older than 14 days, P-5 reads meanwhile.
+    eprintln!("store bench: P-14");
     let stop = Arc::new(AtomicBool::new(false));
     let bg = p5_background(Arc::clone(&store), reader.clone(), Arc::clone(&stop));
     let t = Instant::now();
