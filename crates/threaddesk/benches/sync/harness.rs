@@ -128,6 +128,9 @@ pub struct InitialSample {
     pub engine_ms: f64,
     pub engine_commit_ms: f64,
     pub engine_calls: u64,
+    /// mmsim's counters when the engine announced the queue complete.
+    pub rest_at_complete: Rest,
+    /// mmsim's counters once the sync's calls stopped (after the deferred DM/GM previews).
     pub rest: Rest,
     pub threads: usize,
     pub items: usize,
@@ -191,6 +194,20 @@ pub async fn initial_sync(org: &Org, timeout: Duration) -> Result<(Synced, Initi
     .await
     .context("initial sync")?;
     let wall_ms = ms(started.elapsed());
+    let rest_at_complete = rest(org.sim());
+    // Work the engine does after announcing the queue (the older DM/GM previews) is part of
+    // the initial sync's cost: count until mmsim has seen no call for 500 ms.
+    let mut last = rest_at_complete.calls;
+    let mut quiet_since = Instant::now();
+    let quiesce_deadline = Instant::now() + Duration::from_secs(60);
+    while quiet_since.elapsed() < Duration::from_millis(500) && Instant::now() < quiesce_deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = rest(org.sim()).calls;
+        if now != last {
+            last = now;
+            quiet_since = Instant::now();
+        }
+    }
     let rest = rest(org.sim());
     let hwm = proc_status_kib("VmHWM:");
     let st = engine.user_status(&org.user).context("status")?;
@@ -203,6 +220,7 @@ pub async fn initial_sync(org: &Org, timeout: Duration) -> Result<(Synced, Initi
         engine_ms: st.initial_sync_ms as f64,
         engine_commit_ms: st.initial_sync_commit_ms as f64,
         engine_calls: st.initial_sync_calls,
+        rest_at_complete,
         rest,
         threads: export.threads.len(),
         items: export.items.len(),
