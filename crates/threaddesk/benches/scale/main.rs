@@ -19,6 +19,7 @@
 //!   (10 r/s; its set-up signs them in through that limiter too, ≈ 1 s per user).
 //! - `BENCH_PARALLEL` (16): sign-ins in flight.
 //! - `BENCH_OUT` (`<repo>/BENCHMARKS.md`); `-` prints only.
+//! - `BENCH_THREADDESK_BIN`: measure another `threaddesk` binary (A/B of two builds).
 
 mod harness;
 
@@ -238,8 +239,10 @@ struct Step {
     healthy: bool,
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_threaddesk")
+/// The ThreadDesk binary: this build's, or `BENCH_THREADDESK_BIN` (A/B runs of two builds).
+fn bin() -> String {
+    std::env::var("BENCH_THREADDESK_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_threaddesk").to_owned())
 }
 
 #[allow(clippy::too_many_lines)]
@@ -266,7 +269,7 @@ async fn run() -> Result<()> {
     let api_setup = Arc::new(Mutex::new(ApiStats::default()));
 
     // ---- P-10 / P-11 / P-9: one ThreadDesk, users added in steps.
-    let td = Td::spawn(bin(), &running.url, Budget::OFF).await?;
+    let td = Td::spawn(&bin(), &running.url, Budget::OFF).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss0 = td.rss_kib().context("child RSS")?;
     eprintln!("threaddesk pid {} ready, RSS(0) = {rss0} KiB", td.pid);
@@ -346,7 +349,7 @@ async fn run() -> Result<()> {
     drop(td);
 
     // ---- P-12 with the production limiter (10 r/s, burst 100), fresh ThreadDesk.
-    let td = Td::spawn(bin(), &running.url, Budget::PRODUCTION).await?;
+    let td = Td::spawn(&bin(), &running.url, Budget::PRODUCTION).await?;
     let t = Instant::now();
     sim.inner().metrics.reset();
     let conns = harness::connect_all(
