@@ -69,7 +69,16 @@ impl Env {
     }
 
     async fn side_with(&self, dir: tempfile::TempDir, store: Arc<Store>) -> Side {
-        let engine = SyncEngine::new(Arc::clone(&store), settings(), RateLimiter::unlimited(8));
+        self.side_with_settings(dir, store, settings()).await
+    }
+
+    async fn side_with_settings(
+        &self,
+        dir: tempfile::TempDir,
+        store: Arc<Store>,
+        settings: SyncSettings,
+    ) -> Side {
+        let engine = SyncEngine::new(Arc::clone(&store), settings, RateLimiter::unlimited(8));
         let mut rx = engine.subscribe();
         let base = Client::builder(&self.running.url)
             .request_gate(engine.request_gate())
@@ -1817,5 +1826,59 @@ async fn dm_read_on_another_device_while_down_converges() {
     assert_eq!(
         snapshot(&side.store, &env.alice),
         snapshot(&fresh.store, &env.alice)
+    );
+}
+
+/// A read thread unfollowed on another device while events were lost moves no counter, so the
+/// incremental resync cannot see it; the periodic full sync corrects it.
+#[tokio::test]
+async fn periodic_full_sync_corrects_what_no_resync_can_see() {
+    let env = env().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Arc::new(Store::open(dir.path()).expect("store"));
+    let mut fast = settings();
+    fast.full_sync_every = Duration::from_secs(3);
+    let mut side = env.side_with_settings(dir, store, fast).await;
+    let read = side
+        .store
+        .for_user(&env.alice)
+        .threads()
+        .expect("threads")
+        .into_iter()
+        .find(|t| t.following && t.delete_at == 0 && !t.team_id.is_empty() && t.unread_replies == 0)
+        .expect("the demo org has a read followed thread");
+    changed_while_down(&env, &mut side, || {
+        env.driver
+            .set_following("alice", &read.root_id, false)
+            .expect("unfollow");
+    })
+    .await;
+    let following = |side: &Side| {
+        side.store
+            .for_user(&env.alice)
+            .thread(&read.root_id)
+            .expect("read")
+            .is_some_and(|t| t.following)
+    };
+    let before = side
+        .engine
+        .user_status(&env.alice)
+        .expect("status")
+        .periodic_full_syncs;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while following(&side) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the periodic full sync never corrected the unfollow"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = side.engine.user_status(&env.alice).expect("status");
+    assert!(st.periodic_full_syncs > before || st.periodic_full_syncs >= 1);
+    assert_eq!(st.phase, Phase::Live);
+    let fresh = env.side().await;
+    assert_eq!(
+        open_keys(&side.store, &env.alice),
+        open_keys(&fresh.store, &env.alice)
     );
 }

@@ -1099,6 +1099,33 @@ impl<'t> UserTx<'t> {
         Ok(())
     }
 
+    /// After a complete listing of the user's followed threads since `since` (`listed`):
+    /// marks as unfollowed the stored threads followed and active since then that the lists
+    /// no longer contain (unfollowed elsewhere, the event lost). Returns how many.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn unfollow_missing(
+        &self,
+        listed: &std::collections::HashSet<String>,
+        since: Millis,
+    ) -> Result<usize, StoreError> {
+        let stale: Vec<String> = collect(
+            self.conn,
+            "SELECT root_id FROM threads
+              WHERE user_id = ?1 AND following = 1 AND last_reply_at >= ?2",
+            params![self.u(), since],
+            |r| r.get(0),
+        )?
+        .into_iter()
+        .filter(|root: &String| !listed.contains(root))
+        .collect();
+        for root in &stale {
+            self.set_thread_following(root, false)?;
+        }
+        Ok(stale.len())
+    }
+
     /// Follow / unfollow (`thread_follow_changed`) of a thread already known; returns false if
     /// the thread is unknown (fetch it then).
     ///

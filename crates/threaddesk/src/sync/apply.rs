@@ -230,6 +230,9 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                         ut.upsert_thread(t)?;
                     }
                 }
+                Write::UnfollowMissing { listed, since } => {
+                    ut.unfollow_missing(&listed, since)?;
+                }
                 Write::ThreadRead {
                     root_id,
                     last_viewed_at,

@@ -37,6 +37,13 @@ pub enum Write {
     },
     /// Full thread rows (from a thread list or `thread_updated`).
     Threads(Vec<store::Thread>),
+    /// After a complete listing of every team's followed threads since `since`: threads the
+    /// store still has as followed, active since then, but absent from the lists were
+    /// unfollowed elsewhere.
+    UnfollowMissing {
+        listed: std::collections::HashSet<String>,
+        since: i64,
+    },
     /// Read state of one thread changed (`thread_read_changed`, our own mark read / unread).
     ThreadRead {
         root_id: String,

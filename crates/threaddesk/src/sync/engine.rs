@@ -74,6 +74,8 @@ pub struct UserStatus {
     /// REST calls of the last incremental resync, and how many resyncs ran.
     pub last_resync_calls: u64,
     pub resyncs: u64,
+    /// Periodic full syncs of a live user ([`super::SyncSettings::full_sync_every`]).
+    pub periodic_full_syncs: u64,
     pub events_applied: u64,
     /// A fixed phrase (never message content).
     pub last_error: Option<String>,
@@ -623,7 +625,19 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<(u64, Backfill), SyncE
         rows: members.iter().map(convert::membership).collect(),
         replace_all: true,
     });
+    // Every team's followed threads since `since` were listed in full (any failure fails the
+    // whole sync): a stored thread followed and active since then but missing from the lists
+    // was unfollowed elsewhere (what no incremental resync can see for a read thread).
+    let listed: std::collections::HashSet<String> = results
+        .iter()
+        .filter_map(|r| match r {
+            OpResult::Threads { list, .. } => Some(list.iter().map(|t| t.id.clone())),
+            OpResult::Posts(_) => None,
+        })
+        .flatten()
+        .collect();
     let mut people = results_to_writes(&mut batch, results, &chans, ctx.user_id.as_str());
+    batch.push(Write::UnfollowMissing { listed, since });
     root_mentions(
         ctx,
         &mention_targets,
@@ -1507,12 +1521,68 @@ pub(crate) async fn run_user(
         // Previews only: the conversations show them once opened (web backfill).
         warn!(error = %e.phrase(), "sync: DM/GM preview backfill failed");
     }
-    while let Some(item) = items.recv().await {
-        if handle_item(&ctx, &handle, &mut ws, item).await.is_break() {
-            return;
+    let mut next_full = tokio::time::Instant::now() + jittered(ctx.settings.full_sync_every);
+    loop {
+        tokio::select! {
+            item = items.recv() => {
+                let Some(item) = item else { break };
+                if handle_item(&ctx, &handle, &mut ws, item).await.is_break() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep_until(next_full) => {
+                next_full = tokio::time::Instant::now() + jittered(ctx.settings.full_sync_every);
+                if periodic_full_sync(&ctx).await.is_break() {
+                    handle.close().await;
+                    return;
+                }
+            }
         }
     }
     ctx.status().phase = Phase::Stopped;
+}
+
+/// `every` ± 25 %.
+fn jittered(every: Duration) -> Duration {
+    every.mul_f64(0.75 + rand::random::<f64>() * 0.5)
+}
+
+/// A full sync of a live user (see [`super::SyncSettings::full_sync_every`]): the same reads
+/// as the initial sync, applied idempotently; events that arrive meanwhile wait in the
+/// WebSocket queue and are applied after it. `Break` when the token was refused.
+async fn periodic_full_sync(ctx: &Arc<UserCtx>) -> ControlFlow<()> {
+    if ctx.status().phase != Phase::Live {
+        return ControlFlow::Continue(());
+    }
+    match initial_sync(ctx).await {
+        Ok((_, backfill)) => {
+            {
+                let mut st = ctx.status();
+                st.periodic_full_syncs += 1;
+                st.phase = Phase::Live;
+                st.last_error = None;
+            }
+            info!("sync: periodic full sync done");
+            ctx.notify(Vec::new(), Cause::Resync);
+            if let Err(e) = run_backfill(ctx, backfill).await {
+                warn!(error = %e.phrase(), "sync: DM/GM preview backfill failed");
+            }
+            ControlFlow::Continue(())
+        }
+        Err(e) if e.is_unauthorized() => {
+            warn!("sync: token refused; user must sign in again");
+            needs_sign_in(ctx);
+            ControlFlow::Break(())
+        }
+        Err(e) => {
+            // The live stream goes on; the next period tries again.
+            warn!(error = %e.phrase(), "sync: periodic full sync failed");
+            let mut st = ctx.status();
+            st.phase = Phase::Live;
+            st.last_error = Some(e.phrase().into());
+            ControlFlow::Continue(())
+        }
+    }
 }
 
 /// What the item loop of [`run_user`] remembers between items.

@@ -60,6 +60,11 @@ pub struct SyncSettings {
     /// DM/GM conversations whose posts are read during the initial sync (newest first); the
     /// others are read right after, once the queue is live.
     pub initial_direct_posts_max: usize,
+    /// A live user is fully synced again this often (± 25 % jitter, so users started together
+    /// spread out). An incremental resync cannot see a few changes the API exposes nowhere
+    /// cheaply (a read thread unfollowed elsewhere, a DM marked unread elsewhere with no new
+    /// message); this bounds how long they can stay stale.
+    pub full_sync_every: std::time::Duration,
 }
 
 impl Default for SyncSettings {
@@ -68,6 +73,7 @@ impl Default for SyncSettings {
             retention_ms: 14 * 86_400_000,
             ws: mattermost::ws::WsConfig::default(),
             initial_direct_posts_max: 10,
+            full_sync_every: std::time::Duration::from_secs(24 * 3600),
         }
     }
 }
