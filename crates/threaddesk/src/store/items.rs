@@ -201,7 +201,10 @@ impl Tx<'_> {
                  WHERE channel_id = ?1 AND (last_post_at < ?2 OR (?3 AND last_root_post_at < ?2))",
                 params![p.channel_id, p.create_at, p.root_id.is_empty()],
             )?;
-            if n > 0 {
+            // Only DM/GM channels are items of their own (`inbox::derive_channel_item`); a
+            // post in a team channel would only re-derive "no item" for every member (50
+            // members = 200 statements per post; research P-13).
+            if n > 0 && is_direct_channel(self.conn, &p.channel_id)? {
                 refresh_channel_for_members(self.conn, &p.channel_id)?;
             }
         }
@@ -228,6 +231,18 @@ fn refresh_thread_for_all(conn: &Connection, root_id: &str) -> Result<(), StoreE
         refresh_thread_item(conn, &u, root_id)?;
     }
     Ok(())
+}
+
+/// Whether `channel_id` is a cached DM or GM channel.
+fn is_direct_channel(conn: &Connection, channel_id: &str) -> Result<bool, StoreError> {
+    Ok(q_row(
+        conn,
+        "SELECT type IN ('D', 'G') FROM channels WHERE channel_id = ?1",
+        params![channel_id],
+        |r| r.get(0),
+    )
+    .optional()?
+    .unwrap_or(false))
 }
 
 fn refresh_channel_for_members(conn: &Connection, channel_id: &str) -> Result<(), StoreError> {
