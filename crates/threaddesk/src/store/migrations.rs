@@ -293,6 +293,64 @@ CREATE TABLE saved_posts (
     r"
 ALTER TABLE sync_state ADD COLUMN memo TEXT NOT NULL DEFAULT '';
 ",
+    // 8: per-team queue counters kept by triggers in the same transaction as each item change
+    // (the research's "badge counters"), over the items that are not snoozed; snoozed items
+    // depend on the time and are counted at read time through `items_snoozed`. `counts` then
+    // reads at most one row per team plus the snoozed items, never every item (P-5).
+    r"
+CREATE TABLE item_counts (
+    user_id    TEXT NOT NULL,
+    team_id    TEXT NOT NULL,
+    open_n     INTEGER NOT NULL DEFAULT 0,
+    mention_n  INTEGER NOT NULL DEFAULT 0,
+    direct_n   INTEGER NOT NULL DEFAULT 0,
+    done_n     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (user_id, team_id)
+) STRICT, WITHOUT ROWID;
+INSERT INTO item_counts (user_id, team_id, open_n, mention_n, direct_n, done_n)
+SELECT user_id, team_id,
+       sum(is_open = 1 AND snoozed_until IS NULL),
+       sum(is_open = 1 AND snoozed_until IS NULL AND mentions > 0),
+       sum(is_open = 1 AND snoozed_until IS NULL AND is_direct = 1),
+       sum(is_open = 0)
+  FROM items GROUP BY user_id, team_id;
+CREATE TRIGGER item_counts_insert AFTER INSERT ON items BEGIN
+    INSERT INTO item_counts (user_id, team_id, open_n, mention_n, direct_n, done_n)
+    VALUES (NEW.user_id, NEW.team_id,
+            NEW.is_open = 1 AND NEW.snoozed_until IS NULL,
+            NEW.is_open = 1 AND NEW.snoozed_until IS NULL AND NEW.mentions > 0,
+            NEW.is_open = 1 AND NEW.snoozed_until IS NULL AND NEW.is_direct = 1,
+            NEW.is_open = 0)
+    ON CONFLICT (user_id, team_id) DO UPDATE SET
+        open_n = open_n + excluded.open_n, mention_n = mention_n + excluded.mention_n,
+        direct_n = direct_n + excluded.direct_n, done_n = done_n + excluded.done_n;
+END;
+CREATE TRIGGER item_counts_delete AFTER DELETE ON items BEGIN
+    UPDATE item_counts SET
+        open_n = open_n - (OLD.is_open = 1 AND OLD.snoozed_until IS NULL),
+        mention_n = mention_n - (OLD.is_open = 1 AND OLD.snoozed_until IS NULL AND OLD.mentions > 0),
+        direct_n = direct_n - (OLD.is_open = 1 AND OLD.snoozed_until IS NULL AND OLD.is_direct = 1),
+        done_n = done_n - (OLD.is_open = 0)
+     WHERE user_id = OLD.user_id AND team_id = OLD.team_id;
+END;
+CREATE TRIGGER item_counts_update AFTER UPDATE ON items BEGIN
+    UPDATE item_counts SET
+        open_n = open_n - (OLD.is_open = 1 AND OLD.snoozed_until IS NULL),
+        mention_n = mention_n - (OLD.is_open = 1 AND OLD.snoozed_until IS NULL AND OLD.mentions > 0),
+        direct_n = direct_n - (OLD.is_open = 1 AND OLD.snoozed_until IS NULL AND OLD.is_direct = 1),
+        done_n = done_n - (OLD.is_open = 0)
+     WHERE user_id = OLD.user_id AND team_id = OLD.team_id;
+    INSERT INTO item_counts (user_id, team_id, open_n, mention_n, direct_n, done_n)
+    VALUES (NEW.user_id, NEW.team_id,
+            NEW.is_open = 1 AND NEW.snoozed_until IS NULL,
+            NEW.is_open = 1 AND NEW.snoozed_until IS NULL AND NEW.mentions > 0,
+            NEW.is_open = 1 AND NEW.snoozed_until IS NULL AND NEW.is_direct = 1,
+            NEW.is_open = 0)
+    ON CONFLICT (user_id, team_id) DO UPDATE SET
+        open_n = open_n + excluded.open_n, mention_n = mention_n + excluded.mention_n,
+        direct_n = direct_n + excluded.direct_n, done_n = done_n + excluded.done_n;
+END;
+",
 ];
 
 /// The schema version this binary writes.

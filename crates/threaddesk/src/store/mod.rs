@@ -774,7 +774,7 @@ impl Store {
     pub fn purge_all(&self) -> Result<(), StoreError> {
         self.write_durable(|tx| {
             tx.conn.execute_batch(
-                "INSERT INTO posts_fts (posts_fts) VALUES ('delete-all'); DELETE FROM posts; DELETE FROM outbox; DELETE FROM items;
+                "INSERT INTO posts_fts (posts_fts) VALUES ('delete-all'); DELETE FROM posts; DELETE FROM outbox; DELETE FROM items; DELETE FROM item_counts;
                  DELETE FROM marks; DELETE FROM user_mentions; DELETE FROM threads;
                  DELETE FROM memberships; DELETE FROM channels; DELETE FROM profiles;
                  DELETE FROM user_teams; DELETE FROM teams; DELETE FROM team_sync;

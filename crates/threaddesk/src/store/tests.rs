@@ -1483,7 +1483,7 @@ fn counts_memo_always_equals_a_fresh_count() {
     let us = f.store.for_user(&u);
     let fresh = |now: i64| {
         f.store
-            .read(|c| user::count_items(c, u.as_str(), now))
+            .read(|c| user::count_items_scan(c, u.as_str(), now))
             .unwrap()
     };
     let mut now = 1_000i64;
@@ -1585,4 +1585,35 @@ fn search_rows_are_written_at_commit_and_roll_back_with_the_transaction() {
         })
         .unwrap();
     assert_eq!(left, 0);
+}
+
+#[test]
+fn queue_counters_are_backfilled_by_their_migration() {
+    // Items written by a binary without the counters (version 7) are counted after the upgrade.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let u = uid(1);
+    {
+        let s = Store::open_at_version(&path, 7).unwrap();
+        seed(&s, &u, 0);
+        let key = ItemKey::channel(&id('c', 3)).unwrap();
+        s.write(|tx| {
+            tx.user(&u).set_marks(
+                &key,
+                Marks {
+                    done_at: None,
+                    snoozed_until: Some(10_000),
+                },
+            )
+        })
+        .unwrap();
+    }
+    let s = Store::open_file(&path).unwrap();
+    for now in [0, 9_999, 10_000, 20_000] {
+        let scan = s
+            .read(|c| user::count_items_scan(c, u.as_str(), now))
+            .unwrap();
+        assert!(scan.all > 0);
+        assert_eq!(s.for_user(&u).counts(now).unwrap(), scan, "at {now}");
+    }
 }
