@@ -695,8 +695,11 @@ function createConversation() {
   });
   const nearBottom = () => window.innerHeight + window.scrollY >= document.body.scrollHeight - 160;
 
+  // A change announced while a refresh is in flight may not be in its answer: run one more
+  // refresh after it (several requests meanwhile coalesce into that one).
+  let refreshAgain = false;
   async function refresh() {
-    if (refreshing) return refreshing;
+    if (refreshing) { refreshAgain = true; return refreshing; }
     refreshing = (async () => {
       try {
         const data = await api(itemPath(key));
@@ -724,6 +727,7 @@ function createConversation() {
         if (err.status === 404) toast("This item is no longer available.", { error: true });
       } finally {
         refreshing = null;
+        if (refreshAgain) { refreshAgain = false; refresh(); }
       }
     })();
     return refreshing;

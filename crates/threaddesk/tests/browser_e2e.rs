@@ -176,6 +176,43 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .await
         .unwrap();
 
+    // Replies in quick succession: each one, delivered while the page may be refreshing for
+    // the previous one, shows as Mattermost created it without a reload (a refresh requested
+    // during another used to be dropped, leaving a reply "Sending…" forever).
+    let burst: Vec<String> = (0..4)
+        .map(|i| format!("Quick reply {i} from the browser"))
+        .collect();
+    for text in &burst {
+        // The box keeps the focus after a send (an `r` now would be typed into it).
+        b.wait_for(
+            "document.activeElement && document.activeElement.id === 'reply-box'",
+            WAIT,
+        )
+        .await
+        .unwrap();
+        b.type_text(text).await.unwrap();
+        b.press_with("Enter", 2).await.unwrap();
+        stack
+            .wait_posted_once(&root_id, &token, text)
+            .await
+            .unwrap();
+        b.wait_for(
+            &format!(
+                "[...document.querySelectorAll('#posts > li:not(.pending)')].some(li => li.textContent.includes({text:?}))"
+            ),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        b.eval("document.querySelectorAll('#posts > li.pending').length")
+            .await
+            .unwrap(),
+        serde_json::json!(0),
+        "no reply is left pending once Mattermost has it"
+    );
+
     // Back to the queue with g i; mark the thread done with e: it leaves.
     b.press("Escape").await.unwrap();
     b.press("g").await.unwrap();

@@ -246,9 +246,15 @@ async fn main() {
         .unwrap();
         b.type_text(&text).await.unwrap();
         b.press_with("Enter", 2).await.unwrap();
-        b.wait_for("window.__reply.confirmed !== null", WAIT)
-            .await
-            .unwrap();
+        if let Err(e) = b.wait_for("window.__reply.confirmed !== null", WAIT).await {
+            let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
+            let _ = b.screenshot(&shots.join("bench-ui-reply-timeout.png")).await;
+            let state = b
+                .eval("JSON.stringify({r: window.__reply, n: document.querySelectorAll('#posts > li').length, pending: document.querySelectorAll('#posts > li.pending').length, status: document.getElementById('reply-status')?.textContent})")
+                .await
+                .unwrap_or_default();
+            panic!("reply {n}: {e}; page state {state}");
+        }
         let r = b.eval("window.__reply").await.unwrap();
         shown.push(r["shown"].as_f64().unwrap_or(f64::NAN));
         confirmed.push(r["confirmed"].as_f64().unwrap_or(f64::NAN));
