@@ -25,7 +25,6 @@ mod user;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -147,23 +146,7 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
-    /// Per-user memo of the queue counts, valid while the user's `items_gen` is unchanged and
-    /// no snooze expires (see [`UserStore::counts`]).
-    counts_memo: Mutex<HashMap<String, CountsMemo>>,
 }
-
-/// Queue counts computed at `from` for generation `generation` of a user's items; they stay
-/// true until `until` (the next snooze expiry), or forever when `None`.
-#[derive(Debug, Clone)]
-pub(crate) struct CountsMemo {
-    pub(crate) generation: i64,
-    pub(crate) from: Millis,
-    pub(crate) until: Option<Millis>,
-    pub(crate) counts: QueueCounts,
-}
-
-/// More memo entries than this and the memo starts over (one entry per active user).
-pub(crate) const COUNTS_MEMO_MAX: usize = 20_000;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -321,7 +304,6 @@ impl Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
-            counts_memo: Mutex::new(HashMap::new()),
         })
     }
 

@@ -401,49 +401,8 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn counts(&self, now: Millis) -> Result<QueueCounts, StoreError> {
-        self.read(|c, u| {
-            // The memo first: `items_gen` moves (by trigger) with every change to the user's
-            // items, so an equal generation read *before* the scan means the memo is current;
-            // snoozes are the only time-dependent part, and the memo ends at the next expiry.
-            let generation: Option<i64> = q_row(
-                c,
-                "SELECT items_gen FROM users WHERE user_id = ?1",
-                params![u],
-                |r| r.get(0),
-            )
-            .optional()?;
-            if let Some(g) = generation
-                && let Some(m) = super::lock(&self.store.counts_memo)?.get(u)
-                && m.generation == g
-                && m.from <= now
-                && m.until.is_none_or(|t| now < t)
-            {
-                return Ok(m.counts.clone());
-            }
-            let counts = count_items(c, u, now)?;
-            if let Some(generation) = generation {
-                let until: Option<Millis> = q_row(
-                    c,
-                    "SELECT min(snoozed_until) FROM items WHERE user_id = ?1 AND snoozed_until > ?2",
-                    params![u, now],
-                    |r| r.get(0),
-                )?;
-                let mut memo = super::lock(&self.store.counts_memo)?;
-                if memo.len() >= super::COUNTS_MEMO_MAX {
-                    memo.clear();
-                }
-                memo.insert(
-                    u.to_owned(),
-                    super::CountsMemo {
-                        generation,
-                        from: now,
-                        until,
-                        counts: counts.clone(),
-                    },
-                );
-            }
-            Ok(counts)
-        })
+        // One row per team from the trigger-kept counters, plus the snoozed items.
+        self.read(|c, u| count_items(c, u, now))
     }
 
     /// One item with its most recent `limit` posts (oldest first): the thread (root + replies)
