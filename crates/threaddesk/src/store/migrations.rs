@@ -360,6 +360,13 @@ DROP TRIGGER items_gen_delete;
 DROP TABLE items_clock;
 ALTER TABLE users DROP COLUMN items_gen;
 ",
+    // 10: the snoozed items' index covers what `counts` reads of them (no row lookups: the
+    // snoozed part of the counts is read at request time, P-5 at 100 k items).
+    r"
+DROP INDEX items_snoozed;
+CREATE INDEX items_snoozed ON items(user_id, snoozed_until, team_id, is_open, mentions, is_direct)
+    WHERE snoozed_until IS NOT NULL;
+",
 ];
 
 /// The schema version this binary writes.

@@ -1614,3 +1614,23 @@ fn queue_counters_are_backfilled_by_their_migration() {
         assert_eq!(s.for_user(&u).counts(now).unwrap(), scan, "at {now}");
     }
 }
+
+#[test]
+fn snoozed_part_of_the_counts_reads_only_a_covering_index() {
+    let f = fx();
+    let plan: Vec<String> = f
+        .store
+        .read(|c| {
+            let mut st = c.prepare(
+                "EXPLAIN QUERY PLAN SELECT team_id, is_open, mentions, is_direct, snoozed_until
+                   FROM items WHERE user_id = ?1 AND snoozed_until IS NOT NULL",
+            )?;
+            let rows = st.query_map(["u"], |r| r.get::<_, String>(3))?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .unwrap();
+    assert!(
+        plan.iter().any(|p| p.contains("COVERING INDEX items_snoozed")),
+        "{plan:?}"
+    );
+}
