@@ -74,11 +74,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn rss_kib(pid: &str) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` field in KiB (`RssAnon:` is the heap and stacks: the RSS without the
+/// store's memory-mapped file pages, which the OS shares and reclaims).
+fn status_kib(pid: &str, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|v| v.parse().ok())
         })
@@ -434,6 +440,7 @@ async fn main() -> Result<()> {
     let setup = t_setup.elapsed();
     let pid = td.pid();
     let rss_start = rss_kib(&pid);
+    let anon_start = status_kib(&pid, "RssAnon:");
     let self_start = rss_kib("self");
     eprintln!(
         "soak: {} users signed in, synced and streaming after {setup:.1?}; ThreadDesk RSS {}",
@@ -542,6 +549,7 @@ async fn main() -> Result<()> {
     }
     let drained = drain_start.elapsed();
     let rss_end = rss_kib(&pid);
+    let anon_end = status_kib(&pid, "RssAnon:");
     rss_max = rss_max.max(rss_end);
     let self_end = rss_kib("self");
     stop.store(true, Ordering::SeqCst);
@@ -602,6 +610,11 @@ async fn main() -> Result<()> {
         stats.stream_drops.load(Ordering::Relaxed),
         stats.http_errors.load(Ordering::Relaxed),
         stats.reloads.load(Ordering::Relaxed),
+    );
+    println!(
+        "- ThreadDesk anonymous RSS (heap and stacks, without the store's memory-mapped pages): start {}, end {}",
+        mib(anon_start),
+        mib(anon_end)
     );
     println!(
         "- ThreadDesk RSS: start {}, end {}, max {} (samples: {})",
