@@ -248,7 +248,9 @@ async fn main() {
         b.press_with("Enter", 2).await.unwrap();
         if let Err(e) = b.wait_for("window.__reply.confirmed !== null", WAIT).await {
             let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots");
-            let _ = b.screenshot(&shots.join("bench-ui-reply-timeout.png")).await;
+            let _ = b
+                .screenshot(&shots.join("bench-ui-reply-timeout.png"))
+                .await;
             let state = b
                 .eval("JSON.stringify({r: window.__reply, n: document.querySelectorAll('#posts > li').length, pending: document.querySelectorAll('#posts > li.pending').length, status: document.getElementById('reply-status')?.textContent})")
                 .await

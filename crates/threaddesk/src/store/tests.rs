@@ -1630,7 +1630,8 @@ fn snoozed_part_of_the_counts_reads_only_a_covering_index() {
         })
         .unwrap();
     assert!(
-        plan.iter().any(|p| p.contains("COVERING INDEX items_snoozed")),
+        plan.iter()
+            .any(|p| p.contains("COVERING INDEX items_snoozed")),
         "{plan:?}"
     );
 }
