@@ -13,6 +13,9 @@
     clippy::cast_precision_loss
 )]
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -32,13 +35,6 @@ const RETENTION: i64 = 14 * DAY;
 const CHANNELS: usize = 1_000;
 const CHANNELS_PER_USER: usize = 25;
 const ROOTS_PER_CHANNEL: usize = 50;
-
-fn env_usize(k: &str, d: usize) -> usize {
-    std::env::var(k)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(d)
-}
 
 fn id(prefix: char, n: usize) -> String {
     format!("{prefix}{n:0>25}")
@@ -242,16 +238,6 @@ fn populate_reader(store: &Store, n_user: usize, items: usize) -> UserId {
     user
 }
 
-fn percentile(v: &[f64], p: f64) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    let mut s = v.to_vec();
-    s.sort_by(f64::total_cmp);
-    let i = ((p / 100.0) * (s.len() - 1) as f64).round() as usize;
-    s[i.min(s.len() - 1)]
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -342,46 +328,12 @@ fn cold_start(args: &[&str], dir: Option<&Path>, ready: &str) -> f64 {
     took
 }
 
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .next()
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|k| k.parse::<f64>().ok())
-        })
-        .map_or_else(|| "?".into(), |k| format!("{:.1} GiB", k / 1_048_576.0));
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let rustc = Command::new("rustc")
-        .arg("--version")
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    format!(
-        "- CPU: {cores} × {cpu}\n- RAM: {mem}\n- {rustc}; build profile: release (`bench` profile)\n- load average at the end of the run: {} (a shared machine: other builds may run concurrently)\n",
-        load.join(" ")
-    )
-}
-
 fn main() {
-    let users = env_usize("BENCH_USERS", 2_000);
-    let threads_per_user = env_usize("BENCH_THREADS", 250);
-    let p5_items = env_usize("BENCH_P5_ITEMS", 10_000);
-    let stress_items = env_usize("BENCH_P5_STRESS", 100_000);
-    let iters = env_usize("BENCH_ITERS", 2_000);
+    let users = common::env_usize("BENCH_USERS", 2_000);
+    let threads_per_user = common::env_usize("BENCH_THREADS", 250);
+    let p5_items = common::env_usize("BENCH_P5_ITEMS", 10_000);
+    let stress_items = common::env_usize("BENCH_P5_STRESS", 100_000);
+    let iters = common::env_usize("BENCH_ITERS", 2_000);
     let started = Instant::now();
     let mut rows: Vec<Row> = Vec::new();
     let dir = tempfile::tempdir().unwrap();
@@ -429,11 +381,11 @@ fn main() {
         metric: "p50 / p99, ms — nothing written since the last read",
         value: format!(
             "{:.2} / {:.2}",
-            percentile(&warm, 50.0),
-            percentile(&warm, 99.0)
+            common::percentile(&warm, 50.0),
+            common::percentile(&warm, 99.0)
         ),
         target: "p99 ≤ 5 ms",
-        verdict: verdict(percentile(&warm, 99.0) <= 5.0),
+        verdict: verdict(common::percentile(&warm, 99.0) <= 5.0),
     });
     rows.push(Row {
         id: "P-5",
@@ -441,13 +393,13 @@ fn main() {
         metric: "p50 / p99, ms — an item of the user changed before every read (readers' page caches invalidated)",
         value: format!(
             "{:.2} / {:.2}",
-            percentile(&cold, 50.0),
-            percentile(&cold, 99.0)
+            common::percentile(&cold, 50.0),
+            common::percentile(&cold, 99.0)
         ),
         target: "p99 ≤ 5 ms",
-        verdict: verdict(percentile(&cold, 99.0) <= 5.0),
+        verdict: verdict(common::percentile(&cold, 99.0) <= 5.0),
     });
-    let p5_base = percentile(&warm, 99.0);
+    let p5_base = common::percentile(&warm, 99.0);
 
     // ---- P-13: events applied in batched transactions while P-5 reads run.
     eprintln!("store bench: P-13 (5 s)");
@@ -494,7 +446,7 @@ fn main() {
         target: "≥ 5,000/s",
         verdict: verdict(rate >= 5_000.0),
     });
-    let p13 = percentile(&during, 99.0);
+    let p13 = common::percentile(&during, 99.0);
     rows.push(Row {
         id: "P-13",
         task: task13,
@@ -513,8 +465,8 @@ fn main() {
         "`threaddesk serve` start to its ready line, warm cache of {cache_rows} rows ({:.0} MiB) vs an empty data dir",
         size_before as f64 / 1_048_576.0
     );
-    let warm_med = percentile(&cold_warm, 50.0);
-    let empty_med = percentile(&cold_empty, 50.0);
+    let warm_med = common::percentile(&cold_warm, 50.0);
+    let empty_med = common::percentile(&cold_empty, 50.0);
     rows.push(Row {
         id: "P-15",
         task: cold_task,
@@ -532,12 +484,12 @@ fn main() {
         metric: "median of 3 (min–max), ms",
         value: format!(
             "{:.0} ({:.0}–{:.0})",
-            percentile(&demo, 50.0),
-            percentile(&demo, 0.0),
-            percentile(&demo, 100.0)
+            common::percentile(&demo, 50.0),
+            common::percentile(&demo, 0.0),
+            common::percentile(&demo, 100.0)
         ),
         target: "≤ 2 s",
-        verdict: verdict(percentile(&demo, 50.0) <= 2_000.0),
+        verdict: verdict(common::percentile(&demo, 50.0) <= 2_000.0),
     });
 
     // ---- P-14: the retention purge of everything older than 14 days, P-5 reads meanwhile.
@@ -562,7 +514,7 @@ fn main() {
         target: "–",
         verdict: "–",
     });
-    let p14 = percentile(&during, 99.0);
+    let p14 = common::percentile(&during, 99.0);
     rows.push(Row {
         id: "P-14",
         task: task14,
@@ -599,9 +551,13 @@ fn main() {
             id: "P-5",
             task: task.clone(),
             metric: "p50 / p99, ms — nothing written since the last read",
-            value: format!("{:.2} / {:.2}", percentile(&v, 50.0), percentile(&v, 99.0)),
+            value: format!(
+                "{:.2} / {:.2}",
+                common::percentile(&v, 50.0),
+                common::percentile(&v, 99.0)
+            ),
             target: "p99 ≤ 10 ms",
-            verdict: verdict(percentile(&v, 99.0) <= 10.0),
+            verdict: verdict(common::percentile(&v, 99.0) <= 10.0),
         });
         rows.push(Row {
             id: "P-5",
@@ -609,11 +565,11 @@ fn main() {
             metric: "p50 / p99, ms — an item of the user changed before every read",
             value: format!(
                 "{:.2} / {:.2}",
-                percentile(&cold, 50.0),
-                percentile(&cold, 99.0)
+                common::percentile(&cold, 50.0),
+                common::percentile(&cold, 99.0)
             ),
             target: "p99 ≤ 10 ms",
-            verdict: verdict(percentile(&cold, 99.0) <= 10.0),
+            verdict: verdict(common::percentile(&cold, 99.0) <= 10.0),
         });
     }
 
@@ -625,16 +581,7 @@ fn main() {
         "ThreadDesk's SQLite cache driven through its own store API, in process; cache of {users} users × {threads_per_user} followed threads in {CHANNELS} shared channels (built in {build_s:.0} s); whole run {:.0} s.\n",
         started.elapsed().as_secs_f64()
     );
-    let _ = writeln!(
-        out,
-        "- date: {}",
-        Command::new("date")
-            .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    );
-    out.push_str(&machine());
+    out.push_str(&common::machine());
     out.push('\n');
     out.push_str("| id | task | metric | value | target | |\n|---|---|---|---|---|---|\n");
     for r in &rows {
@@ -645,23 +592,9 @@ fn main() {
         );
     }
     println!("{out}");
-    let target = std::env::var("BENCH_OUT")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../BENCHMARKS.md").to_owned());
-    if target != "-" {
-        write_section(Path::new(&target), &out);
-    }
-}
-
-fn write_section(path: &Path, body: &str) {
-    const BEGIN: &str = "<!-- bench:store:begin (generated by `cargo bench -p threaddesk --bench store`; edit outside these markers) -->";
-    const END: &str = "<!-- bench:store:end -->";
-    let old = std::fs::read_to_string(path).unwrap_or_default();
-    let section = format!("{BEGIN}\n{body}{END}");
-    let new = match (old.find("<!-- bench:store:begin"), old.find(END)) {
-        (Some(a), Some(b)) if b > a => format!("{}{section}{}", &old[..a], &old[b + END.len()..]),
-        _ => format!("{}\n{section}\n", old.trim_end()),
-    };
-    if let Err(e) = std::fs::write(path, new) {
+    if let Some(path) = common::out_path()
+        && let Err(e) = common::write_section(&path, "store", &out)
+    {
         eprintln!("cannot write {}: {e}", path.display());
     }
 }
