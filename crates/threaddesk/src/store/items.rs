@@ -192,19 +192,22 @@ impl Tx<'_> {
             }
         } else {
             super::fts_later(self.conn, seq, true)?;
-            // Monotonic max (not an increment): replaying the event changes nothing.
-            let n = exec(
+            // Monotonic max (not an increment): replaying the event changes nothing. The
+            // update says whether it moved a DM/GM channel: only those are items of their own
+            // (`inbox::derive_channel_item`); a post in a team channel would only re-derive
+            // "no item" for every member (50 members = 200 statements per post; P-13).
+            let moved_direct: Option<bool> = q_row(
                 self.conn,
                 "UPDATE channels SET last_post_at = max(last_post_at, ?2),
                    last_root_post_at = CASE WHEN ?3 THEN max(last_root_post_at, ?2)
                                             ELSE last_root_post_at END
-                 WHERE channel_id = ?1 AND (last_post_at < ?2 OR (?3 AND last_root_post_at < ?2))",
+                 WHERE channel_id = ?1 AND (last_post_at < ?2 OR (?3 AND last_root_post_at < ?2))
+                 RETURNING type IN ('D', 'G')",
                 params![p.channel_id, p.create_at, p.root_id.is_empty()],
-            )?;
-            // Only DM/GM channels are items of their own (`inbox::derive_channel_item`); a
-            // post in a team channel would only re-derive "no item" for every member (50
-            // members = 200 statements per post; research P-13).
-            if n > 0 && is_direct_channel(self.conn, &p.channel_id)? {
+                |r| r.get(0),
+            )
+            .optional()?;
+            if moved_direct == Some(true) {
                 refresh_channel_for_members(self.conn, &p.channel_id)?;
             }
         }
@@ -231,18 +234,6 @@ fn refresh_thread_for_all(conn: &Connection, root_id: &str) -> Result<(), StoreE
         refresh_thread_item(conn, &u, root_id)?;
     }
     Ok(())
-}
-
-/// Whether `channel_id` is a cached DM or GM channel.
-fn is_direct_channel(conn: &Connection, channel_id: &str) -> Result<bool, StoreError> {
-    Ok(q_row(
-        conn,
-        "SELECT type IN ('D', 'G') FROM channels WHERE channel_id = ?1",
-        params![channel_id],
-        |r| r.get(0),
-    )
-    .optional()?
-    .unwrap_or(false))
 }
 
 fn refresh_channel_for_members(conn: &Connection, channel_id: &str) -> Result<(), StoreError> {
