@@ -33,40 +33,99 @@ fn cmd_out(cmd: &str, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
 }
 
-/// Markdown lines: date, CPU, RAM, rustc and build profile, load average now.
-pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown", |(_, v)| v.trim())
-        .to_owned();
-    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let rustc = cmd_out("rustc", &["--version"]).unwrap_or_else(|| "unknown".into());
-    let date = cmd_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default();
-    let load = std::fs::read_to_string("/proc/loadavg")
+/// The 1-, 5- and 15-minute load averages now.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
         .take(3)
         .collect::<Vec<_>>()
-        .join(" ");
-    let profile = if cfg!(debug_assertions) {
-        "debug (not representative)"
-    } else {
-        "release (`bench` profile)"
-    };
+        .join(" ")
+}
+
+/// What a benchmark table says about the machine it ran on.
+pub struct Machine {
+    pub date: String,
+    pub cpus: usize,
+    pub model: String,
+    pub mem_gib: f64,
+    pub rustc: String,
+    pub profile: &'static str,
+}
+
+impl Machine {
+    /// Read from `/proc`, `rustc --version` and `date`.
+    pub fn read() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Self {
+            date: cmd_out("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_default(),
+            cpus: std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+            model: cpuinfo
+                .lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map_or("unknown", |(_, v)| v.trim())
+                .to_owned(),
+            mem_gib: mem_kib as f64 / 1_048_576.0,
+            rustc: cmd_out("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
+            profile: if cfg!(debug_assertions) {
+                "debug (not representative)"
+            } else {
+                "release (`bench` profile)"
+            },
+        }
+    }
+}
+
+/// Markdown lines: date, CPU, RAM, rustc and build profile, load average now.
+pub fn machine() -> String {
+    let m = Machine::read();
     format!(
-        "- date: {date}\n- CPU: {cpus} × {model} (`nproc` = {cpus})\n- RAM: {:.1} GiB\n- {rustc}; build profile: {profile}\n- load average at the end of the run: {load} (a shared machine: other builds ran concurrently)\n",
-        mem_kib as f64 / 1_048_576.0
+        "- date: {}\n- CPU: {} × {} (`nproc` = {})\n- RAM: {:.1} GiB\n- {}; build profile: {}\n- load average at the end of the run: {} (a shared machine: other builds ran concurrently)\n",
+        m.date,
+        m.cpus,
+        m.model,
+        m.cpus,
+        m.mem_gib,
+        m.rustc,
+        m.profile,
+        loadavg()
     )
+}
+
+/// One row of a generated benchmark table.
+pub struct Row {
+    pub id: &'static str,
+    pub task: String,
+    pub metric: String,
+    pub value: String,
+    pub target: &'static str,
+    pub verdict: &'static str,
+}
+
+/// "met" / "missed".
+pub fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
+/// The rows as a Markdown table (header included).
+pub fn table(rows: &[Row]) -> String {
+    let mut out =
+        String::from("| id | task | metric | value | target | |\n|---|---|---|---|---|---|\n");
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.id, r.task, r.metric, r.value, r.target, r.verdict
+        ));
+    }
+    out
 }
 
 /// The markers of bench `name`'s generated section.

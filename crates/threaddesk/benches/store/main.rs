@@ -273,17 +273,31 @@ fn p5_background(
     })
 }
 
-struct Row {
-    id: &'static str,
-    task: String,
-    metric: &'static str,
-    value: String,
-    target: &'static str,
-    verdict: &'static str,
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "missed" }
+/// The two P-5 rows of one store size: reads with nothing written between them (`warm`) and
+/// reads each after a change to the user's items (`cold`), against a p99 bound in ms.
+fn p5_rows(
+    rows: &mut Vec<common::Row>,
+    task: &str,
+    (warm, cold): (&[f64], &[f64]),
+    (bound_ms, target): (f64, &'static str),
+) {
+    for (series, metric) in [
+        (warm, "p50 / p99, ms — nothing written since the last read"),
+        (
+            cold,
+            "p50 / p99, ms — an item of the user changed before every read (readers' page caches invalidated)",
+        ),
+    ] {
+        let p99 = common::percentile(series, 99.0);
+        rows.push(common::Row {
+            id: "P-5",
+            task: task.to_owned(),
+            metric: metric.into(),
+            value: format!("{:.2} / {p99:.2}", common::percentile(series, 50.0)),
+            target,
+            verdict: common::verdict(p99 <= bound_ms),
+        });
+    }
 }
 
 fn file_size(dir: &Path) -> u64 {
@@ -335,7 +349,7 @@ fn main() {
     let stress_items = common::env_usize("BENCH_P5_STRESS", 100_000);
     let iters = common::env_usize("BENCH_ITERS", 2_000);
     let started = Instant::now();
-    let mut rows: Vec<Row> = Vec::new();
+    let mut rows: Vec<common::Row> = Vec::new();
     let dir = tempfile::tempdir().unwrap();
 
     // ---- P-15 baseline: an empty data directory.
@@ -372,33 +386,14 @@ fn main() {
             .unwrap();
         cold.push(p5_once(&store, &reader, NOW));
     }
-    let task = format!(
-        "queue page (50 rows) + counts from the store, {p5_items} items, in process ({iters} reads)"
+    p5_rows(
+        &mut rows,
+        &format!(
+            "queue page (50 rows) + counts from the store, {p5_items} items, in process ({iters} reads)"
+        ),
+        (&warm, &cold),
+        (5.0, "p99 ≤ 5 ms"),
     );
-    rows.push(Row {
-        id: "P-5",
-        task: task.clone(),
-        metric: "p50 / p99, ms — nothing written since the last read",
-        value: format!(
-            "{:.2} / {:.2}",
-            common::percentile(&warm, 50.0),
-            common::percentile(&warm, 99.0)
-        ),
-        target: "p99 ≤ 5 ms",
-        verdict: verdict(common::percentile(&warm, 99.0) <= 5.0),
-    });
-    rows.push(Row {
-        id: "P-5",
-        task,
-        metric: "p50 / p99, ms — an item of the user changed before every read (readers' page caches invalidated)",
-        value: format!(
-            "{:.2} / {:.2}",
-            common::percentile(&cold, 50.0),
-            common::percentile(&cold, 99.0)
-        ),
-        target: "p99 ≤ 5 ms",
-        verdict: verdict(common::percentile(&cold, 99.0) <= 5.0),
-    });
     let p5_base = common::percentile(&warm, 99.0);
 
     // ---- P-13: events applied in batched transactions while P-5 reads run.
@@ -438,22 +433,22 @@ fn main() {
     let task13 = format!(
         "`posted` replies applied in transactions of {batch} (post + search row + thread + item) for 5 s, {users} users' cache, P-5 reads on another thread"
     );
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-13",
         task: task13.clone(),
-        metric: "events applied per second",
+        metric: "events applied per second".into(),
         value: format!("{rate:.0}"),
         target: "≥ 5,000/s",
-        verdict: verdict(rate >= 5_000.0),
+        verdict: common::verdict(rate >= 5_000.0),
     });
     let p13 = common::percentile(&during, 99.0);
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-13",
         task: task13,
-        metric: "P-5 p99 during the writes, ms (baseline)",
+        metric: "P-5 p99 during the writes, ms (baseline)".into(),
         value: format!("{p13:.2} ({p5_base:.2}; {} reads)", during.len()),
         target: "±20 % of baseline",
-        verdict: verdict(p13 <= p5_base * 1.2),
+        verdict: common::verdict(p13 <= p5_base * 1.2),
     });
 
     // ---- P-15: cold start of the binary on the warm cache.
@@ -467,21 +462,21 @@ fn main() {
     );
     let warm_med = common::percentile(&cold_warm, 50.0);
     let empty_med = common::percentile(&cold_empty, 50.0);
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-15",
         task: cold_task,
-        metric: "median of 3, ms: warm cache (empty)",
+        metric: "median of 3, ms: warm cache (empty)".into(),
         value: format!("{warm_med:.0} ({empty_med:.0})"),
         target: "≤ 2 s; O(1) in the cache size",
-        verdict: verdict(warm_med <= 2_000.0 && warm_med <= empty_med * 2.0 + 50.0),
+        verdict: common::verdict(warm_med <= 2_000.0 && warm_med <= empty_med * 2.0 + 50.0),
     });
     let demo: Vec<f64> = (0..3)
         .map(|_| cold_start(&["demo", "--port", "0"], None, "ThreadDesk demo ready at"))
         .collect();
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-15",
         task: "`threaddesk demo` start to its ready line (simulator seeded with the `demo` org, ThreadDesk serving; the user's sync starts at sign-in)".into(),
-        metric: "median of 3 (min–max), ms",
+        metric: "median of 3 (min–max), ms".into(),
         value: format!(
             "{:.0} ({:.0}–{:.0})",
             common::percentile(&demo, 50.0),
@@ -489,7 +484,7 @@ fn main() {
             common::percentile(&demo, 100.0)
         ),
         target: "≤ 2 s",
-        verdict: verdict(common::percentile(&demo, 50.0) <= 2_000.0),
+        verdict: common::verdict(common::percentile(&demo, 50.0) <= 2_000.0),
     });
 
     // ---- P-14: the retention purge of everything older than 14 days, P-5 reads meanwhile.
@@ -506,22 +501,22 @@ fn main() {
         "retention purge past 14 days on the {users}-user cache: {purged} rows ({} posts + their search rows, {} threads, {} items), batches of ≤ 1,000 rows",
         rep.posts, rep.threads, rep.items
     );
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-14",
         task: task14.clone(),
-        metric: "wall time, s",
+        metric: "wall time, s".into(),
         value: format!("{purge_s:.1}"),
         target: "–",
         verdict: "–",
     });
     let p14 = common::percentile(&during, 99.0);
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-14",
         task: task14,
-        metric: "P-5 p99 during the purge, ms (baseline)",
+        metric: "P-5 p99 during the purge, ms (baseline)".into(),
         value: format!("{p14:.2} ({p5_base:.2}; {} reads)", during.len()),
         target: "≤ 2× baseline",
-        verdict: verdict(p14 <= p5_base * 2.0),
+        verdict: common::verdict(p14 <= p5_base * 2.0),
     });
     drop(store);
 
@@ -546,31 +541,12 @@ fn main() {
             .unwrap();
             cold.push(p5_once(&s, &heavy, NOW));
         }
-        let task = format!("queue page (50 rows) + counts, {stress_items} items for one user");
-        rows.push(Row {
-            id: "P-5",
-            task: task.clone(),
-            metric: "p50 / p99, ms — nothing written since the last read",
-            value: format!(
-                "{:.2} / {:.2}",
-                common::percentile(&v, 50.0),
-                common::percentile(&v, 99.0)
-            ),
-            target: "p99 ≤ 10 ms",
-            verdict: verdict(common::percentile(&v, 99.0) <= 10.0),
-        });
-        rows.push(Row {
-            id: "P-5",
-            task,
-            metric: "p50 / p99, ms — an item of the user changed before every read",
-            value: format!(
-                "{:.2} / {:.2}",
-                common::percentile(&cold, 50.0),
-                common::percentile(&cold, 99.0)
-            ),
-            target: "p99 ≤ 10 ms",
-            verdict: verdict(common::percentile(&cold, 99.0) <= 10.0),
-        });
+        p5_rows(
+            &mut rows,
+            &format!("queue page (50 rows) + counts, {stress_items} items for one user"),
+            (&v, &cold),
+            (10.0, "p99 ≤ 10 ms"),
+        );
     }
 
     // ---- the table.
@@ -583,14 +559,7 @@ fn main() {
     );
     out.push_str(&common::machine());
     out.push('\n');
-    out.push_str("| id | task | metric | value | target | |\n|---|---|---|---|---|---|\n");
-    for r in &rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            r.id, r.task, r.metric, r.value, r.target, r.verdict
-        );
-    }
+    out.push_str(&common::table(&rows));
     println!("{out}");
     if let Some(path) = common::out_path()
         && let Err(e) = common::write_section(&path, "store", &out)

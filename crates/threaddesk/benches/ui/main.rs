@@ -83,19 +83,6 @@ async fn sign_in(b: &mut Browser, url: &str) {
     }
 }
 
-struct Row {
-    id: &'static str,
-    task: String,
-    metric: String,
-    value: String,
-    target: &'static str,
-    verdict: &'static str,
-}
-
-fn verdict(ok: bool) -> &'static str {
-    if ok { "met" } else { "missed" }
-}
-
 fn fmt3(v: &[f64]) -> String {
     format!(
         "{:.1} / {:.1} / {:.1}",
@@ -251,7 +238,7 @@ async fn main() {
     let _ = b.screenshot(&shots.join("bench-ui-replies.png")).await;
 
     let mut rows = Vec::new();
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-6",
         task: format!(
             "`j`/`k` in the queue ({queue_rows} rows on the page), {} presses",
@@ -260,9 +247,9 @@ async fn main() {
         metric: "keydown → next paint after the move, ms: p50 / p99 / max".into(),
         value: fmt3(&nav),
         target: "p99 ≤ 50 ms",
-        verdict: verdict(common::percentile(&nav, 99.0) <= 50.0),
+        verdict: common::verdict(common::percentile(&nav, 99.0) <= 50.0),
     });
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-6",
         task: format!(
             "open the selected item with `Enter` (server-rendered page), {} opens",
@@ -271,9 +258,9 @@ async fn main() {
         metric: "keydown → first contentful paint, ms: p50 / p99 / max".into(),
         value: fmt3(&open),
         target: "p99 ≤ 50 ms",
-        verdict: verdict(common::percentile(&open, 99.0) <= 50.0),
+        verdict: common::verdict(common::percentile(&open, 99.0) <= 50.0),
     });
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-6",
         task: format!(
             "open the selected item with `Enter` (server-rendered page), {} opens",
@@ -294,16 +281,16 @@ async fn main() {
         target: "–",
         verdict: "–",
     });
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-8",
         task: format!("reply with `Ctrl+Enter` in a conversation, {replies} replies"),
         metric: "keydown → pending post shown (outbox row committed, 202), ms: p50 / p99 / max"
             .into(),
         value: fmt3(&shown),
         target: "p99 ≤ 50 ms",
-        verdict: verdict(common::percentile(&shown, 99.0) <= 50.0),
+        verdict: common::verdict(common::percentile(&shown, 99.0) <= 50.0),
     });
-    rows.push(Row {
+    rows.push(common::Row {
         id: "P-8",
         task: format!("reply with `Ctrl+Enter` in a conversation, {replies} replies"),
         metric: "keydown → the post as Mattermost created it (delivered by the outbox, applied to the store, shown from the store), ms: p50 / p99 / max"
@@ -327,14 +314,7 @@ async fn main() {
     );
     out.push_str(&common::machine());
     out.push('\n');
-    out.push_str("| id | task | metric | value | target | |\n|---|---|---|---|---|---|\n");
-    for r in &rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {} | {} |",
-            r.id, r.task, r.metric, r.value, r.target, r.verdict
-        );
-    }
+    out.push_str(&common::table(&rows));
     println!("{out}");
     if let Some(path) = common::out_path()
         && let Err(e) = common::write_section(&path, "ui", &out)
