@@ -32,10 +32,16 @@
 //! - To learn quickly whether a resume succeeded, the client sends a `ping` action right after
 //!   the upgrade: a response (or an event with the expected `seq`) before any `hello` means
 //!   "resumed".
-//! - An application-level `ping` every [`WsConfig::ping_interval`]; if the previous one is
-//!   still unanswered, the socket is considered dead and replaced (half-open TCP connections
-//!   are otherwise only noticed after minutes). WebSocket ping frames are answered by
-//!   tungstenite.
+//! - An application-level `ping` every [`WsConfig::ping_interval`], with a deadline
+//!   ([`WsConfig::pong_timeout`]): if nothing at all arrives from the server within
+//!   `pong_timeout` of a ping (neither its response nor any other frame), the socket is
+//!   considered dead and replaced, so a half-open connection (the network silently stops
+//!   forwarding; TCP would notice only after minutes) is found within `ping_interval +
+//!   pong_timeout` (40 s by default; research T-8: ≤ 45 s). Any frame counts as liveness: a
+//!   link that is still delivering events is not dead, and a busy server may queue the pong
+//!   behind many events. A ping still unanswered when the next one is due also ends the
+//!   socket (the server stopped answering although frames arrive, e.g. our direction is
+//!   dead). WebSocket ping frames are answered by tungstenite.
 //! - Backoff like the webapp: `min_backoff` for the first 7 failures, then
 //!   `min_backoff × n²` capped at `max_backoff`, plus up to `backoff_jitter` of random jitter.
 //!
@@ -76,6 +82,9 @@ pub struct WsConfig {
     pub max_message_size: usize,
     /// Application-level ping period (default 30 s, like the webapp).
     pub ping_interval: Duration,
+    /// How long after a ping the socket may stay completely silent before it is declared dead
+    /// (default 10 s): a half-open socket is replaced within `ping_interval + pong_timeout`.
+    pub pong_timeout: Duration,
     /// First reconnect delay (default 3 s).
     pub min_backoff: Duration,
     /// Largest reconnect delay (default 5 min).
@@ -95,6 +104,7 @@ impl Default for WsConfig {
             write_buffer_size: 0,
             max_message_size: 16 << 20,
             ping_interval: Duration::from_secs(30),
+            pong_timeout: Duration::from_secs(10),
             min_backoff: Duration::from_secs(3),
             max_backoff: Duration::from_secs(300),
             backoff_jitter: Duration::from_secs(2),
@@ -422,12 +432,7 @@ impl Task {
 
     /// Run one connection until it ends.
     async fn serve(&mut self, socket: Socket) -> End {
-        let mut conn = Conn {
-            confirmed: false,
-            action_seq: 0,
-            outstanding_ping: None,
-            pending: HashMap::new(),
-        };
+        let mut conn = Conn::new();
         match self.serve_conn(socket, &mut conn).await {
             // The server accepts an upgrade with a bad token, then closes the unauthenticated
             // socket after 5 s without a hello (research §6.1): say so.
@@ -452,7 +457,7 @@ impl Task {
                 .send_action(&mut socket, "ping", empty_object(), None)
                 .await
             {
-                Ok(seq) => conn.outstanding_ping = Some(seq),
+                Ok(seq) => conn.ping_sent(seq),
                 Err(error) => return failed(error),
             }
         }
@@ -460,9 +465,15 @@ impl Task {
         let mut ticker = tokio::time::interval_at(start, self.config.ping_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
+        // When the last frame (of any kind) arrived: liveness for the pong deadline.
+        let mut last_received = tokio::time::Instant::now();
         loop {
+            let pong_deadline = conn
+                .ping_sent_at
+                .map(|sent| sent.max(last_received) + self.config.pong_timeout);
             tokio::select! {
                 msg = socket.next() => {
+                    last_received = tokio::time::Instant::now();
                     let text = match msg {
                         None => return failed(Error::WebSocket("connection closed".into())),
                         Some(Err(e)) => {
@@ -510,12 +521,20 @@ impl Task {
                 },
                 _ = ticker.tick() => {
                     if conn.outstanding_ping.is_some() {
-                        return failed(Error::WebSocket("ping timeout".into()));
+                        return failed(Error::WebSocket(
+                            "ping timeout: the previous ping was never answered".into(),
+                        ));
                     }
                     match conn.send_action(&mut socket, "ping", empty_object(), None).await {
-                        Ok(seq) => conn.outstanding_ping = Some(seq),
+                        Ok(seq) => conn.ping_sent(seq),
                         Err(error) => return failed(error),
                     }
+                }
+                () = sleep_until_or_never(pong_deadline), if pong_deadline.is_some() => {
+                    return failed(Error::WebSocket(format!(
+                        "ping timeout: nothing received within {:?} of a ping",
+                        self.config.pong_timeout
+                    )));
                 }
             }
         }
@@ -525,6 +544,7 @@ impl Task {
     async fn on_response(&mut self, conn: &mut Conn, resp: WsResponse) -> Option<End> {
         if conn.outstanding_ping == Some(resp.seq_reply) {
             conn.outstanding_ping = None;
+            conn.ping_sent_at = None;
         }
         if !conn.confirmed {
             // Resumed: the probe was answered before any hello.
@@ -626,6 +646,14 @@ fn failed(error: Error) -> End {
     }
 }
 
+/// Sleep until `at`; never wakes for `None` (the `select!` branch is disabled then anyway).
+async fn sleep_until_or_never(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(serde_json::Map::new())
 }
@@ -637,10 +665,27 @@ struct Conn {
     /// Last action `seq` used (actions are numbered from 1 per connection).
     action_seq: i64,
     outstanding_ping: Option<i64>,
+    /// When the outstanding ping was sent (the pong deadline runs from here).
+    ping_sent_at: Option<tokio::time::Instant>,
     pending: HashMap<i64, oneshot::Sender<Result<WsResponse>>>,
 }
 
 impl Conn {
+    fn new() -> Self {
+        Self {
+            confirmed: false,
+            action_seq: 0,
+            outstanding_ping: None,
+            ping_sent_at: None,
+            pending: HashMap::new(),
+        }
+    }
+
+    fn ping_sent(&mut self, seq: i64) {
+        self.outstanding_ping = Some(seq);
+        self.ping_sent_at = Some(tokio::time::Instant::now());
+    }
+
     async fn send_action(
         &mut self,
         socket: &mut Socket,
@@ -696,12 +741,7 @@ mod tests {
     }
 
     fn conn() -> Conn {
-        Conn {
-            confirmed: false,
-            action_seq: 0,
-            outstanding_ping: None,
-            pending: HashMap::new(),
-        }
+        Conn::new()
     }
 
     fn frame(text: &str) -> Box<WsEvent> {
@@ -820,6 +860,92 @@ mod tests {
             t.on_event(&mut c, hello("A")).await,
             Some(End::Stop)
         ));
+    }
+
+    /// A WebSocket server on loopback that says `hello`, never answers an action, and (if
+    /// `chatter` is set) sends an event that often.
+    async fn mute_server(chatter: Option<Duration>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let hello = r#"{"event":"hello","data":{"connection_id":"mute"},"seq":0}"#;
+            ws.send(Message::text(hello)).await.unwrap();
+            let mut seq = 1;
+            let mut tick = tokio::time::interval(chatter.unwrap_or(Duration::from_secs(3600)));
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    msg = ws.next() => if !matches!(msg, Some(Ok(_))) { return },
+                    _ = tick.tick(), if chatter.is_some() => {
+                        let ev = format!(r#"{{"event":"typing","data":{{}},"seq":{seq}}}"#);
+                        seq += 1;
+                        if ws.send(Message::text(ev)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        url
+    }
+
+    /// Time from `Connected` to `Disconnected`, and the error.
+    async fn time_to_disconnect(config: WsConfig, chatter: Option<Duration>) -> (Duration, String) {
+        let url = mute_server(chatter).await;
+        let client = Client::new(url).unwrap().with_token("t");
+        let (handle, mut rx) = WsClient::connect(client, config);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut connected_at = None;
+        loop {
+            let item = tokio::time::timeout_at(deadline, rx.recv())
+                .await
+                .expect("no disconnect within 10 s")
+                .expect("task ended");
+            match item {
+                WsItem::Connected { .. } => connected_at = Some(tokio::time::Instant::now()),
+                WsItem::Disconnected { error } => {
+                    let at = connected_at.expect("disconnected before connecting");
+                    handle.close().await;
+                    return (at.elapsed(), error.to_string());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// T-8: a server that goes silent is declared dead `pong_timeout` after the first ping,
+    /// not one whole ping period later.
+    #[tokio::test]
+    async fn silent_socket_dies_at_the_pong_deadline() {
+        let config = WsConfig {
+            ping_interval: Duration::from_millis(300),
+            pong_timeout: Duration::from_millis(100),
+            ..WsConfig::default()
+        };
+        let (took, error) = time_to_disconnect(config, None).await;
+        assert!(error.contains("nothing received within 100ms"), "{error}");
+        // ping at 300 ms + 100 ms deadline; the next ping would only be due at 600 ms.
+        assert!(took >= Duration::from_millis(380), "{took:?}");
+        assert!(took < Duration::from_millis(600), "{took:?}");
+    }
+
+    /// Frames arriving count as liveness (a busy link is not dead), but a ping still
+    /// unanswered when the next one is due ends the socket.
+    #[tokio::test]
+    async fn frames_keep_the_socket_alive_until_the_next_ping_is_due() {
+        let config = WsConfig {
+            ping_interval: Duration::from_millis(300),
+            pong_timeout: Duration::from_millis(100),
+            ..WsConfig::default()
+        };
+        let (took, error) = time_to_disconnect(config, Some(Duration::from_millis(20))).await;
+        assert!(
+            error.contains("previous ping was never answered"),
+            "{error}"
+        );
+        assert!(took >= Duration::from_millis(580), "{took:?}");
     }
 
     #[test]
