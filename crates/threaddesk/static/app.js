@@ -22,6 +22,10 @@ const session = {
   json: (k) => { try { return JSON.parse(sessionStorage.getItem(k) || "null"); } catch { return null; } },
 };
 
+// Pages are server-rendered; one exception for speed: the queue opens a conversation in place
+// (see "Opening an item in place" below), with a fragment the server renders from the same
+// template as the conversation page.
+
 // ---------- Theme (a class on <html>; localStorage is a UI preference only) ----------
 const THEMES = ["system", "light", "dark"];
 function applyTheme(theme) {
@@ -91,7 +95,10 @@ async function api(path, { method = "GET", json } = {}) {
   return data;
 }
 const itemPath = (key) => `/items/${encodeURIComponent(key)}`;
-const act = (key, action, payload = {}) => api(`${itemPath(key)}/${action}`, { method: "POST", json: payload });
+const act = (key, action, payload = {}) => {
+  dropFragment(key);
+  return api(`${itemPath(key)}/${action}`, { method: "POST", json: payload });
+};
 function showError(err) {
   const action = err.status === 401 ? { label: "Sign in", run: () => { location.href = "/signin"; } } : null;
   toast(err.message || "Something went wrong.", { error: true, action });
@@ -307,6 +314,7 @@ function createQueue() {
     const i = all.indexOf(selected());
     const next = i < 0 ? (delta > 0 ? 0 : all.length - 1) : Math.min(all.length - 1, Math.max(0, i + delta));
     select(all[next]);
+    prefetch(all[next].dataset.key);
   }
   function updateEmpty() {
     const empty = rows().length === 0;
@@ -481,7 +489,7 @@ function createQueue() {
   function open(row, hash = "") {
     if (!row) return;
     session.set("td:sel", row.dataset.key);
-    location.href = $(".item-link", row).href + hash;
+    openInPlace(row.dataset.key, { hash });
   }
 
   list.addEventListener("focusin", (e) => {
@@ -489,6 +497,15 @@ function createQueue() {
     if (row && !row.classList.contains("selected")) select(row, { focus: false });
   });
   list.addEventListener("click", (e) => {
+    // A plain click on a row opens it in place; with a modifier (new tab, …) the link is a link.
+    const link = e.target.closest("a.item-link");
+    if (link && e.button === 0 && !(e.ctrlKey || e.metaKey || e.shiftKey || e.altKey)) {
+      e.preventDefault();
+      const row = link.closest("li.item");
+      select(row, { focus: false });
+      open(row);
+      return;
+    }
     const b = e.target.closest("button[data-action]");
     if (!b) return;
     const row = b.closest("li.item");
@@ -525,6 +542,9 @@ function createQueue() {
     open: (hash) => open(selected(), hash),
     permalink: () => selected()?.dataset.permalink,
     escape: () => { const s = selected(); if (s) $(".item-link", s).focus(); },
+    // Shown again after an in-place conversation: the selection as it was, focused.
+    shown: () => { const s = selected(); if (s) select(s); },
+    focusFilter: () => { box?.focus(); box?.select(); },
   };
 }
 
@@ -648,7 +668,9 @@ function fillPostContent(main, p) {
 }
 const postSig = (p) => JSON.stringify([p.html, p.edited, p.deleted, p.reactions, (p.files || []).map((f) => f.id)]);
 
-function createConversation() {
+// `inPlace`: opened from the queue without a page load (Back, Esc, done and snooze return to
+// the queue that is still in the page); `hash` plays the role of the address's `#reply`.
+function createConversation({ inPlace = false, hash = location.hash } = {}) {
   const root = $("#conv");
   if (!root) return null;
   const key = root.dataset.key;
@@ -822,8 +844,14 @@ function createConversation() {
     try {
       await act(key, action, payload);
       remember(key, action);
-      session.set("td:toast", message);
-      location.href = "/";
+      if (inPlace && queue) {
+        queue.hide(key);
+        toQueue();
+        undoToast(message);
+      } else {
+        session.set("td:toast", message);
+        location.href = "/";
+      }
     } catch (err) { showError(err); } finally { b?.removeAttribute("aria-busy"); }
   }
   async function flipState(field, on, off, ok) {
@@ -859,14 +887,156 @@ function createConversation() {
     },
   };
   root.addEventListener("click", (e) => {
+    if (inPlace && e.button === 0 && !(e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) && e.target.closest("a.back")) {
+      e.preventDefault();
+      toQueue();
+      return;
+    }
     const b = e.target.closest(".toolbar [data-action]");
     if (!b || b.tagName === "A") return;
     ({ done: api2.done, snooze: api2.snooze, "toggle-unread": api2.toggleUnread, "toggle-follow": api2.toggleFollow, save: api2.save })[b.dataset.action]?.();
   });
-  if (location.hash === "#reply") api2.reply();
+  if (hash === "#reply") api2.reply();
   else if (nearBottom() === false && !saved) window.scrollTo({ top: document.body.scrollHeight });
   return api2;
 }
+
+// ---------- Opening an item in place ----------
+// Opening a conversation from the queue is not a page load: the server renders the same
+// conversation (`_conversation.html`) without the page frame (`GET /fragments/items/{key}`),
+// it takes the queue's place in <main>, and history.pushState gives it the item's real
+// address. The queue stays in the page, hidden, with its selection, scroll position and live
+// updates; Back (popstate), Esc, the back arrow, done and snooze show it again. The rows' links
+// keep their real href: without JavaScript, with a modifier key, or if the fragment cannot be
+// fetched, opening is a normal page load.
+//
+// Prefetch: moving the selection with j/k fetches the selected row's fragment ahead (one
+// request in flight, the latest wanted row queued behind it, the last 4 kept for 30 s); a live
+// event or an action on an item drops its copy, and a conversation shown from a copy older than
+// the last such change refreshes itself at once.
+const FRAGMENTS = "/fragments/items/";
+const FRAGMENT_KEEP = 4;
+const FRAGMENT_TTL = 30000;
+const fragments = new Map(); // key -> { html, gen, at }, oldest first
+let fragmentGen = 0; // bumped by every drop: a copy fetched before it may be stale
+let prefetching = null; // { key, promise }
+let prefetchNext = "";
+let opening = 0; // a newer open (or Back) supersedes a slower one
+let queueView = null; // { title, scrollY } of the queue while a conversation is shown
+const inPlaceOpen = () => !!queueView && !!conv;
+
+function dropFragment(key) {
+  fragments.delete(key);
+  fragmentGen++;
+}
+function fetchFragment(key) {
+  const gen = fragmentGen;
+  return fetch(FRAGMENTS + encodeURIComponent(key), { credentials: "same-origin", headers: { Accept: "text/html" } })
+    .then(async (res) => {
+      if (!res.ok || res.redirected) throw new ApiError(`Request failed (${res.status}).`, res.status);
+      return { html: await res.text(), gen, at: Date.now() };
+    });
+}
+function prefetch(key) {
+  if (!key || fragments.has(key) || prefetching?.key === key) return;
+  if (prefetching) { prefetchNext = key; return; }
+  const promise = fetchFragment(key);
+  prefetching = { key, promise };
+  promise.then((f) => {
+    if (f.gen !== fragmentGen) return;
+    fragments.delete(key);
+    fragments.set(key, f);
+    while (fragments.size > FRAGMENT_KEEP) fragments.delete(fragments.keys().next().value);
+  }, () => { /* opening fetches again */ }).finally(() => {
+    prefetching = null;
+    const next = prefetchNext;
+    prefetchNext = "";
+    if (next && !conv) prefetch(next);
+  });
+}
+function fragmentFor(key) {
+  const kept = fragments.get(key);
+  fragments.delete(key); // used once: the open conversation keeps itself current
+  if (kept && Date.now() - kept.at < FRAGMENT_TTL) return Promise.resolve(kept);
+  if (prefetching?.key === key) return prefetching.promise.catch(() => fetchFragment(key));
+  return fetchFragment(key);
+}
+
+async function openInPlace(key, { hash = "", push = true } = {}) {
+  const href = itemPath(key) + hash;
+  if (!queue) { location.href = href; return; }
+  const seq = ++opening;
+  let f;
+  try {
+    f = await fragmentFor(key);
+  } catch {
+    if (seq === opening) location.href = href; // the page load shows whatever the problem is
+    return;
+  }
+  if (seq !== opening) return;
+  if (push) {
+    history.scrollRestoration = "manual"; // the queue's scroll position is put back by showQueue
+    history.pushState({ td: "item", key }, "", href);
+  }
+  showConversation(f, hash);
+}
+function showConversation(f, hash) {
+  const main = $("#main");
+  const layout = $(".queue-layout", main);
+  let view = $("#conv-view", main);
+  if (!view) {
+    view = el("div");
+    view.id = "conv-view";
+    main.append(view);
+  }
+  if (!conv) queueView = { title: document.title, scrollY: window.scrollY };
+  conv = null;
+  // Server-rendered and escaped by askama; message HTML sanitised by web/render.rs (the same
+  // markup the conversation page has). No scripts: the CSP allows none but this module.
+  view.innerHTML = f.html;
+  const root = $("#conv", view);
+  if (!root) { location.reload(); return; }
+  if (layout) layout.hidden = true;
+  view.hidden = false;
+  body.dataset.page = "item";
+  body.dataset.itemKey = root.dataset.key;
+  document.title = `${root.dataset.title} · ThreadDesk`;
+  window.scrollTo(0, 0);
+  refreshTimes(view);
+  conv = createConversation({ inPlace: true, hash });
+  if (hash !== "#reply") root.focus({ preventScroll: true });
+  if (f.gen !== fragmentGen) conv.refresh();
+}
+function showQueue() {
+  opening++;
+  if (!queueView) return;
+  const main = $("#main");
+  const view = $("#conv-view", main);
+  if (view) { view.hidden = true; view.replaceChildren(); }
+  conv = null;
+  const layout = $(".queue-layout", main);
+  if (layout) layout.hidden = false;
+  body.dataset.page = "queue";
+  delete body.dataset.itemKey;
+  document.title = queueView.title;
+  window.scrollTo(0, queueView.scrollY);
+  queueView = null;
+  queue.shown();
+  if (session.get("td:focus-filter")) { session.del("td:focus-filter"); queue.focusFilter(); }
+}
+// Leave the conversation for the queue: back through the history when it was opened in place.
+function toQueue() {
+  if (inPlaceOpen() && history.state?.td === "item") history.back();
+  else location.href = "/";
+}
+addEventListener("popstate", () => {
+  if (!queue) return; // only the queue page puts entries of its own in the history
+  const m = /^\/items\/([^/]+)$/.exec(location.pathname);
+  if (!m) { showQueue(); return; }
+  let key;
+  try { key = decodeURIComponent(m[1]); } catch { location.reload(); return; }
+  if (!conv || conv.key !== key) openInPlace(key, { hash: location.hash, push: false });
+});
 
 // ---------- Live stream (SSE) ----------
 function connectLive() {
@@ -879,7 +1049,7 @@ function connectLive() {
     es = new EventSource(body.dataset.eventsUrl || `${API}/events`);
     es.addEventListener("open", () => {
       mark("live", "Live updates: connected");
-      if (wasDown) { queue?.reconcile(); conv?.refresh(); }
+      if (wasDown) { fragments.clear(); fragmentGen++; queue?.reconcile(); conv?.refresh(); }
       wasDown = false;
     });
     es.addEventListener("error", () => {
@@ -890,6 +1060,7 @@ function connectLive() {
     es.addEventListener("item", (ev) => {
       let data;
       try { data = JSON.parse(ev.data); } catch { return; }
+      if (data && typeof data.key === "string") dropFragment(data.key);
       queue?.onEvent(data);
       if (conv && data && data.key === conv.key) conv.refresh();
     });
@@ -902,13 +1073,13 @@ function connectLive() {
 // ---------- Keyboard ----------
 const keymap = new Map();
 const on = (keys, fn) => keymap.set(keys, fn);
-const current = () => queue || conv;
+const current = () => conv || queue; // the conversation when one is shown (also in place)
 on("j", () => current()?.move(1));
 on("k", () => current()?.move(-1));
-on("ArrowDown", () => queue?.move(1));
-on("ArrowUp", () => queue?.move(-1));
-on("o", () => queue?.open());
-on("Enter", () => queue?.open());
+on("ArrowDown", () => conv || queue?.move(1));
+on("ArrowUp", () => conv || queue?.move(-1));
+on("o", () => conv || queue?.open());
+on("Enter", () => conv || queue?.open());
 on("e", () => current()?.done());
 on("s", () => current()?.snooze());
 on("u", () => current()?.toggleUnread());
@@ -917,8 +1088,8 @@ on("z", () => undo());
 on("r", () => (conv ? conv.reply() : queue?.open("#reply")));
 on("v", () => { const url = current()?.permalink(); if (url) window.open(url, "_blank", "noopener"); });
 on("/", () => {
-  const box = $("#filter-box");
-  if (box) { box.focus(); box.select(); } else { session.set("td:focus-filter", "1"); location.href = "/"; }
+  const box = conv ? null : $("#filter-box");
+  if (box) { box.focus(); box.select(); } else { session.set("td:focus-filter", "1"); toQueue(); }
 });
 on("?", () => $("#shortcuts-dialog")?.showModal());
 on("g i", () => { location.href = "/"; });
@@ -943,7 +1114,7 @@ document.addEventListener("keydown", (e) => {
       else if (t.id === "reply-box") { t.blur(); $("#posts .post:last-child")?.focus(); }
       else t.blur();
     } else if (conv) {
-      location.href = "/";
+      toQueue();
     }
     return;
   }
@@ -979,8 +1150,8 @@ document.addEventListener("click", (e) => {
   if (b.dataset.action === "close-dialog") b.closest("dialog")?.close();
   else if (b.dataset.action === "shortcuts") $("#shortcuts-dialog")?.showModal();
 });
-// Click on a dialog's backdrop closes it.
-for (const d of $$("dialog")) d.addEventListener("click", (e) => { if (e.target === d) d.close(); });
+// Click on a dialog's backdrop closes it (delegated: conversations opened in place bring theirs).
+document.addEventListener("click", (e) => { if (e.target instanceof HTMLDialogElement) e.target.close(); });
 $("#theme-toggle")?.addEventListener("click", () => {
   const next = THEMES[(THEMES.indexOf(currentTheme()) + 1) % THEMES.length];
   setTheme(next);
@@ -998,7 +1169,7 @@ if (morning) {
 fillSnoozeLabels($("main") || document);
 
 const queue = PAGE === "queue" ? createQueue() : null;
-const conv = PAGE === "item" ? createConversation() : null;
+let conv = PAGE === "item" ? createConversation() : null;
 refreshTimes();
 setInterval(() => refreshTimes(), 60000);
 connectLive();

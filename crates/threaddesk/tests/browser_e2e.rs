@@ -1,8 +1,9 @@
 //! End-to-end in headless Chromium (Debian's `chromium`, installed by `.ci/run`): sign in
 //! through the real OAuth flow, see the queue, navigate with the keyboard only, open an item,
 //! reply (it reaches Mattermost), mark done (it leaves; a new reply brings it back live, without
-//! reload), snooze, undo. Screenshots of the queue and a conversation are saved under
-//! `target/screenshots/`.
+//! reload), snooze, undo; opening in place (no page load, the address and Back as with one,
+//! replies and live updates in the conversation, the plain address still a whole page).
+//! Screenshots of the queue and a conversation are saved under `target/screenshots/`.
 
 #![allow(clippy::unwrap_used)]
 
@@ -50,6 +51,34 @@ async fn row_present(b: &mut Browser, key: &str) -> bool {
         == Value::Bool(true)
 }
 
+/// Sign in through the real OAuth flow and wait until the queue shows at least `rows` rows.
+async fn sign_in_to_queue(b: &mut Browser, url: &str, rows: u64) {
+    b.goto(&format!("{url}/")).await.unwrap();
+    b.wait_for("location.pathname === '/signin'", WAIT)
+        .await
+        .unwrap();
+    b.eval("document.querySelector('a[href=\"/auth/oauth/start\"]').click()")
+        .await
+        .unwrap();
+    b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = b
+            .eval("document.querySelectorAll('#queue > li.item').length")
+            .await
+            .unwrap();
+        if n.as_u64().unwrap_or(0) >= rows {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the queue never filled"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.goto(&format!("{url}/")).await.unwrap();
+    }
+}
+
 /// Move the selection to `key` with j/k only.
 async fn select_with_keys(b: &mut Browser, key: &str) {
     for _ in 0..80 {
@@ -80,33 +109,14 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     let shots = screenshot_dir();
     let mut b = Browser::launch().await.unwrap();
 
-    // Signed out: the sign-in page. Its link runs the real OAuth flow.
+    // Signed out: the sign-in page (screenshot first). Its link runs the real OAuth flow; the
+    // initial sync fills the queue (the page reloads itself on the `reload` event).
     b.goto(&format!("{}/", stack.url)).await.unwrap();
     b.wait_for("location.pathname === '/signin'", WAIT)
         .await
         .unwrap();
     b.screenshot(&shots.join("signin.png")).await.unwrap();
-    b.eval("document.querySelector('a[href=\"/auth/oauth/start\"]').click()")
-        .await
-        .unwrap();
-    b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
-    // The initial sync fills the queue (the page reloads itself on the `reload` event).
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let n = b
-            .eval("document.querySelectorAll('#queue > li.item').length")
-            .await
-            .unwrap();
-        if n.as_u64().unwrap_or(0) >= 3 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the queue never filled"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        b.goto(&format!("{}/", stack.url)).await.unwrap();
-    }
+    sign_in_to_queue(&mut b, &stack.url, 3).await;
     b.screenshot(&shots.join("queue.png")).await.unwrap();
 
     // Keyboard only: j / k move the selection.
@@ -312,4 +322,268 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         "no JavaScript dialog opened: {:?}",
         b.dialogs()
     );
+}
+
+/// Opening an item from the queue paints the conversation without a page load (P-6): the
+/// conversation fragment is fetched and swapped in, the address becomes the item's, Back
+/// returns to the queue with the same selection, the keyboard works as on a loaded page, a reply
+/// and a colleague's reply show in place, and the address still loads the whole page on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_in_place_back_reply_and_plain_address() {
+    if !browser_or_skip() {
+        return;
+    }
+    let stack = Stack::start().await.unwrap();
+    let shots = screenshot_dir();
+    let mut b = Browser::launch().await.unwrap();
+    sign_in_to_queue(&mut b, &stack.url, 3).await;
+    let keys: Vec<Value> = serde_json::from_value(
+        b.eval(
+            "[...document.querySelectorAll('#queue > li.item')].map(r => ({ key: r.dataset.key }))",
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let (key, other) = stack.thread_by_other(&keys, "alice").await.unwrap();
+    let root_id = key[2..].to_owned();
+
+    // The row's link is the item's real address (what works without JavaScript).
+    assert_eq!(
+        b.eval(&format!(
+            "document.querySelector('#queue > li.item[data-key=\"{key}\"] .item-link').getAttribute('href')"
+        ))
+        .await
+        .unwrap(),
+        Value::String(format!("/items/{key}"))
+    );
+
+    // A marker on the window survives only if there is no page load.
+    b.eval("window.__inPlace = 'same page'").await.unwrap();
+    let history_before = b.eval("history.length").await.unwrap().as_u64().unwrap();
+    select_with_keys(&mut b, &key).await;
+    b.press("Enter").await.unwrap();
+    b.wait_for(
+        &format!(
+            "location.pathname === '/items/{key}' && document.querySelector('#conv')?.dataset.key === '{key}' \
+             && document.querySelectorAll('#posts > li').length > 0"
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.eval("window.__inPlace").await.unwrap(),
+        Value::String("same page".into()),
+        "the conversation opened without a page load"
+    );
+    assert_eq!(
+        b.eval("history.length").await.unwrap().as_u64().unwrap(),
+        history_before + 1,
+        "opening pushed one history entry"
+    );
+    let state: Value = b
+        .eval(
+            "({ page: document.body.dataset.page, queueHidden: document.querySelector('.queue-layout').hidden, \
+               focusInConv: !!document.activeElement?.closest('#conv'), title: document.title, \
+               conversations: document.querySelectorAll('#conv').length })",
+        )
+        .await
+        .unwrap();
+    assert_eq!(state["page"], "item");
+    assert_eq!(
+        state["queueHidden"], true,
+        "the queue is hidden, not shown under it"
+    );
+    assert_eq!(
+        state["focusInConv"], true,
+        "focus moved into the conversation"
+    );
+    assert_eq!(state["conversations"], 1);
+    assert!(
+        state["title"].as_str().unwrap().ends_with(" · ThreadDesk")
+            && !state["title"].as_str().unwrap().starts_with("All"),
+        "the title is the conversation's: {state}"
+    );
+    b.screenshot(&shots.join("conversation-in-place.png"))
+        .await
+        .unwrap();
+
+    // The keyboard acts on the conversation as on a loaded page: j focuses the first message,
+    // Enter does not open the queue's selection again.
+    b.press("j").await.unwrap();
+    b.wait_for(
+        "document.activeElement?.matches('#posts > li.post') && document.activeElement === document.querySelector('#posts > li.post')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.press("Enter").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        b.eval("location.pathname").await.unwrap(),
+        Value::String(format!("/items/{key}"))
+    );
+
+    // Reply from the in-place conversation (CSRF header from the page, as everywhere).
+    let token = stack.mm_token("alice").await.unwrap();
+    b.press("r").await.unwrap();
+    b.wait_for("document.activeElement?.id === 'reply-box'", WAIT)
+        .await
+        .unwrap();
+    b.type_text("Reply from a conversation opened in place")
+        .await
+        .unwrap();
+    b.press_with("Enter", 2).await.unwrap();
+    stack
+        .wait_posted_once(
+            &root_id,
+            &token,
+            "Reply from a conversation opened in place",
+        )
+        .await
+        .unwrap();
+    b.wait_for(
+        "[...document.querySelectorAll('#posts > li:not(.pending)')].some(li => li.textContent.includes('Reply from a conversation opened in place'))",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    // A colleague's reply arrives live (refresh() in the in-place view).
+    stack
+        .driver()
+        .reply(
+            &other,
+            &root_id,
+            "Colleague answers while it is open in place",
+        )
+        .unwrap();
+    b.wait_for(
+        "[...document.querySelectorAll('#posts > li')].some(li => li.textContent.includes('Colleague answers while it is open in place'))",
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    // Esc leaves the reply box, Esc again goes back: the queue, same selection, same page.
+    b.press("Escape").await.unwrap();
+    b.press("Escape").await.unwrap();
+    b.wait_for(
+        "location.pathname === '/' && document.body.dataset.page === 'queue' && !document.querySelector('.queue-layout').hidden",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(selected_key(&mut b).await, key, "Back keeps the selection");
+    assert_eq!(
+        b.eval("document.activeElement === document.querySelector('#queue > li.item.selected .item-link')")
+            .await
+            .unwrap(),
+        Value::Bool(true),
+        "the selected row has the focus again"
+    );
+    assert_eq!(
+        b.eval("[window.__inPlace, document.querySelectorAll('#conv').length]")
+            .await
+            .unwrap(),
+        serde_json::json!(["same page", 0])
+    );
+
+    // A click on another row opens it in place too; the browser's Back and Forward work.
+    let clicked: String = b
+        .eval(&format!(
+            "(() => {{ const r = [...document.querySelectorAll('#queue > li.item')].find(r => r.dataset.key !== '{key}'); \
+               r.querySelector('.item-link').click(); return r.dataset.key; }})()"
+        ))
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.wait_for(
+        &format!("document.querySelector('#conv')?.dataset.key === '{clicked}' && location.pathname === '/items/{clicked}'"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.eval("history.back()").await.unwrap();
+    b.wait_for(
+        "location.pathname === '/' && !document.querySelector('.queue-layout').hidden && !document.querySelector('#conv')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        selected_key(&mut b).await,
+        clicked,
+        "Back keeps the clicked row selected"
+    );
+    b.eval("history.forward()").await.unwrap();
+    b.wait_for(
+        &format!("document.querySelector('#conv')?.dataset.key === '{clicked}' && location.pathname === '/items/{clicked}'"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    // Done from the in-place conversation: back to the queue without the item, with undo.
+    b.press("e").await.unwrap();
+    b.wait_for(
+        &format!(
+            "location.pathname === '/' && !document.querySelector('.queue-layout').hidden \
+             && !document.querySelector('#queue > li.item[data-key=\"{clicked}\"]') \
+             && [...document.querySelectorAll('#toasts .toast')].some(t => t.textContent.includes('Undo'))"
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.eval("window.__inPlace").await.unwrap(),
+        Value::String("same page".into()),
+        "done returned to the queue without a page load"
+    );
+
+    // Reloading the address shows the whole conversation page (it is a real URL).
+    b.goto(&format!("{}/items/{key}", stack.url)).await.unwrap();
+    b.wait_for(
+        &format!("document.body.dataset.page === 'item' && document.querySelector('#conv')?.dataset.key === '{key}'"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert!(
+        b.dialogs().is_empty(),
+        "no JavaScript dialog opened: {:?}",
+        b.dialogs()
+    );
+
+    // Without JavaScript (a plain HTTP client with a session): the address is a whole page with
+    // the conversation and a reply form that posts without script; the fragment is only the
+    // conversation, and needs a session like the JSON API.
+    let mut s = stack.sign_in("alice").await.unwrap();
+    let r = s.get(&format!("/items/{key}")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let page = r.text().await.unwrap();
+    assert!(page.starts_with("<!doctype html>"), "a whole page");
+    assert!(page.contains("data-page=\"item\""));
+    assert!(page.contains(&format!("id=\"conv\" data-key=\"{key}\"")));
+    assert!(page.contains(&format!("action=\"/items/{key}/reply\"")));
+    assert!(page.contains("Reply from a conversation opened in place"));
+    let r = s.get(&format!("/fragments/items/{key}")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    let fragment = r.text().await.unwrap();
+    assert!(
+        fragment.trim_start().starts_with("<article class=\"conv"),
+        "only the conversation"
+    );
+    assert!(!fragment.contains("<html") && !fragment.contains("<script"));
+    assert!(fragment.contains("Reply from a conversation opened in place"));
+    assert!(fragment.contains(&format!("name=\"csrf\" value=\"{}\"", s.csrf)));
+    let anonymous = support::http()
+        .get(format!("{}/fragments/items/{key}", stack.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
 }

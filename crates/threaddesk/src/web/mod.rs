@@ -240,6 +240,7 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(pages::queue))
         .route("/items/{key}", get(pages::item))
         .route("/items/{key}/{action}", post(pages::act_form))
+        .route("/fragments/items/{key}", get(pages::item_fragment))
         .route("/signin", get(pages::signin))
         .route("/settings", get(pages::settings))
         .route("/privacy", get(pages::privacy))

@@ -13,11 +13,11 @@ use super::AppState;
 use super::error::WebError;
 use super::present::{self, Context};
 use super::security::CspNonce;
-use super::session::{self, CurrentUser, MaybeUser, PageUser};
+use super::session::{self, ApiUser, CurrentUser, MaybeUser, PageUser};
 use super::views::{
-    self, AdminStatusPage, CookieInfo, Counts, ErrorPage, Health, ItemPage, ItemSummary, Layout,
-    PrivacyPage, QueueFilter, QueuePage, SessionView, SettingsPage, SignInPage, StoredInfo,
-    SyncHealthRow, UserView,
+    self, AdminStatusPage, CookieInfo, Counts, ErrorPage, Health, ItemFragment, ItemPage,
+    ItemSummary, Layout, PrivacyPage, QueueFilter, QueuePage, SessionView, SettingsPage,
+    SignInPage, StoredInfo, SyncHealthRow, UserView,
 };
 use crate::config::SignInMethod;
 use crate::inbox::prefs::MarkKind;
@@ -300,6 +300,37 @@ pub async fn item(
         has_older,
     };
     Ok(render(&page))
+}
+
+/// `GET /fragments/items/{key}` — the conversation of `/items/{key}` without the page frame,
+/// for the queue to swap into the page in place (`static/app.js`); the page itself stays the
+/// real address of the item (links, reload, no JavaScript). Same loading and the same
+/// `_conversation.html` as [`item`]; answers like the JSON API when there is no session (401)
+/// and is never cached (the security middleware's `no-store`).
+pub async fn item_fragment(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(key): Path<String>,
+) -> Result<Response, WebError> {
+    if let Ok(k) = ItemKey::parse(&key)
+        && super::backfill::ensure_posts(&state, &user.user_id, &k)
+            .await
+            .is_err()
+    {
+        return Ok(super::session::access_ended_response(&state, false));
+    }
+    let us = state.store().for_user(&user.user_id);
+    let (item, posts, has_older) = load_item(&state, &us, &key)?;
+    let fragment = ItemFragment {
+        layout: Layout {
+            csrf: user.csrf.expose().to_owned(),
+            ..Layout::default()
+        },
+        item,
+        posts,
+        has_older,
+    };
+    Ok(render(&fragment))
 }
 
 #[derive(Deserialize)]
@@ -599,13 +630,14 @@ pub async fn admin_status(
     rows.insert(
         0,
         SyncHealthRow {
-            name: "Mattermost rate budget".into(),
+            name: "Mattermost rate limit".into(),
             health: if status.rate_limit.paused_for_ms > 0 {
                 Health::Degraded
             } else {
                 Health::Ok
             },
-            detail: format!("{:?}", status.rate_limit),
+            // "Mattermost is rate limiting ThreadDesk (429): all requests wait another 2.4 s …"
+            detail: status.rate_limit.summary(),
             last_ok_at: None,
         },
     );

@@ -712,25 +712,56 @@ impl ItemPage {
     /// Whether post `i` continues the previous one (same author within 5 minutes): its
     /// avatar and name are not repeated.
     pub fn is_continuation(&self, i: &usize) -> bool {
-        let i = *i;
-        if i == 0 {
-            return false;
-        }
-        match (self.posts.get(i - 1), self.posts.get(i)) {
-            (Some(prev), Some(post)) => {
-                prev.author.id == post.author.id
-                    && !post.is_root
-                    && post.create_at.saturating_sub(prev.create_at) < 5 * 60 * 1000
-            }
-            _ => false,
-        }
+        is_continuation(&self.posts, *i)
     }
 
     pub fn reply_placeholder(&self) -> String {
-        match self.item.kind {
-            ItemKind::Thread => "Reply to the thread…".to_owned(),
-            _ => format!("Message {}…", self.item.title),
+        reply_placeholder(&self.item)
+    }
+}
+
+/// `GET /fragments/items/{key}` — the same conversation as [`ItemPage`] (the same
+/// `_conversation.html`), without the page frame: the queue swaps it into the page in place.
+#[derive(Debug, Clone, Template)]
+#[template(path = "item_fragment.html")]
+pub struct ItemFragment {
+    /// Only `csrf` is read (the reply form's hidden field).
+    pub layout: Layout,
+    pub item: ItemSummary,
+    /// Oldest first.
+    pub posts: Vec<PostView>,
+    pub has_older: bool,
+}
+
+impl ItemFragment {
+    pub fn is_continuation(&self, i: &usize) -> bool {
+        is_continuation(&self.posts, *i)
+    }
+
+    pub fn reply_placeholder(&self) -> String {
+        reply_placeholder(&self.item)
+    }
+}
+
+/// Whether post `i` continues the previous one (same author within 5 minutes).
+fn is_continuation(posts: &[PostView], i: usize) -> bool {
+    if i == 0 {
+        return false;
+    }
+    match (posts.get(i - 1), posts.get(i)) {
+        (Some(prev), Some(post)) => {
+            prev.author.id == post.author.id
+                && !post.is_root
+                && post.create_at.saturating_sub(prev.create_at) < 5 * 60 * 1000
         }
+        _ => false,
+    }
+}
+
+fn reply_placeholder(item: &ItemSummary) -> String {
+    match item.kind {
+        ItemKind::Thread => "Reply to the thread…".to_owned(),
+        _ => format!("Message {}…", item.title),
     }
 }
 
