@@ -71,6 +71,39 @@ pub struct LimiterStatus {
     pub granted_total: u64,
     /// 429 answers reported since start.
     pub rate_limited_total: u64,
+    /// Grants handed back because a 429 pause began before they could be used.
+    pub requeued_for_pause: u64,
+}
+
+impl LimiterStatus {
+    /// One line for the admin status page: whether Mattermost is rate limiting ThreadDesk
+    /// right now and for how long everyone waits (technical facts only, never content).
+    #[must_use]
+    pub fn summary(&self) -> String {
+        let totals = format!(
+            "{} requests granted, {} answered 429 since start",
+            self.granted_total, self.rate_limited_total
+        );
+        if self.paused_for_ms > 0 {
+            #[allow(clippy::cast_precision_loss)]
+            let secs = self.paused_for_ms as f64 / 1000.0;
+            format!(
+                "Mattermost is rate limiting ThreadDesk (429): all requests wait another \
+                 {secs:.1} s (Retry-After); {} queued, {} in flight; {totals}",
+                self.queued, self.in_flight
+            )
+        } else {
+            format!(
+                "Not rate limited: budget {} requests/s, burst {}, at most {} in flight; \
+                 {} queued, {} in flight; {totals}",
+                self.requests_per_second,
+                self.burst,
+                self.max_concurrency,
+                self.queued,
+                self.in_flight
+            )
+        }
+    }
 }
 
 type Waiter = oneshot::Sender<OwnedSemaphorePermit>;
@@ -121,6 +154,8 @@ struct Shared {
     wake: Notify,
     granted: AtomicU64,
     limited: AtomicU64,
+    /// Grants handed back because a pause began before the caller could use them.
+    regranted: AtomicU64,
 }
 
 impl Shared {
@@ -174,6 +209,7 @@ impl RateLimiter {
             wake: Notify::new(),
             granted: AtomicU64::new(0),
             limited: AtomicU64::new(0),
+            regranted: AtomicU64::new(0),
             settings,
         });
         let task = tokio::spawn(dispatch(Arc::clone(&shared)));
@@ -198,18 +234,29 @@ impl RateLimiter {
     /// # Errors
     /// [`LimiterClosed`] if the limiter's dispatcher is gone.
     pub async fn acquire(&self, user_id: &str) -> Result<Permit, LimiterClosed> {
-        let (tx, rx) = oneshot::channel();
-        self.handle
-            .shared
-            .lock()
-            .queues
-            .entry(user_id.to_owned())
-            .or_default()
-            .push_back(tx);
-        self.handle.shared.wake.notify_one();
-        rx.await
-            .map(|slot| Permit { _slot: slot })
-            .map_err(|_| LimiterClosed)
+        let shared = &self.handle.shared;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            shared
+                .lock()
+                .queues
+                .entry(user_id.to_owned())
+                .or_default()
+                .push_back(tx);
+            shared.wake.notify_one();
+            let slot = rx.await.map_err(|_| LimiterClosed)?;
+            // A 429 may have paused everyone between the grant and this task running: a
+            // request sent now would go out before the server's `Retry-After` has passed
+            // (T-11), so queue again behind the pause instead.
+            let paused = shared
+                .lock()
+                .paused_until
+                .is_some_and(|p| p > Instant::now());
+            if !paused {
+                return Ok(Permit { _slot: slot });
+            }
+            shared.regranted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Mattermost answered 429: nobody sends before `retry_after` has passed.
@@ -243,6 +290,7 @@ impl RateLimiter {
             paused_for_ms,
             granted_total: shared.granted.load(Ordering::Relaxed),
             rate_limited_total: shared.limited.load(Ordering::Relaxed),
+            requeued_for_pause: shared.regranted.load(Ordering::Relaxed),
         }
     }
 }
@@ -375,6 +423,22 @@ mod tests {
         assert_eq!(st.rate_limited_total, 1);
         assert_eq!(st.paused_for_ms, 0);
         assert_eq!(st.granted_total, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn status_line_says_when_rate_limited() {
+        let l = limiter(10.0, 100, 8);
+        assert!(l.status().summary().starts_with("Not rate limited"));
+        l.pause_for(Duration::from_secs(3));
+        let line = l.status().summary();
+        assert!(
+            line.starts_with(
+                "Mattermost is rate limiting ThreadDesk (429): all requests wait another 3.0 s"
+            ),
+            "{line}"
+        );
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(l.status().summary().starts_with("Not rate limited"));
     }
 
     #[tokio::test(start_paused = true)]
