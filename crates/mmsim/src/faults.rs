@@ -174,6 +174,12 @@ pub struct FaultSettings {
     pub error_status: u16,
     /// Only requests whose path starts with this are failed (`None` = all).
     pub error_route_prefix: Option<String>,
+    /// The next N requests with `lose_response_method` and exactly `lose_response_path` are
+    /// handled (the server commits them) and then their response is lost: the connection is
+    /// reset, so the client cannot tell whether the request took effect (research T-2).
+    pub lose_response_next: u32,
+    pub lose_response_method: String,
+    pub lose_response_path: String,
 }
 
 impl Default for FaultSettings {
@@ -189,6 +195,9 @@ impl Default for FaultSettings {
             fail_next: 0,
             error_status: 500,
             error_route_prefix: None,
+            lose_response_next: 0,
+            lose_response_method: String::new(),
+            lose_response_path: String::new(),
         }
     }
 }
@@ -218,6 +227,9 @@ pub struct FaultPatch {
     pub fail_next: Option<u32>,
     pub error_status: Option<u16>,
     pub error_route_prefix: Option<Option<String>>,
+    pub lose_response_next: Option<u32>,
+    pub lose_response_method: Option<String>,
+    pub lose_response_path: Option<String>,
     /// Start a 429 storm of this many ms (0 ends it).
     pub storm_ms: Option<u64>,
     /// Start an outage of this many ms (0 ends it).
@@ -370,6 +382,30 @@ impl Faults {
         self.update(|s| s.error_route_prefix = prefix.map(str::to_owned));
     }
 
+    /// Commit the next `n` requests `method path` (exact path, e.g. `POST /api/v4/posts`), then
+    /// lose their responses (connection reset): an unknown outcome after the commit (T-2).
+    pub fn lose_next_responses(&self, n: u32, method: &str, path: &str) {
+        self.update(|s| {
+            s.lose_response_next = n;
+            s.lose_response_method = method.to_ascii_uppercase();
+            s.lose_response_path = path.to_owned();
+        });
+    }
+
+    /// Whether the response of this (already handled) request is to be lost; counts it.
+    fn take_lost_response(&self, method: &str, path: &str) -> bool {
+        let mut st = self.lock();
+        let s = &mut st.settings;
+        if s.lose_response_next > 0
+            && s.lose_response_method.eq_ignore_ascii_case(method)
+            && s.lose_response_path == path
+        {
+            s.lose_response_next -= 1;
+            return true;
+        }
+        false
+    }
+
     /// Answer every request with a plain-text 429 for `duration`.
     pub fn rate_limit_storm(&self, duration: Duration) {
         self.lock().storm_until = (!duration.is_zero()).then(|| Instant::now() + duration);
@@ -411,7 +447,10 @@ impl Faults {
             error_rate,
             fail_next,
             error_status,
-            error_route_prefix
+            error_route_prefix,
+            lose_response_next,
+            lose_response_method,
+            lose_response_path
         );
         s.error_rate = s.error_rate.clamp(0.0, 1.0);
         let now = Instant::now();
@@ -623,7 +662,14 @@ async fn limited_faulted(
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            next.run(req).await
+            let resp = next.run(req).await;
+            if sim.inner().faults.take_lost_response(method, path) {
+                tracing::debug!(route = %route, "mmsim: response lost after the handler ran");
+                // Drain the handler's body first, so that whatever it streams has happened.
+                let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+                return reset_response();
+            }
+            resp
         }
     };
     if let Some(d) = decision {

@@ -279,6 +279,7 @@ pub(crate) async fn act(
         .item_key()
         .ok_or(SyncError::BadAction("malformed id"))?;
     let now = now_ms();
+    let queued_at = inner.settings.outbox_clock.now();
     let is_reply = matches!(action, Action::Reply { .. });
     let payload =
         serde_json::to_string(&action).map_err(|_| SyncError::Internal("payload encoding"))?;
@@ -304,7 +305,7 @@ pub(crate) async fn act(
     let optimistic = action.optimistic(now);
     let id = tokio::task::spawn_blocking(move || -> Result<i64, SyncError> {
         // 1. Durable first: the browser hears "ok" only once the row survives a crash.
-        let id = store.for_user(&u).outbox_enqueue(&new, now)?;
+        let id = store.for_user(&u).outbox_enqueue(&new, queued_at)?;
         // 2. Optimistic store update (its own short transaction; rebuilt by any sync).
         if !optimistic.is_empty() {
             super::apply::commit(&store, &u, optimistic)?;
@@ -591,7 +592,8 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
         return Ok(());
     };
     let is_reply = matches!(action, Action::Reply { .. });
-    let attempted_at = now_ms();
+    let clock = &ctx.settings.outbox_clock;
+    let attempted_at = clock.now();
     let view = RowView {
         is_reply,
         // `attempts` counts this claim; the rules want the attempts before it.
@@ -619,7 +621,7 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
         &view,
         &outcome,
         attempted_at,
-        now_ms(),
+        clock.now(),
         rand::random::<f64>(),
     );
     debug!(
@@ -629,6 +631,7 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
     );
     let id = row.id;
     let key = ItemKey::parse(&row.item_key).ok();
+    let retry_fallback = clock.now() + 1_000;
     tokio::task::spawn_blocking(move || -> Result<(), SyncError> {
         let us = store.for_user(&user);
         match step.state {
@@ -638,7 +641,7 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
             DeliveryState::Pending | DeliveryState::Reconcile => {
                 us.outbox_retry_later(
                     id,
-                    step.next_at.unwrap_or(now_ms() + 1_000),
+                    step.next_at.unwrap_or(retry_fallback),
                     "not delivered yet",
                 )?;
             }
@@ -662,10 +665,10 @@ async fn requeue_own_inflight(ctx: &UserCtx) {
     loop {
         let store = Arc::clone(&ctx.store);
         let user = ctx.user_id.clone();
-        let r = tokio::task::spawn_blocking(move || {
-            store.for_user(&user).outbox_requeue_inflight(now_ms())
-        })
-        .await;
+        let now = ctx.settings.outbox_clock.now();
+        let r =
+            tokio::task::spawn_blocking(move || store.for_user(&user).outbox_requeue_inflight(now))
+                .await;
         if matches!(r, Ok(Ok(_))) {
             return;
         }
@@ -683,9 +686,9 @@ async fn drain_user(ctx: Arc<UserCtx>) -> String {
         }
         let store = Arc::clone(&ctx.store);
         let user = ctx.user_id.clone();
+        let now = ctx.settings.outbox_clock.now();
         let claimed =
-            tokio::task::spawn_blocking(move || store.for_user(&user).outbox_claim_next(now_ms()))
-                .await;
+            tokio::task::spawn_blocking(move || store.for_user(&user).outbox_claim_next(now)).await;
         match claimed {
             Ok(Ok(Some(row))) => {
                 if let Err(e) = deliver(&ctx, row).await {
@@ -718,13 +721,16 @@ async fn drain_user(ctx: Arc<UserCtx>) -> String {
 /// The instance's outbox worker: rows left in flight by a crash are re-queued, then due rows of
 /// active users are delivered, one sender per user.
 pub(crate) async fn outbox_worker(inner: Arc<Inner>) {
+    let clock = inner.settings.outbox_clock.clone();
     let store = Arc::clone(&inner.store);
-    let _ = tokio::task::spawn_blocking(move || store.outbox_requeue_inflight(now_ms())).await;
+    let now = clock.now();
+    let _ = tokio::task::spawn_blocking(move || store.outbox_requeue_inflight(now)).await;
     let mut busy: HashSet<String> = HashSet::new();
     let mut senders: JoinSet<String> = JoinSet::new();
     loop {
         let store = Arc::clone(&inner.store);
-        let due = tokio::task::spawn_blocking(move || store.outbox_users_due(now_ms()))
+        let now = clock.now();
+        let due = tokio::task::spawn_blocking(move || store.outbox_users_due(now))
             .await
             .ok()
             .and_then(Result::ok)

@@ -65,6 +65,8 @@ pub struct SyncSettings {
     /// cheaply (a read thread unfollowed elsewhere, a DM marked unread elsewhere with no new
     /// message); this bounds how long they can stay stale.
     pub full_sync_every: std::time::Duration,
+    /// The clock of outbox delivery times (wall clock; tests move it, see [`outbox::OutboxClock`]).
+    pub outbox_clock: outbox::OutboxClock,
 }
 
 impl Default for SyncSettings {
@@ -74,6 +76,7 @@ impl Default for SyncSettings {
             ws: mattermost::ws::WsConfig::default(),
             initial_direct_posts_max: 10,
             full_sync_every: std::time::Duration::from_secs(24 * 3600),
+            outbox_clock: outbox::OutboxClock::default(),
         }
     }
 }

@@ -19,9 +19,39 @@
 //! Nothing is ever dropped silently: after [`GIVE_UP_MS`] an undelivered row becomes `Failed`
 //! with a visible reason, never deleted.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use super::planner::Millis;
+
+/// The outbox's clock: wall-clock milliseconds plus an offset that only tests move (T-2: a
+/// retry 40 s or 5 min after an unknown outcome, without sleeping; mmsim's clock moves by the
+/// same amount). Clones share the offset. Every outbox time (row creation, attempt, next
+/// attempt, due rows) is read from it; message and read-mark times are not.
+#[derive(Clone, Debug, Default)]
+pub struct OutboxClock {
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl OutboxClock {
+    /// Now, in ms since the Unix epoch (plus the offset).
+    #[must_use]
+    pub fn now(&self) -> Millis {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| {
+                Millis::try_from(d.as_millis()).unwrap_or(Millis::MAX)
+            });
+        wall.saturating_add(self.offset_ms.load(Ordering::SeqCst))
+    }
+
+    /// Move this clock (and every clone) forward.
+    pub fn advance(&self, by: Duration) {
+        let ms = Millis::try_from(by.as_millis()).unwrap_or(Millis::MAX / 4);
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst);
+    }
+}
 
 /// Props key carrying the outbox row id on every reply ThreadDesk sends.
 pub const MARKER_PROP: &str = "threaddesk_outbox_id";
