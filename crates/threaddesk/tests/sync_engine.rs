@@ -777,20 +777,9 @@ async fn lost_buffer_resync(env: &Env, side: &mut Side) {
     .await;
 }
 
-/// P-3 with k = 0: a reconnect that lost the buffer but nothing changed costs only the fixed
-/// reads — 3, plus the DM/GM memberships while the store shows an unread DM/GM (a DM read on
-/// another device moves nothing else).
-#[tokio::test]
-async fn resync_with_no_changes_costs_only_fixed_reads() {
-    let env = env().await;
-    let mut side = env.side().await;
-    lost_buffer_resync(&env, &mut side).await;
-    let st = side.engine.user_status(&env.alice).expect("status");
-    assert_eq!(
-        st.last_resync_calls, 4,
-        "teams/unread, the first team's channels (DM/GM signal), preferences, DM/GM memberships"
-    );
-    // Every DM/GM read (live): then the 3 fixed reads alone.
+/// Alice reads every DM/GM channel the store shows unread (live, on another device), so that
+/// the store shows no unread DM/GM and a resync's DM/GM membership read is not triggered by it.
+async fn read_every_direct(env: &Env, side: &mut Side) {
     let unread_dms: Vec<String> = side
         .store
         .for_user(&env.alice)
@@ -813,6 +802,43 @@ async fn resync_with_no_changes_costs_only_fixed_reads() {
         !us().has_unread_direct().unwrap_or(true)
     })
     .await;
+}
+
+/// The calls a resync makes, by route (`"GET /api/v4/…"` → count), since the last metrics
+/// reset. Not counted: the WebSocket upgrade (and its refusals during an outage), and
+/// `GET /users/me` — the reconnect loop's token check after repeated socket failures
+/// (`WS_FAILURES_BEFORE_TOKEN_CHECK`), made while the outage still refuses everything; the
+/// resync itself never calls it.
+fn resync_calls(env: &Env) -> std::collections::BTreeMap<String, u64> {
+    env.running
+        .sim
+        .inner()
+        .metrics
+        .snapshot()
+        .routes
+        .into_iter()
+        .filter(|(k, c)| {
+            !k.contains("/websocket") && k != "GET /api/v4/users/{user_id}" && c.requests > 0
+        })
+        .map(|(k, c)| (k, c.requests))
+        .collect()
+}
+
+/// P-3 with k = 0: a reconnect that lost the buffer but nothing changed costs only the fixed
+/// reads — 3, plus the DM/GM memberships while the store shows an unread DM/GM (a DM read on
+/// another device moves nothing else).
+#[tokio::test]
+async fn resync_with_no_changes_costs_only_fixed_reads() {
+    let env = env().await;
+    let mut side = env.side().await;
+    lost_buffer_resync(&env, &mut side).await;
+    let st = side.engine.user_status(&env.alice).expect("status");
+    assert_eq!(
+        st.last_resync_calls, 4,
+        "teams/unread, the first team's channels (DM/GM signal), preferences, DM/GM memberships"
+    );
+    // Every DM/GM read (live): then the 3 fixed reads alone.
+    read_every_direct(&env, &mut side).await;
     lost_buffer_resync(&env, &mut side).await;
     let st = side.engine.user_status(&env.alice).expect("status");
     assert_eq!(
@@ -1485,8 +1511,238 @@ async fn dm_received_while_down_converges() {
         });
     assert!(dm_fresh, "the DM is in the queue");
     // teams/unread, channels (200: the DM moved), preferences, the first team's memberships
-    // (DM read state), the DM-carrying thread list, the DM's posts.
-    assert!(calls <= 6, "resync cost {calls}");
+    // (DM read state), the DM's posts — no thread list (a plain DM moves no thread).
+    assert_eq!(calls, 5, "resync cost");
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
+/// P-12 for one user: one DM received while the socket was down and the server could not
+/// replay (an outage with the replay buffers lost), nothing else changed, the store showing no
+/// unread DM/GM before. The exact call list is the minimum the real API allows:
+/// - `teams/unread`: the team counters (none moved: a DM is counted in no team);
+/// - `preferences`: done/snooze marks and saved posts (no `since`, no ETag, no counter);
+/// - the first team's channels with `If-None-Match`: the DM/GM signal (a `200` here, the DM's
+///   `last_post_at` moved) and the DM's new channel row (totals, `last_post_at`);
+/// - that team's channel memberships (all DM/GM memberships): the DM's read state and mention
+///   count (a DM counts as a mention; it may also have been read on another device meanwhile);
+/// - the DM's posts since the last sync (the message itself).
+///
+/// No thread list: the DM was not a thread reply, and no team counter moved.
+#[tokio::test]
+async fn dm_received_while_down_makes_exactly_the_minimum_calls() {
+    let env = env().await;
+    let mut side = env.side().await;
+    read_every_direct(&env, &mut side).await;
+    env.running.sim.inner().metrics.reset();
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver.dm("dave", "alice", "while down").expect("dm");
+    })
+    .await;
+    let got = resync_calls(&env);
+    eprintln!("resync after a DM while down: {calls} calls: {got:?}");
+    let want: std::collections::BTreeMap<String, u64> = [
+        "GET /api/v4/users/{user_id}/teams/unread",
+        "GET /api/v4/users/{user_id}/preferences",
+        "GET /api/v4/users/{user_id}/teams/{team_id}/channels",
+        "GET /api/v4/users/{user_id}/teams/{team_id}/channels/members",
+        "GET /api/v4/channels/{channel_id}/posts",
+    ]
+    .into_iter()
+    .map(|r| (r.to_owned(), 1))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(calls, 5, "the engine's own count agrees");
+    let dm_fresh = side
+        .store
+        .for_user(&env.alice)
+        .export()
+        .expect("export")
+        .items
+        .iter()
+        .any(|i| {
+            i.kind == inbox::ItemKind::Direct
+                && i.counts.unread > 0
+                && i.last_activity_at > now() - 60_000
+        });
+    assert!(dm_fresh, "the DM is in the queue");
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+    // The membership rows too (the DM's mention count moved on the server).
+    assert_eq!(
+        memberships(&side.store, &env.alice),
+        memberships(&fresh.store, &env.alice)
+    );
+}
+
+fn memberships(store: &Store, user: &UserId) -> Vec<threaddesk::store::Membership> {
+    let mut m = store.for_user(user).memberships().expect("memberships");
+    m.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
+    m
+}
+
+/// Why a moved DM costs a membership read: while down, a DM arrives **and** is read on another
+/// device. The channel list shows the DM moved; only the membership says it was read (no
+/// counter, no ETag, no event survives). The store showed no unread DM before, so nothing
+/// else asks for the memberships.
+#[tokio::test]
+async fn dm_received_and_read_elsewhere_while_down_converges() {
+    let env = env().await;
+    let mut side = env.side().await;
+    read_every_direct(&env, &mut side).await;
+    let dave = env.driver.user_id("dave").expect("dave");
+    let channel = env
+        .alice_client()
+        .get_channels_for_user(ME, &mattermost::ChannelsForUserQuery::default())
+        .await
+        .expect("channels")
+        .into_iter()
+        .find(|c| c.channel_type.as_str() == "D" && c.name.contains(&dave))
+        .expect("alice has a DM with dave")
+        .id;
+    let key = ItemKey::channel(&channel).expect("key");
+    env.running.sim.inner().metrics.reset();
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver.dm("dave", "alice", "while down").expect("dm");
+        env.driver.view_channel("alice", &channel).expect("view");
+    })
+    .await;
+    let got = resync_calls(&env);
+    eprintln!("resync after a DM received and read elsewhere while down: {calls} calls: {got:?}");
+    let item = side
+        .store
+        .for_user(&env.alice)
+        .export()
+        .expect("export")
+        .items
+        .into_iter()
+        .find(|i| i.key == key)
+        .expect("the DM item");
+    assert!(
+        item.last_activity_at > now() - 60_000,
+        "the DM's new message is there"
+    );
+    assert_eq!(
+        (item.counts.unread, item.counts.mentions),
+        (0, 0),
+        "read elsewhere: not unread"
+    );
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+    assert_eq!(
+        memberships(&side.store, &env.alice),
+        memberships(&fresh.store, &env.alice)
+    );
+    assert_eq!(calls, 5, "the same 5 calls as an unread DM");
+}
+
+/// A reply in a followed GM thread while down: the GM's posts show a reply, so the resync adds
+/// the one thread list that carries DM/GM threads (the first team's, without `excludeDirect`)
+/// and the thread converges.
+#[tokio::test]
+async fn dm_thread_reply_while_down_lists_direct_threads_and_converges() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let thread = side
+        .store
+        .for_user(&env.alice)
+        .threads()
+        .expect("threads")
+        .into_iter()
+        .find(|t| t.following && t.delete_at == 0 && t.team_id.is_empty())
+        .expect("the demo org has a followed DM/GM thread");
+    env.running.sim.inner().metrics.reset();
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver
+            .reply("dave", &thread.root_id, "while down, in a GM thread")
+            .expect("reply");
+    })
+    .await;
+    let got = resync_calls(&env);
+    eprintln!("resync after a GM thread reply while down: {calls} calls: {got:?}");
+    assert_eq!(
+        got.get("GET /api/v4/users/{user_id}/teams/{team_id}/threads"),
+        Some(&1),
+        "exactly the DM-carrying thread list"
+    );
+    assert_eq!(
+        got.get("GET /api/v4/channels/{channel_id}/posts"),
+        Some(&1),
+        "the GM's posts"
+    );
+    let after = side
+        .store
+        .for_user(&env.alice)
+        .thread(&thread.root_id)
+        .expect("read")
+        .expect("thread");
+    assert!(
+        after.last_reply_at > thread.last_reply_at && after.reply_count > thread.reply_count,
+        "the lost reply reached the thread"
+    );
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
+/// A DM from someone alice never had a DM with, while down: the channel set changed (new
+/// channel row, new membership), the DM's posts are read, and no thread list is needed.
+#[tokio::test]
+async fn new_dm_channel_while_down_converges_without_a_thread_list() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let mallory = env.driver.user_id("mallory").expect("mallory");
+    let before = side
+        .store
+        .for_user(&env.alice)
+        .memberships()
+        .expect("memberships")
+        .len();
+    env.running.sim.inner().metrics.reset();
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver
+            .dm("mallory", "alice", "first message, while down")
+            .expect("dm");
+    })
+    .await;
+    let got = resync_calls(&env);
+    eprintln!("resync after a new DM channel while down: {calls} calls: {got:?}");
+    assert_eq!(
+        got.get("GET /api/v4/users/{user_id}/teams/{team_id}/threads"),
+        None,
+        "no thread list for a plain DM"
+    );
+    let us = side.store.for_user(&env.alice);
+    assert_eq!(
+        us.memberships().expect("memberships").len(),
+        before + 1,
+        "the new DM's membership"
+    );
+    let dm = us
+        .export()
+        .expect("export")
+        .items
+        .into_iter()
+        .find(|i| i.kind == inbox::ItemKind::Direct && i.last_activity_at > now() - 60_000)
+        .expect("the new DM is in the queue");
+    assert!(dm.counts.unread > 0, "unread");
+    assert!(
+        us.profiles(&[mallory.as_str()])
+            .map(|p| !p.is_empty())
+            .unwrap_or(false),
+        "the sender's profile is known"
+    );
     let fresh = env.side().await;
     assert_eq!(
         snapshot(&side.store, &env.alice),
@@ -1762,8 +2018,8 @@ async fn restart_case(lose_buffer: bool) {
     assert_eq!(st.initial_sync_calls, 0, "no initial sync after a restart");
     assert_eq!(
         m.requests_for("GET", THREADS_ROUTE),
-        if lose_buffer { 1 } else { 0 },
-        "thread lists: only the DM-carrying one when the DM came through a resync"
+        0,
+        "no thread list: a plain DM moves no thread, through a replay or a resync"
     );
     if lose_buffer {
         assert_eq!(st.resyncs, 1);

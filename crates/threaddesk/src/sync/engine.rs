@@ -843,7 +843,16 @@ enum ScopeChannels {
 ///
 /// Variable part: per changed team one `since` thread list (+1 page per 200 threads) and,
 /// only if its root counters moved or a counter went down ([`planner::needs_members`]), its
-/// memberships; per changed DM/GM its posts since; profiles not yet known.
+/// memberships; per changed DM/GM its posts since, plus the first team's memberships (the
+/// DM/GM's read state and mention count: a DM counts as a mention, and it may have been read
+/// on another device meanwhile) and — only when those posts hold a thread reply — the
+/// DM-carrying thread list ([`planner::plan_direct_threads`]); profiles not yet known.
+///
+/// So one plain DM received while events were lost costs **5 calls** (P-12): the 3 fixed
+/// reads, the memberships and the DM's posts. Each is needed for the store to equal a fresh
+/// sync: the counters for team activity, the preferences for marks, the channel list for the
+/// DM signal and the channel row, the memberships for read state and mentions, the posts for
+/// the message (`sync_engine::dm_received_while_down_makes_exactly_the_minimum_calls`).
 ///
 /// Known blind spots (no endpoint exposes them without reading every team): a thread
 /// unfollowed elsewhere while it was read (thread lists filter `Following = true` and the
@@ -1021,11 +1030,31 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
             .boxed()
         })
         .collect();
-    let (results, member_lists, new_team_channels) = tokio::try_join!(
+    let (mut results, member_lists, new_team_channels) = tokio::try_join!(
         run_ops(ctx, &ops),
         bounded(member_futs),
         bounded(channel_futs)
     )?;
+    // DM/GM threads: listed only when a moved DM/GM's posts show a reply (a plain DM needs
+    // no thread list; P-12). One more round trip, only then.
+    let seen: Vec<planner::DirectPostsSeen> = results
+        .iter()
+        .filter_map(|r| match r {
+            OpResult::Posts(list) => Some(planner::DirectPostsSeen {
+                posts: list.order.len(),
+                has_reply: list.posts.values().any(|p| !p.is_root()),
+            }),
+            OpResult::Threads { .. } => None,
+        })
+        .collect();
+    if let Some(op) = planner::plan_direct_threads(
+        &ops,
+        &seen,
+        new_team_ids.first().map(String::as_str),
+        &cursors,
+    ) {
+        results.push(run_op(ctx, &op).await?);
+    }
     let mut known: HashMap<String, (String, String)> = stored_info.clone();
     if let ScopeChannels::Listed { channels, .. } = &scope {
         known.extend(channel_map(channels));

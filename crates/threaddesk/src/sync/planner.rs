@@ -149,11 +149,16 @@ impl ResyncCursors {
 /// Plan an incremental resync after events were lost.
 ///
 /// `prev` are the counters expected now (the last sync's, advanced by the events applied
-/// since: [`advance_counters`]), `new` the answer of the one `teams/unread` call made now. A team is re-read when its counters changed or it is new; a
-/// team that disappeared needs no read (the executor drops it from the store). The DM/GM-carrying
-/// list is the first team in id order, as in [`plan_initial`]: if that team changed, its query
-/// runs without `excludeDirect`; DM/GM changes are otherwise found through `directs_changed`
-/// (channels whose `last_post_at` moved, computed by the caller from `GET /users/me/channels`).
+/// since: [`advance_counters`]), `new` the answer of the one `teams/unread` call made now. A
+/// team is re-read when its counters changed or it is new; a team that disappeared needs no
+/// read (the executor drops it from the store). The DM/GM-carrying list is the first team in id
+/// order, as in [`plan_initial`]: if that team changed, its query runs without `excludeDirect`.
+/// DM/GM changes are found through `directs_changed` (channels whose `last_post_at` moved,
+/// computed by the caller from the first team's channel list): each gets one posts read.
+///
+/// A moved DM/GM does **not** by itself add a thread list: its posts since the cursor (roots and
+/// replies) say whether any DM/GM thread moved, and only then does [`plan_direct_threads`] add
+/// the DM-carrying list — a plain DM (the common case) costs its posts read alone.
 #[must_use]
 pub fn plan_resync(
     prev: &[TeamCounters],
@@ -167,17 +172,15 @@ pub fn plan_resync(
     let mut new_sorted: Vec<&TeamCounters> = new.iter().collect();
     new_sorted.sort_by(|a, b| a.team_id.cmp(&b.team_id));
     new_sorted.dedup_by(|a, b| a.team_id == b.team_id);
-    let first_team = new_sorted.first().map(|t| t.team_id.clone());
+    let first_team = new_sorted.first().map(|t| t.team_id.as_str());
 
     let mut ops = Vec::new();
-    let mut dm_threads_listed = false;
     for team in &new_sorted {
         let changed = prev_by_team
             .get(team.team_id.as_str())
             .is_none_or(|p| !p.same_counts(team));
         if changed {
-            let carries_direct = first_team.as_deref() == Some(team.team_id.as_str());
-            dm_threads_listed |= carries_direct;
+            let carries_direct = first_team == Some(team.team_id.as_str());
             ops.push(Op::Threads {
                 team_id: team.team_id.clone(),
                 since,
@@ -185,25 +188,68 @@ pub fn plan_resync(
             });
         }
     }
-    // A DM/GM conversation moved: its threads (if any) are only visible through a team list
-    // without excludeDirect, so make sure one runs (the first team's), then read the posts.
-    if !directs_changed.is_empty() {
-        if let (false, Some(first)) = (dm_threads_listed, first_team) {
-            ops.push(Op::Threads {
-                team_id: first,
-                since,
-                exclude_direct: false,
-            });
-        }
-        let mut chans: Vec<&DirectChannel> = directs_changed.iter().collect();
-        chans.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
-        chans.dedup_by(|a, b| a.channel_id == b.channel_id);
-        ops.extend(chans.into_iter().map(|c| Op::ChannelPostsSince {
-            channel_id: c.channel_id.clone(),
-            since,
-        }));
-    }
+    let mut chans: Vec<&DirectChannel> = directs_changed.iter().collect();
+    chans.sort_by(|a, b| a.channel_id.cmp(&b.channel_id));
+    chans.dedup_by(|a, b| a.channel_id == b.channel_id);
+    ops.extend(chans.into_iter().map(|c| Op::ChannelPostsSince {
+        channel_id: c.channel_id.clone(),
+        since,
+    }));
     ops
+}
+
+/// At most this many posts come back from one `GET /channels/{id}/posts?since=` (the server's
+/// cap, research trap 17; the OpenAPI: "limited till 1000"). A list this long may be missing
+/// posts, so nothing can be concluded from what it does not contain.
+pub const POSTS_SINCE_MAX: usize = 1000;
+
+/// What a resync's posts read of one moved DM/GM showed (input of [`plan_direct_threads`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirectPostsSeen {
+    /// Posts in the answer's `order` (the posts modified since the cursor).
+    pub posts: usize,
+    /// Whether any of them (or a root sent along) is a thread reply (`root_id` not empty).
+    pub has_reply: bool,
+}
+
+/// The DM/GM thread list a resync still needs after reading the moved DM/GMs' posts, if any.
+///
+/// DM/GM threads (team id `""`) appear only in a team's thread list without `excludeDirect`
+/// (research trap 12), the first team's in id order. They can only have moved through a new
+/// reply, which is itself a post of the DM/GM in the `since` window and moves the channel's
+/// `last_post_at` — so the posts already read say whether a DM/GM thread moved: a reply among
+/// them (or an answer at the server's cap, which may hide one) → the first team's list, unless
+/// `ops` already list it; otherwise nothing. A plain DM costs no thread list.
+///
+/// `first_team` is the first of the user's teams in id order (`None`: no team, so no list
+/// exists that could carry DM/GM threads).
+#[must_use]
+pub fn plan_direct_threads(
+    ops: &[Op],
+    seen: &[DirectPostsSeen],
+    first_team: Option<&str>,
+    cursors: &ResyncCursors,
+) -> Option<Op> {
+    let listed = ops.iter().any(|op| {
+        matches!(
+            op,
+            Op::Threads {
+                exclude_direct: false,
+                ..
+            }
+        )
+    });
+    let moved = seen
+        .iter()
+        .any(|s| s.has_reply || s.posts >= POSTS_SINCE_MAX);
+    match (listed, moved, first_team) {
+        (false, true, Some(team)) => Some(Op::Threads {
+            team_id: team.to_owned(),
+            since: cursors.since(),
+            exclude_direct: false,
+        }),
+        _ => None,
+    }
 }
 
 /// The counters the server should show now if nothing but the live events we applied had
@@ -471,18 +517,29 @@ mod tests {
                 }],
             },
             Case {
-                name: "dm changed forces the DM-carrying list",
+                // P-12: a DM moved no team counter; its posts are read, no thread list (a
+                // reply among them adds one: `plan_direct_threads`).
+                name: "dm changed alone: its posts only",
                 prev: vec![tc("a", 0, 0), tc("b", 0, 0)],
                 new: vec![tc("a", 0, 0), tc("b", 0, 0)],
                 directs: vec![dc("dm1", 60_000)],
+                want: vec![Op::ChannelPostsSince {
+                    channel_id: "dm1".into(),
+                    since,
+                }],
+            },
+            Case {
+                name: "two dms changed, listed twice: one read each, in id order",
+                prev: vec![tc("a", 0, 0)],
+                new: vec![tc("a", 0, 0)],
+                directs: vec![dc("dm2", 60_000), dc("dm1", 61_000), dc("dm2", 60_000)],
                 want: vec![
-                    Op::Threads {
-                        team_id: "a".into(),
-                        since,
-                        exclude_direct: false,
-                    },
                     Op::ChannelPostsSince {
                         channel_id: "dm1".into(),
+                        since,
+                    },
+                    Op::ChannelPostsSince {
+                        channel_id: "dm2".into(),
                         since,
                     },
                 ],
@@ -513,6 +570,73 @@ mod tests {
                 c.name
             );
         }
+    }
+
+    #[test]
+    fn direct_threads_listed_only_when_a_dm_reply_was_seen() {
+        let cursors = ResyncCursors {
+            last_synced_at: 50_000,
+            window_start: 0,
+        };
+        let posts_only = vec![Op::ChannelPostsSince {
+            channel_id: "dm1".into(),
+            since: 45_000,
+        }];
+        let plain = DirectPostsSeen {
+            posts: 1,
+            has_reply: false,
+        };
+        let reply = DirectPostsSeen {
+            posts: 2,
+            has_reply: true,
+        };
+        let capped = DirectPostsSeen {
+            posts: POSTS_SINCE_MAX,
+            has_reply: false,
+        };
+        let want = Some(Op::Threads {
+            team_id: "a".into(),
+            since: 45_000,
+            exclude_direct: false,
+        });
+        // A plain DM: no thread list (P-12).
+        assert_eq!(
+            plan_direct_threads(&posts_only, &[plain], Some("a"), &cursors),
+            None
+        );
+        assert_eq!(plan_direct_threads(&[], &[], Some("a"), &cursors), None);
+        // A reply in a DM/GM thread, or an answer at the server's cap (it may hide one).
+        assert_eq!(
+            plan_direct_threads(&posts_only, &[plain, reply], Some("a"), &cursors),
+            want
+        );
+        assert_eq!(
+            plan_direct_threads(&posts_only, &[capped], Some("a"), &cursors),
+            want
+        );
+        // Already listed by the first team's own re-read: not twice.
+        let mut with_list = posts_only.clone();
+        with_list.push(Op::Threads {
+            team_id: "a".into(),
+            since: 45_000,
+            exclude_direct: false,
+        });
+        assert_eq!(
+            plan_direct_threads(&with_list, &[reply], Some("a"), &cursors),
+            None
+        );
+        // A non-first team's list excludes DM/GM threads: it does not count.
+        let other = vec![Op::Threads {
+            team_id: "b".into(),
+            since: 45_000,
+            exclude_direct: true,
+        }];
+        assert_eq!(
+            plan_direct_threads(&other, &[reply], Some("a"), &cursors),
+            want
+        );
+        // No team: no list can carry DM/GM threads.
+        assert_eq!(plan_direct_threads(&[], &[reply], None, &cursors), None);
     }
 
     #[test]
@@ -591,6 +715,8 @@ mod tests {
         fn resync_is_proportional_to_change(prev in counters(), new in counters(), last in 0i64..1_000_000, win in 0i64..1_000_000) {
             let cursors = ResyncCursors { last_synced_at: last, window_start: win };
             let ops = plan_resync(&prev, &new, &[], &cursors);
+            // No DM/GM moved (or none showed a reply): no extra list.
+            prop_assert!(plan_direct_threads(&ops, &[], new.iter().map(|t| t.team_id.as_str()).min(), &cursors).is_none());
             let changed: Vec<&TeamCounters> = new.iter().filter(|t| !prev.iter().any(|p| p.team_id == t.team_id && p.same_counts(t))).collect();
             prop_assert_eq!(ops.len(), changed.len());
             let mut direct_lists = 0;
@@ -607,6 +733,31 @@ mod tests {
             prop_assert!(direct_lists <= 1);
             // Same input twice: no op (idempotent planning).
             prop_assert!(plan_resync(&new, &new, &[], &cursors).is_empty());
+        }
+
+        /// DM/GMs that moved while no team counter did: one posts read per distinct DM/GM and
+        /// no thread list; a reply among their posts adds exactly the first team's DM-carrying
+        /// list.
+        #[test]
+        fn moved_directs_cost_one_read_each(same in counters(), dms in proptest::collection::vec(0u8..30, 0..20), reply in any::<bool>()) {
+            let cursors = ResyncCursors { last_synced_at: 10_000, window_start: 0 };
+            let directs: Vec<DirectChannel> = dms.iter().map(|d| dc(&format!("dm{d:02}"), 20_000)).collect();
+            let ops = plan_resync(&same, &same, &directs, &cursors);
+            let mut distinct = dms.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            prop_assert_eq!(ops.len(), distinct.len());
+            let posts_only = ops.iter().all(|o| matches!(o, Op::ChannelPostsSince { .. }));
+            prop_assert!(posts_only, "only posts reads");
+            let seen: Vec<DirectPostsSeen> = distinct.iter().map(|_| DirectPostsSeen { posts: 1, has_reply: reply }).collect();
+            let first = same.iter().map(|t| t.team_id.as_str()).min();
+            let extra = plan_direct_threads(&ops, &seen, first, &cursors);
+            let want_list = reply && !distinct.is_empty() && first.is_some();
+            prop_assert_eq!(extra.is_some(), want_list);
+            if let Some(Op::Threads { team_id, exclude_direct, .. }) = &extra {
+                prop_assert_eq!(Some(team_id.as_str()), first);
+                prop_assert!(!exclude_direct);
+            }
         }
 
         /// Initial sync: one thread list per distinct team, exactly one carrying DM/GM threads.
