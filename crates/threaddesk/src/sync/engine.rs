@@ -857,7 +857,11 @@ enum ScopeChannels {
 /// Known blind spots (no endpoint exposes them without reading every team): a thread
 /// unfollowed elsewhere while it was read (thread lists filter `Following = true` and the
 /// unread counters do not move), a fully read DM/GM marked unread elsewhere, and leaving a
-/// fully read channel of a team other than the first. The next full sync corrects them.
+/// fully read channel of a team other than the first. Also a DM/GM **thread** read elsewhere
+/// while no reply arrived in a DM/GM: DM/GM threads move no team counter, no channel and no
+/// membership; the DM-carrying thread list would show it, and is read only when a moved
+/// DM/GM's posts hold a reply (before P-12's fix it also ran, incidentally, whenever any DM/GM
+/// moved). The next full sync, or the next event of that thread, corrects them.
 pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     let calls_before = ctx.calls.load(Ordering::Relaxed);
     let now = now_ms();
