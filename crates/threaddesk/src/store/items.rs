@@ -138,6 +138,15 @@ impl Tx<'_> {
     /// SQLite failure.
     pub fn upsert_post(&self, p: &Post) -> Result<(), StoreError> {
         let deleted = p.delete_at > 0;
+        // Whether the stored row was live before: with it, what the post changes in other
+        // users' items is known without re-deriving them (see the end of this function).
+        let before: Option<(bool, i64)> = q_row(
+            self.conn,
+            "SELECT delete_at = 0, create_at FROM posts WHERE post_id = ?1",
+            params![p.post_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
         let empty = super::text::JsonText::new("");
         let message = if deleted { "" } else { p.message.expose() };
         let applied: Option<i64> = q_row(
@@ -211,61 +220,138 @@ impl Tx<'_> {
                 refresh_channel_for_members(self.conn, &p.channel_id)?;
             }
         }
-        let root = if p.root_id.is_empty() {
-            &p.post_id
+        // A thread item takes from the posts table only its root's channel, creation and
+        // deletion, and whether a live reply exists (`RootFacts`); its times and counts come
+        // from each user's thread row, which the user's own `thread_updated` moves. So the
+        // items of every user holding the thread are re-derived only when one of those facts
+        // can have changed: a root seen for the first time or deleted, a reply that is the
+        // first live one or the last one deleted. An edit, or a reply to a thread with other
+        // replies, re-derives nothing here (a reply followed by ten users on this instance
+        // re-derived all ten items for each of their ten `posted` events: research P-13).
+        let live_changed = before.map(|b| b.0) != Some(!deleted);
+        let refresh = if p.root_id.is_empty() {
+            // (`create_at` never changes on a real server; a root that says otherwise is
+            // re-derived all the same.)
+            live_changed || before.is_some_and(|b| b.1 != p.create_at)
         } else {
-            &p.root_id
+            live_changed
+                && !q_row(
+                    self.conn,
+                    "SELECT EXISTS (SELECT 1 FROM posts
+                      WHERE root_id = ?1 AND delete_at = 0 AND post_id <> ?2)",
+                    params![p.root_id, p.post_id],
+                    |r| r.get::<_, bool>(0),
+                )?
         };
-        refresh_thread_for_all(self.conn, root)?;
+        if refresh {
+            let root = if p.root_id.is_empty() {
+                &p.post_id
+            } else {
+                &p.root_id
+            };
+            refresh_thread_for_all(self.conn, root)?;
+        }
         Ok(())
     }
 }
 
+/// The items a write transaction still has to re-derive, by user and key: a temporary table
+/// of the writer connection (it rolls back with the transaction, and with a savepoint). An
+/// event often changes several inputs of one item (a reply moves the post, the channel and the
+/// thread row; a channel view moves every thread item of the channel), and a batch often holds
+/// several events of one item; each item is derived once, at commit ([`flush_items`]).
+pub(crate) const ITEMS_DIRTY: &str = "CREATE TEMP TABLE IF NOT EXISTS items_dirty (
+    user_id   TEXT NOT NULL,
+    item_key  TEXT NOT NULL,
+    PRIMARY KEY (user_id, item_key)
+) WITHOUT ROWID";
+
+/// Queues `key` of `user` to be re-derived at commit.
+pub(crate) fn item_later(conn: &Connection, user: &str, key: &ItemKey) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO temp.items_dirty (user_id, item_key) VALUES (?1, ?2)",
+        params![user, key.to_string()],
+    )?;
+    Ok(())
+}
+
+/// Queues the `Thread(root_id)` item of `user` (nothing for an invalid id).
+pub(crate) fn thread_later(conn: &Connection, user: &str, root_id: &str) -> Result<(), StoreError> {
+    match ItemKey::thread(root_id) {
+        Some(k) => item_later(conn, user, &k),
+        None => Ok(()),
+    }
+}
+
+/// Derives every queued item (see [`ITEMS_DIRTY`]); called once per transaction, before its
+/// commit. Deriving reads only the inputs and writes only `items`, so it queues nothing new.
+pub(crate) fn flush_items(conn: &Connection) -> Result<(), StoreError> {
+    let mut st = conn.prepare_cached("SELECT user_id, item_key FROM temp.items_dirty")?;
+    let dirty: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    exec(conn, "DELETE FROM temp.items_dirty", [])?;
+    for (user, key) in dirty {
+        match ItemKey::parse(&key) {
+            Ok(ItemKey::Thread(id)) => refresh_thread_item(conn, &user, &id)?,
+            Ok(ItemKey::Channel(id)) => refresh_channel_item(conn, &user, &id)?,
+            Err(_) => {} // only valid keys are queued
+        }
+    }
+    Ok(())
+}
+
 /// Refreshes the `Thread(root)` item of every user that has a thread row or a mention of it.
 fn refresh_thread_for_all(conn: &Connection, root_id: &str) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached(
-        "SELECT user_id FROM threads WHERE root_id = ?1
-         UNION SELECT user_id FROM user_mentions WHERE post_id = ?1",
+    let Some(key) = ItemKey::thread(root_id) else {
+        return Ok(());
+    };
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO temp.items_dirty (user_id, item_key)
+         SELECT user_id, ?2 FROM threads WHERE root_id = ?1
+         UNION SELECT user_id, ?2 FROM user_mentions WHERE post_id = ?1",
+        params![root_id, key.to_string()],
     )?;
-    let users: Vec<String> = st
-        .query_map(params![root_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for u in users {
-        refresh_thread_item(conn, &u, root_id)?;
-    }
     Ok(())
 }
 
 fn refresh_channel_for_members(conn: &Connection, channel_id: &str) -> Result<(), StoreError> {
-    let mut st = conn.prepare_cached("SELECT user_id FROM memberships WHERE channel_id = ?1")?;
-    let users: Vec<String> = st
-        .query_map(params![channel_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for u in users {
-        refresh_channel_item(conn, &u, channel_id)?;
-    }
+    let Some(key) = ItemKey::channel(channel_id) else {
+        return Ok(());
+    };
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO temp.items_dirty (user_id, item_key)
+         SELECT user_id, ?2 FROM memberships WHERE channel_id = ?1",
+        params![channel_id, key.to_string()],
+    )?;
     Ok(())
 }
 
-/// Recomputes every item of `user` in `channel_id` (after a membership change).
+/// Queues every item of `user` in `channel_id` (after a membership change): the channel's own,
+/// and each thread the user holds, was mentioned in or has an item of there.
 pub(crate) fn refresh_channel_all(
     conn: &Connection,
     user: &str,
     channel_id: &str,
 ) -> Result<(), StoreError> {
-    refresh_channel_item(conn, user, channel_id)?;
-    let mut st = conn.prepare_cached(
-        "SELECT root_id FROM threads WHERE user_id = ?1 AND channel_id = ?2
-         UNION SELECT post_id FROM user_mentions WHERE user_id = ?1 AND channel_id = ?2
-         UNION SELECT substr(item_key, 3) FROM items
-               WHERE user_id = ?1 AND channel_id = ?2 AND item_key LIKE 't\\_%' ESCAPE '\\'",
-    )?;
-    let roots: Vec<String> = st
-        .query_map(params![user, channel_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
-    for r in roots {
-        refresh_thread_item(conn, user, &r)?;
+    if let Some(key) = ItemKey::channel(channel_id) {
+        item_later(conn, user, &key)?;
     }
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO temp.items_dirty (user_id, item_key)
+         SELECT ?1, 't_' || root_id FROM threads WHERE user_id = ?1 AND channel_id = ?2
+         UNION SELECT ?1, 't_' || post_id FROM user_mentions WHERE user_id = ?1 AND channel_id = ?2
+         UNION SELECT ?1, item_key FROM items
+               WHERE user_id = ?1 AND channel_id = ?2 AND item_key LIKE 't\\_%' ESCAPE '\\'",
+        params![user, channel_id],
+    )?;
     Ok(())
 }
 
@@ -295,11 +381,7 @@ fn member_counts(
 }
 
 /// Recomputes the `Thread(root_id)` item of `user`.
-pub(crate) fn refresh_thread_item(
-    conn: &Connection,
-    user: &str,
-    root_id: &str,
-) -> Result<(), StoreError> {
+fn refresh_thread_item(conn: &Connection, user: &str, root_id: &str) -> Result<(), StoreError> {
     let Some(key) = ItemKey::thread(root_id) else {
         return Ok(());
     };
@@ -381,11 +463,7 @@ pub(crate) fn refresh_thread_item(
 }
 
 /// Recomputes the `Channel(channel_id)` item of `user`.
-pub(crate) fn refresh_channel_item(
-    conn: &Connection,
-    user: &str,
-    channel_id: &str,
-) -> Result<(), StoreError> {
+fn refresh_channel_item(conn: &Connection, user: &str, channel_id: &str) -> Result<(), StoreError> {
     let Some(key) = ItemKey::channel(channel_id) else {
         return Ok(());
     };
@@ -436,10 +514,7 @@ pub(crate) fn refresh_marks(
     user: &str,
     key: &ItemKey,
 ) -> Result<(), StoreError> {
-    match key {
-        ItemKey::Thread(id) => refresh_thread_item(conn, user, id),
-        ItemKey::Channel(id) => refresh_channel_item(conn, user, id),
-    }
+    item_later(conn, user, key)
 }
 
 fn write_item(
@@ -485,7 +560,13 @@ fn write_item(
            last_activity_at = excluded.last_activity_at, unread = excluded.unread,
            mentions = excluded.mentions, urgent = excluded.urgent, done_at = excluded.done_at,
            snoozed_until = excluded.snoozed_until, is_open = excluded.is_open,
-           is_direct = excluded.is_direct",
+           is_direct = excluded.is_direct
+         WHERE (items.kind, items.channel_id, items.team_id, items.last_activity_at, items.unread,
+                items.mentions, items.urgent, items.done_at, items.snoozed_until, items.is_open,
+                items.is_direct)
+           IS NOT (excluded.kind, excluded.channel_id, excluded.team_id,
+                   excluded.last_activity_at, excluded.unread, excluded.mentions, excluded.urgent,
+                   excluded.done_at, excluded.snoozed_until, excluded.is_open, excluded.is_direct)",
     )?
     .execute(params![
         user,
@@ -503,4 +584,20 @@ fn write_item(
         matches!(item.kind, ItemKind::Direct | ItemKind::Group)
     ])?;
     Ok(())
+}
+
+/// Re-derives every item that any input can produce, from scratch (the oracle of the
+/// incremental derivation: after any sequence of writes, this must change nothing).
+#[cfg(test)]
+pub(crate) fn rederive_all(conn: &Connection) -> Result<(), StoreError> {
+    exec(
+        conn,
+        "INSERT OR IGNORE INTO temp.items_dirty (user_id, item_key)
+         SELECT user_id, 't_' || root_id FROM threads
+         UNION SELECT user_id, 't_' || post_id FROM user_mentions
+         UNION SELECT user_id, 'c_' || channel_id FROM memberships
+         UNION SELECT user_id, item_key FROM items",
+        [],
+    )?;
+    flush_items(conn)
 }

@@ -14,6 +14,7 @@
 //!
 //! Logs carry ids and counts only.
 
+mod group;
 mod items;
 pub mod migrations;
 pub mod outbox;
@@ -146,6 +147,8 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Writes waiting to be committed together ([`Store::write_grouped`]).
+    group: Mutex<group::Queue>,
 }
 
 impl fmt::Debug for Store {
@@ -201,6 +204,14 @@ pub(crate) fn fts_later(conn: &Connection, seq: i64, keep: bool) -> rusqlite::Re
          ON CONFLICT (seq) DO UPDATE SET keep = excluded.keep",
         params![seq, keep],
     )?;
+    Ok(())
+}
+
+/// What a write transaction left for its commit: the items to derive
+/// ([`items::flush_items`]), then the search rows ([`flush_fts`]).
+fn flush(conn: &Connection) -> Result<(), StoreError> {
+    items::flush_items(conn)?;
+    flush_fts(conn)?;
     Ok(())
 }
 
@@ -294,6 +305,7 @@ impl Store {
         writer.pragma_update(None, "journal_mode", "WAL")?;
         configure(&writer)?;
         writer.execute_batch(FTS_PENDING)?;
+        writer.execute_batch(items::ITEMS_DIRTY)?;
         writer.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
         writer.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
         // Zero deleted content so purged messages do not linger in free pages.
@@ -304,6 +316,7 @@ impl Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            group: Mutex::new(group::Queue::default()),
         })
     }
 
@@ -368,7 +381,7 @@ impl Store {
         let mut conn = lock(&self.writer)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let r = f(&Tx { conn: &tx })?;
-        flush_fts(&tx)?;
+        flush(&tx)?;
         tx.commit()?;
         Ok(r)
     }
@@ -387,7 +400,7 @@ impl Store {
         let r = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let r = f(&Tx { conn: &tx })?;
-            flush_fts(&tx)?;
+            flush(&tx)?;
             tx.commit()?;
             Ok(r)
         })();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::items::{refresh_channel_all, refresh_marks, refresh_thread_item};
+use super::items::{refresh_channel_all, refresh_marks, thread_later};
 use super::outbox::{self, OutboxRow};
 use super::text::{EncryptedBlob, JsonText, MessageText, SecretText};
 use super::types::{
@@ -1053,7 +1053,7 @@ impl<'t> UserTx<'t> {
             ],
         )?;
         if n > 0 {
-            refresh_thread_item(self.conn, self.u(), &t.root_id)?;
+            thread_later(self.conn, self.u(), &t.root_id)?;
         }
         Ok(())
     }
@@ -1096,7 +1096,7 @@ impl<'t> UserTx<'t> {
             "UPDATE threads SET following = ?3 WHERE user_id = ?1 AND root_id = ?2",
             params![self.u(), root_id, following],
         )?;
-        refresh_thread_item(self.conn, self.u(), root_id)?;
+        thread_later(self.conn, self.u(), root_id)?;
         Ok(n > 0)
     }
 
@@ -1124,7 +1124,7 @@ impl<'t> UserTx<'t> {
                 unread_mentions
             ],
         )?;
-        refresh_thread_item(self.conn, self.u(), root_id)?;
+        thread_later(self.conn, self.u(), root_id)?;
         Ok(n > 0)
     }
 
@@ -1160,7 +1160,7 @@ impl<'t> UserTx<'t> {
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![self.u(), m.post_id, m.channel_id, m.team_id, m.create_at],
         )?;
-        refresh_thread_item(self.conn, self.u(), &m.post_id)
+        thread_later(self.conn, self.u(), &m.post_id)
     }
 
     /// Sets (or with `Marks::default()` clears) the done / snooze marks of one item.

@@ -162,13 +162,16 @@ pub struct Committed {
     pub missing_threads: Vec<String>,
 }
 
-/// Apply `batch` for `user` in one transaction.
+/// Apply `batch` for `user` atomically: in one transaction shared with the batches other
+/// users' tasks commit at the same moment ([`Store::write_grouped`], one savepoint each).
 ///
 /// # Errors
 /// SQLite failure (the whole batch is rolled back).
 pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, StoreError> {
-    let u = user.as_str();
-    store.for_user(user).write(|ut| {
+    let user = user.clone();
+    store.write_grouped(move |tx| {
+        let u = user.as_str();
+        let ut = &tx.user(&user);
         let mut out = Committed {
             keys: batch.keys.clone(),
             ..Committed::default()
