@@ -259,7 +259,9 @@ impl RateLimiter {
         }
     }
 
-    /// Mattermost answered 429: nobody sends before `retry_after` has passed.
+    /// Mattermost answered 429: nobody sends before `retry_after` has passed, and then at the
+    /// sustained rate, without a burst: the server's bucket is empty (someone else on the same
+    /// IP may be using it), so a burst after the pause would mostly be answered 429 again.
     pub fn pause_for(&self, retry_after: Duration) {
         let shared = &self.handle.shared;
         shared.limited.fetch_add(1, Ordering::Relaxed);
@@ -267,6 +269,10 @@ impl RateLimiter {
         {
             let mut st = shared.lock();
             st.paused_until = Some(st.paused_until.map_or(until, |p| p.max(until)));
+            // GCRA: the next grant is allowed at `tat - tolerance` = `until`, one interval
+            // apart after it; burst credit builds up again only while nothing is sent.
+            let no_burst = until + shared.tolerance;
+            st.tat = Some(st.tat.map_or(no_burst, |t| t.max(no_burst)));
         }
         shared.wake.notify_one();
     }
@@ -423,6 +429,26 @@ mod tests {
         assert_eq!(st.rate_limited_total, 1);
         assert_eq!(st.paused_for_ms, 0);
         assert_eq!(st.granted_total, 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_pause_the_sustained_rate_without_a_burst() {
+        let l = limiter(10.0, 100, 8);
+        let start = Instant::now();
+        l.pause_for(Duration::from_secs(2));
+        let mut at = Vec::new();
+        for _ in 0..4 {
+            let _p = l.acquire("u").await.unwrap();
+            at.push((Instant::now() - start).as_millis());
+        }
+        assert_eq!(at, vec![2_000, 2_100, 2_200, 2_300]);
+        // Idle time rebuilds the burst.
+        tokio::time::sleep(Duration::from_secs(20)).await;
+        let t = Instant::now();
+        for _ in 0..50 {
+            let _p = l.acquire("u").await.unwrap();
+        }
+        assert_eq!(Instant::now() - t, Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]
