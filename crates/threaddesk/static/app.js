@@ -496,6 +496,11 @@ function createQueue() {
     const row = e.target.closest("li.item");
     if (row && !row.classList.contains("selected")) select(row, { focus: false });
   });
+  // The fragment of a row being clicked is fetched from the press on (a click ends on release).
+  list.addEventListener("pointerdown", (e) => {
+    const link = e.button === 0 && e.target.closest("a.item-link");
+    if (link) prefetch(link.closest("li.item")?.dataset.key);
+  });
   list.addEventListener("click", (e) => {
     // A plain click on a row opens it in place; with a modifier (new tab, …) the link is a link.
     const link = e.target.closest("a.item-link");
@@ -910,7 +915,7 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
 // keep their real href: without JavaScript, with a modifier key, or if the fragment cannot be
 // fetched, opening is a normal page load.
 //
-// Prefetch: moving the selection with j/k fetches the selected row's fragment ahead (one
+// Prefetch: moving the selection with j/k, or pressing on a row, fetches its fragment ahead (one
 // request in flight, the latest wanted row queued behind it, the last 4 kept for 30 s); a live
 // event or an action on an item drops its copy, and a conversation shown from a copy older than
 // the last such change refreshes itself at once.
