@@ -917,13 +917,15 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
 //
 // Prefetch: moving the selection with j/k, or pressing on a row, fetches its fragment ahead (one
 // request in flight, the latest wanted row queued behind it, the last 4 kept for 30 s); a live
-// event or an action on an item drops its copy, and a conversation shown from a copy older than
-// the last such change refreshes itself at once.
+// event or an action on an item drops its copy, and a conversation shown from a copy requested
+// before such a change refreshes itself at once. Holding j down costs at most one request at a
+// time, and an item's messages are read from Mattermost (backfill) at most once, as on opening.
 const FRAGMENTS = "/fragments/items/";
 const FRAGMENT_KEEP = 4;
 const FRAGMENT_TTL = 30000;
-const fragments = new Map(); // key -> { html, gen, at }, oldest first
-let fragmentGen = 0; // bumped by every drop: a copy fetched before it may be stale
+const fragments = new Map(); // key -> { html, key, asked, at }, oldest first
+const changedAt = new Map(); // key -> when a live event or an action last changed it
+let allChangedAt = -1; // the live stream reconnected: anything may have changed
 let prefetching = null; // { key, promise }
 let prefetchNext = "";
 let opening = 0; // a newer open (or Back) supersedes a slower one
@@ -932,14 +934,22 @@ const inPlaceOpen = () => !!queueView && !!conv;
 
 function dropFragment(key) {
   fragments.delete(key);
-  fragmentGen++;
+  const now = performance.now();
+  changedAt.set(key, now);
+  if (changedAt.size > 200) for (const [k, t] of changedAt) if (now - t > FRAGMENT_TTL) changedAt.delete(k);
 }
+function dropAllFragments() {
+  fragments.clear();
+  allChangedAt = performance.now();
+}
+// Whether the item changed after this copy was asked for.
+const stale = (f) => Math.max(changedAt.get(f.key) ?? -1, allChangedAt) >= f.asked;
 function fetchFragment(key) {
-  const gen = fragmentGen;
+  const asked = performance.now();
   return fetch(FRAGMENTS + encodeURIComponent(key), { credentials: "same-origin", headers: { Accept: "text/html" } })
     .then(async (res) => {
       if (!res.ok || res.redirected) throw new ApiError(`Request failed (${res.status}).`, res.status);
-      return { html: await res.text(), gen, at: Date.now() };
+      return { html: await res.text(), key, asked, at: Date.now() };
     });
 }
 function prefetch(key) {
@@ -948,7 +958,7 @@ function prefetch(key) {
   const promise = fetchFragment(key);
   prefetching = { key, promise };
   promise.then((f) => {
-    if (f.gen !== fragmentGen) return;
+    if (stale(f)) return;
     fragments.delete(key);
     fragments.set(key, f);
     while (fragments.size > FRAGMENT_KEEP) fragments.delete(fragments.keys().next().value);
@@ -1010,7 +1020,7 @@ function showConversation(f, hash) {
   refreshTimes(view);
   conv = createConversation({ inPlace: true, hash });
   if (hash !== "#reply") root.focus({ preventScroll: true });
-  if (f.gen !== fragmentGen) conv.refresh();
+  if (stale(f)) conv.refresh();
 }
 function showQueue() {
   opening++;
@@ -1054,7 +1064,7 @@ function connectLive() {
     es = new EventSource(body.dataset.eventsUrl || `${API}/events`);
     es.addEventListener("open", () => {
       mark("live", "Live updates: connected");
-      if (wasDown) { fragments.clear(); fragmentGen++; queue?.reconcile(); conv?.refresh(); }
+      if (wasDown) { dropAllFragments(); queue?.reconcile(); conv?.refresh(); }
       wasDown = false;
     });
     es.addEventListener("error", () => {

@@ -362,6 +362,28 @@ async fn open_in_place_back_reply_and_plain_address() {
     b.eval("window.__inPlace = 'same page'").await.unwrap();
     let history_before = b.eval("history.length").await.unwrap().as_u64().unwrap();
     select_with_keys(&mut b, &key).await;
+    // Away and back, so that the last move lands on it (it may have been selected already).
+    let at = b
+        .eval(&format!(
+            "[...document.querySelectorAll('#queue > li.item')].findIndex(r => r.dataset.key === '{key}')"
+        ))
+        .await
+        .unwrap()
+        .as_i64()
+        .unwrap();
+    let (away, back) = if at > 0 { ("k", "j") } else { ("j", "k") };
+    b.press(away).await.unwrap();
+    b.press(back).await.unwrap();
+    assert_eq!(selected_key(&mut b).await, key);
+    // Moving the selection prefetched the selected row's conversation (bounded: one at a time).
+    b.wait_for(
+        &format!(
+            "performance.getEntriesByType('resource').some(r => r.name.endsWith('/fragments/items/{key}'))"
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
     b.press("Enter").await.unwrap();
     b.wait_for(
         &format!(
