@@ -15,7 +15,9 @@
 //!   the disk model, as if the machine had stopped at that instant. A call that returns `Ok` to
 //!   the application after the cut is not "acknowledged": the process would never have seen it.
 //! - **Read-only disk.** [`set_readonly`] makes writes, truncations and deletions fail with
-//!   `SQLITE_READONLY` (what a read-only database looks like to SQLite) until it is turned off.
+//!   `SQLITE_READONLY` (what a read-only database looks like to SQLite) until it is turned off;
+//!   [`refuse_writes`] does the same with any code (e.g. `SQLITE_IOERR_WRITE`: the `EROFS` of a
+//!   file system remounted read-only).
 //!
 //! What the model assumes, following SQLite's own (<https://www.sqlite.org/atomiccommit.html>,
 //! `unix` VFS): one `xWrite` is atomic (powersafe overwrite, as the `unix` VFS reports); `fsync`
@@ -120,7 +122,8 @@ struct Dir {
     mutating_calls: u64,
     cut_at: Option<u64>,
     crashed: bool,
-    readonly: bool,
+    /// Writes, truncations and deletions fail with this code.
+    refuse: Option<c_int>,
     refused: u64,
 }
 
@@ -240,8 +243,14 @@ pub fn mutating_calls(dir: &Path) -> u64 {
 
 /// Turn the read-only disk on or off; returns the calls refused so far.
 pub fn set_readonly(dir: &Path, on: bool) -> u64 {
+    refuse_writes(dir, on.then_some(ffi::SQLITE_READONLY))
+}
+
+/// Make writes, truncations and deletions fail with `code` (`None`: they work again); returns
+/// the calls refused so far.
+pub fn refuse_writes(dir: &Path, code: Option<c_int>) -> u64 {
     dirs().get_mut(&canonical(dir)).map_or(0, |d| {
-        d.readonly = on;
+        d.refuse = code;
         d.refused
     })
 }
@@ -344,14 +353,17 @@ enum Gate {
     Fail(c_int),
 }
 
-/// Counts a mutating call of a watched file and applies the cut and the read-only disk.
-fn gate(d: &mut Dir, crash_code: c_int) -> Gate {
+/// Counts a mutating call of a watched file and applies the cut and the refused writes (not to
+/// syncs: a read-only disk has nothing dirty to flush).
+fn gate(d: &mut Dir, crash_code: c_int, refusable: bool) -> Gate {
     if d.crashed {
         return Gate::Fail(crash_code);
     }
-    if d.readonly {
+    if let Some(code) = d.refuse
+        && refusable
+    {
         d.refused += 1;
-        return Gate::Fail(ffi::SQLITE_READONLY);
+        return Gate::Fail(code);
     }
     d.mutating_calls += 1;
     if d.cut_at.is_some_and(|c| d.mutating_calls >= c) {
@@ -575,7 +587,8 @@ unsafe fn mutate(
         drop(all);
         return call();
     };
-    match gate(d, crash_code) {
+    // Syncs are never refused (see `gate`).
+    match gate(d, crash_code, crash_code != ffi::SQLITE_IOERR_FSYNC) {
         Gate::Fail(rc) => rc,
         Gate::Go { track } => {
             let rc = call();
@@ -821,7 +834,7 @@ unsafe extern "C" fn x_delete(
         drop(all);
         return call();
     };
-    match gate(d, ffi::SQLITE_IOERR_DELETE) {
+    match gate(d, ffi::SQLITE_IOERR_DELETE, true) {
         Gate::Fail(rc) => rc,
         Gate::Go { .. } => {
             let rc = call();

@@ -53,7 +53,7 @@ const CHANNEL: u64 = 1;
 const OLD_POSTS: u64 = 400;
 /// The retention purge of the workload keeps this many of the newest posts.
 const RETAINED_POSTS: u64 = 300;
-/// Outbox rows and tokens are stamped far after every purge cutoff.
+/// Later than every time the workload writes (claims are due, sessions do not expire).
 const NOW: i64 = 2_000_000_000_000;
 
 fn post(n: u64, at: i64) -> Post {
@@ -201,7 +201,8 @@ fn trial(
     let mut in_flight = InFlight::None;
     for _ in 0..100_000 {
         let roll = rng.random_range(0..100);
-        let now = NOW + i64::try_from(*next_action).unwrap();
+        // The workload's clock: the post counter (the purge cutoff follows it too).
+        let now = i64::try_from(*next_post).unwrap();
         if roll < 40 {
             // Cache: 1–3 posts in one NORMAL commit.
             let k = rng.random_range(1..=3);
@@ -217,7 +218,7 @@ fn trial(
                 ledger.cache_commits.push(ids);
                 fig.cache_commits_acked += 1;
             }
-        } else if roll < 62 {
+        } else if roll < 57 {
             // A reply committed durably before the browser is answered.
             *next_action += 1;
             in_flight = InFlight::Enqueue;
@@ -230,7 +231,7 @@ fn trial(
                 ledger.durable_rows.insert(row, "queued".into());
                 fig.durable_acked += 1;
             }
-        } else if roll < 72 {
+        } else if roll < 65 {
             // The same row written with NORMAL: acknowledged, but not durable.
             *next_action += 1;
             let new = action(*next_action);
@@ -241,7 +242,7 @@ fn trial(
                 ledger.normal_rows.insert(row);
                 fig.normal_rows_acked += 1;
             }
-        } else if roll < 84 {
+        } else if roll < 85 {
             // The sender: claim the oldest queued row, then mark it sent (both durable; a sent
             // row that came back as queued would be sent twice).
             let candidate = ledger
@@ -299,6 +300,8 @@ fn trial(
             ledger
                 .cache_commits
                 .retain(|c| c.iter().all(|n| *n >= cutoff));
+            // Sent outbox rows older than the cutoff go too.
+            ledger.durable_rows.retain(|_, state| state != "sent");
             let r = store.purge_older_than(*purge_cutoff);
             assert!(r.is_ok() || lossy_vfs::crashed(dir), "{r:?}");
         }
@@ -533,10 +536,11 @@ async fn shows(s: &mut support::Session, path: &str, needle: &str, within: Durat
 }
 
 /// T-26, read-only database: `chmod` does not affect an open handle, so the VFS makes every
-/// write of the running app's database fail with `SQLITE_READONLY` instead (what SQLite answers
-/// on a read-only database). A reply is refused with a clear error and never sent; the cache
-/// write path (a Mattermost event) fails without taking anything down; when writes work again
-/// the service accepts and delivers replies and applies events, without a restart.
+/// write of the running app's database fail instead: first with `SQLITE_READONLY` (what SQLite
+/// answers on a read-only database), then with `SQLITE_IOERR_WRITE` (the `EROFS` of a file
+/// system remounted read-only). A reply is refused with a clear error and never sent; the cache
+/// write path (a Mattermost event) fails without taking anything down; reads go on; when writes
+/// work again the service accepts and delivers replies and shows events, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_database_refuses_replies_and_recovers() {
     lossy_vfs::install();
@@ -554,96 +558,83 @@ async fn read_only_database_refuses_replies_and_recovers() {
     let item = format!("/api/v1/items/{key}");
     let reply_path = format!("{item}/reply");
     let r = alice
-        .post_json(&reply_path, &json!({"message": "before read-only"}))
+        .post_json(&reply_path, &json!({"message": "before the disk refused"}))
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     stack
-        .wait_posted_once(&root, &token, "before read-only")
+        .wait_posted_once(&root, &token, "before the disk refused")
         .await
         .unwrap();
 
-    // The database turns read-only under the running service.
-    lossy_vfs::set_readonly(&data_dir, true);
-    let r = alice
-        .post_json(&reply_path, &json!({"message": "during read-only"}))
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let refusal = r.text().await.unwrap_or_default();
-    assert_eq!(status, 503, "{refusal}");
-    assert!(refusal.contains("not recorded"), "{refusal}");
-    let r = alice
-        .post_json(&format!("{item}/done"), &json!({}))
-        .await
-        .unwrap();
-    let done_status = r.status().as_u16();
-    assert_eq!(done_status, 503);
-    // A Mattermost event: the cache cannot record it (the engine resyncs, which fails too).
-    driver
-        .reply(&other, &root, "event during read-only")
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    // Reads still work while nothing can be written.
-    let (list_status, _) = alice.json("/api/v1/items").await.unwrap();
-    assert_eq!(list_status, 200);
-    let (item_status, _) = alice.json(&item).await.unwrap();
-    assert_eq!(item_status, 200);
-    let refused_calls = lossy_vfs::set_readonly(&data_dir, false);
-    assert!(refused_calls > 0, "the read-only disk was never hit");
+    let mut report = Vec::new();
+    for (code, what) in [
+        (rusqlite::ffi::SQLITE_READONLY, "SQLITE_READONLY"),
+        (rusqlite::ffi::SQLITE_IOERR_WRITE, "SQLITE_IOERR_WRITE"),
+    ] {
+        // The database stops taking writes under the running service.
+        let before = lossy_vfs::refuse_writes(&data_dir, Some(code));
+        let refused_msg = format!("reply while {what}");
+        let r = alice
+            .post_json(&reply_path, &json!({"message": refused_msg}))
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let refusal = r.text().await.unwrap_or_default();
+        assert_eq!(status, 503, "{what}: {refusal}");
+        assert!(refusal.contains("not recorded"), "{what}: {refusal}");
+        let r = alice
+            .post_json(&format!("{item}/done"), &json!({}))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 503, "{what}: done");
+        // A Mattermost event: the cache cannot record it (the engine resyncs, which fails too).
+        let missed = format!("event while {what}");
+        driver.reply(&other, &root, &missed).unwrap();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        // Reads go on while nothing can be written.
+        let (list_status, _) = alice.json("/api/v1/items").await.unwrap();
+        assert_eq!(list_status, 200, "{what}: list");
+        let (item_status, _) = alice.json(&item).await.unwrap();
+        assert_eq!(item_status, 200, "{what}: item");
+        let refused_calls = lossy_vfs::refuse_writes(&data_dir, None) - before;
+        assert!(refused_calls > 0, "{what}: the disk never refused a write");
 
-    // Writes work again: no restart.
-    let r = alice
-        .post_json(&reply_path, &json!({"message": "after read-only"}))
-        .await
-        .unwrap();
-    assert_eq!(
-        r.status().as_u16(),
-        202,
-        "no recovery once writes worked again"
-    );
-    stack
-        .wait_posted_once(&root, &token, "after read-only")
-        .await
-        .unwrap();
-    driver
-        .reply(&other, &root, "event after read-only")
-        .unwrap();
-    assert!(
-        shows(
-            &mut alice,
-            &item,
-            "event after read-only",
-            Duration::from_secs(10)
-        )
-        .await,
-        "an event after the recovery never reached the cache"
-    );
-    // The event that arrived while the cache could not record it.
-    let missed_healed = shows(
-        &mut alice,
-        &item,
-        "event during read-only",
-        Duration::from_secs(3),
-    )
-    .await;
-    // The refused reply was never sent, not even later.
-    let refused_posted = stack
-        .count_in_thread(&root, &token, "during read-only")
-        .await
-        .unwrap();
+        // Writes work again: no restart.
+        let after = format!("reply after {what}");
+        let r = alice
+            .post_json(&reply_path, &json!({"message": after}))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202, "{what}: no recovery");
+        stack.wait_posted_once(&root, &token, &after).await.unwrap();
+        let next = format!("event after {what}");
+        driver.reply(&other, &root, &next).unwrap();
+        assert!(
+            shows(&mut alice, &item, &next, Duration::from_secs(10)).await,
+            "{what}: an event after the recovery never reached the cache"
+        );
+        // Opening the conversation re-reads the messages the cache is missing.
+        assert!(
+            shows(&mut alice, &item, &missed, Duration::from_secs(5)).await,
+            "{what}: the event missed meanwhile never showed"
+        );
+        // The refused reply was never sent, not even later.
+        let posted = stack
+            .count_in_thread(&root, &token, &refused_msg)
+            .await
+            .unwrap();
+        assert_eq!(posted, 0, "{what}: a refused reply was sent");
+        report.push(format!(
+            "{what}: reply and `done` refused with {status} {refusal}, {refused_calls} writes \
+             refused by the disk, reads 200, refused reply posted {posted} times; then (no \
+             restart) reply accepted and delivered once, the next event shown, the missed one \
+             shown when the conversation is opened"
+        ));
+    }
     eprintln!(
-        "RELIABILITY read-only database (T-26): reply refused with {status} {refusal}; `done` \
-         refused with {done_status}; {refused_calls} writes refused by the disk; reads answered \
-         200 meanwhile; after writes returned (no restart): reply accepted and delivered once, \
-         next event shown; event missed while read-only shown after recovery: {missed_healed}; \
-         refused reply posted {refused_posted} times"
-    );
-    assert_eq!(refused_posted, 0, "a refused reply was sent");
-    // Opening the conversation re-reads the messages the cache is missing.
-    assert!(
-        missed_healed,
-        "the event missed while read-only never showed"
+        "RELIABILITY read-only database (T-26): {}",
+        report.join("; ")
     );
     lossy_vfs::unwatch(&data_dir);
 }
