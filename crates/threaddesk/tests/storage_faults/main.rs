@@ -222,9 +222,15 @@ fn trial(
             // A reply committed durably before the browser is answered.
             *next_action += 1;
             in_flight = InFlight::Enqueue;
-            let r = store
-                .for_user(&durable)
-                .outbox_enqueue(&action(*next_action), now);
+            let r = if std::env::var_os("POWER_LOSS_BREAK_DURABILITY").is_some() {
+                // Self-check of the test: the same row through `write()` (NORMAL) must fail it.
+                let new = action(*next_action);
+                store.write(|tx| tx.user(&durable).outbox_enqueue(&new, now))
+            } else {
+                store
+                    .for_user(&durable)
+                    .outbox_enqueue(&action(*next_action), now)
+            };
             if let Ok(row) = r
                 && !lossy_vfs::crashed(dir)
             {
@@ -442,7 +448,9 @@ fn trial(
 }
 
 /// T-5: power loss at random points of a workload mixing NORMAL (cache, sessions, the NORMAL
-/// outbox variant) and FULL (outbox, token) commits.
+/// outbox variant) and FULL (outbox, token) commits. With `POWER_LOSS_BREAK_DURABILITY=1` the
+/// outbox rows the test counts as durable are written with `write()` instead: the test must
+/// then fail (acknowledged rows lost).
 #[test]
 fn power_loss_never_loses_an_acknowledged_durable_write() {
     lossy_vfs::install();
