@@ -1039,10 +1039,15 @@ function showQueue() {
   queue.shown();
   if (session.get("td:focus-filter")) { session.del("td:focus-filter"); queue.focusFilter(); }
 }
-// Leave the conversation for the queue: back through the history when it was opened in place.
+// Leave the conversation for the queue: when it was opened in place, the queue is shown at once
+// and the history goes back behind it (its popstate then finds the queue shown already).
 function toQueue() {
-  if (inPlaceOpen() && history.state?.td === "item") history.back();
-  else location.href = "/";
+  if (inPlaceOpen() && history.state?.td === "item") {
+    showQueue();
+    history.back();
+  } else {
+    location.href = "/";
+  }
 }
 addEventListener("popstate", () => {
   if (!queue) return; // only the queue page puts entries of its own in the history

@@ -406,7 +406,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     );
     let state: Value = b
         .eval(
-            "({ page: document.body.dataset.page, queueHidden: document.querySelector('.queue-layout').hidden, \
+            "({ page: document.body.dataset.page, queueHidden: !document.querySelector('#queue').checkVisibility(), \
                focusInConv: !!document.activeElement?.closest('#conv'), title: document.title, \
                conversations: document.querySelectorAll('#conv').length })",
         )
@@ -491,7 +491,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     b.press("Escape").await.unwrap();
     b.press("Escape").await.unwrap();
     b.wait_for(
-        "location.pathname === '/' && document.body.dataset.page === 'queue' && !document.querySelector('.queue-layout').hidden",
+        "location.pathname === '/' && document.body.dataset.page === 'queue' && document.querySelector('.queue-layout').checkVisibility()",
         WAIT,
     )
     .await
@@ -530,7 +530,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     .unwrap();
     b.eval("history.back()").await.unwrap();
     b.wait_for(
-        "location.pathname === '/' && !document.querySelector('.queue-layout').hidden && !document.querySelector('#conv')",
+        "location.pathname === '/' && document.querySelector('.queue-layout').checkVisibility() && !document.querySelector('#conv')",
         WAIT,
     )
     .await
@@ -551,7 +551,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     b.press("e").await.unwrap();
     b.wait_for(
         &format!(
-            "location.pathname === '/' && !document.querySelector('.queue-layout').hidden \
+            "location.pathname === '/' && document.querySelector('.queue-layout').checkVisibility() \
              && !document.querySelector('#queue > li.item[data-key=\"{clicked}\"]') \
              && [...document.querySelectorAll('#toasts .toast')].some(t => t.textContent.includes('Undo'))"
         ),
