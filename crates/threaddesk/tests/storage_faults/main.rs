@@ -18,6 +18,7 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -552,6 +553,13 @@ async fn shows(s: &mut support::Session, path: &str, needle: &str, within: Durat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_only_database_refuses_replies_and_recovers() {
     lossy_vfs::install();
+    // Any panic in the process (the app's tasks included) is counted.
+    static PANICS: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        PANICS.fetch_add(1, Ordering::SeqCst);
+        previous(info);
+    }));
     let data_dir = support::temp_dir("readonly");
     lossy_vfs::watch(&data_dir, false);
     let stack = Stack::start_with(mmsim::SimConfig::default(), Some(data_dir.clone()))
@@ -640,9 +648,11 @@ async fn read_only_database_refuses_replies_and_recovers() {
              shown when the conversation is opened"
         ));
     }
+    let panics = PANICS.load(Ordering::SeqCst);
     eprintln!(
-        "RELIABILITY read-only database (T-26): {}",
+        "RELIABILITY read-only database (T-26): {}; panics {panics}",
         report.join("; ")
     );
+    assert_eq!(panics, 0, "something panicked while writes were refused");
     lossy_vfs::unwatch(&data_dir);
 }
