@@ -130,6 +130,9 @@ impl Store {
             let handle = Tx { conn: &tx };
             let delivers: Vec<Deliver> = jobs.into_iter().map(|job| job(&handle)).collect();
             let committed = flush(&tx).and_then(|()| tx.commit().map_err(StoreError::from));
+            if committed.is_ok() {
+                self.checkpointer.committed();
+            }
             if let Err(e) = &committed {
                 tracing::warn!(writes = delivers.len(), error = %e, "store: a grouped commit failed");
             }

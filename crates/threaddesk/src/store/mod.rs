@@ -14,6 +14,7 @@
 //!
 //! Logs carry ids and counts only.
 
+mod checkpoint;
 mod group;
 mod items;
 pub mod migrations;
@@ -28,7 +29,7 @@ mod tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
@@ -60,9 +61,10 @@ const WRITER_CACHE_KIB: i64 = 32 * 1024;
 /// Reads go through a shared memory map of the file (the OS page cache) instead of a copy per
 /// page and connection; writes still use the normal write path.
 const MMAP_BYTES: i64 = 256 * 1024 * 1024;
-/// WAL pages before an automatic checkpoint (SQLite's default is 1,000 = 4 MiB): fewer, larger
-/// checkpoints write each hot page once instead of at every few commits.
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 4_000;
+/// WAL pages before the writer checkpoints inside a commit (SQLite's default is 1,000 =
+/// 4 MiB): only a backstop, checkpoints are run by a thread of their own shortly after
+/// commits ([`checkpoint`]).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 16_000;
 
 /// Store errors. Messages carry no user content.
 #[derive(Debug, thiserror::Error)]
@@ -145,10 +147,12 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 /// The store. Cheap to share behind an `Arc`.
 pub struct Store {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Arc<Mutex<Connection>>,
     readers: Mutex<Vec<Connection>>,
     /// Writes waiting to be committed together ([`Store::write_grouped`]).
     group: Mutex<group::Queue>,
+    /// Runs the WAL checkpoints off the write path.
+    checkpointer: checkpoint::Checkpointer,
 }
 
 impl fmt::Debug for Store {
@@ -312,9 +316,11 @@ impl Store {
         writer.pragma_update(None, "secure_delete", "ON")?;
         migrations::migrate_to(&mut writer, version)?;
         tracing::debug!(version = migrations::version(&writer)?, "store: opened");
+        let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             path: path.to_owned(),
-            writer: Mutex::new(writer),
+            checkpointer: checkpoint::Checkpointer::start(path, Arc::clone(&writer))?,
+            writer,
             readers: Mutex::new(Vec::new()),
             group: Mutex::new(group::Queue::default()),
         })
@@ -383,6 +389,7 @@ impl Store {
         let r = f(&Tx { conn: &tx })?;
         flush(&tx)?;
         tx.commit()?;
+        self.checkpointer.committed();
         Ok(r)
     }
 
@@ -402,6 +409,7 @@ impl Store {
             let r = f(&Tx { conn: &tx })?;
             flush(&tx)?;
             tx.commit()?;
+            self.checkpointer.committed();
             Ok(r)
         })();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -743,9 +751,10 @@ impl Store {
         {
             let conn = lock(&self.writer)?;
             // Best effort: shrink the WAL after a large delete. A busy reader defers it to the
-            // next purge: without a busy timeout, so that writes do not stall behind the
-            // writer lock for the 5 s the checkpoint would otherwise wait.
-            conn.busy_timeout(Duration::ZERO)?;
+            // next purge: with a short busy timeout (the background checkpoint may hold the
+            // checkpoint lock for a moment), so that writes do not stall behind the writer
+            // lock for the 5 s the checkpoint would otherwise wait.
+            conn.busy_timeout(Duration::from_millis(250))?;
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             conn.busy_timeout(BUSY_TIMEOUT)?;
         }
