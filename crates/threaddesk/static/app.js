@@ -1008,16 +1008,19 @@ function showConversation(f, hash) {
   conv = null;
   // Server-rendered and escaped by askama; message HTML sanitised by web/render.rs (the same
   // markup the conversation page has). No scripts: the CSP allows none but this module.
-  view.innerHTML = f.html;
-  const root = $("#conv", view);
+  // Parsed and given local times before it is in the document: one layout, in createConversation.
+  const next = document.createElement("template");
+  next.innerHTML = f.html;
+  const root = $("#conv", next.content);
   if (!root) { location.reload(); return; }
+  refreshTimes(next.content);
+  view.replaceChildren(next.content);
   if (layout) layout.hidden = true;
   view.hidden = false;
   body.dataset.page = "item";
   body.dataset.itemKey = root.dataset.key;
   document.title = `${root.dataset.title} · ThreadDesk`;
-  window.scrollTo(0, 0);
-  refreshTimes(view);
+  if (window.scrollY) window.scrollTo(0, 0);
   conv = createConversation({ inPlace: true, hash });
   if (hash !== "#reply") root.focus({ preventScroll: true });
   if (stale(f)) conv.refresh();
