@@ -122,6 +122,8 @@ struct Dir {
     mutating_calls: u64,
     cut_at: Option<u64>,
     crashed: bool,
+    /// The name of the thread whose call the cut landed in.
+    crash_thread: Option<String>,
     /// Writes, truncations and deletions fail with this code.
     refuse: Option<c_int>,
     refused: u64,
@@ -222,7 +224,8 @@ pub fn settle(dir: &Path) {
     }
 }
 
-/// The machine stops at the `n`-th next mutating call (`n = 1`: the very next one fails).
+/// The machine stops at the `n`-th next mutating call (`n = 1`: the very next one fails); replaces
+/// a cut not reached yet.
 pub fn cut_after(dir: &Path, n: u64) {
     if let Some(d) = dirs().get_mut(&canonical(dir)) {
         d.cut_at = Some(d.mutating_calls + n.max(1));
@@ -233,6 +236,14 @@ pub fn cut_after(dir: &Path, n: u64) {
 #[must_use]
 pub fn crashed(dir: &Path) -> bool {
     dirs().get(&canonical(dir)).is_some_and(|d| d.crashed)
+}
+
+/// The name of the thread the cut landed in (`None` before the cut).
+#[must_use]
+pub fn crash_thread(dir: &Path) -> Option<String> {
+    dirs()
+        .get(&canonical(dir))
+        .and_then(|d| d.crash_thread.clone())
 }
 
 /// Mutating calls seen so far in `dir` (writes, truncations, syncs, deletions).
@@ -368,6 +379,12 @@ fn gate(d: &mut Dir, crash_code: c_int, refusable: bool) -> Gate {
     d.mutating_calls += 1;
     if d.cut_at.is_some_and(|c| d.mutating_calls >= c) {
         d.crashed = true;
+        d.crash_thread = Some(
+            std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_owned(),
+        );
         return Gate::Fail(crash_code);
     }
     Gate::Go { track: d.track }
