@@ -29,6 +29,7 @@ mod tests;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -153,6 +154,8 @@ pub struct Store {
     group: Mutex<group::Queue>,
     /// Runs the WAL checkpoints off the write path.
     checkpointer: checkpoint::Checkpointer,
+    /// A purge deleted rows whose text may still be in the WAL, and its truncate is pending.
+    wal_truncate_due: AtomicBool,
 }
 
 impl fmt::Debug for Store {
@@ -323,6 +326,7 @@ impl Store {
             writer,
             readers: Mutex::new(Vec::new()),
             group: Mutex::new(group::Queue::default()),
+            wal_truncate_due: AtomicBool::new(false),
         })
     }
 
@@ -748,15 +752,28 @@ impl Store {
                 Ok(())
             })?;
         }
-        {
+        let deleted = rep.posts + rep.threads + rep.items + rep.mentions + rep.outbox + rep.marks;
+        if deleted > 0 {
+            self.wal_truncate_due.store(true, Ordering::Relaxed);
+        }
+        if self.wal_truncate_due.load(Ordering::Relaxed) {
             let conn = lock(&self.writer)?;
-            // Best effort: shrink the WAL after a large delete. A busy reader defers it to the
-            // next purge: with a short busy timeout (the background checkpoint may hold the
-            // checkpoint lock for a moment), so that writes do not stall behind the writer
-            // lock for the 5 s the checkpoint would otherwise wait.
+            // Best effort: shrink the WAL after a large delete, so that purged text does not
+            // linger in it. A busy reader defers it to the next purge (which runs it even if it
+            // deletes nothing; with nothing deleted and nothing deferred — every start runs a
+            // purge — nothing waits here): with a short busy timeout (the background
+            // checkpoint may hold the checkpoint lock for a moment), so that writes do not
+            // stall behind the writer lock for the 5 s the checkpoint would otherwise wait.
             conn.busy_timeout(Duration::from_millis(250))?;
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            let busy = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .unwrap_or(1);
             conn.busy_timeout(BUSY_TIMEOUT)?;
+            if busy == 0 {
+                self.wal_truncate_due.store(false, Ordering::Relaxed);
+            }
         }
         tracing::info!(
             posts = rep.posts,
