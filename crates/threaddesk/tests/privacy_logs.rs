@@ -215,7 +215,13 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
             .post_form("/auth/token", &[("token", bad.as_str()), ("csrf", &pre)])
             .await
             .unwrap();
-        assert!(r.status().is_client_error(), "{}", r.status());
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        assert!(
+            status.is_client_error(),
+            "a refused token answers 4xx, got {status}: {}",
+            body.chars().take(300).collect::<String>()
+        );
     }
     // A forged OAuth callback carrying a canary code and state.
     let r = anon
