@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod freeze;
 
 use std::path::PathBuf;
 use std::time::Duration;
