@@ -19,13 +19,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
 use mattermost::{Client, RequestGate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::freeze::FreezeProxy;
 use support::http;
+use support::mm::{count_in_thread, mm_get, mm_login};
 use threaddesk::store::{MessageText, OutboxState, Store, UserId};
 use threaddesk::sync::ratelimit::{LimiterSettings, RateLimiter};
 use threaddesk::sync::{Action, Phase, SyncEngine, SyncSettings};
@@ -37,51 +37,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// A Mattermost session token of a seeded user.
-async fn mm_login(sim_url: &str, username: &str) -> Result<(UserId, String)> {
-    let r = http()
-        .post(format!("{sim_url}/api/v4/users/login"))
-        .json(&json!({"login_id": username, "password": mmsim::seed::DEMO_PASSWORD}))
-        .send()
-        .await?;
-    ensure!(
-        r.status().is_success(),
-        "login of {username}: {}",
-        r.status()
-    );
-    let token = r
-        .headers()
-        .get("token")
-        .context("no Token header")?
-        .to_str()?
-        .to_owned();
-    let me: Value = r.json().await?;
-    let id = UserId::parse(me["id"].as_str().context("no id")?)?;
-    Ok((id, token))
-}
-
-async fn mm_get(sim_url: &str, token: &str, path: &str) -> Result<(u16, Value)> {
-    let r = http()
-        .get(format!("{sim_url}{path}"))
-        .bearer_auth(token)
-        .send()
-        .await?;
-    let status = r.status().as_u16();
-    Ok((status, r.json().await.unwrap_or(Value::Null)))
-}
-
-/// Live posts of thread `root` carrying exactly `message`.
-async fn count_in_thread(sim_url: &str, token: &str, root: &str, message: &str) -> Result<usize> {
-    let (status, thread) = mm_get(sim_url, token, &format!("/api/v4/posts/{root}/thread")).await?;
-    ensure!(status == 200, "GET thread {root}: {status}");
-    Ok(thread["posts"].as_object().map_or(0, |posts| {
-        posts
-            .values()
-            .filter(|p| p["message"] == message && p["delete_at"].as_i64().unwrap_or(0) == 0)
-            .count()
-    }))
 }
 
 /// Wait (polling every 10 ms) until `check` holds; fail with `what` after `WAIT`.

@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod freeze;
+pub mod mm;
 
 use std::path::PathBuf;
 use std::time::Duration;
