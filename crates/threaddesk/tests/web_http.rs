@@ -205,6 +205,9 @@ async fn another_users_items_are_not_found() {
             status, 404,
             "bob's page for alice's {key} (location {loc:?})"
         );
+        // The conversation fragment the queue swaps in place (issue #7, P-6).
+        let r = bob.get(&format!("/fragments/items/{key}")).await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "bob's fragment of alice's {key}");
         let csrf = bob.csrf.clone();
         for a in ACTIONS {
             let r = bob
