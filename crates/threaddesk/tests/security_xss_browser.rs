@@ -169,6 +169,46 @@ async fn xss_corpus_executes_nothing_in_a_real_browser() {
         assert_eq!(bad, json!([]), "{p}: unsafe content in the page");
         assert!(b.dialogs().is_empty(), "{p}: dialogs {:?}", b.dialogs());
     }
+    // The same conversations opened in place from the queue (the fragment the queue swaps in:
+    // `/fragments/items/{key}`, issue #7), as a click on the row does.
+    let mut in_place = 0;
+    for k in &keys {
+        b.goto(&format!("{}/", stack.url)).await.unwrap();
+        let link = format!("a.item-link[href=\"/items/{k}\"]");
+        let clicked = b
+            .eval(&format!(
+                "(() => {{ const a = document.querySelector('{link}'); if (!a) return false; \
+                 window.__same_page = 1; a.click(); return true; }})()"
+            ))
+            .await
+            .unwrap();
+        if clicked != json!(true) {
+            continue;
+        }
+        b.wait_for(
+            "window.__same_page === 1 && document.querySelectorAll('#conv-view #posts .md').length > 10",
+            WAIT,
+        )
+        .await
+        .unwrap();
+        b.pump(Duration::from_millis(300)).await.unwrap();
+        let bad: Value = b.eval(&audit_js()).await.unwrap();
+        assert_eq!(
+            bad,
+            json!([]),
+            "{k} opened in place: unsafe content in the page"
+        );
+        assert!(
+            b.dialogs().is_empty(),
+            "{k} in place: dialogs {:?}",
+            b.dialogs()
+        );
+        in_place += 1;
+    }
+    assert!(
+        in_place > 0,
+        "no corpus conversation was in the queue to open in place"
+    );
     // Self-check of the detectors (so a blind audit cannot pass): an injected handler, a
     // blocked inline script, and a dialog are all seen.
     b.eval(
