@@ -65,12 +65,10 @@ pub async fn item(
     ApiUser(user): ApiUser,
     Path(key): Path<String>,
 ) -> Result<Response, WebError> {
-    if let Ok(k) = ItemKey::parse(&key)
-        && super::backfill::ensure_posts(&state, &user.user_id, &k)
-            .await
-            .is_err()
+    if let Some(ended) =
+        super::backfill::ensure_posts_or_ended(&state, &user.user_id, &key, false).await
     {
-        return Ok(super::session::access_ended_response(&state, false));
+        return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
     let (item, posts, has_older) = pages::load_item(&state, &us, &key)?;

@@ -46,6 +46,22 @@ fn incomplete(state: &AppState, user: &UserId, key: &ItemKey) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 pub struct AccessEnded;
 
+/// [`ensure_posts`] for a route given the item key as text (an unparsable key reads nothing:
+/// the route answers "not found" itself). `Some` is the answer to give instead when Mattermost
+/// refused the user's token (the sign-in page for a page route, 401 for the API).
+pub async fn ensure_posts_or_ended(
+    state: &AppState,
+    user: &UserId,
+    key: &str,
+    page: bool,
+) -> Option<axum::response::Response> {
+    let k = ItemKey::parse(key).ok()?;
+    match ensure_posts(state, user, &k).await {
+        Ok(()) => None,
+        Err(AccessEnded) => Some(super::session::access_ended_response(state, page)),
+    }
+}
+
 /// Read the missing messages of `key` (best effort: errors leave the cached view as it is),
 /// except that a token Mattermost refused ends the user's access
 /// ([`super::session::end_access`]) and `Err(AccessEnded)` is returned.
