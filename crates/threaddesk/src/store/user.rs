@@ -1414,35 +1414,31 @@ pub(super) fn count_items(c: &Connection, u: &str, now: Millis) -> Result<QueueC
     )? {
         per_team.insert(team, [open, mentions, direct, 0, done]);
     }
-    // Open items with a snooze mark, summed per team by SQLite over the covering index
-    // (`items_snoozed`): those snoozed past `now` count as snoozed, the rest as open. (Done
-    // items are in the counters' `done_n`.) Expired snoozes stay marked, so this is
-    // O(snoozed items); summing in SQL rather than row by row in Rust halved its cost (P-13's
-    // reads, where it was 40 % of a read).
-    for (team, sleeping, n, mentions, direct) in collect(
+    for (team, is_open, mentions, direct, until) in collect(
         c,
-        "SELECT team_id, snoozed_until > ?2, count(*), sum(mentions > 0), sum(is_direct)
-           FROM items
-          WHERE user_id = ?1 AND snoozed_until IS NOT NULL AND is_open = 1
-          GROUP BY team_id, snoozed_until > ?2",
-        params![u, now],
+        "SELECT team_id, is_open, mentions, is_direct, snoozed_until FROM items
+          WHERE user_id = ?1 AND snoozed_until IS NOT NULL",
+        params![u],
         |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, bool>(1)?,
                 r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
+                r.get::<_, bool>(3)?,
                 r.get::<_, i64>(4)?,
             ))
         },
     )? {
+        if !is_open {
+            continue; // counted as done by the counters
+        }
         let e = per_team.entry(team).or_insert([0; 5]);
-        if sleeping {
-            e[3] += n;
+        if until <= now {
+            e[0] += 1;
+            e[1] += i64::from(mentions > 0);
+            e[2] += i64::from(direct);
         } else {
-            e[0] += n;
-            e[1] += mentions;
-            e[2] += direct;
+            e[3] += 1;
         }
     }
     let mut counts = QueueCounts::default();
