@@ -22,7 +22,7 @@ use std::sync::mpsc;
 
 use rusqlite::TransactionBehavior;
 
-use super::{Store, StoreError, Tx, flush, lock};
+use super::{Store, StoreError, Tx, lock};
 
 /// Most writes one transaction holds (bounds the latency a group adds to its first write).
 pub(crate) const MAX_GROUP: usize = 256;
@@ -129,10 +129,7 @@ impl Store {
             lock(&self.group)?.groups += 1;
             let handle = Tx { conn: &tx };
             let delivers: Vec<Deliver> = jobs.into_iter().map(|job| job(&handle)).collect();
-            let committed = flush(&tx).and_then(|()| tx.commit().map_err(StoreError::from));
-            if committed.is_ok() {
-                self.checkpointer.committed();
-            }
+            let committed = self.commit(tx);
             if let Err(e) = &committed {
                 tracing::warn!(writes = delivers.len(), error = %e, "store: a grouped commit failed");
             }

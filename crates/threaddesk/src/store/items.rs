@@ -508,15 +508,6 @@ fn refresh_channel_item(conn: &Connection, user: &str, channel_id: &str) -> Resu
     write_item(conn, user, &key, item.as_ref())
 }
 
-/// Re-applies the marks of one item (after a mark change).
-pub(crate) fn refresh_marks(
-    conn: &Connection,
-    user: &str,
-    key: &ItemKey,
-) -> Result<(), StoreError> {
-    item_later(conn, user, key)
-}
-
 fn write_item(
     conn: &Connection,
     user: &str,

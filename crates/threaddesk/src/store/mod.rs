@@ -391,9 +391,7 @@ impl Store {
         let mut conn = lock(&self.writer)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let r = f(&Tx { conn: &tx })?;
-        flush(&tx)?;
-        tx.commit()?;
-        self.checkpointer.committed();
+        self.commit(tx)?;
         Ok(r)
     }
 
@@ -411,13 +409,20 @@ impl Store {
         let r = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let r = f(&Tx { conn: &tx })?;
-            flush(&tx)?;
-            tx.commit()?;
-            self.checkpointer.committed();
+            self.commit(tx)?;
             Ok(r)
         })();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         r
+    }
+
+    /// Ends a write transaction: what it queued for its commit ([`flush`]), the commit, then
+    /// a checkpoint soon after ([`checkpoint`]).
+    fn commit(&self, tx: rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+        flush(&tx)?;
+        tx.commit()?;
+        self.checkpointer.committed();
+        Ok(())
     }
 
     /// `PRAGMA quick_check`: run at start-up after an unclean shutdown. `Ok(true)` when sound;

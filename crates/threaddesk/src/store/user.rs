@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::items::{refresh_channel_all, refresh_marks, thread_later};
+use super::items::{item_later, refresh_channel_all, thread_later};
 use super::outbox::{self, OutboxRow};
 use super::text::{EncryptedBlob, JsonText, MessageText, SecretText};
 use super::types::{
@@ -1183,7 +1183,7 @@ impl<'t> UserTx<'t> {
                 params![self.u(), k, marks.done_at, marks.snoozed_until],
             )?;
         }
-        refresh_marks(self.conn, self.u(), key)
+        item_later(self.conn, self.u(), key)
     }
 
     /// Replaces all marks (after reading the user's preferences from Mattermost).
@@ -1204,7 +1204,7 @@ impl<'t> UserTx<'t> {
         )?;
         for k in old.iter().filter_map(|k| ItemKey::parse(k).ok()) {
             if !marks.contains_key(&k) {
-                refresh_marks(self.conn, self.u(), &k)?;
+                item_later(self.conn, self.u(), &k)?;
             }
         }
         for (k, m) in marks {
