@@ -396,24 +396,25 @@ async fn run_serve(config: &str, env_log: Option<&str>) -> (bool, String) {
 
 #[tokio::test]
 async fn threaddesk_log_env_overrides_the_config_file_level() {
-    // The start-up purge logs at info: visible at `debug`, hidden at `error`.
+    // Opening a fresh store logs its migrations at info, before the ready line: visible at
+    // `debug`, hidden at `error`.
     let file = "log = \"error\"\nsign_in_methods = [\"token\"]\n";
     let (ok, quiet) = run_serve(file, None).await;
     assert!(ok, "serve did not start: {quiet}");
     assert!(
-        !quiet.contains("retention purge"),
+        !quiet.contains("applied migration"),
         "config level `error` hides info lines: {quiet}"
     );
     let (ok, loud) = run_serve(file, Some("debug")).await;
     assert!(ok, "serve did not start: {loud}");
     assert!(
-        loud.contains("retention purge"),
+        loud.contains("applied migration"),
         "THREADDESK_LOG=debug wins over the file's `error`: {loud}"
     );
     // And the file's level applies when the variable is absent.
     let (ok, from_file) = run_serve("log = \"info\"\nsign_in_methods = [\"token\"]\n", None).await;
     assert!(ok, "serve did not start: {from_file}");
-    assert!(from_file.contains("retention purge"), "{from_file}");
+    assert!(from_file.contains("applied migration"), "{from_file}");
     // A bad filter is refused at start, naming the variable.
     let (ok, bad) = run_serve(file, Some("threaddesk=[[[")).await;
     assert!(!ok, "a bad THREADDESK_LOG must stop the start");

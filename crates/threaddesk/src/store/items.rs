@@ -380,84 +380,92 @@ fn member_counts(
     .optional()?)
 }
 
+/// The inputs of one user's thread item, read in one statement (research P-13: it was five):
+/// the user's thread row, a mention of the root, the root post with whether it has a live
+/// reply, and the user's membership of the channel the first of those names.
+const THREAD_ITEM_INPUTS: &str = "
+    SELECT t.channel_id, t.team_id, t.reply_count, t.last_reply_at, t.last_viewed_at,
+           t.unread_replies, t.unread_mentions, t.is_urgent, t.following, t.delete_at,
+           m.channel_id, m.team_id,
+           p.channel_id, p.create_at, p.delete_at,
+           CASE WHEN p.post_id IS NOT NULL THEN EXISTS (
+               SELECT 1 FROM posts r WHERE r.root_id = ?2 AND r.delete_at = 0) END,
+           mb.msg_count, mb.msg_count_root, mb.mention_count, mb.mention_count_root,
+           mb.urgent_mention_count, mb.last_viewed_at
+      FROM (SELECT 1)
+      LEFT JOIN threads t ON t.user_id = ?1 AND t.root_id = ?2
+      LEFT JOIN user_mentions m ON m.user_id = ?1 AND m.post_id = ?2
+      LEFT JOIN posts p ON p.post_id = ?2
+      LEFT JOIN memberships mb
+             ON mb.user_id = ?1 AND mb.channel_id = coalesce(t.channel_id, m.channel_id, p.channel_id)";
+
 /// Recomputes the `Thread(root_id)` item of `user`.
 fn refresh_thread_item(conn: &Connection, user: &str, root_id: &str) -> Result<(), StoreError> {
     let Some(key) = ItemKey::thread(root_id) else {
         return Ok(());
     };
-    let thread = q_row(
-        conn,
-        "SELECT channel_id, team_id, reply_count, last_reply_at, last_viewed_at, unread_replies,
-                    unread_mentions, is_urgent, following, delete_at
-             FROM threads WHERE user_id = ?1 AND root_id = ?2",
-        params![user, root_id],
-        |r| {
-            Ok(inbox::ThreadFacts {
-                root_id: root_id.to_owned(),
-                channel_id: r.get(0)?,
-                team_id: r.get(1)?,
-                reply_count: r.get(2)?,
-                last_reply_at: r.get(3)?,
-                last_viewed_at: r.get(4)?,
-                unread_replies: r.get(5)?,
-                unread_mentions: r.get(6)?,
-                is_urgent: r.get(7)?,
-                following: r.get(8)?,
-                delete_at: r.get(9)?,
-            })
-        },
-    )
-    .optional()?;
-    let mention: Option<(String, String)> = q_row(
-        conn,
-        "SELECT channel_id, team_id FROM user_mentions WHERE user_id = ?1 AND post_id = ?2",
-        params![user, root_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?;
-    let root: Option<(String, i64, i64)> = q_row(
-        conn,
-        "SELECT channel_id, create_at, delete_at FROM posts WHERE post_id = ?1",
-        params![root_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
-    .optional()?;
-    let channel_id = thread
-        .as_ref()
-        .map(|t| t.channel_id.clone())
-        .or_else(|| mention.as_ref().map(|m| m.0.clone()))
-        .or_else(|| root.as_ref().map(|r| r.0.clone()));
-    let item = match channel_id {
-        None => None,
-        Some(channel_id) => {
-            let member = member_counts(conn, user, &channel_id)?;
-            let root_facts = match &root {
+    let (thread, mention, root, member) =
+        q_row(conn, THREAD_ITEM_INPUTS, params![user, root_id], |r| {
+            let thread = match r.get::<_, Option<String>>(0)? {
                 None => None,
-                Some((_, create_at, delete_at)) => {
-                    let has_replies: bool = q_row(
-                        conn,
-                        "SELECT EXISTS (SELECT 1 FROM posts WHERE root_id = ?1 AND delete_at = 0)",
-                        params![root_id],
-                        |r| r.get(0),
-                    )?;
-                    Some(RootFacts {
-                        create_at: *create_at,
-                        delete_at: *delete_at,
-                        channel_last_viewed_at: member.map_or(0, |m| m.last_viewed_at),
-                        has_replies,
-                    })
-                }
+                Some(channel_id) => Some(inbox::ThreadFacts {
+                    root_id: root_id.to_owned(),
+                    channel_id,
+                    team_id: r.get(1)?,
+                    reply_count: r.get(2)?,
+                    last_reply_at: r.get(3)?,
+                    last_viewed_at: r.get(4)?,
+                    unread_replies: r.get(5)?,
+                    unread_mentions: r.get(6)?,
+                    is_urgent: r.get(7)?,
+                    following: r.get(8)?,
+                    delete_at: r.get(9)?,
+                }),
             };
-            inbox::derive_thread_item(
-                root_id,
-                &inbox::ThreadItemInputs {
-                    thread: thread.as_ref(),
-                    is_member: member.is_some(),
-                    root: root_facts,
-                    mention: mention.as_ref().map(|(c, t)| (c.as_str(), t.as_str())),
-                },
-            )
-        }
+            let mention = match r.get::<_, Option<String>>(10)? {
+                None => None,
+                Some(channel_id) => Some((channel_id, r.get::<_, String>(11)?)),
+            };
+            let root = match r.get::<_, Option<String>>(12)? {
+                None => None,
+                Some(channel_id) => Some((
+                    channel_id,
+                    r.get::<_, i64>(13)?,
+                    r.get::<_, i64>(14)?,
+                    r.get::<_, bool>(15)?,
+                )),
+            };
+            let member = match r.get::<_, Option<i64>>(16)? {
+                None => None,
+                Some(msg_count) => Some(MemberCounts {
+                    msg_count,
+                    msg_count_root: r.get(17)?,
+                    mention_count: r.get(18)?,
+                    mention_count_root: r.get(19)?,
+                    urgent_mention_count: r.get(20)?,
+                    last_viewed_at: r.get(21)?,
+                }),
+            };
+            Ok((thread, mention, root, member))
+        })?;
+    let item = if thread.is_none() && mention.is_none() && root.is_none() {
+        None
+    } else {
+        let root_facts = root.map(|(_, create_at, delete_at, has_replies)| RootFacts {
+            create_at,
+            delete_at,
+            channel_last_viewed_at: member.map_or(0, |m| m.last_viewed_at),
+            has_replies,
+        });
+        inbox::derive_thread_item(
+            root_id,
+            &inbox::ThreadItemInputs {
+                thread: thread.as_ref(),
+                is_member: member.is_some(),
+                root: root_facts,
+                mention: mention.as_ref().map(|(c, t)| (c.as_str(), t.as_str())),
+            },
+        )
     };
     write_item(conn, user, &key, item.as_ref())
 }
@@ -515,67 +523,129 @@ fn write_item(
     item: Option<&Item>,
 ) -> Result<(), StoreError> {
     let key_s = key.to_string();
-    let cutoff: i64 = conn
-        .prepare_cached("SELECT cutoff FROM retention WHERE id = 1")?
-        .query_row([], |r| r.get(0))
-        .optional()?
-        .unwrap_or(0);
+    // The retention cutoff, the user's marks of the item and the stored row, in one statement.
+    let (cutoff, marks, old) = q_row(
+        conn,
+        "SELECT r.cutoff, mk.done_at, mk.snoozed_until,
+                i.kind, i.channel_id, i.team_id, i.is_direct, i.last_activity_at, i.unread,
+                i.mentions, i.urgent, i.done_at, i.snoozed_until, i.is_open
+           FROM (SELECT 1)
+           LEFT JOIN retention r ON r.id = 1
+           LEFT JOIN marks mk ON mk.user_id = ?1 AND mk.item_key = ?2
+           LEFT JOIN items i ON i.user_id = ?1 AND i.item_key = ?2",
+        params![user, key_s],
+        |r| {
+            let marks = Marks {
+                done_at: r.get(1)?,
+                snoozed_until: r.get(2)?,
+            };
+            let old = match r.get::<_, Option<String>>(3)? {
+                None => None,
+                Some(kind) => Some(StoredItem {
+                    identity: (kind, r.get(4)?, r.get(5)?, r.get(6)?),
+                    activity: (r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?),
+                    state: (r.get(11)?, r.get(12)?, r.get(13)?),
+                }),
+            };
+            Ok((r.get::<_, Option<i64>>(0)?.unwrap_or(0), marks, old))
+        },
+    )?;
     let Some(item) = item.filter(|i| i.last_activity_at >= cutoff) else {
+        if old.is_some() {
+            exec(
+                conn,
+                "DELETE FROM items WHERE user_id = ?1 AND item_key = ?2",
+                params![user, key_s],
+            )?;
+        }
+        return Ok(());
+    };
+    let is_open = inbox::has_news(item.last_activity_at, &marks);
+    let new = StoredItem {
+        identity: (
+            item.kind.as_str().to_owned(),
+            item.channel_id.clone(),
+            item.team_id.clone(),
+            matches!(item.kind, ItemKind::Direct | ItemKind::Group),
+        ),
+        activity: (
+            item.last_activity_at,
+            item.counts.unread,
+            item.counts.mentions,
+            item.counts.urgent,
+        ),
+        state: (marks.done_at, marks.snoozed_until, is_open),
+    };
+    let (i, a, st) = (&new.identity, &new.activity, &new.state);
+    let Some(old) = old else {
         exec(
             conn,
-            "DELETE FROM items WHERE user_id = ?1 AND item_key = ?2",
-            params![user, key_s],
+            "INSERT INTO items (user_id, item_key, kind, channel_id, team_id, is_direct,
+               last_activity_at, unread, mentions, urgent, done_at, snoozed_until, is_open)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                user, key_s, i.0, i.1, i.2, i.3, a.0, a.1, a.2, a.3, st.0, st.1, st.2
+            ],
         )?;
         return Ok(());
     };
-    let marks = q_row(
-        conn,
-        "SELECT done_at, snoozed_until FROM marks WHERE user_id = ?1 AND item_key = ?2",
-        params![user, key_s],
-        |r| {
-            Ok(Marks {
-                done_at: r.get(0)?,
-                snoozed_until: r.get(1)?,
-            })
-        },
-    )
-    .optional()?
-    .unwrap_or_default();
-    let is_open = inbox::has_news(item.last_activity_at, &marks);
-    conn.prepare_cached(
-        "INSERT INTO items (user_id, item_key, kind, channel_id, team_id, last_activity_at, unread,
-           mentions, urgent, done_at, snoozed_until, is_open, is_direct)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-         ON CONFLICT (user_id, item_key) DO UPDATE SET kind = excluded.kind,
-           channel_id = excluded.channel_id, team_id = excluded.team_id,
-           last_activity_at = excluded.last_activity_at, unread = excluded.unread,
-           mentions = excluded.mentions, urgent = excluded.urgent, done_at = excluded.done_at,
-           snoozed_until = excluded.snoozed_until, is_open = excluded.is_open,
-           is_direct = excluded.is_direct
-         WHERE (items.kind, items.channel_id, items.team_id, items.last_activity_at, items.unread,
-                items.mentions, items.urgent, items.done_at, items.snoozed_until, items.is_open,
-                items.is_direct)
-           IS NOT (excluded.kind, excluded.channel_id, excluded.team_id,
-                   excluded.last_activity_at, excluded.unread, excluded.mentions, excluded.urgent,
-                   excluded.done_at, excluded.snoozed_until, excluded.is_open, excluded.is_direct)",
-    )?
-    .execute(params![
-        user,
-        key_s,
-        item.kind.as_str(),
-        item.channel_id,
-        item.team_id,
-        item.last_activity_at,
-        item.counts.unread,
-        item.counts.mentions,
-        item.counts.urgent,
-        marks.done_at,
-        marks.snoozed_until,
-        is_open,
-        matches!(item.kind, ItemKind::Direct | ItemKind::Group)
-    ])?;
+    // Only the changed groups of columns are assigned: SQLite rewrites every index holding an
+    // assigned column (and fires the counters' trigger) whether or not its value changed, and
+    // most changes are a new reply, which moves only the activity group (research P-13).
+    let mask = usize::from(old.identity != new.identity)
+        | usize::from(old.activity != new.activity) << 1
+        | usize::from(old.state != new.state) << 2;
+    if mask == 0 {
+        return Ok(());
+    }
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&user, &key_s];
+    if mask & 1 != 0 {
+        values.extend([&i.0 as &dyn rusqlite::ToSql, &i.1, &i.2, &i.3]);
+    }
+    if mask & 2 != 0 {
+        values.extend([&a.0 as &dyn rusqlite::ToSql, &a.1, &a.2, &a.3]);
+    }
+    if mask & 4 != 0 {
+        values.extend([&st.0 as &dyn rusqlite::ToSql, &st.1, &st.2]);
+    }
+    exec(conn, &ITEM_UPDATES[mask], values.as_slice())?;
     Ok(())
 }
+
+/// An item row as stored, in the three groups of columns [`ITEM_UPDATES`] assigns.
+#[derive(PartialEq)]
+struct StoredItem {
+    /// kind, channel_id, team_id, is_direct
+    identity: (String, String, String, bool),
+    /// last_activity_at, unread, mentions, urgent
+    activity: (i64, i64, i64, i64),
+    /// done_at, snoozed_until, is_open
+    state: (Option<i64>, Option<i64>, bool),
+}
+
+/// `UPDATE items` statements by the mask of changed groups (bit 0 identity, 1 activity,
+/// 2 state; index 0 unused), parameters `?1` user, `?2` key, then the groups' columns in order.
+static ITEM_UPDATES: std::sync::LazyLock<[String; 8]> = std::sync::LazyLock::new(|| {
+    const GROUPS: [&[&str]; 3] = [
+        &["kind", "channel_id", "team_id", "is_direct"],
+        &["last_activity_at", "unread", "mentions", "urgent"],
+        &["done_at", "snoozed_until", "is_open"],
+    ];
+    std::array::from_fn(|mask| {
+        let mut sets = Vec::new();
+        for (g, cols) in GROUPS.iter().enumerate() {
+            if mask & (1 << g) != 0 {
+                for c in *cols {
+                    sets.push(format!("{c} = ?{}", sets.len() + 3));
+                }
+            }
+        }
+        format!(
+            "UPDATE items SET {} WHERE user_id = ?1 AND item_key = ?2",
+            sets.join(", ")
+        )
+    })
+});
 
 /// Re-derives every item that any input can produce, from scratch (the oracle of the
 /// incremental derivation: after any sequence of writes, this must change nothing).

@@ -48,6 +48,29 @@ use crate::inbox::Millis;
 pub const DB_FILE: &str = "threaddesk.db";
 /// Rows deleted per transaction by the purge.
 pub const PURGE_BATCH: usize = 1000;
+
+/// Rows read per step of the purge's walk over a primary key ([`Store::purge_older_than`]).
+const PURGE_SCAN_CHUNK: usize = 5000;
+
+/// A table the purge walks by its two-column primary key, with the time compared to the cutoff.
+struct WalkedTable {
+    table: &'static str,
+    key: (&'static str, &'static str),
+    time: &'static str,
+}
+
+impl WalkedTable {
+    const THREADS: Self = Self {
+        table: "threads",
+        key: ("user_id", "root_id"),
+        time: "last_reply_at",
+    };
+    const ITEMS: Self = Self {
+        table: "items",
+        key: ("user_id", "item_key"),
+        time: "last_activity_at",
+    };
+}
 /// OAuth attempts expire after 10 minutes.
 pub const OAUTH_ATTEMPT_TTL_MS: Millis = 10 * 60 * 1000;
 const READER_POOL: usize = 4;
@@ -720,14 +743,8 @@ impl Store {
                 }
             }
         };
-        rep.threads = batched(
-            "DELETE FROM threads WHERE (user_id, root_id) IN
-               (SELECT user_id, root_id FROM threads WHERE last_reply_at < ?1 LIMIT ?2)",
-        )?;
-        rep.items = batched(
-            "DELETE FROM items WHERE (user_id, item_key) IN
-               (SELECT user_id, item_key FROM items WHERE last_activity_at < ?1 LIMIT ?2)",
-        )?;
+        rep.threads = self.purge_by_key_walk(&WalkedTable::THREADS, cutoff)?;
+        rep.items = self.purge_by_key_walk(&WalkedTable::ITEMS, cutoff)?;
         rep.mentions = batched(
             "DELETE FROM user_mentions WHERE (user_id, post_id) IN
                (SELECT user_id, post_id FROM user_mentions WHERE create_at < ?1 LIMIT ?2)",
@@ -790,6 +807,57 @@ impl Store {
             "store: retention purge"
         );
         Ok(rep)
+    }
+
+    /// Deletes the rows of `t` older than `cutoff` without an index on their time: walks the
+    /// primary key in chunks of [`PURGE_SCAN_CHUNK`] rows on a reader (the writer is not held
+    /// while reading) and deletes what it found in write transactions of at most
+    /// [`PURGE_BATCH`] rows, each row checked again (it may have moved since it was read).
+    /// One walk per purge, O(rows); a time index instead cost a b-tree change on every
+    /// item and thread update (research P-13).
+    fn purge_by_key_walk(&self, t: &WalkedTable, cutoff: Millis) -> Result<usize, StoreError> {
+        let (table, k1, k2, time) = (t.table, t.key.0, t.key.1, t.time);
+        let first =
+            format!("SELECT {k1}, {k2}, {time} < ?1 FROM {table} ORDER BY {k1}, {k2} LIMIT ?2");
+        let next = format!(
+            "SELECT {k1}, {k2}, {time} < ?1 FROM {table} WHERE ({k1}, {k2}) > (?3, ?4)
+              ORDER BY {k1}, {k2} LIMIT ?2"
+        );
+        let delete = format!("DELETE FROM {table} WHERE {k1} = ?1 AND {k2} = ?2 AND {time} < ?3");
+        let chunk = i64::try_from(PURGE_SCAN_CHUNK).unwrap_or(i64::MAX);
+        let mut after: Option<(String, String)> = None;
+        let mut expired: Vec<(String, String)> = Vec::new();
+        let mut total = 0;
+        loop {
+            let rows: Vec<(String, String, bool)> = self.read(|c| {
+                let mut st = match &after {
+                    None => c.prepare_cached(&first)?,
+                    Some(_) => c.prepare_cached(&next)?,
+                };
+                let map = |r: &rusqlite::Row<'_>| Ok((r.get(0)?, r.get(1)?, r.get(2)?));
+                let rows = match &after {
+                    None => st.query_map(params![cutoff, chunk], map)?,
+                    Some((a, b)) => st.query_map(params![cutoff, chunk, a, b], map)?,
+                };
+                Ok(rows.collect::<Result<_, _>>()?)
+            })?;
+            let end = rows.len() < PURGE_SCAN_CHUNK;
+            after = rows.last().map(|r| (r.0.clone(), r.1.clone())).or(after);
+            expired.extend(rows.into_iter().filter(|r| r.2).map(|r| (r.0, r.1)));
+            while expired.len() >= PURGE_BATCH || (end && !expired.is_empty()) {
+                let batch: Vec<_> = expired.drain(..expired.len().min(PURGE_BATCH)).collect();
+                total += self.write(|tx| {
+                    let mut n = 0;
+                    for (a, b) in &batch {
+                        n += exec(tx.conn, &delete, params![a, b, cutoff])?;
+                    }
+                    Ok(n)
+                })?;
+            }
+            if end {
+                return Ok(total);
+            }
+        }
     }
 
     /// `threaddesk purge`: deletes the whole cache, tokens and sessions included, and compacts

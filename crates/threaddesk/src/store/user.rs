@@ -555,8 +555,8 @@ impl<'s> UserStore<'s> {
     pub fn has_unread_direct(&self) -> Result<bool, StoreError> {
         self.read(|c, u| {
             Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM items WHERE user_id = ?1 AND is_direct = 1
-                   AND (unread > 0 OR mentions > 0))",
+                "SELECT EXISTS (SELECT 1 FROM items WHERE user_id = ?1 AND team_id = ''
+                   AND is_direct = 1 AND (unread > 0 OR mentions > 0))",
                 params![u],
                 |r| r.get(0),
             )?)
@@ -701,7 +701,9 @@ pub(crate) fn queue_sql(filter: &Filter) -> (String, Option<&str>) {
     let (cond, team) = match filter {
         Filter::All => (open.to_owned(), None),
         Filter::Mentions => (format!("{open} AND i.mentions > 0"), None),
-        Filter::Direct => (format!("i.is_direct = 1 AND {open}"), None),
+        // DM/GM items have no team: `items_team` over `team_id = ''` (threads in DMs and GMs
+        // share that range and are skipped).
+        Filter::Direct => (format!("i.team_id = '' AND i.is_direct = 1 AND {open}"), None),
         Filter::Threads => (format!("i.is_direct = 0 AND {open}"), None),
         Filter::Team(t) => (
             "i.team_id = ?6 AND i.is_open = 1 AND (i.snoozed_until IS NULL OR i.snoozed_until <= ?2)"
