@@ -103,7 +103,7 @@ const PROBE: &str = r"(() => {
             after: r ? t - r.responseEnd : null }));
         });
       });
-      mo.observe(document.getElementById('main'), { childList: true, subtree: true });
+      mo.observe(document.getElementById('main'), { childList: true, subtree: true, attributes: true, attributeFilter: ['class', 'hidden'] });
     }
     if (e.key === 'Escape' && page === 'item' && !typing) {
       const layout = document.querySelector('.queue-layout');
@@ -118,6 +118,127 @@ const PROBE: &str = r"(() => {
   }, true);
   return true;
 })()";
+
+/// Diagnosis only (`BENCH_TRACE`): the page's own account of the next `Enter` in the queue.
+const DIAG_PREP: &str = r"(() => {
+  const out = { loaf: [] };
+  window.__diagOut = undefined;
+  const r = (x) => Math.round(x * 10) / 10;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      if (out.t0 === undefined || e.startTime + e.duration < out.t0) continue;
+      out.marks = performance.getEntriesByType('mark').filter((m) => m.name.startsWith('td:') && m.startTime >= out.t0).map((m) => m.name.slice(3) + ' ' + r(m.startTime - out.t0)).join(', ');
+      out.loaf.push({ start: r(e.startTime - out.t0), dur: r(e.duration), styleLayout: r(e.styleAndLayoutStart - out.t0), render: r(e.renderStart - out.t0),
+        scripts: e.scripts.map((s) => ({ inv: s.invoker, start: r(s.startTime - out.t0), dur: r(s.duration), forced: r(s.forcedStyleAndLayoutDuration) })) });
+    }
+  }).observe({ type: 'long-animation-frame' });
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.identifier === 'conversation' && out.t0 !== undefined) { out.marks = performance.getEntriesByType('mark').filter((m) => m.name.startsWith('td:') && m.startTime >= out.t0).map((m) => m.name.slice(3) + ' ' + r(m.startTime - out.t0)).join(', '); out.presented = r(e.renderTime - out.t0); window.__diagOut = out; }
+  }).observe({ type: 'element' });
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (e.name === 'keydown') out.event = { processingStart: r(e.processingStart - e.startTime), processing: r(e.processingEnd - e.processingStart), duration: e.duration };
+  }).observe({ type: 'event', durationThreshold: 16 });
+  addEventListener('keydown', (e) => {
+    out.t0 = e.timeStamp;
+    const k = document.querySelector('#queue > li.item.selected')?.dataset.key;
+    out.ahead = !!document.querySelector('.conv-ahead #conv[data-key=' + JSON.stringify(k) + ']');
+    out.ready = performance.getEntriesByType('resource').some((x) => x.name.endsWith(encodeURIComponent(k)) && x.responseEnd > 0);
+    requestAnimationFrame((ts) => { out.raf = r(ts - out.t0); setTimeout(() => { out.task = r(performance.now() - out.t0); }, 0); });
+  }, { capture: true, once: true });
+  return true;
+})()";
+
+/// Diagnosis only: a second DevTools connection to the same browser (its port from the
+/// profile's `DevToolsActivePort`), recording a Chromium trace.
+struct Tracer {
+    ws: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    id: u64,
+}
+impl Tracer {
+    async fn connect() -> Tracer {
+        let tmp = std::env::temp_dir();
+        let prefix = format!("td-chromium-{}-", std::process::id());
+        let dir = std::fs::read_dir(&tmp)
+            .unwrap()
+            .filter_map(Result::ok)
+            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .unwrap()
+            .path();
+        let txt = std::fs::read_to_string(dir.join("DevToolsActivePort")).unwrap();
+        let mut lines = txt.lines();
+        let port = lines.next().unwrap();
+        let path = lines.next().unwrap();
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{path}"))
+            .await
+            .unwrap();
+        Tracer { ws, id: 0 }
+    }
+    async fn call(&mut self, method: &str, params: Value) -> (Value, Vec<Value>) {
+        use futures_util::{SinkExt, StreamExt};
+        self.id += 1;
+        let msg = serde_json::json!({"id": self.id, "method": method, "params": params});
+        self.ws
+            .send(tokio_tungstenite::tungstenite::Message::Text(
+                msg.to_string().into(),
+            ))
+            .await
+            .unwrap();
+        let mut events = Vec::new();
+        loop {
+            let m = self.ws.next().await.unwrap().unwrap();
+            let tokio_tungstenite::tungstenite::Message::Text(t) = m else {
+                continue;
+            };
+            let v: Value = serde_json::from_str(&t).unwrap();
+            if v["id"].as_u64() == Some(self.id) {
+                return (v["result"].clone(), events);
+            }
+            events.push(v);
+        }
+    }
+    async fn start(&mut self) {
+        self.call(
+            "Tracing.start",
+            serde_json::json!({"transferMode": "ReturnAsStream", "traceConfig": {"includedCategories": [
+                "devtools.timeline", "disabled-by-default-devtools.timeline", "blink", "cc", "viz",
+                "benchmark", "input", "latencyInfo", "toplevel", "blink.user_timing", "loading",
+                "disabled-by-default-devtools.timeline.frame", "gpu"]}}),
+        )
+        .await;
+    }
+    async fn stop(&mut self, out: &Path) {
+        use futures_util::StreamExt;
+        let (_, mut events) = self.call("Tracing.end", serde_json::json!({})).await;
+        let stream = loop {
+            if let Some(e) = events
+                .iter()
+                .find(|e| e["method"] == "Tracing.tracingComplete")
+            {
+                break e["params"]["stream"].as_str().unwrap().to_owned();
+            }
+            let m = self.ws.next().await.unwrap().unwrap();
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                events.push(serde_json::from_str(&t).unwrap());
+            }
+        };
+        let mut data = String::new();
+        loop {
+            let (r, _) = self
+                .call(
+                    "IO.read",
+                    serde_json::json!({"handle": stream, "size": 1 << 20}),
+                )
+                .await;
+            data.push_str(r["data"].as_str().unwrap_or_default());
+            if r["eof"].as_bool().unwrap_or(true) {
+                break;
+            }
+        }
+        std::fs::write(out, data).unwrap();
+    }
+}
 
 async fn sign_in(b: &mut Browser, url: &str) {
     b.goto(&format!("{url}/")).await.unwrap();
@@ -185,6 +306,60 @@ async fn main() {
         .unwrap()
         .as_u64()
         .unwrap_or(0);
+
+    // Diagnosis only (`BENCH_TRACE=<dir>`): 16 cold opens, each printed with the page's own
+    // account of it (Event Timing of the key, long animation frames, the `td:` performance marks
+    // if app.js has been given some, the Element Timing end point), the first 4 also recorded as
+    // Chromium traces (`<dir>/open-<n>.json`, for chrome://tracing or Perfetto); nothing else is
+    // measured and BENCHMARKS.md is left alone.
+    if let Some(dir) = std::env::var_os("BENCH_TRACE") {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys: Vec<String> = serde_json::from_value(
+            b.eval("[...document.querySelectorAll('#queue > li.item')].map(r => r.dataset.key)")
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        for (n, key) in keys.iter().take(8).cycle().take(16).enumerate() {
+            b.eval(&format!("sessionStorage.setItem('td:sel', {key:?})"))
+                .await
+                .unwrap();
+            b.goto(&format!("{}/", stack.url)).await.unwrap();
+            b.wait_for(
+                "performance.getEntriesByType('paint').some(e => e.name === 'first-contentful-paint')",
+                WAIT,
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            b.eval(DIAG_PREP).await.unwrap();
+            let mut tracer = if n < 4 {
+                Some(Tracer::connect().await)
+            } else {
+                None
+            };
+            if let Some(t) = tracer.as_mut() {
+                t.start().await;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            b.press("Enter").await.unwrap();
+            if let Some(t) = tracer.as_mut() {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                t.stop(&dir.join(format!("open-{n}.json"))).await;
+            }
+            b.wait_for(
+                "window.__diagOut && window.__diagOut.presented !== undefined",
+                WAIT,
+            )
+            .await
+            .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let v = b.eval("JSON.stringify(window.__diagOut)").await.unwrap();
+            println!("{key}: {}", v.as_str().unwrap_or_default());
+        }
+        return;
+    }
 
     // ---- P-6: j / k.
     b.eval(PROBE).await.unwrap();
