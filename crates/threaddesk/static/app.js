@@ -305,6 +305,8 @@ function createQueue() {
     for (const r of $$(":scope > li.selected", list)) r.classList.remove("selected");
     row.classList.add("selected");
     session.set("td:sel", row.dataset.key);
+    // Hidden behind a conversation opened in place: no focus or scrolling (`shown` comes back here).
+    if (body.dataset.page !== "queue") return;
     if (focus) $(".item-link", row).focus({ preventScroll: true });
     row.scrollIntoView({ block: "nearest" });
   }
@@ -315,6 +317,31 @@ function createQueue() {
     const next = i < 0 ? (delta > 0 ? 0 : all.length - 1) : Math.min(all.length - 1, Math.max(0, i + delta));
     select(all[next]);
     prefetch(all[next].dataset.key);
+    lastDelta = delta > 0 ? 1 : -1;
+    warm();
+  }
+  // When idle, fetch ahead the rows a key press would open next: the selected one, the one after
+  // it in the direction of the last move, the one before (see "Prefetch" below).
+  let lastDelta = 1;
+  let warming = false;
+  function warm() {
+    if (warming) return;
+    warming = true;
+    idle(() => {
+      warming = false;
+      if (conv || list.hidden) return;
+      const all = rows();
+      const i = all.indexOf(selected());
+      if (i < 0) return;
+      prefetch(...[all[i], all[i + lastDelta], all[i - lastDelta]].map((r) => r?.dataset.key));
+      renderAhead();
+    });
+  }
+  // The selected row's key, then the next one's in the direction of the last move.
+  function nearby() {
+    const all = rows();
+    const i = all.indexOf(selected());
+    return i < 0 ? [] : [all[i], all[i + lastDelta]].filter(Boolean).map((r) => r.dataset.key);
   }
   function updateEmpty() {
     const empty = rows().length === 0;
@@ -535,10 +562,11 @@ function createQueue() {
   // Initial selection: the item last opened, else the first.
   const initial = find(session.get("td:sel") || "") || rows()[0];
   if (initial) select(initial, { focus: false });
+  warm();
   if (session.get("td:focus-filter")) { session.del("td:focus-filter"); box?.focus(); }
 
   return {
-    find, hide, restore, onEvent, reconcile, refreshSoon, move,
+    find, hide, restore, onEvent, reconcile, refreshSoon, move, nearby,
     current: () => selected(),
     done: () => done(selected()),
     snooze: () => snooze(selected()),
@@ -548,7 +576,7 @@ function createQueue() {
     permalink: () => selected()?.dataset.permalink,
     escape: () => { const s = selected(); if (s) $(".item-link", s).focus(); },
     // Shown again after an in-place conversation: the selection as it was, focused.
-    shown: () => { const s = selected(); if (s) select(s); },
+    shown: () => { const s = selected(); if (s) select(s); warm(); },
     focusFilter: () => { box?.focus(); box?.select(); },
   };
 }
@@ -916,29 +944,56 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
 // fetched, opening is a normal page load.
 //
 // Prefetch: moving the selection with j/k, or pressing on a row, fetches its fragment ahead (one
-// request in flight, the latest wanted row queued behind it, the last 4 kept for 30 s); a live
+// request in flight, the latest wanted rows queued behind it, the last 4 kept for 30 s); a live
 // event or an action on an item drops its copy, and a conversation shown from a copy requested
 // before such a change refreshes itself at once. Holding j down costs at most one request at a
 // time, and an item's messages are read from Mattermost (backfill) at most once, as on opening.
+// When the queue is idle (shown, or the selection has stopped moving) the selected row, then the
+// next one in the direction of the last move, then the one before, are fetched the same way, so
+// that `Enter` (or `j` then `Enter`) does not wait for the network. A copy that has arrived is
+// parsed (and given local times) when the page is idle, and the copies of the selected row and
+// of the next one are put in the page ahead, styled and laid out while idle but invisible (no
+// room taken, not painted, out of the accessibility tree, not focusable: `.conv-ahead`), so that
+// opening one shows it without parsing, style or layout of the whole conversation on the key.
 const FRAGMENTS = "/fragments/items/";
 const FRAGMENT_KEEP = 4;
 const FRAGMENT_TTL = 30000;
-const fragments = new Map(); // key -> { html, key, asked, at }, oldest first
+const fragments = new Map(); // key -> { html, key, asked, at, dom, ahead }, oldest first
 const changedAt = new Map(); // key -> when a live event or an action last changed it
 let allChangedAt = -1; // the live stream reconnected: anything may have changed
 let prefetching = null; // { key, promise }
-let prefetchNext = "";
+let prefetchQueue = []; // keys wanted after the one in flight, first first
 let opening = 0; // a newer open (or Back) supersedes a slower one
 let queueView = null; // { title, scrollY } of the queue while a conversation is shown
 const inPlaceOpen = () => !!queueView && !!conv;
+const idle = (fn, timeout = 500) => (window.requestIdleCallback ? requestIdleCallback(fn, { timeout }) : setTimeout(fn, 50));
 
-function dropFragment(key) {
+const AHEAD = 2; // at most this many conversations laid out ahead in the page
+function dropAhead(f, { later = false } = {}) {
+  if (!f?.ahead) return;
+  if (later) discard(f.ahead);
+  else f.ahead.remove();
+  f.ahead = null;
+}
+// Remove `box` after the next frame (taking a laid-out subtree out costs time on the key), its
+// ids gone at once so that they are unique in the page again.
+function discard(box) {
+  box.removeAttribute("id");
+  for (const n of $$("[id]", box)) n.removeAttribute("id");
+  requestAnimationFrame(() => setTimeout(() => box.remove(), 0));
+}
+function forget(key) {
+  dropAhead(fragments.get(key));
   fragments.delete(key);
+}
+function dropFragment(key) {
+  forget(key);
   const now = performance.now();
   changedAt.set(key, now);
   if (changedAt.size > 200) for (const [k, t] of changedAt) if (now - t > FRAGMENT_TTL) changedAt.delete(k);
 }
 function dropAllFragments() {
+  for (const f of fragments.values()) dropAhead(f);
   fragments.clear();
   allChangedAt = performance.now();
 }
@@ -949,30 +1004,71 @@ function fetchFragment(key) {
   return fetch(FRAGMENTS + encodeURIComponent(key), { credentials: "same-origin", headers: { Accept: "text/html" } })
     .then(async (res) => {
       if (!res.ok || res.redirected) throw new ApiError(`Request failed (${res.status}).`, res.status);
-      return { html: await res.text(), key, asked, at: Date.now() };
+      return { html: await res.text(), key, asked, at: Date.now(), dom: null, ahead: null };
     });
 }
-function prefetch(key) {
-  if (!key || fragments.has(key) || prefetching?.key === key) return;
-  if (prefetching) { prefetchNext = key; return; }
+// The fragment's nodes, parsed outside the document. Server-rendered and escaped by askama;
+// message HTML sanitised by web/render.rs (the same markup the conversation page has). No
+// scripts: the CSP allows none but this module.
+function parseFragment(f) {
+  if (!f.dom) {
+    const t = document.createElement("template");
+    t.innerHTML = f.html;
+    refreshTimes(t.content);
+    f.dom = t.content;
+  }
+  return f.dom;
+}
+const fresh = (f) => Date.now() - f.at < FRAGMENT_TTL;
+const wanted = (key) => !!key && !(fragments.has(key) && fresh(fragments.get(key))) && prefetching?.key !== key;
+// Fetch `keys` ahead, in this order, instead of whatever was queued (the one in flight goes on).
+function prefetch(...keys) {
+  prefetchQueue = keys.filter(wanted);
+  if (!prefetching) prefetchPump();
+}
+function prefetchPump() {
+  const key = prefetchQueue.shift();
+  if (!key) return;
   const promise = fetchFragment(key);
   prefetching = { key, promise };
   promise.then((f) => {
     if (stale(f)) return;
-    fragments.delete(key);
+    forget(key);
     fragments.set(key, f);
-    while (fragments.size > FRAGMENT_KEEP) fragments.delete(fragments.keys().next().value);
+    while (fragments.size > FRAGMENT_KEEP) forget(fragments.keys().next().value);
+    idle(() => { if (fragments.get(key) === f) { parseFragment(f); renderAhead(); } }, 200);
   }, () => { /* opening fetches again */ }).finally(() => {
     prefetching = null;
-    const next = prefetchNext;
-    prefetchNext = "";
-    if (next && !conv) prefetch(next);
+    prefetchQueue = prefetchQueue.filter(wanted);
+    if (!conv) prefetchPump();
+    else prefetchQueue = [];
   });
+}
+// Lay out ahead the copies of the rows `Enter` (or `j` then `Enter`) would open, each in a
+// `.conv-ahead` box at the end of <main>; the others' boxes are removed. Only while the queue is
+// shown (the ids in a conversation are unique in the page: the boxes go when one is opened).
+function renderAhead() {
+  if (conv || !queue) return;
+  const keys = queue.nearby().slice(0, AHEAD);
+  for (const f of fragments.values()) if (f.ahead && !keys.includes(f.key)) dropAhead(f);
+  const main = $("#main");
+  for (const key of keys) {
+    const f = fragments.get(key);
+    if (!f || f.ahead || !fresh(f) || stale(f)) continue;
+    const box = el("div", "conv-ahead");
+    box.append(parseFragment(f));
+    f.dom = null; // its nodes are in the box now
+    if (!$("#conv", box)) continue; // opened the ordinary way (the page load shows the problem)
+    main.append(box);
+    void box.offsetHeight; // style and layout now, while idle, rather than on the key
+    f.ahead = box;
+  }
 }
 function fragmentFor(key) {
   const kept = fragments.get(key);
   fragments.delete(key); // used once: the open conversation keeps itself current
-  if (kept && Date.now() - kept.at < FRAGMENT_TTL) return Promise.resolve(kept);
+  if (kept && fresh(kept)) return Promise.resolve(kept);
+  dropAhead(kept);
   if (prefetching?.key === key) return prefetching.promise.catch(() => fetchFragment(key));
   return fetchFragment(key);
 }
@@ -988,6 +1084,7 @@ async function openInPlace(key, { hash = "", push = true } = {}) {
     if (seq === opening) location.href = href; // the page load shows whatever the problem is
     return;
   }
+  fragments.delete(key); // the prefetch it waited for may have kept it
   if (seq !== opening) return;
   if (push) {
     history.scrollRestoration = "manual"; // the queue's scroll position is put back by showQueue
@@ -998,23 +1095,32 @@ async function openInPlace(key, { hash = "", push = true } = {}) {
 function showConversation(f, hash) {
   const main = $("#main");
   const layout = $(".queue-layout", main);
-  let view = $("#conv-view", main);
-  if (!view) {
-    view = el("div");
-    view.id = "conv-view";
-    main.append(view);
-  }
   if (!conv) queueView = { title: document.title, scrollY: window.scrollY };
   conv = null;
-  // Server-rendered and escaped by askama; message HTML sanitised by web/render.rs (the same
-  // markup the conversation page has). No scripts: the CSP allows none but this module.
-  // Parsed and given local times before it is in the document: one layout, in createConversation.
-  const next = document.createElement("template");
-  next.innerHTML = f.html;
-  const root = $("#conv", next.content);
+  // The other boxes laid out ahead go (their ids at once: ids are unique in the page).
+  for (const g of fragments.values()) dropAhead(g, { later: true });
+  for (const box of $$(":scope > .conv-ahead", main)) if (box !== f.ahead) discard(box);
+  let view = $("#conv-view", main);
+  if (f.ahead?.isConnected) {
+    // Laid out ahead (renderAhead): shown as it is, its box becomes the view.
+    if (view) discard(view);
+    view = f.ahead;
+    view.id = "conv-view";
+    view.classList.remove("conv-ahead");
+  } else {
+    if (!view) {
+      view = el("div");
+      view.id = "conv-view";
+      main.append(view);
+    }
+    // Parsed and given local times before it is in the document (when idle, if it was
+    // prefetched): one layout, in createConversation.
+    view.replaceChildren(parseFragment(f));
+  }
+  f.dom = null; // its nodes are in the document: a copy is shown once
+  f.ahead = null;
+  const root = $("#conv", view);
   if (!root) { location.reload(); return; }
-  refreshTimes(next.content);
-  view.replaceChildren(next.content);
   if (layout) layout.hidden = true;
   view.hidden = false;
   body.dataset.page = "item";

@@ -384,6 +384,29 @@ async fn open_in_place_back_reply_and_plain_address() {
     )
     .await
     .unwrap();
+    // When idle, the selected row's conversation is laid out ahead in the page: invisible, no
+    // room taken, not focusable.
+    b.wait_for(
+        &format!("document.querySelector('.conv-ahead #conv[data-key=\"{key}\"]')"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let ahead = b
+        .eval(&format!(
+            "(() => {{ const box = document.querySelector('.conv-ahead #conv[data-key=\"{key}\"]').closest('.conv-ahead');
+               const t = box.querySelector('#reply-box'); t.focus();
+               return {{ visible: box.querySelector('#conv-title').checkVisibility({{ visibilityProperty: true }}),
+                 height: box.getBoundingClientRect().height, focused: document.activeElement === t,
+                 page: document.body.dataset.page }}; }})()"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        ahead,
+        serde_json::json!({"visible": false, "height": 0, "focused": false, "page": "queue"}),
+        "a conversation laid out ahead is not seen, takes no room and takes no focus"
+    );
     b.press("Enter").await.unwrap();
     b.wait_for(
         &format!(
@@ -422,6 +445,18 @@ async fn open_in_place_back_reply_and_plain_address() {
         "focus moved into the conversation"
     );
     assert_eq!(state["conversations"], 1);
+    // Shown from the box laid out ahead: the whole conversation, in order, as the server has it.
+    let same = b
+        .eval(&format!(
+            "(async () => {{ const t = document.createElement('template');
+               t.innerHTML = await (await fetch('/fragments/items/{key}')).text();
+               const ids = (root) => [...root.querySelectorAll('#posts > li')].map((li) => li.id).join();
+               return ids(t.content) === ids(document.getElementById('conv-view'))
+                 && document.getElementById('conv-view').checkVisibility({{ visibilityProperty: true }}); }})()"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(same, Value::Bool(true), "every post shown, in order");
     assert!(
         state["title"].as_str().unwrap().ends_with(" · ThreadDesk")
             && !state["title"].as_str().unwrap().starts_with("All"),
@@ -491,7 +526,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     b.press("Escape").await.unwrap();
     b.press("Escape").await.unwrap();
     b.wait_for(
-        "location.pathname === '/' && document.body.dataset.page === 'queue' && document.querySelector('.queue-layout').checkVisibility()",
+        "location.pathname === '/' && document.body.dataset.page === 'queue' && document.querySelector('.queue-main').checkVisibility()",
         WAIT,
     )
     .await
@@ -530,7 +565,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     .unwrap();
     b.eval("history.back()").await.unwrap();
     b.wait_for(
-        "location.pathname === '/' && document.querySelector('.queue-layout').checkVisibility() && !document.querySelector('#conv')",
+        "location.pathname === '/' && document.querySelector('.queue-main').checkVisibility() && !document.querySelector('#conv-view #conv')",
         WAIT,
     )
     .await
@@ -551,7 +586,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     b.press("e").await.unwrap();
     b.wait_for(
         &format!(
-            "location.pathname === '/' && document.querySelector('.queue-layout').checkVisibility() \
+            "location.pathname === '/' && document.querySelector('.queue-main').checkVisibility() \
              && !document.querySelector('#queue > li.item[data-key=\"{clicked}\"]') \
              && [...document.querySelectorAll('#toasts .toast')].some(t => t.textContent.includes('Undo'))"
         ),
