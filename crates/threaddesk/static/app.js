@@ -321,10 +321,11 @@ function createQueue() {
     warm();
   }
   // When idle, fetch ahead the rows a key press would open next: the selected one, the one after
-  // it in the direction of the last move, the one before (see "Prefetch" below).
+  // it in the direction of the last move, the one before (see "Prefetch" below); back from a
+  // conversation (`closed`), the one after it first: the selected one has just been read.
   let lastDelta = 1;
   let warming = false;
-  function warm() {
+  function warm({ closed = false } = {}) {
     if (warming) return;
     warming = true;
     idle(() => {
@@ -333,7 +334,8 @@ function createQueue() {
       const all = rows();
       const i = all.indexOf(selected());
       if (i < 0) return;
-      prefetch(...[all[i], all[i + lastDelta], all[i - lastDelta]].map((r) => r?.dataset.key));
+      const order = closed ? [all[i + lastDelta], all[i], all[i - lastDelta]] : [all[i], all[i + lastDelta], all[i - lastDelta]];
+      prefetch(...order.map((r) => r?.dataset.key));
       renderAhead();
     });
   }
@@ -576,7 +578,7 @@ function createQueue() {
     permalink: () => selected()?.dataset.permalink,
     escape: () => { const s = selected(); if (s) $(".item-link", s).focus(); },
     // Shown again after an in-place conversation: the selection as it was, focused.
-    shown: () => { const s = selected(); if (s) select(s); warm(); },
+    shown: () => { const s = selected(); if (s) select(s); warm({ closed: true }); },
     focusFilter: () => { box?.focus(); box?.select(); },
   };
 }
