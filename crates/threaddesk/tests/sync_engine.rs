@@ -777,9 +777,34 @@ async fn lost_buffer_resync(env: &Env, side: &mut Side) {
     .await;
 }
 
-/// Alice reads every DM/GM channel the store shows unread (live, on another device), so that
-/// the store shows no unread DM/GM and a resync's DM/GM membership read is not triggered by it.
+/// Alice reads every DM/GM thread the store shows unread (live, on another device), so that a
+/// resync does not list DM/GM threads because of them (the demo org gives her one): the
+/// call counts below are then those of the change each test makes alone.
+async fn read_direct_threads(env: &Env, side: &mut Side) {
+    let unread: Vec<String> = side
+        .store
+        .for_user(&env.alice)
+        .threads()
+        .expect("threads")
+        .into_iter()
+        .filter(|t| t.team_id.is_empty() && (t.unread_replies > 0 || t.unread_mentions > 0))
+        .map(|t| t.root_id)
+        .collect();
+    for root in &unread {
+        env.driver.read_thread("alice", root).expect("read thread");
+    }
+    let us = || side.store.for_user(&env.alice);
+    until(&mut side.rx, "DM/GM threads read", || {
+        !us().has_unread_direct_thread().unwrap_or(true)
+    })
+    .await;
+}
+
+/// Alice reads every DM/GM channel and thread the store shows unread (live, on another
+/// device), so that the store shows no unread DM/GM and a resync's DM/GM membership read (and
+/// DM/GM thread list) is not triggered by it.
 async fn read_every_direct(env: &Env, side: &mut Side) {
+    read_direct_threads(env, side).await;
     let unread_dms: Vec<String> = side
         .store
         .for_user(&env.alice)
@@ -825,12 +850,28 @@ fn resync_calls(env: &Env) -> std::collections::BTreeMap<String, u64> {
 }
 
 /// P-3 with k = 0: a reconnect that lost the buffer but nothing changed costs only the fixed
-/// reads — 3, plus the DM/GM memberships while the store shows an unread DM/GM (a DM read on
-/// another device moves nothing else).
+/// reads — 3, plus the DM/GM memberships while the store shows an unread DM/GM, plus the DM/GM
+/// thread list while it shows an unread DM/GM thread (a read on another device moves nothing
+/// else).
 #[tokio::test]
 async fn resync_with_no_changes_costs_only_fixed_reads() {
     let env = env().await;
     let mut side = env.side().await;
+    assert!(
+        side.store
+            .for_user(&env.alice)
+            .has_unread_direct_thread()
+            .expect("store"),
+        "the demo org gives alice an unread GM thread"
+    );
+    lost_buffer_resync(&env, &mut side).await;
+    let st = side.engine.user_status(&env.alice).expect("status");
+    assert_eq!(
+        st.last_resync_calls, 5,
+        "teams/unread, the first team's channels (DM/GM signal), preferences, DM/GM memberships, DM/GM threads"
+    );
+    // Its DM/GM threads read (live): the thread list goes.
+    read_direct_threads(&env, &mut side).await;
     lost_buffer_resync(&env, &mut side).await;
     let st = side.engine.user_status(&env.alice).expect("status");
     assert_eq!(
@@ -918,6 +959,7 @@ async fn live_replies(env: &Env, side: &mut Side, threads: &[(String, String, St
 async fn resync_after_live_activity_rereads_no_team() {
     let env = env().await;
     let mut side = env.side().await;
+    read_direct_threads(&env, &mut side).await;
     let threads = followed_threads_in_teams(&env, 2).await;
     live_replies(&env, &mut side, &threads).await;
     assert_eq!(
@@ -953,6 +995,7 @@ async fn resync_after_live_activity_rereads_no_team() {
 async fn resync_after_live_activity_rereads_only_the_team_changed_while_down() {
     let env = env().await;
     let mut side = env.side().await;
+    read_direct_threads(&env, &mut side).await;
     let threads = followed_threads_in_teams(&env, 2).await;
     live_replies(&env, &mut side, &threads).await;
 
@@ -1492,6 +1535,7 @@ fn unread_team_thread(store: &Store, user: &UserId) -> (String, String, String) 
 async fn dm_received_while_down_converges() {
     let env = env().await;
     let mut side = env.side().await;
+    read_direct_threads(&env, &mut side).await;
     let calls = changed_while_down(&env, &mut side, || {
         env.driver.dm("dave", "alice", "while down").expect("dm");
     })
@@ -1702,6 +1746,7 @@ async fn dm_thread_reply_while_down_lists_direct_threads_and_converges() {
 async fn new_dm_channel_while_down_converges_without_a_thread_list() {
     let env = env().await;
     let mut side = env.side().await;
+    read_direct_threads(&env, &mut side).await;
     let mallory = env.driver.user_id("mallory").expect("mallory");
     let before = side
         .store
@@ -1754,6 +1799,7 @@ async fn new_dm_channel_while_down_converges_without_a_thread_list() {
 async fn done_and_snooze_from_another_device_while_down_converge() {
     let env = env().await;
     let mut side = env.side().await;
+    read_direct_threads(&env, &mut side).await;
     let open = open_keys(&side.store, &env.alice);
     assert!(open.len() >= 2, "the demo queue has items");
     let (done_key, snooze_key) = (open[0].to_string(), open[1].to_string());
@@ -1964,7 +2010,8 @@ async fn restart_case(lose_buffer: bool) {
     let env = env().await;
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path()).expect("store"));
-    let side = env.side_with(dir, Arc::clone(&store)).await;
+    let mut side = env.side_with(dir, Arc::clone(&store)).await;
+    read_direct_threads(&env, &mut side).await;
     // The position is saved once the first connection is processed, and moves with events.
     let us = || store.for_user(&env.alice);
     let mut rx = side.engine.subscribe();
@@ -2048,6 +2095,7 @@ async fn restart_without_replay_runs_an_incremental_resync_not_an_initial_sync()
 async fn dm_read_on_another_device_while_down_converges() {
     let env = env().await;
     let mut side = env.side().await;
+    read_direct_threads(&env, &mut side).await;
     let unread_dm = side
         .store
         .for_user(&env.alice)
@@ -2077,6 +2125,62 @@ async fn dm_read_on_another_device_while_down_converges() {
         .expect("item");
     assert_eq!(item.counts.unread, 0, "read elsewhere: no longer unread");
     // The fixed reads + the DM memberships (the store showed an unread DM).
+    assert_eq!(calls, 4);
+    let fresh = env.side().await;
+    assert_eq!(
+        snapshot(&side.store, &env.alice),
+        snapshot(&fresh.store, &env.alice)
+    );
+}
+
+/// A DM/GM thread read on another device while events were lost moves no team counter, no
+/// channel and no membership; while the store shows it unread, the resync lists the DM/GM
+/// threads (one call more) and the thread is read, as a fresh sync would show it.
+#[tokio::test]
+async fn dm_thread_read_on_another_device_while_down_converges() {
+    let env = env().await;
+    let mut side = env.side().await;
+    read_every_direct(&env, &mut side).await;
+    let thread = side
+        .store
+        .for_user(&env.alice)
+        .threads()
+        .expect("threads")
+        .into_iter()
+        .find(|t| t.following && t.delete_at == 0 && t.team_id.is_empty())
+        .expect("the demo org has a followed DM/GM thread");
+    // A live reply makes it unread (dave is in alice's GM).
+    env.driver
+        .reply("dave", &thread.root_id, "unread for alice")
+        .expect("reply");
+    let store = Arc::clone(&side.store);
+    let us = || store.for_user(&env.alice);
+    until(&mut side.rx, "the GM thread unread", || {
+        us().has_unread_direct_thread().unwrap_or(false)
+    })
+    .await;
+    env.running.sim.inner().metrics.reset();
+    let calls = changed_while_down(&env, &mut side, || {
+        env.driver
+            .read_thread("alice", &thread.root_id)
+            .expect("read thread");
+    })
+    .await;
+    let got = resync_calls(&env);
+    eprintln!("resync after a GM thread read elsewhere while down: {calls} calls: {got:?}");
+    let after = us().thread(&thread.root_id).expect("read").expect("thread");
+    assert_eq!(
+        (after.unread_replies, after.unread_mentions),
+        (0, 0),
+        "read elsewhere: no longer unread"
+    );
+    assert!(!us().has_unread_direct_thread().expect("store"));
+    assert_eq!(
+        got.get("GET /api/v4/users/{user_id}/teams/{team_id}/threads"),
+        Some(&1),
+        "exactly the DM-carrying thread list"
+    );
+    // The 3 fixed reads and that list: no DM/GM moved, none is unread.
     assert_eq!(calls, 4);
     let fresh = env.side().await;
     assert_eq!(

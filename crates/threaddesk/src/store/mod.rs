@@ -10,7 +10,9 @@
 //!   bind every statement to that user's id. Shared cache rows (channels, posts) are read only
 //!   through queries that join the user's memberships.
 //! - Retention: [`Store::purge_older_than`] deletes in batches of ≤ 1000 rows, one short
-//!   transaction each, so readers and the writer interleave.
+//!   transaction each, so readers and the writer interleave. Threads and items have no index
+//!   on their time (each would cost a b-tree change per update): the purge walks their primary
+//!   keys once, in chunks, on a reader.
 //!
 //! Logs carry ids and counts only.
 

@@ -563,6 +563,22 @@ impl<'s> UserStore<'s> {
         })
     }
 
+    /// Whether any thread item in a DM/GM (no team) shows unread replies or mentions (then a
+    /// read on another device could have changed it).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn has_unread_direct_thread(&self) -> Result<bool, StoreError> {
+        self.read(|c, u| {
+            Ok(c.query_row(
+                "SELECT EXISTS (SELECT 1 FROM items WHERE user_id = ?1 AND team_id = ''
+                   AND is_direct = 0 AND (unread > 0 OR mentions > 0))",
+                params![u],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
     /// The sync engine's memory of the last sync (opaque JSON; `""` when none).
     ///
     /// # Errors

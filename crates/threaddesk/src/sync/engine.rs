@@ -845,8 +845,9 @@ enum ScopeChannels {
 /// only if its root counters moved or a counter went down ([`planner::needs_members`]), its
 /// memberships; per changed DM/GM its posts since, plus the first team's memberships (the
 /// DM/GM's read state and mention count: a DM counts as a mention, and it may have been read
-/// on another device meanwhile) and — only when those posts hold a thread reply — the
-/// DM-carrying thread list ([`planner::plan_direct_threads`]); profiles not yet known.
+/// on another device meanwhile) and — only when those posts hold a thread reply, or while the
+/// store shows an unread DM/GM thread — the DM-carrying thread list
+/// ([`planner::plan_direct_threads`]); profiles not yet known.
 ///
 /// So one plain DM received while events were lost costs **5 calls** (P-12): the 3 fixed
 /// reads, the memberships and the DM's posts. Each is needed for the store to equal a fresh
@@ -857,11 +858,11 @@ enum ScopeChannels {
 /// Known blind spots (no endpoint exposes them without reading every team): a thread
 /// unfollowed elsewhere while it was read (thread lists filter `Following = true` and the
 /// unread counters do not move), a fully read DM/GM marked unread elsewhere, and leaving a
-/// fully read channel of a team other than the first. Also a DM/GM **thread** read elsewhere
-/// while no reply arrived in a DM/GM: DM/GM threads move no team counter, no channel and no
-/// membership; the DM-carrying thread list would show it, and is read only when a moved
-/// DM/GM's posts hold a reply (before P-12's fix it also ran, incidentally, whenever any DM/GM
-/// moved). The next full sync, or the next event of that thread, corrects them.
+/// fully read channel of a team other than the first. The next full sync, or the next event
+/// of that thread or channel, corrects them. (A DM/GM **thread** read elsewhere moves no team
+/// counter, no channel and no membership either; the DM-carrying thread list shows it, and is
+/// read whenever the store shows such a thread unread — the only case where that read can
+/// change anything.)
 pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     let calls_before = ctx.calls.load(Ordering::Relaxed);
     let now = now_ms();
@@ -939,12 +940,13 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
             let ms = us.memberships()?;
             let info = us.membership_channels()?;
             let unread_direct = us.has_unread_direct()?;
-            Ok::<_, crate::store::StoreError>((ms, info, unread_direct))
+            let unread_direct_thread = us.has_unread_direct_thread()?;
+            Ok::<_, crate::store::StoreError>((ms, info, unread_direct, unread_direct_thread))
         })
         .await
         .map_err(|_| SyncError::Internal("store task panicked"))??
     };
-    let (stored_members, stored_info, unread_direct) = stored;
+    let (stored_members, stored_info, unread_direct, unread_direct_thread) = stored;
 
     let mut batch = Batch::default();
     let (new_directs, mut member_teams) = match &scope {
@@ -1039,8 +1041,9 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         bounded(member_futs),
         bounded(channel_futs)
     )?;
-    // DM/GM threads: listed only when a moved DM/GM's posts show a reply (a plain DM needs
-    // no thread list; P-12). One more round trip, only then.
+    // DM/GM threads: listed only when a moved DM/GM's posts show a reply, or while the store
+    // shows a DM/GM thread unread (it may have been read elsewhere); a plain DM needs no
+    // thread list (P-12). One more round trip, only then.
     let seen: Vec<planner::DirectPostsSeen> = results
         .iter()
         .filter_map(|r| match r {
@@ -1054,6 +1057,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
     if let Some(op) = planner::plan_direct_threads(
         &ops,
         &seen,
+        unread_direct_thread,
         new_team_ids.first().map(String::as_str),
         &cursors,
     ) {

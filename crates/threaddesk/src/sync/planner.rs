@@ -215,11 +215,14 @@ pub struct DirectPostsSeen {
 /// The DM/GM thread list a resync still needs after reading the moved DM/GMs' posts, if any.
 ///
 /// DM/GM threads (team id `""`) appear only in a team's thread list without `excludeDirect`
-/// (research trap 12), the first team's in id order. They can only have moved through a new
+/// (research trap 12), the first team's in id order. Their activity can only come from a new
 /// reply, which is itself a post of the DM/GM in the `since` window and moves the channel's
-/// `last_post_at` — so the posts already read say whether a DM/GM thread moved: a reply among
-/// them (or an answer at the server's cap, which may hide one) → the first team's list, unless
-/// `ops` already list it; otherwise nothing. A plain DM costs no thread list.
+/// `last_post_at` — so the posts already read say whether a DM/GM thread got a reply: a reply
+/// among them (or an answer at the server's cap, which may hide one). Their read state can
+/// also change on another device, which moves no counter, no channel and no membership, only
+/// the thread membership's `last_update_at` (the list's `since` filter shows it): that matters
+/// only while the store shows such a thread unread (`unread_stored`). Either → the first
+/// team's list, unless `ops` already list it; otherwise nothing. A plain DM costs no list.
 ///
 /// `first_team` is the first of the user's teams in id order (`None`: no team, so no list
 /// exists that could carry DM/GM threads).
@@ -227,6 +230,7 @@ pub struct DirectPostsSeen {
 pub fn plan_direct_threads(
     ops: &[Op],
     seen: &[DirectPostsSeen],
+    unread_stored: bool,
     first_team: Option<&str>,
     cursors: &ResyncCursors,
 ) -> Option<Op> {
@@ -239,9 +243,10 @@ pub fn plan_direct_threads(
             }
         )
     });
-    let moved = seen
-        .iter()
-        .any(|s| s.has_reply || s.posts >= POSTS_SINCE_MAX);
+    let moved = unread_stored
+        || seen
+            .iter()
+            .any(|s| s.has_reply || s.posts >= POSTS_SINCE_MAX);
     match (listed, moved, first_team) {
         (false, true, Some(team)) => Some(Op::Threads {
             team_id: team.to_owned(),
@@ -601,17 +606,30 @@ mod tests {
         });
         // A plain DM: no thread list (P-12).
         assert_eq!(
-            plan_direct_threads(&posts_only, &[plain], Some("a"), &cursors),
+            plan_direct_threads(&posts_only, &[plain], false, Some("a"), &cursors),
             None
         );
-        assert_eq!(plan_direct_threads(&[], &[], Some("a"), &cursors), None);
-        // A reply in a DM/GM thread, or an answer at the server's cap (it may hide one).
         assert_eq!(
-            plan_direct_threads(&posts_only, &[plain, reply], Some("a"), &cursors),
+            plan_direct_threads(&[], &[], false, Some("a"), &cursors),
+            None
+        );
+        // A DM/GM thread the store shows unread may have been read elsewhere: listed even
+        // when no DM/GM moved.
+        assert_eq!(
+            plan_direct_threads(&[], &[], true, Some("a"), &cursors),
             want
         );
         assert_eq!(
-            plan_direct_threads(&posts_only, &[capped], Some("a"), &cursors),
+            plan_direct_threads(&posts_only, &[plain], true, Some("a"), &cursors),
+            want
+        );
+        // A reply in a DM/GM thread, or an answer at the server's cap (it may hide one).
+        assert_eq!(
+            plan_direct_threads(&posts_only, &[plain, reply], false, Some("a"), &cursors),
+            want
+        );
+        assert_eq!(
+            plan_direct_threads(&posts_only, &[capped], false, Some("a"), &cursors),
             want
         );
         // Already listed by the first team's own re-read: not twice.
@@ -622,7 +640,7 @@ mod tests {
             exclude_direct: false,
         });
         assert_eq!(
-            plan_direct_threads(&with_list, &[reply], Some("a"), &cursors),
+            plan_direct_threads(&with_list, &[reply], true, Some("a"), &cursors),
             None
         );
         // A non-first team's list excludes DM/GM threads: it does not count.
@@ -632,11 +650,14 @@ mod tests {
             exclude_direct: true,
         }];
         assert_eq!(
-            plan_direct_threads(&other, &[reply], Some("a"), &cursors),
+            plan_direct_threads(&other, &[reply], false, Some("a"), &cursors),
             want
         );
         // No team: no list can carry DM/GM threads.
-        assert_eq!(plan_direct_threads(&[], &[reply], None, &cursors), None);
+        assert_eq!(
+            plan_direct_threads(&[], &[reply], true, None, &cursors),
+            None
+        );
     }
 
     #[test]
@@ -716,7 +737,7 @@ mod tests {
             let cursors = ResyncCursors { last_synced_at: last, window_start: win };
             let ops = plan_resync(&prev, &new, &[], &cursors);
             // No DM/GM moved (or none showed a reply): no extra list.
-            prop_assert!(plan_direct_threads(&ops, &[], new.iter().map(|t| t.team_id.as_str()).min(), &cursors).is_none());
+            prop_assert!(plan_direct_threads(&ops, &[], false, new.iter().map(|t| t.team_id.as_str()).min(), &cursors).is_none());
             let changed: Vec<&TeamCounters> = new.iter().filter(|t| !prev.iter().any(|p| p.team_id == t.team_id && p.same_counts(t))).collect();
             prop_assert_eq!(ops.len(), changed.len());
             let mut direct_lists = 0;
@@ -736,10 +757,10 @@ mod tests {
         }
 
         /// DM/GMs that moved while no team counter did: one posts read per distinct DM/GM and
-        /// no thread list; a reply among their posts adds exactly the first team's DM-carrying
-        /// list.
+        /// no thread list; a reply among their posts, or an unread DM/GM thread in the store,
+        /// adds exactly the first team's DM-carrying list.
         #[test]
-        fn moved_directs_cost_one_read_each(same in counters(), dms in proptest::collection::vec(0u8..30, 0..20), reply in any::<bool>()) {
+        fn moved_directs_cost_one_read_each(same in counters(), dms in proptest::collection::vec(0u8..30, 0..20), reply in any::<bool>(), unread in any::<bool>()) {
             let cursors = ResyncCursors { last_synced_at: 10_000, window_start: 0 };
             let directs: Vec<DirectChannel> = dms.iter().map(|d| dc(&format!("dm{d:02}"), 20_000)).collect();
             let ops = plan_resync(&same, &same, &directs, &cursors);
@@ -751,8 +772,8 @@ mod tests {
             prop_assert!(posts_only, "only posts reads");
             let seen: Vec<DirectPostsSeen> = distinct.iter().map(|_| DirectPostsSeen { posts: 1, has_reply: reply }).collect();
             let first = same.iter().map(|t| t.team_id.as_str()).min();
-            let extra = plan_direct_threads(&ops, &seen, first, &cursors);
-            let want_list = reply && !distinct.is_empty() && first.is_some();
+            let extra = plan_direct_threads(&ops, &seen, unread, first, &cursors);
+            let want_list = ((reply && !distinct.is_empty()) || unread) && first.is_some();
             prop_assert_eq!(extra.is_some(), want_list);
             if let Some(Op::Threads { team_id, exclude_direct, .. }) = &extra {
                 prop_assert_eq!(Some(team_id.as_str()), first);
