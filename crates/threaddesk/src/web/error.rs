@@ -26,7 +26,7 @@ pub enum WebError {
     #[error("Mattermost cannot be reached right now; try again shortly")]
     Unavailable,
     #[error(
-        "ThreadDesk cannot save anything right now (its disk is full or failing): this was not recorded and will not be sent; try again later"
+        "ThreadDesk cannot write to its data directory right now (the disk is full, read-only or failing): this was not recorded and will not be sent; try again later"
     )]
     StorageUnavailable,
     #[error("internal error")]

@@ -612,6 +612,10 @@ async fn read_only_database_refuses_replies_and_recovers() {
         let refusal = r.text().await.unwrap_or_default();
         assert_eq!(status, 503, "{what}: {refusal}");
         assert!(refusal.contains("not recorded"), "{what}: {refusal}");
+        assert!(
+            refusal.contains("full, read-only or failing"),
+            "{what}: the refusal names the likely causes: {refusal}"
+        );
         let r = alice
             .post_json(&format!("{item}/done"), &json!({}))
             .await
