@@ -546,3 +546,69 @@ async fn replying_works_without_javascript() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
 }
+
+/// A text filter finds matches anywhere in the queue, not only among the newest rows: the
+/// filtered pages follow their cursor through every item (it used to filter the first 200).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_filter_reaches_old_items_page_by_page() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    let driver = stack.driver();
+    let channel = driver.channel_id("company", "off-topic").unwrap();
+    // The oldest three mention alice with the needle; 240 newer ones do not.
+    for n in 0..3 {
+        driver
+            .mention("bob", &channel, None, "alice", &format!("needlework {n}"))
+            .unwrap();
+    }
+    for n in 0..240 {
+        driver
+            .mention("bob", &channel, None, "alice", &format!("filler {n}"))
+            .unwrap();
+    }
+    // The mentions arrive as live events: wait until the last one is in the queue.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, v) = alice.json("/api/v1/items?q=filler%20239").await.unwrap();
+        if v["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "mentions never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, v) = alice.json("/api/v1/items?limit=200").await.unwrap();
+    let mut seen = v["items"].as_array().unwrap().len();
+    let mut cursor = v["next_cursor"].as_str().map(str::to_owned);
+    while let Some(c) = cursor {
+        let (_, v) = alice
+            .json(&format!("/api/v1/items?limit=200&cursor={c}"))
+            .await
+            .unwrap();
+        seen += v["items"].as_array().unwrap().len();
+        cursor = v["next_cursor"].as_str().map(str::to_owned);
+    }
+    assert!(seen > 240, "the queue holds the new items ({seen})");
+    // Two per page: three matches over two pages, in queue order, none twice.
+    let mut found: Vec<String> = Vec::new();
+    let mut path = "/api/v1/items?q=needlework&limit=2".to_owned();
+    for _ in 0..10 {
+        let (status, v) = alice.json(&path).await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        for i in v["items"].as_array().unwrap() {
+            found.push(i["key"].as_str().unwrap().to_owned());
+        }
+        match v["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/items?q=needlework&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    let mut distinct = found.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3, "every match found once: {found:?}");
+    assert_eq!(found.len(), 3, "no match twice: {found:?}");
+}

@@ -30,6 +30,11 @@ pub const CONVERSATION_POSTS: usize = 200;
 pub const PAGE_SIZE: usize = 50;
 /// Longest text filter.
 pub const MAX_Q: usize = 200;
+/// Store rows read per step when the queue is filtered by team or text ([`load_queue`]).
+const FILTER_SCAN_PAGE: usize = 200;
+/// Store rows one filtered request reads at most (≈ 2 ms at the P-5 sizes); past that the page
+/// may hold fewer rows than asked, with a cursor that continues the scan.
+const FILTER_SCAN_MAX: usize = 2_000;
 
 /// Render a template into a response (a template error is an internal error).
 pub fn render<T: Template>(t: &T) -> Response {
@@ -163,26 +168,34 @@ pub fn load_queue(
         (_, QueueFilter::Done) => Filter::Done,
     };
     let post_filter = req.team.is_some() || !req.q.is_empty();
-    let limit = if post_filter { 200 } else { req.limit };
-    let page = us
-        .queue(&store_filter, now, req.cursor.as_ref(), limit)
-        .map_err(WebError::internal)?;
     let counts = us.counts(now).map_err(WebError::internal)?;
     let mut ctx =
         Context::load(us, &state.mattermost_url(), HashMap::new()).map_err(WebError::internal)?;
     let me = ctx.me.user_id.clone();
-    let people: Vec<&str> = page
-        .rows
-        .iter()
-        .flat_map(|r| present::row_people(r, &me))
-        .collect();
-    ctx.want_profiles(us, &people).map_err(WebError::internal)?;
+    if !post_filter {
+        let page = us
+            .queue(&store_filter, now, req.cursor.as_ref(), req.limit)
+            .map_err(WebError::internal)?;
+        let people: Vec<&str> = page
+            .rows
+            .iter()
+            .flat_map(|r| present::row_people(r, &me))
+            .collect();
+        ctx.want_profiles(us, &people).map_err(WebError::internal)?;
+        let items = page
+            .rows
+            .iter()
+            .map(|r| present::summary(r, &ctx))
+            .collect();
+        return Ok((items, page.next.map(|c| c.encode()), counts, ctx));
+    }
+    // A team's other filters and the text filter apply to what a row shows (its title, snippet,
+    // team name), known only once presented: the store's rows are read page by page from the
+    // cursor and filtered until the page is full. The scan is bounded per request; where it
+    // stops, the next cursor continues it, so every match is reachable.
     let q = req.q.to_lowercase();
-    let mut items: Vec<ItemSummary> = page
-        .rows
-        .iter()
-        .map(|r| present::summary(r, &ctx))
-        .filter(|s| match (&req.team, req.filter) {
+    let keep = |s: &ItemSummary| {
+        let in_team = match (&req.team, req.filter) {
             (Some(t), f) => {
                 s.team_id.as_deref() == Some(t.as_str())
                     && match f {
@@ -193,23 +206,51 @@ pub fn load_queue(
                     }
             }
             _ => true,
-        })
-        .filter(|s| {
-            q.is_empty()
+        };
+        in_team
+            && (q.is_empty()
                 || s.title.to_lowercase().contains(&q)
                 || s.snippet.to_lowercase().contains(&q)
                 || s.team_name
                     .as_deref()
-                    .is_some_and(|t| t.to_lowercase().contains(&q))
-        })
-        .collect();
-    let next = if post_filter {
-        items.truncate(req.limit);
-        None
-    } else {
-        page.next.map(|c| c.encode())
+                    .is_some_and(|t| t.to_lowercase().contains(&q)))
     };
-    Ok((items, next, counts, ctx))
+    let mut items: Vec<ItemSummary> = Vec::new();
+    let mut cursor = req.cursor.clone();
+    let mut scanned = 0;
+    loop {
+        let page = us
+            .queue(&store_filter, now, cursor.as_ref(), FILTER_SCAN_PAGE)
+            .map_err(WebError::internal)?;
+        scanned += page.rows.len();
+        let people: Vec<&str> = page
+            .rows
+            .iter()
+            .flat_map(|r| present::row_people(r, &me))
+            .collect();
+        ctx.want_profiles(us, &people).map_err(WebError::internal)?;
+        for r in &page.rows {
+            let s = present::summary(r, &ctx);
+            if keep(&s) {
+                items.push(s);
+                if items.len() == req.limit {
+                    // Full: continue after this row (the store's order is activity, key).
+                    let after = Cursor {
+                        last_activity_at: r.last_activity_at,
+                        key: r.key.to_string(),
+                    };
+                    return Ok((items, Some(after.encode()), counts, ctx));
+                }
+            }
+        }
+        match page.next {
+            None => return Ok((items, None, counts, ctx)),
+            Some(next) if scanned >= FILTER_SCAN_MAX => {
+                return Ok((items, Some(next.encode()), counts, ctx));
+            }
+            Some(next) => cursor = Some(next),
+        }
+    }
 }
 
 /// `GET /` — the queue.
