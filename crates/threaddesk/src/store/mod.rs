@@ -51,6 +51,12 @@ pub const DB_FILE: &str = "threaddesk.db";
 /// Rows deleted per transaction by the purge.
 pub const PURGE_BATCH: usize = 1000;
 
+/// Leaf pages of the search index rewritten per step of the purge's merge (≈ 2 MiB; a few in
+/// tests, so that they take many steps).
+const FTS_MERGE_PAGES: i64 = if cfg!(test) { 2 } else { 500 };
+/// Steps before the merge finishes in one go (a safety bound: 100 k pages ≈ 400 MiB of index).
+const FTS_MERGE_STEPS_MAX: usize = 200;
+
 /// Rows read per step of the purge's walk over a primary key ([`Store::purge_older_than`]).
 const PURGE_SCAN_CHUNK: usize = 5000;
 
@@ -765,16 +771,7 @@ impl Store {
                (SELECT id FROM outbox WHERE state IN ('sent', 'failed') AND created_at < ?1 LIMIT ?2)",
         )?;
         if rep.posts > 0 {
-            // FTS5 keeps deleted rows' terms in its segments until a merge: rewrite the index so
-            // purged words leave the file (secure_delete zeroes the freed pages).
-            self.write(|tx| {
-                exec(
-                    tx.conn,
-                    "INSERT INTO posts_fts (posts_fts) VALUES ('optimize')",
-                    [],
-                )?;
-                Ok(())
-            })?;
+            rep.search_merge_steps = self.fts_merge_fully()?;
         }
         let deleted = rep.posts + rep.threads + rep.items + rep.mentions + rep.outbox + rep.marks;
         if deleted > 0 {
@@ -806,9 +803,44 @@ impl Store {
             mentions = rep.mentions,
             marks = rep.marks,
             outbox = rep.outbox,
+            search_merge_steps = rep.search_merge_steps,
             "store: retention purge"
         );
         Ok(rep)
+    }
+
+    /// FTS5 keeps deleted rows' terms in its segments until a merge: the index is merged into
+    /// one segment so that purged words leave the file (`secure_delete` zeroes the freed
+    /// pages). What `'optimize'` does in one transaction — seconds on a large cache, holding the
+    /// writer (research P-14) — is done in steps of [`FTS_MERGE_PAGES`] leaf pages, one short
+    /// transaction each: a negative `'merge'` treats every segment as input of one merge and
+    /// goes on where the last step stopped; a step that writes nothing (fewer than 2 changes,
+    /// FTS5's own signal) means the index is one segment without deleted entries.
+    /// Returns the steps taken (the last one, which found nothing to do, included).
+    fn fts_merge_fully(&self) -> Result<usize, StoreError> {
+        for step in 1..=FTS_MERGE_STEPS_MAX {
+            let changes = self.write(|tx| {
+                let before = tx.conn.total_changes();
+                exec(
+                    tx.conn,
+                    "INSERT INTO posts_fts (posts_fts, rank) VALUES ('merge', ?1)",
+                    params![-FTS_MERGE_PAGES],
+                )?;
+                Ok(tx.conn.total_changes() - before)
+            })?;
+            if changes < 2 {
+                return Ok(step);
+            }
+        }
+        // Never seen; the rest is merged at once rather than left behind.
+        self.write(|tx| {
+            exec(
+                tx.conn,
+                "INSERT INTO posts_fts (posts_fts) VALUES ('optimize')",
+                [],
+            )?;
+            Ok(FTS_MERGE_STEPS_MAX + 1)
+        })
     }
 
     /// Deletes the rows of `t` older than `cutoff` without an index on their time: walks the

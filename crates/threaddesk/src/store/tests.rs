@@ -750,6 +750,20 @@ fn retention_purge_with_injected_clock() {
         "search rows purged with posts"
     );
     assert_eq!(us.search("words", 200).unwrap().len(), 10);
+    // The search index was merged to the end (in many small steps): nothing is left to merge.
+    let left = f
+        .store
+        .write(|tx| {
+            let before = tx.conn.total_changes();
+            exec(
+                tx.conn,
+                "INSERT INTO posts_fts (posts_fts, rank) VALUES ('merge', -2)",
+                [],
+            )?;
+            Ok(tx.conn.total_changes() - before)
+        })
+        .unwrap();
+    assert!(left < 2, "the index was not fully merged ({left} changes)");
     assert!(us.post(&id('p', 9_000)).unwrap().is_some());
     assert!(
         us.item(&ItemKey::thread(&id('p', 1_000)).unwrap(), 1)
@@ -799,6 +813,88 @@ fn retention_purge_with_injected_clock() {
             "purged text or search terms still on disk"
         );
     }
+}
+
+/// The purge merges the search index in many short steps (not one long 'optimize'), until
+/// no segment holds a purged post's terms: the words leave the index's pages.
+#[test]
+fn purge_merges_the_search_index_in_steps_until_purged_words_are_gone() {
+    let f = fx();
+    let u = uid(1);
+    let day = 86_400_000;
+    let now = 100 * day;
+    let cutoff = now - 14 * day;
+    f.store
+        .write(|tx| {
+            tx.user(&u).upsert_self(&profile(&u), 1)?;
+            tx.upsert_channel(&channel(1, "O", &id('t', 1), now))?;
+            tx.user(&u).upsert_membership(&member(1))
+        })
+        .unwrap();
+    // 40 commits: as many segments (FTS5 merges some on its own), each with 2 posts of 50 to
+    // purge — under FTS5's own 'deletemerge' share (10 %), so no segment is rewritten by
+    // FTS5 itself. The purged posts' terms sort after the kept ones: a merge stopped early
+    // leaves them in its unread input.
+    for c in 0..40_usize {
+        f.store
+            .write(|tx| {
+                for n in 0..50_usize {
+                    let k = c * 50 + n;
+                    let (at, text) = if n < 2 {
+                        (
+                            cutoff - 1 - i64::try_from(k).unwrap(),
+                            format!("zebra{k} old"),
+                        )
+                    } else {
+                        (
+                            cutoff + i64::try_from(k).unwrap(),
+                            format!("aardvark{k} new"),
+                        )
+                    };
+                    tx.upsert_post(&post(10_000 + k, 1, None, at, &text))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    let blocks_before = f
+        .store
+        .read(|c| {
+            Ok(c.query_row("SELECT count(*) FROM posts_fts_data", [], |r| {
+                r.get::<_, i64>(0)
+            })?)
+        })
+        .unwrap();
+    assert!(blocks_before > 0);
+    let rep = f.store.purge_older_than(cutoff).unwrap();
+    assert_eq!(rep.posts, 80);
+    assert!(
+        rep.search_merge_steps > 2,
+        "merged in steps of a few pages ({} steps)",
+        rep.search_merge_steps
+    );
+    // Nothing is left to merge, and the next full merge takes one (empty) step.
+    assert_eq!(f.store.fts_merge_fully().unwrap(), 1);
+    let blocks: Vec<Vec<u8>> = f
+        .store
+        .read(|c| {
+            let mut st = c.prepare("SELECT block FROM posts_fts_data WHERE block IS NOT NULL")?;
+            let rows = st.query_map([], |r| r.get::<_, Vec<u8>>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert!(
+        !blocks.iter().any(|b| b.windows(5).any(|w| w == b"zebra")),
+        "a purged post's terms are still in the search index"
+    );
+    assert!(
+        blocks
+            .iter()
+            .any(|b| b.windows(8).any(|w| w == b"aardvark")),
+        "kept posts' terms are there (else the check above proves nothing)"
+    );
+    let us = f.store.for_user(&u);
+    assert_eq!(us.search("aardvark1052", 10).unwrap().len(), 1);
 }
 
 /// The purge walks threads and items by primary key in chunks (no time index since migration

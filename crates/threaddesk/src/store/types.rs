@@ -270,4 +270,6 @@ pub struct PurgeReport {
     pub mentions: usize,
     pub outbox: usize,
     pub marks: usize,
+    /// Transactions the search index's merge took (0 when no post was purged).
+    pub search_merge_steps: usize,
 }
