@@ -553,14 +553,7 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn has_unread_direct(&self) -> Result<bool, StoreError> {
-        self.read(|c, u| {
-            Ok(c.query_row(
-                "SELECT EXISTS (SELECT 1 FROM items WHERE user_id = ?1 AND team_id = ''
-                   AND is_direct = 1 AND (unread > 0 OR mentions > 0))",
-                params![u],
-                |r| r.get(0),
-            )?)
-        })
+        self.has_unread_without_team(true)
     }
 
     /// Whether any thread item in a DM/GM (no team) shows unread replies or mentions (then a
@@ -569,11 +562,16 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn has_unread_direct_thread(&self) -> Result<bool, StoreError> {
+        self.has_unread_without_team(false)
+    }
+
+    /// Whether an item of no team (a DM/GM when `direct`, else a thread in one) is unread.
+    fn has_unread_without_team(&self, direct: bool) -> Result<bool, StoreError> {
         self.read(|c, u| {
             Ok(c.query_row(
                 "SELECT EXISTS (SELECT 1 FROM items WHERE user_id = ?1 AND team_id = ''
-                   AND is_direct = 0 AND (unread > 0 OR mentions > 0))",
-                params![u],
+                   AND is_direct = ?2 AND (unread > 0 OR mentions > 0))",
+                params![u, direct],
                 |r| r.get(0),
             )?)
         })

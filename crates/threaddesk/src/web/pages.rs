@@ -171,22 +171,11 @@ pub fn load_queue(
     let counts = us.counts(now).map_err(WebError::internal)?;
     let mut ctx =
         Context::load(us, &state.mattermost_url(), HashMap::new()).map_err(WebError::internal)?;
-    let me = ctx.me.user_id.clone();
     if !post_filter {
         let page = us
             .queue(&store_filter, now, req.cursor.as_ref(), req.limit)
             .map_err(WebError::internal)?;
-        let people: Vec<&str> = page
-            .rows
-            .iter()
-            .flat_map(|r| present::row_people(r, &me))
-            .collect();
-        ctx.want_profiles(us, &people).map_err(WebError::internal)?;
-        let items = page
-            .rows
-            .iter()
-            .map(|r| present::summary(r, &ctx))
-            .collect();
+        let items = summaries(us, &mut ctx, &page.rows)?;
         return Ok((items, page.next.map(|c| c.encode()), counts, ctx));
     }
     // A team's other filters and the text filter apply to what a row shows (its title, snippet,
@@ -223,14 +212,7 @@ pub fn load_queue(
             .queue(&store_filter, now, cursor.as_ref(), FILTER_SCAN_PAGE)
             .map_err(WebError::internal)?;
         scanned += page.rows.len();
-        let people: Vec<&str> = page
-            .rows
-            .iter()
-            .flat_map(|r| present::row_people(r, &me))
-            .collect();
-        ctx.want_profiles(us, &people).map_err(WebError::internal)?;
-        for r in &page.rows {
-            let s = present::summary(r, &ctx);
+        for (r, s) in page.rows.iter().zip(summaries(us, &mut ctx, &page.rows)?) {
             if keep(&s) {
                 items.push(s);
                 if items.len() == req.limit {
@@ -251,6 +233,21 @@ pub fn load_queue(
             Some(next) => cursor = Some(next),
         }
     }
+}
+
+/// The rows as the queue shows them (the profiles they name loaded into `ctx` first).
+fn summaries(
+    us: &UserStore<'_>,
+    ctx: &mut Context,
+    rows: &[crate::store::QueueRow],
+) -> Result<Vec<ItemSummary>, WebError> {
+    let me = ctx.me.user_id.clone();
+    let people: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| present::row_people(r, &me))
+        .collect();
+    ctx.want_profiles(us, &people).map_err(WebError::internal)?;
+    Ok(rows.iter().map(|r| present::summary(r, ctx)).collect())
 }
 
 /// `GET /` — the queue.
