@@ -165,8 +165,10 @@ mod tests {
     }
 
     /// Commits are checkpointed by the thread, not only at the writer's backstop: 8 MB written
-    /// in small commits leave a WAL of at most a few MiB (without the thread it would grow to
-    /// the whole 8 MB, the backstop being 64 MiB).
+    /// in small commits leave a WAL smaller than what was written (without the thread it would
+    /// hold all of it, ≈ 8.2 MB of frames, the backstop being 64 MiB). Typically 1–3 MiB; the
+    /// bound leaves room for a machine so loaded that the thread runs late (5.8 MB was seen
+    /// under a load average of 3.4 on 2 cores).
     #[test]
     fn commits_are_checkpointed_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
@@ -207,7 +209,7 @@ mod tests {
             .unwrap();
         assert_eq!(n, 2_000);
         assert!(
-            wal_bytes(&store) < 4 << 20,
+            wal_bytes(&store) < 7 << 20,
             "the WAL grew to {} bytes: commits were not checkpointed in the background",
             wal_bytes(&store)
         );

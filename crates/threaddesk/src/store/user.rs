@@ -1409,14 +1409,21 @@ impl<'t> UserTx<'t> {
     }
 }
 
-/// Item counts per filter at `now`: the per-team counters the triggers keep for items that
-/// are not snoozed (migration 8), plus the snoozed items, which depend on `now`.
+/// The open items of user `?1` whose snooze has expired by `?2` (a range of `items_snoozed`).
+pub(super) const EXPIRED_SNOOZES: &str = "SELECT team_id, mentions, is_direct FROM items
+  WHERE user_id = ?1 AND snoozed_until IS NOT NULL AND snoozed_until <= ?2 AND is_open = 1";
+
+/// Item counts per filter at `now`: the per-team counters the triggers keep (migrations 8
+/// and 13: items that are not snoozed, and the open snoozed ones), corrected by the snoozes
+/// that have expired by `now` — those count as open again. Reads one row per team and the
+/// expired snoozes only (`items_snoozed`), never every item or every snooze.
 pub(super) fn count_items(c: &Connection, u: &str, now: Millis) -> Result<QueueCounts, StoreError> {
     // team → (open, mentions, direct, snoozed, done)
     let mut per_team: BTreeMap<String, [i64; 5]> = BTreeMap::new();
-    for (team, open, mentions, direct, done) in collect(
+    for (team, open, mentions, direct, snoozed, done) in collect(
         c,
-        "SELECT team_id, open_n, mention_n, direct_n, done_n FROM item_counts WHERE user_id = ?1",
+        "SELECT team_id, open_n, mention_n, direct_n, snoozed_n, done_n FROM item_counts
+          WHERE user_id = ?1",
         params![u],
         |r| {
             Ok((
@@ -1425,37 +1432,24 @@ pub(super) fn count_items(c: &Connection, u: &str, now: Millis) -> Result<QueueC
                 r.get(2)?,
                 r.get(3)?,
                 r.get(4)?,
+                r.get(5)?,
             ))
         },
     )? {
-        per_team.insert(team, [open, mentions, direct, 0, done]);
+        per_team.insert(team, [open, mentions, direct, snoozed, done]);
     }
-    for (team, is_open, mentions, direct, until) in collect(
-        c,
-        "SELECT team_id, is_open, mentions, is_direct, snoozed_until FROM items
-          WHERE user_id = ?1 AND snoozed_until IS NOT NULL",
-        params![u],
-        |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, bool>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        },
-    )? {
-        if !is_open {
-            continue; // counted as done by the counters
-        }
+    for (team, mentions, direct) in collect(c, EXPIRED_SNOOZES, params![u, now], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, bool>(2)?,
+        ))
+    })? {
         let e = per_team.entry(team).or_insert([0; 5]);
-        if until <= now {
-            e[0] += 1;
-            e[1] += i64::from(mentions > 0);
-            e[2] += i64::from(direct);
-        } else {
-            e[3] += 1;
-        }
+        e[0] += 1;
+        e[1] += i64::from(mentions > 0);
+        e[2] += i64::from(direct);
+        e[3] -= 1;
     }
     let mut counts = QueueCounts::default();
     for (team, [open, mentions, direct, snoozed, done]) in per_team {
