@@ -366,18 +366,27 @@ fn member_counts(
                     urgent_mention_count, last_viewed_at
              FROM memberships WHERE user_id = ?1 AND channel_id = ?2",
         params![user, channel_id],
-        |r| {
-            Ok(MemberCounts {
-                msg_count: r.get(0)?,
-                msg_count_root: r.get(1)?,
-                mention_count: r.get(2)?,
-                mention_count_root: r.get(3)?,
-                urgent_mention_count: r.get(4)?,
-                last_viewed_at: r.get(5)?,
-            })
-        },
+        |r| member_counts_at(r, 0),
     )
-    .optional()?)
+    .optional()?
+    .flatten())
+}
+
+/// The membership counters in the six columns from `first` on (msg_count, msg_count_root,
+/// mention_count, mention_count_root, urgent_mention_count, last_viewed_at); `None` when the
+/// row has no membership (a NULL `msg_count`, as a LEFT JOIN leaves it).
+fn member_counts_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Option<MemberCounts>> {
+    let Some(msg_count) = r.get::<_, Option<i64>>(first)? else {
+        return Ok(None);
+    };
+    Ok(Some(MemberCounts {
+        msg_count,
+        msg_count_root: r.get(first + 1)?,
+        mention_count: r.get(first + 2)?,
+        mention_count_root: r.get(first + 3)?,
+        urgent_mention_count: r.get(first + 4)?,
+        last_viewed_at: r.get(first + 5)?,
+    }))
 }
 
 /// The inputs of one user's thread item, read in one statement (research P-13: it was five):
@@ -435,17 +444,7 @@ fn refresh_thread_item(conn: &Connection, user: &str, root_id: &str) -> Result<(
                     r.get::<_, bool>(15)?,
                 )),
             };
-            let member = match r.get::<_, Option<i64>>(16)? {
-                None => None,
-                Some(msg_count) => Some(MemberCounts {
-                    msg_count,
-                    msg_count_root: r.get(17)?,
-                    mention_count: r.get(18)?,
-                    mention_count_root: r.get(19)?,
-                    urgent_mention_count: r.get(20)?,
-                    last_viewed_at: r.get(21)?,
-                }),
-            };
+            let member = member_counts_at(r, 16)?;
             Ok((thread, mention, root, member))
         })?;
     let item = if thread.is_none() && mention.is_none() && root.is_none() {
