@@ -981,7 +981,7 @@ function dropAhead(f, { later = false } = {}) {
 // ids gone at once so that they are unique in the page again.
 function discard(box) {
   box.removeAttribute("id");
-  for (const n of $$("[id]", box)) n.removeAttribute("id");
+  for (const n of $$("[id], [data-ahead-id]", box)) { n.removeAttribute("id"); delete n.dataset.aheadId; }
   requestAnimationFrame(() => setTimeout(() => box.remove(), 0));
 }
 function forget(key) {
@@ -1048,7 +1048,7 @@ function prefetchPump() {
 }
 // Lay out ahead the copies of the rows `Enter` (or `j` then `Enter`) would open, each in a
 // `.conv-ahead` box at the end of <main>; the others' boxes are removed. Only while the queue is
-// shown (the ids in a conversation are unique in the page: the boxes go when one is opened).
+// shown (the boxes go when one is opened, and their ids are held as data until then).
 function renderAhead() {
   if (conv || !queue) return;
   const keys = queue.nearby().slice(0, AHEAD);
@@ -1061,6 +1061,9 @@ function renderAhead() {
     box.append(parseFragment(f));
     f.dom = null; // its nodes are in the box now
     if (!$("#conv", box)) continue; // opened the ordinary way (the page load shows the problem)
+    // Ids are unique in the page: a box laid out ahead holds its ids as data until it is shown
+    // (no style rule selects by id, so the layout done now is the one shown).
+    for (const n of $$("[id]", box)) { n.dataset.aheadId = n.id; n.removeAttribute("id"); }
     main.append(box);
     void box.offsetHeight; // style and layout now, while idle, rather than on the key
     f.ahead = box;
@@ -1107,6 +1110,7 @@ function showConversation(f, hash) {
     // Laid out ahead (renderAhead): shown as it is, its box becomes the view.
     if (view) discard(view);
     view = f.ahead;
+    for (const n of $$("[data-ahead-id]", view)) { n.id = n.dataset.aheadId; delete n.dataset.aheadId; }
     view.id = "conv-view";
     view.classList.remove("conv-ahead");
   } else {

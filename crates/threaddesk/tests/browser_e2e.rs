@@ -385,27 +385,29 @@ async fn open_in_place_back_reply_and_plain_address() {
     .await
     .unwrap();
     // When idle, the selected row's conversation is laid out ahead in the page: invisible, no
-    // room taken, not focusable.
+    // room taken, not focusable, its ids held as data (ids stay unique in the page).
     b.wait_for(
-        &format!("document.querySelector('.conv-ahead #conv[data-key=\"{key}\"]')"),
+        &format!("document.querySelector('.conv-ahead [data-ahead-id=\"conv\"][data-key=\"{key}\"]')"),
         WAIT,
     )
     .await
     .unwrap();
     let ahead = b
         .eval(&format!(
-            "(() => {{ const box = document.querySelector('.conv-ahead #conv[data-key=\"{key}\"]').closest('.conv-ahead');
-               const t = box.querySelector('#reply-box'); t.focus();
-               return {{ visible: box.querySelector('#conv-title').checkVisibility({{ visibilityProperty: true }}),
+            "(() => {{ const box = document.querySelector('.conv-ahead [data-ahead-id=\"conv\"][data-key=\"{key}\"]').closest('.conv-ahead');
+               const t = box.querySelector('[data-ahead-id=\"reply-box\"]'); t.focus();
+               const ids = [...document.querySelectorAll('[id]')].map((n) => n.id);
+               return {{ visible: box.querySelector('[data-ahead-id=\"conv-title\"]').checkVisibility({{ visibilityProperty: true }}),
                  height: box.getBoundingClientRect().height, focused: document.activeElement === t,
-                 page: document.body.dataset.page }}; }})()"
+                 page: document.body.dataset.page, conv: document.querySelectorAll('#conv').length,
+                 uniqueIds: new Set(ids).size === ids.length }}; }})()"
         ))
         .await
         .unwrap();
     assert_eq!(
         ahead,
-        serde_json::json!({"visible": false, "height": 0, "focused": false, "page": "queue"}),
-        "a conversation laid out ahead is not seen, takes no room and takes no focus"
+        serde_json::json!({"visible": false, "height": 0, "focused": false, "page": "queue", "conv": 0, "uniqueIds": true}),
+        "a conversation laid out ahead is not seen, takes no room, takes no focus and holds no id"
     );
     b.press("Enter").await.unwrap();
     b.wait_for(
@@ -540,14 +542,15 @@ async fn open_in_place_back_reply_and_plain_address() {
         "the selected row has the focus again"
     );
     // No conversation shown (the queue may already have laid the next ones out ahead, in
-    // invisible `.conv-ahead` boxes, when idle: those are not shown).
+    // invisible `.conv-ahead` boxes, when idle: those hold their ids as data).
     assert_eq!(
         b.eval(
-            "[window.__inPlace, [...document.querySelectorAll('#conv')].filter(c => !c.closest('.conv-ahead')).length]"
+            "[window.__inPlace, document.querySelectorAll('#conv').length, \
+              ((ids) => new Set(ids).size === ids.length)([...document.querySelectorAll('[id]')].map((n) => n.id))]"
         )
         .await
         .unwrap(),
-        serde_json::json!(["same page", 0])
+        serde_json::json!(["same page", 0, true])
     );
 
     // A click on another row opens it in place too; the browser's Back and Forward work.
