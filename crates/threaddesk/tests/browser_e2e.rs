@@ -387,7 +387,9 @@ async fn open_in_place_back_reply_and_plain_address() {
     // When idle, the selected row's conversation is laid out ahead in the page: invisible, no
     // room taken, not focusable, its ids held as data (ids stay unique in the page).
     b.wait_for(
-        &format!("document.querySelector('.conv-ahead [data-ahead-id=\"conv\"][data-key=\"{key}\"]')"),
+        &format!(
+            "document.querySelector('.conv-ahead [data-ahead-id=\"conv\"][data-key=\"{key}\"]')"
+        ),
         WAIT,
     )
     .await

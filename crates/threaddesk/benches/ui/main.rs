@@ -143,7 +143,7 @@ const DIAG_PREP: &str = r"(() => {
   addEventListener('keydown', (e) => {
     out.t0 = e.timeStamp;
     const k = document.querySelector('#queue > li.item.selected')?.dataset.key;
-    out.ahead = !!document.querySelector('.conv-ahead [data-ahead-id="conv"][data-key=' + JSON.stringify(k) + ']');
+    out.ahead = !!document.querySelector('.conv-ahead [data-ahead-id=conv][data-key=' + JSON.stringify(k) + ']');
     out.ready = performance.getEntriesByType('resource').some((x) => x.name.endsWith(encodeURIComponent(k)) && x.responseEnd > 0);
     requestAnimationFrame((ts) => { out.raf = r(ts - out.t0); setTimeout(() => { out.task = r(performance.now() - out.t0); }, 0); });
   }, { capture: true, once: true });
