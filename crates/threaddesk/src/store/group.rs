@@ -136,6 +136,7 @@ impl Store {
             for d in delivers {
                 d(committed.as_ref().err());
             }
+            self.checkpointer.after_commit(&conn);
         }
     }
 }

@@ -353,7 +353,7 @@ impl Store {
         let writer = Arc::new(Mutex::new(writer));
         Ok(Self {
             path: path.to_owned(),
-            checkpointer: checkpoint::Checkpointer::start(path, Arc::clone(&writer))?,
+            checkpointer: checkpoint::Checkpointer::start(path)?,
             writer,
             readers: Mutex::new(Vec::new()),
             group: Mutex::new(group::Queue::default()),
@@ -423,6 +423,7 @@ impl Store {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let r = f(&Tx { conn: &tx })?;
         self.commit(tx)?;
+        self.checkpointer.after_commit(&conn);
         Ok(r)
     }
 
@@ -444,11 +445,13 @@ impl Store {
             Ok(r)
         })();
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.checkpointer.after_commit(&conn);
         r
     }
 
     /// Ends a write transaction: what it queued for its commit ([`flush`]), the commit, then
-    /// a checkpoint soon after ([`checkpoint`]).
+    /// a checkpoint soon after ([`checkpoint`]; the caller then runs
+    /// [`checkpoint::Checkpointer::after_commit`] on the writer it still holds).
     fn commit(&self, tx: rusqlite::Transaction<'_>) -> Result<(), StoreError> {
         flush(&tx)?;
         tx.commit()?;
