@@ -725,11 +725,16 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
     });
     root.classList.toggle("done", !!it.done);
     root.classList.toggle("unread", !!it.unread);
-    const ul = $('[data-action="toggle-unread"] .btn-label', root);
-    if (ul) ul.textContent = it.unread ? ul.dataset.labelUnread : ul.dataset.labelRead;
+    const ub = $('[data-action="toggle-unread"]', root);
+    const ul = $(".btn-label", ub || root);
+    if (ub && ul) {
+      ul.textContent = it.unread ? ul.dataset.labelUnread : ul.dataset.labelRead;
+      ub.setAttribute("formaction", `${itemPath(key)}/${it.unread ? "read" : "unread"}`);
+    }
     const fb = $('[data-action="toggle-follow"]', root);
     if (fb) {
       fb.setAttribute("aria-pressed", String(!!it.following));
+      fb.setAttribute("formaction", `${itemPath(key)}/${it.following ? "unfollow" : "follow"}`);
       const l = $(".btn-label", fb);
       l.textContent = it.following ? l.dataset.labelOn : l.dataset.labelOff;
     }
@@ -929,6 +934,7 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
     }
     const b = e.target.closest(".toolbar [data-action]");
     if (!b || b.tagName === "A") return;
+    e.preventDefault(); // the toolbar is a form for pages without JavaScript
     ({ done: api2.done, snooze: api2.snooze, "toggle-unread": api2.toggleUnread, "toggle-follow": api2.toggleFollow, save: api2.save })[b.dataset.action]?.();
   });
   if (hash === "#reply") api2.reply();

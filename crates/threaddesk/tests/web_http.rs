@@ -612,3 +612,136 @@ async fn text_filter_reaches_old_items_page_by_page() {
     assert_eq!(distinct.len(), 3, "every match found once: {found:?}");
     assert_eq!(found.len(), 3, "no match twice: {found:?}");
 }
+
+async fn item_page(s: &mut Session, key: &str) -> String {
+    let r = s.get(&format!("/items/{key}")).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    r.text().await.unwrap()
+}
+
+async fn item_state(s: &mut Session, key: &str) -> Value {
+    let (status, v) = s.json(&format!("/api/v1/items/{key}")).await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    v["item"].clone()
+}
+
+fn now_ms() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(d.as_millis()).unwrap()
+}
+
+/// The `formaction` of the conversation toolbar's button `data-action="{action}"`.
+fn toolbar_formaction(html: &str, action: &str) -> Option<String> {
+    let at = html.find(&format!("data-action=\"{action}\""))?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
+    let v = tag.split("formaction=\"").nth(1)?;
+    Some(v[..v.find('"')?].to_owned())
+}
+
+/// Without JavaScript, the conversation's toolbar is a form: each button posts its action with
+/// the page's CSRF token and the browser follows the redirect (mark read / unread flips and
+/// the page offers the opposite next; snooze, which needs a time, snoozes for a day; done
+/// goes back to the queue without the item).
+#[tokio::test]
+async fn conversation_toolbar_works_without_javascript() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let csrf = alice.csrf.clone();
+
+    // A DM whose newest message is a reply in a DM thread (the seed has one): mark unread must
+    // target the DM's newest *root* post, as its item counts root posts only (collapsed reply
+    // threads) — from the reply it changed nothing the queue shows.
+    let tok = stack.mm_token("alice").await.unwrap();
+    let mut key = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while key.is_none() && tokio::time::Instant::now() < deadline {
+        let items = alice.wait_items(1).await.unwrap();
+        for it in items.iter().filter(|it| it["kind"] == "direct") {
+            let k = it["key"].as_str().unwrap();
+            let ch = k.trim_start_matches("c_");
+            let (_, list) = stack
+                .mm_get(&format!("/api/v4/channels/{ch}/posts?per_page=1"), &tok)
+                .await
+                .unwrap();
+            let newest = list["order"][0].as_str().unwrap_or_default();
+            if list["posts"][newest]["root_id"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty())
+            {
+                key = Some(k.to_owned());
+                break;
+            }
+        }
+        if key.is_none() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let key = key.expect("the seed has a DM whose newest message is a reply");
+
+    // Read / unread, twice: the button posts the opposite of the item's state each time.
+    for _ in 0..2 {
+        let unread = item_state(&mut alice, &key).await["unread"]
+            .as_bool()
+            .unwrap();
+        let html = item_page(&mut alice, &key).await;
+        let action = toolbar_formaction(&html, "toggle-unread").unwrap();
+        let want = format!("/items/{key}/{}", if unread { "read" } else { "unread" });
+        assert_eq!(action, want);
+        let r = alice.post_form(&action, &[("csrf", &csrf)]).await.unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{action}");
+        assert_eq!(r.headers()["location"], format!("/items/{key}").as_str());
+        // Marking unread goes through Mattermost and comes back as its event.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while item_state(&mut alice, &key).await["unread"] != Value::Bool(!unread) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{action} did not flip the item's unread state"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+    // Without the token nothing happens.
+    let html = item_page(&mut alice, &key).await;
+    let done = toolbar_formaction(&html, "done").unwrap();
+    let r = alice.post_form(&done, &[("csrf", "")]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    assert_eq!(
+        item_state(&mut alice, &key).await["done"],
+        Value::Bool(false)
+    );
+
+    // Snooze: the button carries hours=24.
+    assert!(html.contains("name=\"hours\" value=\"24\""), "{html}");
+    let snooze = toolbar_formaction(&html, "snooze").unwrap();
+    let before = now_ms();
+    let r = alice
+        .post_form(&snooze, &[("csrf", &csrf), ("hours", "24")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    let until = item_state(&mut alice, &key).await["snoozed_until"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        (before + 24 * 3_600_000..=now_ms() + 24 * 3_600_000).contains(&until),
+        "snoozed until {until}, asked at {before}"
+    );
+
+    // Done: back to the queue, which no longer lists the item.
+    let r = alice.post_form(&done, &[("csrf", &csrf)]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    assert_eq!(
+        item_state(&mut alice, &key).await["done"],
+        Value::Bool(true)
+    );
+    let queue = alice.get("/").await.unwrap().text().await.unwrap();
+    assert!(
+        !queue.contains(&format!("data-key=\"{key}\"")),
+        "the item is still in the queue"
+    );
+}

@@ -468,6 +468,22 @@ impl<'s> UserStore<'s> {
         self.read(|c, u| channel_posts(c, u, channel_id, before, limit))
     }
 
+    /// The newest cached root post of a channel (replies belong to their threads: with
+    /// collapsed reply threads a channel's item counts only root posts).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn latest_root_post(&self, channel_id: &str) -> Result<Option<Post>, StoreError> {
+        self.read(|c, u| {
+            let sql = format!(
+                "SELECT {POST_COLUMNS} FROM posts p
+                 WHERE p.channel_id = ?2 AND p.root_id = '' AND p.delete_at = 0 AND {MEMBER_CHECK}
+                 ORDER BY p.create_at DESC, p.post_id DESC LIMIT 1"
+            );
+            Ok(q_row(c, &sql, params![u, channel_id], post_from_row).optional()?)
+        })
+    }
+
     /// Full-text search over cached messages of the user's channels, newest first. Each word
     /// of `query` must appear (words are quoted: no FTS syntax reaches SQLite).
     ///

@@ -211,10 +211,17 @@ pub async fn perform(
                 WebError::BadRequest("this conversation has no cached message to act on".into())
             })
     };
+    // Mark unread "from the latest message": a thread's newest post; a DM/GM's newest root
+    // post (its item counts root posts only, collapsed reply threads: marking a reply unread
+    // there changed nothing the queue shows — the reply's thread is an item of its own).
     let latest_post = || -> Result<String, WebError> {
         let posts = match &item_key {
             ItemKey::Thread(r) => us.thread_posts(r, 1000).map_err(WebError::internal)?,
-            ItemKey::Channel(c) => us.channel_posts(c, None, 1).map_err(WebError::internal)?,
+            ItemKey::Channel(c) => us
+                .latest_root_post(c)
+                .map_err(WebError::internal)?
+                .into_iter()
+                .collect(),
         };
         posts
             .iter()
