@@ -256,6 +256,34 @@ mod tests {
 
     use super::super::{Store, exec};
 
+    /// Table `t` of 4 kB rows, for the tests' writes.
+    fn create_table(store: &Store) {
+        store
+            .write(|tx| {
+                exec(
+                    tx.conn,
+                    "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)",
+                    [],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// One commit: row `k` of table `t`.
+    fn insert_row(store: &Store, k: i64) {
+        store
+            .write(|tx| {
+                exec(
+                    tx.conn,
+                    "INSERT INTO t (k, v) VALUES (?1, zeroblob(4000))",
+                    [k],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
     fn wal_bytes(store: &Store) -> u64 {
         let mut p = store.path().as_os_str().to_owned();
         p.push("-wal");
@@ -271,28 +299,10 @@ mod tests {
     fn commits_are_checkpointed_in_the_background() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        store
-            .write(|tx| {
-                exec(
-                    tx.conn,
-                    "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)",
-                    [],
-                )?;
-                Ok(())
-            })
-            .unwrap();
+        create_table(&store);
         let before = store.checkpointer.runs();
         for k in 0..2_000_i64 {
-            store
-                .write(|tx| {
-                    exec(
-                        tx.conn,
-                        "INSERT INTO t (k, v) VALUES (?1, zeroblob(4000))",
-                        [k],
-                    )?;
-                    Ok(())
-                })
-                .unwrap();
+            insert_row(&store, k);
             if k % 10 == 0 {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
@@ -329,16 +339,7 @@ mod tests {
             .unwrap()
             .pragma_update(None, "wal_autocheckpoint", 0)
             .unwrap();
-        store
-            .write(|tx| {
-                exec(
-                    tx.conn,
-                    "CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB)",
-                    [],
-                )?;
-                Ok(())
-            })
-            .unwrap();
+        create_table(&store);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
             let (store, stop) = (std::sync::Arc::clone(&store), std::sync::Arc::clone(&stop));
@@ -368,16 +369,7 @@ mod tests {
         let mut k = 0_i64;
         while store.checkpointer.restarts() < 3 && Instant::now() < deadline && k < 60_000 {
             k += 1;
-            store
-                .write(|tx| {
-                    exec(
-                        tx.conn,
-                        "INSERT INTO t (k, v) VALUES (?1, zeroblob(4000))",
-                        [k],
-                    )?;
-                    Ok(())
-                })
-                .unwrap();
+            insert_row(&store, k);
         }
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(reader.join().unwrap() > 0);
