@@ -265,6 +265,10 @@ function fillRow(li, it) {
     activity: String(it.last_activity_at || 0), teamId: it.team_id || "", permalink: it.permalink || "",
   });
   $(".item-link", li).href = `/items/${encodeURIComponent(it.key)}`;
+  // What the buttons post without JavaScript (the queue is a form then; see queue.html).
+  for (const [action, path] of [["done", "done"], ["snooze", "snooze"], ["toggle-unread", it.unread ? "read" : "unread"]]) {
+    $(`[data-action="${action}"]`, li)?.setAttribute("formaction", `${itemPath(it.key)}/${path}`);
+  }
   $(".item-title", li).textContent = it.title;
   const team = $(".item-team", li);
   team.textContent = it.team_name || "";
@@ -542,6 +546,7 @@ function createQueue() {
     }
     const b = e.target.closest("button[data-action]");
     if (!b) return;
+    e.preventDefault(); // the queue is a form for pages without JavaScript
     const row = b.closest("li.item");
     select(row, { focus: false });
     if (b.dataset.action === "done") done(row);

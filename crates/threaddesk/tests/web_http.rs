@@ -632,8 +632,8 @@ fn now_ms() -> i64 {
     i64::try_from(d.as_millis()).unwrap()
 }
 
-/// The `formaction` of the conversation toolbar's button `data-action="{action}"`.
-fn toolbar_formaction(html: &str, action: &str) -> Option<String> {
+/// The `formaction` of the first button `data-action="{action}"` in `html`.
+fn button_formaction(html: &str, action: &str) -> Option<String> {
     let at = html.find(&format!("data-action=\"{action}\""))?;
     let tag_start = html[..at].rfind('<')?;
     let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
@@ -687,7 +687,7 @@ async fn conversation_toolbar_works_without_javascript() {
             .as_bool()
             .unwrap();
         let html = item_page(&mut alice, &key).await;
-        let action = toolbar_formaction(&html, "toggle-unread").unwrap();
+        let action = button_formaction(&html, "toggle-unread").unwrap();
         let want = format!("/items/{key}/{}", if unread { "read" } else { "unread" });
         assert_eq!(action, want);
         let r = alice.post_form(&action, &[("csrf", &csrf)]).await.unwrap();
@@ -705,7 +705,7 @@ async fn conversation_toolbar_works_without_javascript() {
     }
     // Without the token nothing happens.
     let html = item_page(&mut alice, &key).await;
-    let done = toolbar_formaction(&html, "done").unwrap();
+    let done = button_formaction(&html, "done").unwrap();
     let r = alice.post_form(&done, &[("csrf", "")]).await.unwrap();
     assert_eq!(r.status().as_u16(), 403);
     assert_eq!(
@@ -715,7 +715,7 @@ async fn conversation_toolbar_works_without_javascript() {
 
     // Snooze: the button carries hours=24.
     assert!(html.contains("name=\"hours\" value=\"24\""), "{html}");
-    let snooze = toolbar_formaction(&html, "snooze").unwrap();
+    let snooze = button_formaction(&html, "snooze").unwrap();
     let before = now_ms();
     let r = alice
         .post_form(&snooze, &[("csrf", &csrf), ("hours", "24")])
@@ -744,4 +744,58 @@ async fn conversation_toolbar_works_without_javascript() {
         !queue.contains(&format!("data-key=\"{key}\"")),
         "the item is still in the queue"
     );
+}
+
+/// Without JavaScript the queue is a form too: a row's buttons post their action with the
+/// CSRF token and `return_to=queue`, and the queue comes back (not the item's page).
+#[tokio::test]
+async fn queue_row_buttons_work_without_javascript() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(2).await.unwrap();
+    let key = items[0]["key"].as_str().unwrap().to_owned();
+    let unread = items[0]["unread"].as_bool().unwrap();
+    let queue = alice.get("/").await.unwrap().text().await.unwrap();
+    assert!(queue.contains("name=\"return_to\" value=\"queue\""));
+    let row_start = queue.find(&format!("data-key=\"{key}\"")).unwrap();
+    let row = &queue[row_start..row_start + queue[row_start..].find("</li>").unwrap()];
+    let toggle = button_formaction(row, "toggle-unread").unwrap();
+    assert_eq!(
+        toggle,
+        format!("/items/{key}/{}", if unread { "read" } else { "unread" })
+    );
+    let csrf = alice.csrf.clone();
+    let r = alice
+        .post_form(&toggle, &[("csrf", &csrf), ("return_to", "queue")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/", "back to the queue");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while item_state(&mut alice, &key).await["unread"] != Value::Bool(!unread) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{toggle} changed nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let done = button_formaction(row, "done").unwrap();
+    let r = alice
+        .post_form(&done, &[("csrf", &csrf), ("return_to", "queue")])
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/");
+    let queue = alice.get("/").await.unwrap().text().await.unwrap();
+    assert!(!queue.contains(&format!("data-key=\"{key}\"")));
+    // Anything else in `return_to` is ignored (no open redirect): the usual address.
+    let other = items[1]["key"].as_str().unwrap().to_owned();
+    let r = alice
+        .post_form(
+            &format!("/items/{other}/read"),
+            &[("csrf", &csrf), ("return_to", "https://evil.example/")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], format!("/items/{other}").as_str());
 }

@@ -824,6 +824,8 @@ pub struct ActionForm {
     emoji: Option<String>,
     /// Snooze for this many hours.
     hours: Option<i64>,
+    /// `queue`: the form is the queue's, whose page comes back after any action.
+    return_to: Option<String>,
 }
 
 /// `POST /items/{key}/{action}` — the same actions as the JSON API, for plain HTML forms (the
@@ -854,7 +856,9 @@ pub async fn act_form(
         on: None,
     };
     super::api::perform(&state, &user.user_id, &key, &action, body).await?;
-    let back = if matches!(action.as_str(), "done" | "snooze") {
+    let back = if form.return_to.as_deref() == Some("queue")
+        || matches!(action.as_str(), "done" | "snooze")
+    {
         "/".to_owned()
     } else {
         format!("/items/{key}")
