@@ -117,6 +117,9 @@ struct Load {
     rate: f64,
     sent: u64,
     matched: usize,
+    /// `reload` frames the streams received during the phase (a stream that lags, or whose
+    /// user resynced, is told to reload instead of getting the frames).
+    reloads: u64,
     p50: f64,
     p99: f64,
     max: f64,
@@ -153,6 +156,13 @@ async fn load_phase(
         Arc::clone(&api),
         Arc::clone(&stop),
     );
+    let reloads = || -> u64 {
+        conns
+            .iter()
+            .map(|c| c.stat.reloads.load(Ordering::Relaxed))
+            .sum()
+    };
+    let reloads0 = reloads();
     let cpu0 = td.cpu_ticks();
     let own0 = harness::cpu_ticks("self");
     let t0 = Instant::now();
@@ -175,6 +185,7 @@ async fn load_phase(
         rate,
         sent,
         matched: lat.len(),
+        reloads: reloads() - reloads0,
         p50: percentile(&lat, 50.0),
         p99: percentile(&lat, 99.0),
         max: percentile(&lat, 100.0),
@@ -259,10 +270,11 @@ async fn run() -> Result<()> {
         }
         for l in &loads {
             eprintln!(
-                "  {} DM/s: sent {} matched {} p50 {:.1} p99 {:.1} max {:.1} ms; API p99 {:.1} ms ({} calls, {} 5xx); CPU ThreadDesk {:.0} % bench {:.0} %; load {}",
+                "  {} DM/s: sent {} matched {} reloads {} p50 {:.1} p99 {:.1} max {:.1} ms; API p99 {:.1} ms ({} calls, {} 5xx); CPU ThreadDesk {:.0} % bench {:.0} %; load {}",
                 l.rate,
                 l.sent,
                 l.matched,
+                l.reloads,
                 l.p50,
                 l.p99,
                 l.max,
@@ -376,14 +388,15 @@ async fn run() -> Result<()> {
                     "{} users, {} DM/s for {secs} s (load avg {})",
                     s.users, l.rate, l.load
                 ),
-                "event → browser p50 / p99 / max, ms (frames matched / sent)",
+                "event → browser p50 / p99 / max, ms (frames matched / sent; `reload` frames)",
                 format!(
-                    "{} / {} / {} ({} / {})",
+                    "{} / {} / {} ({} / {}; {})",
                     fmt_num(l.p50),
                     fmt_num(l.p99),
                     fmt_num(l.max),
                     l.matched,
-                    l.sent
+                    l.sent,
+                    l.reloads
                 ),
                 p9_target,
                 Some(ok),
