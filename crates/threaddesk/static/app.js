@@ -731,8 +731,8 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
     root.classList.toggle("done", !!it.done);
     root.classList.toggle("unread", !!it.unread);
     const ub = $('[data-action="toggle-unread"]', root);
-    const ul = $(".btn-label", ub || root);
-    if (ub && ul) {
+    const ul = ub && $(".btn-label", ub);
+    if (ul) {
       ul.textContent = it.unread ? ul.dataset.labelUnread : ul.dataset.labelRead;
       ub.setAttribute("formaction", `${itemPath(key)}/${it.unread ? "read" : "unread"}`);
     }

@@ -215,18 +215,14 @@ pub async fn perform(
     // post (its item counts root posts only, collapsed reply threads: marking a reply unread
     // there changed nothing the queue shows — the reply's thread is an item of its own).
     let latest_post = || -> Result<String, WebError> {
-        let posts = match &item_key {
-            ItemKey::Thread(r) => us.thread_posts(r, 1000).map_err(WebError::internal)?,
-            ItemKey::Channel(c) => us
-                .latest_root_post(c)
-                .map_err(WebError::internal)?
-                .into_iter()
-                .collect(),
-        };
-        posts
-            .iter()
-            .max_by_key(|p| p.create_at)
-            .map(|p| p.post_id.clone())
+        let latest = match &item_key {
+            // Newest first: the first is the newest.
+            ItemKey::Thread(r) => us.thread_posts(r, 1).map(|p| p.into_iter().next()),
+            ItemKey::Channel(c) => us.latest_root_post(c),
+        }
+        .map_err(WebError::internal)?;
+        latest
+            .map(|p| p.post_id)
             .ok_or_else(|| WebError::BadRequest("this conversation has no cached message".into()))
     };
     let mut actions = Vec::new();
