@@ -14,10 +14,11 @@
 //! copied by the writer, right after its next commit ([`Checkpointer::after_commit`]), with
 //! the writer already held; when the WAL is long, the thread then copies again at once,
 //! without gathering. Under a saturating stream that is about a third of the copying (store
-//! bench P-13), and the writer waits for it — less than it waited before. (It used to be the thread taking the writer's
-//! lock for it, but a writer committing back to back re-takes an unfair lock before a waiting
-//! thread wakes: the thread starved for whole seconds, the WAL grew to the backstop, and from
-//! there every commit checkpointed and `fsync`ed inside the write path — research P-13.)
+//! bench P-13), and the writer waits for it — less than it waited before. (It used to be the
+//! thread taking the writer's lock for it, but a writer committing back to back re-takes an
+//! unfair lock before a waiting thread wakes: the thread starved for whole seconds, the WAL
+//! grew to the backstop, and from there every commit checkpointed and `fsync`ed inside the
+//! write path — research P-13.)
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -123,15 +124,7 @@ impl Checkpointer {
         if !self.shared.catch_up.load(Ordering::Acquire) {
             return;
         }
-        let checkpoint = || -> rusqlite::Result<(i64, i64, i64)> {
-            writer.busy_timeout(CATCH_UP_READER_WAIT)?;
-            let r = writer.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            });
-            writer.busy_timeout(BUSY_TIMEOUT)?;
-            r
-        };
-        match checkpoint() {
+        match checkpoint_waiting(writer, Mode::Restart, CATCH_UP_READER_WAIT) {
             Ok((busy, log, done)) => {
                 tracing::trace!(busy, log, done, "store: checkpoint caught up");
             }
@@ -163,6 +156,35 @@ impl Checkpointer {
     pub(crate) fn restarts(&self) -> u64 {
         lock(&self.shared.state).restarts
     }
+}
+
+/// A checkpoint that may wait (for readers, and for the writer) — unlike the thread's
+/// `PASSIVE` copies.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mode {
+    /// Copies everything, then waits until no reader reads from the WAL, so that the next
+    /// write starts it again from its beginning.
+    Restart,
+    /// As `Restart`, and truncates the WAL file to zero bytes.
+    Truncate,
+}
+
+/// `PRAGMA wal_checkpoint(<mode>)` on `conn`, waiting at most `wait` (instead of the store's
+/// busy timeout, put back afterwards) for the readers and locks it needs: (busy, WAL frames,
+/// frames copied). Whoever calls it holds the store's writer, so the wait stalls every write.
+pub(crate) fn checkpoint_waiting(
+    conn: &Connection,
+    mode: Mode,
+    wait: Duration,
+) -> rusqlite::Result<(i64, i64, i64)> {
+    let sql = match mode {
+        Mode::Restart => "PRAGMA wal_checkpoint(RESTART)",
+        Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
+    conn.busy_timeout(wait)?;
+    let r = conn.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)));
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    r
 }
 
 impl Drop for Checkpointer {
@@ -209,12 +231,9 @@ fn run(conn: &Connection, shared: &Shared) {
         lock(&shared.state).commits = 0;
         // PASSIVE: copies what it can without waiting for readers or the writer; what a
         // reader still needs is copied at a later run.
-        let passive = || {
-            conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-                Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-            })
-        };
-        let log = match passive() {
+        let log = match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        }) {
             Ok((log, done)) => {
                 tracing::trace!(log, done, "store: checkpoint");
                 if log < last_log {

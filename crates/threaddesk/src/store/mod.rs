@@ -788,13 +788,12 @@ impl Store {
             // purge — nothing waits here): with a short busy timeout (the background
             // checkpoint may hold the checkpoint lock for a moment), so that writes do not
             // stall behind the writer lock for the 5 s the checkpoint would otherwise wait.
-            conn.busy_timeout(Duration::from_millis(250))?;
-            let busy = conn
-                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                    r.get::<_, i64>(0)
-                })
-                .unwrap_or(1);
-            conn.busy_timeout(BUSY_TIMEOUT)?;
+            let busy = checkpoint::checkpoint_waiting(
+                &conn,
+                checkpoint::Mode::Truncate,
+                Duration::from_millis(250),
+            )
+            .map_or(1, |(busy, _, _)| busy);
             if busy == 0 {
                 self.wal_truncate_due.store(false, Ordering::Relaxed);
             }
