@@ -9,7 +9,7 @@
 //!
 //! For repeated runs while profiling: `BENCH_CACHE=<dir>` keeps the built cache there and
 //! copies it on later runs instead of building it again; `BENCH_P13_ONLY=1` stops after P-13
-//! (and prints only). P-13 also reports the CPU time per event of the writing thread and of
+//! (and prints only), `BENCH_P14_ONLY=1` runs P-5 and P-14 only (and prints only). P-13 also reports the CPU time per event of the writing thread and of
 //! the checkpoint thread (from `/proc/thread-self/schedstat`: less disturbed by other load on
 //! the machine than the wall-clock rate) and the bytes it wrote per event.
 
@@ -470,58 +470,60 @@ fn main() {
     );
     let p5_base = common::percentile(&warm, 99.0);
 
-    // ---- P-13: events applied in batched transactions while P-5 reads run.
-    eprintln!("store bench: P-13 (5 s)");
-    let stop = Arc::new(AtomicBool::new(false));
-    let bg = p5_background(Arc::clone(&store), reader.clone(), Arc::clone(&stop));
-    let cpu0 = write_path_cpu();
-    let w0 = written();
-    let t = Instant::now();
-    let mut events = 0usize;
-    let batch = 100;
-    let mut next_post = 90_000_000usize;
-    while t.elapsed() < Duration::from_secs(5) {
-        store
-            .write(|tx| {
-                for _ in 0..batch {
-                    // A `posted` reply in a followed thread: post + search row, the follower's
-                    // thread row and item.
-                    let u = next_post % users.max(1);
-                    let ch = (u * 7) % CHANNELS;
-                    let r = u % ROOTS_PER_CHANNEL;
-                    let root = root_id(ch, r);
-                    // Each reply is newer than the last: every event really changes items.
-                    let at = NOW + i64::try_from(next_post - 90_000_000).unwrap_or(0);
-                    tx.upsert_post(&post(next_post, ch, Some(root), at))?;
-                    tx.user(&uid(u))
-                        .upsert_thread(&thread(root, ch, &team_of(ch), at))?;
-                    next_post += 1;
-                }
-                Ok(())
-            })
-            .unwrap();
-        events += batch;
-    }
-    let secs = t.elapsed().as_secs_f64();
-    let cpu1 = write_path_cpu();
-    let wal_per_event = (written() - w0) as f64 / events as f64 / 1024.0;
-    stop.store(true, Ordering::Relaxed);
-    let during = bg.join().unwrap();
-    let rate = events as f64 / secs;
-    let per_event = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e6 / events as f64;
-    let (cpu_w, cpu_c) = (per_event(cpu0.0, cpu1.0), per_event(cpu0.1, cpu1.1));
-    let task13 = format!(
-        "`posted` replies applied in transactions of {batch} (post + search row + thread + item) for 5 s, {users} users' cache, P-5 reads on another thread"
-    );
-    rows.push(common::Row {
-        id: "P-13",
-        task: task13.clone(),
-        metric: "events applied per second".into(),
-        value: format!("{rate:.0}"),
-        target: "≥ 5,000/s",
-        verdict: common::verdict(rate >= 5_000.0),
-    });
-    rows.push(common::Row {
+    let p14_only = std::env::var_os("BENCH_P14_ONLY").is_some();
+    if !p14_only {
+        // ---- P-13: events applied in batched transactions while P-5 reads run.
+        eprintln!("store bench: P-13 (5 s)");
+        let stop = Arc::new(AtomicBool::new(false));
+        let bg = p5_background(Arc::clone(&store), reader.clone(), Arc::clone(&stop));
+        let cpu0 = write_path_cpu();
+        let w0 = written();
+        let t = Instant::now();
+        let mut events = 0usize;
+        let batch = 100;
+        let mut next_post = 90_000_000usize;
+        while t.elapsed() < Duration::from_secs(5) {
+            store
+                .write(|tx| {
+                    for _ in 0..batch {
+                        // A `posted` reply in a followed thread: post + search row, the follower's
+                        // thread row and item.
+                        let u = next_post % users.max(1);
+                        let ch = (u * 7) % CHANNELS;
+                        let r = u % ROOTS_PER_CHANNEL;
+                        let root = root_id(ch, r);
+                        // Each reply is newer than the last: every event really changes items.
+                        let at = NOW + i64::try_from(next_post - 90_000_000).unwrap_or(0);
+                        tx.upsert_post(&post(next_post, ch, Some(root), at))?;
+                        tx.user(&uid(u))
+                            .upsert_thread(&thread(root, ch, &team_of(ch), at))?;
+                        next_post += 1;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            events += batch;
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let cpu1 = write_path_cpu();
+        let wal_per_event = (written() - w0) as f64 / events as f64 / 1024.0;
+        stop.store(true, Ordering::Relaxed);
+        let during = bg.join().unwrap();
+        let rate = events as f64 / secs;
+        let per_event = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e6 / events as f64;
+        let (cpu_w, cpu_c) = (per_event(cpu0.0, cpu1.0), per_event(cpu0.1, cpu1.1));
+        let task13 = format!(
+            "`posted` replies applied in transactions of {batch} (post + search row + thread + item) for 5 s, {users} users' cache, P-5 reads on another thread"
+        );
+        rows.push(common::Row {
+            id: "P-13",
+            task: task13.clone(),
+            metric: "events applied per second".into(),
+            value: format!("{rate:.0}"),
+            target: "≥ 5,000/s",
+            verdict: common::verdict(rate >= 5_000.0),
+        });
+        rows.push(common::Row {
         id: "P-13",
         task: task13.clone(),
         metric: "CPU per event, µs: the writing thread + the checkpoint thread (= events/s one core could apply)".into(),
@@ -532,52 +534,53 @@ fn main() {
         target: "–",
         verdict: "–",
     });
-    rows.push(common::Row {
-        id: "P-13",
-        task: task13.clone(),
-        metric: "written by the writing thread per event (WAL frames), KiB".into(),
-        value: format!("{wal_per_event:.1}"),
-        target: "–",
-        verdict: "–",
-    });
-    let p13 = common::percentile(&during, 99.0);
-    rows.push(common::Row {
-        id: "P-13",
-        task: task13,
-        metric: "P-5 p99 during the writes, ms (baseline)".into(),
-        value: format!("{p13:.2} ({p5_base:.2}; {} reads)", during.len()),
-        target: "±20 % of baseline",
-        verdict: common::verdict(p13 <= p5_base * 1.2),
-    });
+        rows.push(common::Row {
+            id: "P-13",
+            task: task13.clone(),
+            metric: "written by the writing thread per event (WAL frames), KiB".into(),
+            value: format!("{wal_per_event:.1}"),
+            target: "–",
+            verdict: "–",
+        });
+        let p13 = common::percentile(&during, 99.0);
+        rows.push(common::Row {
+            id: "P-13",
+            task: task13,
+            metric: "P-5 p99 during the writes, ms (baseline)".into(),
+            value: format!("{p13:.2} ({p5_base:.2}; {} reads)", during.len()),
+            target: "±20 % of baseline",
+            verdict: common::verdict(p13 <= p5_base * 1.2),
+        });
 
-    if std::env::var_os("BENCH_P13_ONLY").is_some() {
-        println!("{}", common::table(&rows));
-        return;
+        if std::env::var_os("BENCH_P13_ONLY").is_some() {
+            println!("{}", common::table(&rows));
+            return;
+        }
     }
-
-    // ---- P-15: cold start of the binary on the warm cache.
-    let size_before = file_size(dir.path());
-    let cold_warm: Vec<f64> = (0..3)
-        .map(|_| cold_start(&["serve"], Some(dir.path()), "ThreadDesk ready at"))
-        .collect();
-    let cold_task = format!(
-        "`threaddesk serve` start to its ready line, warm cache of {cache_rows} rows ({:.0} MiB) vs an empty data dir",
-        size_before as f64 / 1_048_576.0
-    );
-    let warm_med = common::percentile(&cold_warm, 50.0);
-    let empty_med = common::percentile(&cold_empty, 50.0);
-    rows.push(common::Row {
-        id: "P-15",
-        task: cold_task,
-        metric: "median of 3, ms: warm cache (empty)".into(),
-        value: format!("{warm_med:.0} ({empty_med:.0})"),
-        target: "≤ 2 s; O(1) in the cache size",
-        verdict: common::verdict(warm_med <= 2_000.0 && warm_med <= empty_med * 2.0 + 50.0),
-    });
-    let demo: Vec<f64> = (0..3)
-        .map(|_| cold_start(&["demo", "--port", "0"], None, "ThreadDesk demo ready at"))
-        .collect();
-    rows.push(common::Row {
+    if !p14_only {
+        // ---- P-15: cold start of the binary on the warm cache.
+        let size_before = file_size(dir.path());
+        let cold_warm: Vec<f64> = (0..3)
+            .map(|_| cold_start(&["serve"], Some(dir.path()), "ThreadDesk ready at"))
+            .collect();
+        let cold_task = format!(
+            "`threaddesk serve` start to its ready line, warm cache of {cache_rows} rows ({:.0} MiB) vs an empty data dir",
+            size_before as f64 / 1_048_576.0
+        );
+        let warm_med = common::percentile(&cold_warm, 50.0);
+        let empty_med = common::percentile(&cold_empty, 50.0);
+        rows.push(common::Row {
+            id: "P-15",
+            task: cold_task,
+            metric: "median of 3, ms: warm cache (empty)".into(),
+            value: format!("{warm_med:.0} ({empty_med:.0})"),
+            target: "≤ 2 s; O(1) in the cache size",
+            verdict: common::verdict(warm_med <= 2_000.0 && warm_med <= empty_med * 2.0 + 50.0),
+        });
+        let demo: Vec<f64> = (0..3)
+            .map(|_| cold_start(&["demo", "--port", "0"], None, "ThreadDesk demo ready at"))
+            .collect();
+        rows.push(common::Row {
         id: "P-15",
         task: "`threaddesk demo` start to its ready line (simulator seeded with the `demo` org, ThreadDesk serving; the user's sync starts at sign-in)".into(),
         metric: "median of 3 (min–max), ms".into(),
@@ -590,7 +593,7 @@ fn main() {
         target: "≤ 2 s",
         verdict: common::verdict(common::percentile(&demo, 50.0) <= 2_000.0),
     });
-
+    }
     // ---- P-14: the retention purge of everything older than 14 days, P-5 reads meanwhile.
     eprintln!("store bench: P-14");
     let stop = Arc::new(AtomicBool::new(false));
@@ -622,6 +625,10 @@ fn main() {
         target: "≤ 2× baseline",
         verdict: common::verdict(p14 <= p5_base * 2.0),
     });
+    if p14_only {
+        println!("{}", common::table(&rows));
+        return;
+    }
     drop(store);
 
     // ---- P-5 stress: 100 k items for one user, in a store of its own.

@@ -33,7 +33,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use sha2::{Digest, Sha256};
@@ -59,6 +59,14 @@ const FTS_MERGE_STEPS_MAX: usize = 200;
 
 /// Rows read per step of the purge's walk over a primary key ([`Store::purge_older_than`]).
 const PURGE_SCAN_CHUNK: usize = 5000;
+
+/// The purge is background work: after each of its steps (a write batch, a chunk of a walk,
+/// a merge step) it rests as long as the step took, so that it uses at most about half of a
+/// core and holds the writer at most about half of the time. Running flat out on the 2-core
+/// machine it took the cores from the page reads (research P-14; BENCHMARKS.md has figures).
+fn purge_rest(step: Duration) {
+    std::thread::sleep(step);
+}
 
 /// A table the purge walks by its two-column primary key, with the time compared to the cutoff.
 struct WalkedTable {
@@ -427,6 +435,28 @@ impl Store {
         Ok(r)
     }
 
+    /// One write step of the purge: [`Store::write`], then a rest as long ([`purge_rest`]).
+    fn purge_write<R>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let t = Instant::now();
+        let r = self.write(f);
+        purge_rest(t.elapsed());
+        r
+    }
+
+    /// One read step of the purge (a chunk of a walk), then its rest.
+    fn purge_read<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let t = Instant::now();
+        let r = self.read(f);
+        purge_rest(t.elapsed());
+        r
+    }
+
     /// As [`Store::write`], but with `synchronous=FULL` for this commit (outbox, tokens): the
     /// commit survives power loss.
     ///
@@ -714,7 +744,7 @@ impl Store {
     pub fn purge_older_than(&self, cutoff: Millis) -> Result<PurgeReport, StoreError> {
         let mut rep = PurgeReport::default();
         let batch = i64::try_from(PURGE_BATCH).unwrap_or(1000);
-        self.write(|tx| {
+        self.purge_write(|tx| {
             exec(
                 tx.conn,
                 "UPDATE retention SET cutoff = ?1 WHERE id = 1",
@@ -723,7 +753,7 @@ impl Store {
             Ok(())
         })?;
         loop {
-            let n = self.write(|tx| {
+            let n = self.purge_write(|tx| {
                 let mut st = tx.conn.prepare_cached(
                     "SELECT seq FROM posts WHERE create_at < ?1
                        AND NOT EXISTS (SELECT 1 FROM threads t
@@ -747,7 +777,7 @@ impl Store {
         let batched = |sql: &str| -> Result<usize, StoreError> {
             let mut total = 0;
             loop {
-                let n = self.write(|tx| Ok(exec(tx.conn, sql, params![cutoff, batch])?))?;
+                let n = self.purge_write(|tx| Ok(exec(tx.conn, sql, params![cutoff, batch])?))?;
                 total += n;
                 if n < PURGE_BATCH {
                     return Ok(total);
@@ -821,7 +851,7 @@ impl Store {
     /// Returns the steps taken (the last one, which found nothing to do, included).
     fn fts_merge_fully(&self) -> Result<usize, StoreError> {
         for step in 1..=FTS_MERGE_STEPS_MAX {
-            let changes = self.write(|tx| {
+            let changes = self.purge_write(|tx| {
                 let before = tx.conn.total_changes();
                 exec(
                     tx.conn,
@@ -835,7 +865,7 @@ impl Store {
             }
         }
         // Never seen; the rest is merged at once rather than left behind.
-        self.write(|tx| {
+        self.purge_write(|tx| {
             exec(
                 tx.conn,
                 "INSERT INTO posts_fts (posts_fts) VALUES ('optimize')",
@@ -865,7 +895,7 @@ impl Store {
         let mut expired: Vec<(String, String)> = Vec::new();
         let mut total = 0;
         loop {
-            let rows: Vec<(String, String, bool)> = self.read(|c| {
+            let rows: Vec<(String, String, bool)> = self.purge_read(|c| {
                 let mut st = match &after {
                     None => c.prepare_cached(&first)?,
                     Some(_) => c.prepare_cached(&next)?,
@@ -882,7 +912,7 @@ impl Store {
             expired.extend(rows.into_iter().filter(|r| r.2).map(|r| (r.0, r.1)));
             while expired.len() >= PURGE_BATCH || (end && !expired.is_empty()) {
                 let batch: Vec<_> = expired.drain(..expired.len().min(PURGE_BATCH)).collect();
-                total += self.write(|tx| {
+                total += self.purge_write(|tx| {
                     let mut n = 0;
                     for (a, b) in &batch {
                         n += exec(tx.conn, &delete, params![a, b, cutoff])?;

@@ -962,6 +962,61 @@ fn purge_walk_removes_exactly_the_old_rows_across_chunks_and_users() {
     );
 }
 
+/// The purge is background work: it rests after each step as long as the step took, so it
+/// holds the writer (which the sync engine's writes wait for) at most about half of the
+/// time, and leaves the cores to the page reads. Flat out it held the writer most of the
+/// time (research P-14: the reads' p99 during a purge).
+#[test]
+fn purge_rests_between_steps_and_holds_the_writer_at_most_half_the_time() {
+    let f = fx();
+    let day = 86_400_000;
+    let now = 100 * day;
+    let cutoff = now - 14 * day;
+    let team = id('t', 1);
+    let u = uid(1);
+    let old = 12 * PURGE_BATCH;
+    f.store
+        .write(|tx| {
+            tx.upsert_channel(&channel(1, "O", &team, now))?;
+            let ut = tx.user(&u);
+            ut.upsert_self(&profile(&u), 1)?;
+            ut.upsert_membership(&member(1))?;
+            for n in 0..old {
+                ut.upsert_thread(&thread(10_000 + n, 1, &team, cutoff - 1))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (held, samples) = std::thread::scope(|s| {
+        // Samples whether the writer is held, until the purge returns.
+        let probe = s.spawn(|| {
+            let (mut held, mut samples) = (0u32, 0u32);
+            while !done.load(Ordering::Relaxed) {
+                samples += 1;
+                if matches!(
+                    f.store.writer.try_lock(),
+                    Err(std::sync::TryLockError::WouldBlock)
+                ) {
+                    held += 1;
+                }
+                std::thread::sleep(Duration::from_micros(200));
+            }
+            (held, samples)
+        });
+        let rep = f.store.purge_older_than(cutoff).unwrap();
+        done.store(true, Ordering::Relaxed);
+        assert_eq!((rep.threads, rep.items), (old, old));
+        probe.join().unwrap()
+    });
+    let share = f64::from(held) / f64::from(samples.max(1));
+    assert!(samples >= 100, "only {samples} samples");
+    assert!(
+        share < 0.6,
+        "the purge held the writer in {held} of {samples} samples ({share:.2})"
+    );
+}
+
 #[test]
 fn purge_all_and_tokens_not_in_file() {
     let f = fx();
