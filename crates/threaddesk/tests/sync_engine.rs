@@ -1374,6 +1374,108 @@ async fn every_action_reaches_mattermost() {
     );
 }
 
+/// Mark unread is shown at once, like every other triage action: the store moves the read
+/// point before Mattermost has answered (here it cannot: it is down), so the queue and a
+/// reload show the item unread instead of flipping back to read until the echo arrives. Once
+/// delivered, the echoed counts agree with the server's, for a thread and for a DM.
+#[tokio::test]
+async fn mark_unread_shows_at_once_and_agrees_with_mattermost_after_delivery() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let (engine, store, alice) = (&side.engine, Arc::clone(&side.store), env.alice.clone());
+    let us = || store.for_user(&alice);
+    let c = env.alice_client();
+    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
+    let threads = c
+        .get_user_threads(
+            ME,
+            &team,
+            &UserThreadsQuery {
+                per_page: Some(1),
+                exclude_direct: true,
+                ..UserThreadsQuery::default()
+            },
+        )
+        .await
+        .expect("threads");
+    let root = threads.threads[0].id.clone();
+    let tkey = ItemKey::thread(&root).expect("key");
+    let first = env.driver.reply("bob", &root, "one").expect("reply");
+    let second = env.driver.reply("bob", &root, "two").expect("reply");
+    let dm1 = env.driver.dm("carol", "alice", "first").expect("dm");
+    let dm2 = env.driver.dm("carol", "alice", "second").expect("dm");
+    until(&mut side.rx, "replies and DMs cached", || {
+        [&first, &second, &dm1, &dm2]
+            .iter()
+            .all(|p| us().post(p).ok().flatten().is_some())
+    })
+    .await;
+    let dm_channel = us().post(&dm1).expect("post").expect("dm").channel_id;
+    let dkey = ItemKey::channel(&dm_channel).expect("key");
+    for key in [&tkey, &dkey] {
+        engine
+            .act(&alice, Action::MarkRead { key: key.clone() })
+            .await
+            .expect("read");
+    }
+    until(&mut side.rx, "both read in Mattermost", || {
+        all_sent(&store, &alice)
+    })
+    .await;
+    let unread = |key: &ItemKey| {
+        us().item(key, 5)
+            .expect("item")
+            .expect("present")
+            .row
+            .counts
+            .unread
+    };
+    until(&mut side.rx, "both read here", || {
+        unread(&tkey) == 0 && unread(&dkey) == 0
+    })
+    .await;
+
+    env.running.sim.outage(Duration::from_millis(1500));
+    engine
+        .act(
+            &alice,
+            Action::MarkUnread {
+                key: tkey.clone(),
+                post_id: first.clone(),
+            },
+        )
+        .await
+        .expect("thread unread");
+    engine
+        .act(
+            &alice,
+            Action::MarkUnread {
+                key: dkey.clone(),
+                post_id: dm2.clone(),
+            },
+        )
+        .await
+        .expect("dm unread");
+    // Nothing has reached Mattermost yet.
+    assert!(!all_sent(&store, &alice));
+    assert_eq!(unread(&tkey), 2, "both replies from the first one on");
+    assert_eq!(unread(&dkey), 1, "the second DM");
+
+    until(&mut side.rx, "delivered", || all_sent(&store, &alice)).await;
+    let t = c
+        .get_user_thread(ME, &team, &root, false)
+        .await
+        .expect("thread");
+    assert_eq!(t.unread_replies, 2);
+    let ch = c.get_channel(&dm_channel).await.expect("channel");
+    let member = c.get_channel_member(&dm_channel, ME).await.expect("member");
+    assert_eq!(ch.unread_count(&member, true), 1);
+    // The echo (or nothing) leaves the same counts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(unread(&tkey), t.unread_replies);
+    assert_eq!(unread(&dkey), ch.unread_count(&member, true));
+}
+
 /// T-1 (small): replies typed during an outage are all delivered once it ends, none twice.
 #[tokio::test]
 async fn replies_during_an_outage_are_delivered_once() {

@@ -235,7 +235,11 @@ impl Action {
                 post_id: post_id.clone(),
                 saved: *saved,
             }),
-            Self::Reply { .. } | Self::MarkUnread { .. } | Self::React { .. } => {}
+            Self::MarkUnread { key, post_id } => b.push(Write::MarkedUnread {
+                key: key.clone(),
+                post_id: post_id.clone(),
+            }),
+            Self::Reply { .. } | Self::React { .. } => {}
         }
         b.touch(self.item_key());
         b

@@ -153,6 +153,88 @@ fn marks_row(ut: &UserTx<'_>, user: &str, key: &ItemKey) -> Result<Marks, StoreE
         .unwrap_or_default())
 }
 
+/// [`Write::MarkedUnread`]. Nothing changes when the post is not cached or not in the item
+/// (Mattermost refuses such a request too).
+fn marked_unread(
+    ut: &UserTx<'_>,
+    user: &str,
+    key: &ItemKey,
+    post_id: &str,
+) -> Result<(), StoreError> {
+    let conn = ut.shared().conn;
+    let Some((channel_id, root_id, create_at)) = conn
+        .query_row(
+            "SELECT channel_id, root_id, create_at FROM posts WHERE post_id = ?1",
+            params![post_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            },
+        )
+        .optional()?
+    else {
+        return Ok(());
+    };
+    let read_point = create_at - 1;
+    match key {
+        ItemKey::Thread(root) => {
+            if root_id != *root && post_id != root {
+                return Ok(());
+            }
+            let Some(t) = thread_row(ut, user, root)? else {
+                return Ok(());
+            };
+            let unread: i64 = conn.query_row(
+                "SELECT count(*) FROM posts WHERE root_id = ?1 AND delete_at = 0 AND create_at > ?2",
+                params![root, read_point],
+                |r| r.get(0),
+            )?;
+            ut.set_thread_read(root, read_point, unread, t.unread_mentions)?;
+            // `set_unread` follows the thread first.
+            ut.set_thread_following(root, true)?;
+        }
+        ItemKey::Channel(c) => {
+            if channel_id != *c {
+                return Ok(());
+            }
+            let Some(mut m) = membership_row(ut, user, c)? else {
+                return Ok(());
+            };
+            let Some((total, total_root, after, after_root)) = conn
+                .query_row(
+                    "SELECT ch.total_msg_count, ch.total_msg_count_root,
+                        (SELECT count(*) FROM posts p WHERE p.channel_id = ch.channel_id
+                           AND p.delete_at = 0 AND p.create_at > ?2),
+                        (SELECT count(*) FROM posts p WHERE p.channel_id = ch.channel_id
+                           AND p.delete_at = 0 AND p.create_at > ?2 AND p.root_id = '')
+                 FROM channels ch WHERE ch.channel_id = ?1",
+                    params![c, read_point],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, i64>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    },
+                )
+                .optional()?
+            else {
+                return Ok(());
+            };
+            m.msg_count = (total - after).max(0);
+            m.msg_count_root = (total_root - after_root).max(0);
+            m.last_viewed_at = read_point;
+            m.last_update_at = m.last_update_at.max(super::engine::now_ms());
+            ut.upsert_membership(&m)?;
+        }
+    }
+    Ok(())
+}
+
 /// What a commit changed.
 #[derive(Debug, Default)]
 pub struct Committed {
@@ -255,6 +337,7 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                         )?;
                     }
                 }
+                Write::MarkedUnread { key, post_id } => marked_unread(ut, u, &key, &post_id)?,
                 Write::ThreadsAllRead { team_id, at } => {
                     let tx = ut.shared();
                     let mut st = tx.conn.prepare_cached(

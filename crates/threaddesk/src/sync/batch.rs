@@ -51,6 +51,14 @@ pub enum Write {
         unread_replies: Option<i64>,
         unread_mentions: Option<i64>,
     },
+    /// Our own mark unread from `post_id` on, shown before Mattermost echoes it: the read point
+    /// moves to just before the post (as `set_unread` does) and the unread counts become those
+    /// of the cached posts from it on; the echoed `thread_read_changed` / `post_unread` brings
+    /// the server's counts.
+    MarkedUnread {
+        key: ItemKey,
+        post_id: String,
+    },
     /// Mark-all-read of a team (and of all DM/GM threads): every followed thread read at `at`.
     ThreadsAllRead {
         team_id: String,
