@@ -553,7 +553,8 @@ function createQueue() {
     else if (b.dataset.action === "snooze") snooze(row);
     else if (b.dataset.action === "toggle-unread") toggleUnread(row);
   });
-  $('[data-action="load-more"]')?.addEventListener("click", (e) => loadMore(e.currentTarget));
+  // A link to the next page (for pages without JavaScript): here the rows are appended in place.
+  $('[data-action="load-more"]')?.addEventListener("click", (e) => { e.preventDefault(); loadMore(e.currentTarget); });
 
   // Type-ahead filtering of the visible rows; Enter searches on the server.
   const box = $("#filter-box");

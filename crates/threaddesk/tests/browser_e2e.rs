@@ -310,6 +310,31 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .unwrap();
     assert!(!row_present(&mut b, &key).await, "undo cleared the snooze");
 
+    // "Load more" is a link to the next page (for pages without JavaScript); here it appends
+    // the rows in place: no page load (a value set on the page survives), same address.
+    b.goto(&format!("{}/?limit=2", stack.url)).await.unwrap();
+    b.wait_for(
+        "document.querySelectorAll('#queue > li.item').length === 2",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.eval("window.__notReloaded = true; document.querySelector('[data-action=\"load-more\"]').click()")
+        .await
+        .unwrap();
+    b.wait_for(
+        "document.querySelectorAll('#queue > li.item').length > 2",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.eval("[window.__notReloaded === true, location.search]")
+            .await
+            .unwrap(),
+        serde_json::json!([true, "?limit=2"])
+    );
+
     // `?` shows the shortcuts.
     b.goto(&format!("{}/", stack.url)).await.unwrap();
     b.press("?").await.unwrap();

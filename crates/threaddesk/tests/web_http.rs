@@ -799,3 +799,59 @@ async fn queue_row_buttons_work_without_javascript() {
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], format!("/items/{other}").as_str());
 }
+
+/// Without JavaScript, "Load more" is a link to the next page of the same view (app.js
+/// appends the rows in place instead); following the links reaches every item once, and a
+/// continued page links back to the first.
+#[tokio::test]
+async fn load_more_pages_through_the_queue_without_javascript() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(3).await.unwrap();
+    let all: Vec<String> = items
+        .iter()
+        .map(|i| i["key"].as_str().unwrap().to_owned())
+        .collect();
+    let keys_in = |html: &str| -> Vec<String> {
+        html.match_indices("<li class=\"item")
+            .filter_map(|(at, _)| {
+                let li = &html[at..at + html[at..].find('>').unwrap()];
+                let k = li.split("data-key=\"").nth(1)?;
+                Some(k[..k.find('"')?].to_owned())
+            })
+            .filter(|k| !k.is_empty()) // the row template of app.js
+            .collect()
+    };
+    let mut seen = Vec::new();
+    let mut path = "/?limit=2".to_owned();
+    for page in 0.. {
+        assert!(page <= all.len(), "the links do not end");
+        let r = alice.get(&path).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        let html = r.text().await.unwrap();
+        let keys = keys_in(&html);
+        assert!(keys.len() <= 2, "{path}: {keys:?}");
+        seen.extend(keys);
+        assert_eq!(
+            html.contains(">Back to the first page<"),
+            page > 0,
+            "{path}"
+        );
+        let Some(at) = html.find("data-action=\"load-more\"") else {
+            break;
+        };
+        let a = &html[html[..at].rfind("<a ").unwrap()..at];
+        let href = a.split("href=\"").nth(1).unwrap();
+        path = href[..href.find('"').unwrap()]
+            .replace("&#38;", "&")
+            .replace("&amp;", "&");
+        assert!(
+            path.starts_with("/?cursor=") && path.ends_with("&limit=2"),
+            "{path}"
+        );
+    }
+    assert_eq!(seen, all, "every item once, in queue order");
+    // A malformed cursor is a clear 400, not an empty page.
+    let r = alice.get("/?cursor=not-a-cursor").await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+}

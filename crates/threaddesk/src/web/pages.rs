@@ -269,6 +269,8 @@ pub async fn queue(
         items,
         counts: counts_view(&counts),
         next_cursor,
+        limit: (req.limit != PAGE_SIZE).then_some(req.limit),
+        paged: req.cursor.is_some(),
     };
     Ok(render(&page))
 }

@@ -565,6 +565,10 @@ pub struct QueuePage {
     pub counts: Counts,
     /// Cursor for the next page (`/api/v1/items?cursor=`), if more items exist.
     pub next_cursor: Option<String>,
+    /// Rows per page when the address asked for another number than the default (`?limit=`).
+    pub limit: Option<usize>,
+    /// This page continues the queue (`?cursor=`): it links back to the first page.
+    pub paged: bool,
 }
 
 /// A filter link in the sidebar.
@@ -602,6 +606,24 @@ impl QueuePage {
         } else {
             format!("/?{}", params.join("&"))
         }
+    }
+
+    /// "Load more" as a link: the next page without JavaScript (app.js appends the rows in
+    /// place instead).
+    pub fn more_href(&self) -> Option<String> {
+        let cursor = self.next_cursor.as_deref()?;
+        let base = Self::url(self.filter, self.team.as_deref(), &self.q);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let mut href = format!("{base}{sep}cursor={}", url_encode(cursor));
+        if let Some(n) = self.limit {
+            href.push_str(&format!("&limit={n}"));
+        }
+        Some(href)
+    }
+
+    /// The first page of the same view (shown on a page that continues the queue).
+    pub fn first_page_href(&self) -> String {
+        Self::url(self.filter, self.team.as_deref(), &self.q)
     }
 
     pub fn filter_tabs(&self) -> Vec<FilterTab> {

@@ -145,6 +145,8 @@ pub(crate) fn queue_page() -> QueuePage {
             done: 12,
         },
         next_cursor: None,
+        limit: None,
+        paged: false,
     }
 }
 
