@@ -347,6 +347,35 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         "no JavaScript dialog opened: {:?}",
         b.dialogs()
     );
+
+    // With the page's scripts disabled, the item page's toolbar is a form whose snooze
+    // durations (the dialog's job with JavaScript) are buttons inside <noscript>, shown.
+    let key = b
+        .eval("document.querySelector('#queue > li.item').dataset.key")
+        .await
+        .unwrap();
+    let key = key.as_str().unwrap().to_owned();
+    b.call(
+        "Emulation.setScriptExecutionDisabled",
+        serde_json::json!({ "value": true }),
+    )
+    .await
+    .unwrap();
+    b.goto(&format!("{}/items/{key}", stack.url)).await.unwrap();
+    let shown = b
+        .eval(
+            "[...document.querySelectorAll('.toolbar button[name=hours]')]\
+             .map(x => [x.value, x.getBoundingClientRect().width > 0])",
+        )
+        .await
+        .unwrap();
+    b.screenshot(&shots.join("item-without-javascript.png"))
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        serde_json::json!([["24", true], ["3", true], ["168", true]])
+    );
 }
 
 /// Opening an item from the queue paints the conversation without a page load (P-6): the

@@ -730,6 +730,23 @@ async fn conversation_toolbar_works_without_javascript() {
         (before + 24 * 3_600_000..=now_ms() + 24 * 3_600_000).contains(&until),
         "snoozed until {until}, asked at {before}"
     );
+    // Other durations are buttons inside <noscript> (no dialog without JavaScript).
+    let html = item_page(&mut alice, &key).await;
+    let ns = &html[html.find("<noscript>").unwrap()..html.find("</noscript>").unwrap()];
+    assert!(ns.contains("name=\"hours\" value=\"168\""), "{ns}");
+    let before = now_ms();
+    let r = alice
+        .post_form(&snooze, &[("csrf", &csrf), ("hours", "168")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    let until = item_state(&mut alice, &key).await["snoozed_until"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        (before + 168 * 3_600_000..=now_ms() + 168 * 3_600_000).contains(&until),
+        "snoozed until {until}, asked at {before}"
+    );
 
     // Done: back to the queue, which no longer lists the item.
     let r = alice.post_form(&done, &[("csrf", &csrf)]).await.unwrap();
