@@ -285,19 +285,7 @@ async fn live_events_update_the_store() {
     let store = &side.store;
     let alice = &env.alice;
     let c = env.alice_client();
-    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
-    let threads = c
-        .get_user_threads(
-            ME,
-            &team,
-            &UserThreadsQuery {
-                per_page: Some(5),
-                exclude_direct: true,
-                ..UserThreadsQuery::default()
-            },
-        )
-        .await
-        .expect("threads");
+    let (team, threads) = team_threads(&c, 5).await;
     let thread = threads.threads.first().expect("a followed thread").clone();
     let root = thread.id.clone();
     let channel = thread.post.as_ref().expect("root").channel_id.clone();
@@ -456,19 +444,7 @@ async fn reconnect_case(lose_buffer: bool) {
     let env = env().await;
     let mut side = env.side().await;
     let c = env.alice_client();
-    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
-    let threads = c
-        .get_user_threads(
-            ME,
-            &team,
-            &UserThreadsQuery {
-                per_page: Some(3),
-                exclude_direct: true,
-                ..UserThreadsQuery::default()
-            },
-        )
-        .await
-        .expect("threads");
+    let (_, threads) = team_threads(&c, 3).await;
     let root = threads.threads[0].id.clone();
     let channel = threads.threads[0]
         .post
@@ -546,19 +522,7 @@ async fn actions_reach_mattermost_and_marks_survive_a_new_store() {
     let env = env().await;
     let mut side = env.side().await;
     let c = env.alice_client();
-    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
-    let threads = c
-        .get_user_threads(
-            ME,
-            &team,
-            &UserThreadsQuery {
-                per_page: Some(3),
-                exclude_direct: true,
-                ..UserThreadsQuery::default()
-            },
-        )
-        .await
-        .expect("threads");
+    let (_, threads) = team_threads(&c, 3).await;
     let t = &threads.threads[0];
     let key = ItemKey::thread(&t.id).expect("key");
     let channel = t.post.as_ref().expect("root").channel_id.clone();
@@ -667,19 +631,7 @@ async fn reply_with_lost_response_is_reconciled_not_duplicated() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(Store::open(dir.path()).expect("store"));
     let c = env.alice_client();
-    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
-    let threads = c
-        .get_user_threads(
-            ME,
-            &team,
-            &UserThreadsQuery {
-                per_page: Some(1),
-                exclude_direct: true,
-                ..UserThreadsQuery::default()
-            },
-        )
-        .await
-        .expect("threads");
+    let (_, threads) = team_threads(&c, 1).await;
     let root = threads.threads[0].clone();
     let channel_id = root.post.as_ref().expect("root").channel_id.clone();
 
@@ -1208,6 +1160,25 @@ async fn initial_sync_survives_errors_and_rate_limits() {
     );
 }
 
+/// Alice's first team and the `n` newest followed threads of it that are not DM/GM threads,
+/// as Mattermost lists them.
+async fn team_threads(c: &Client, n: u32) -> (String, mattermost::models::Threads) {
+    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
+    let threads = c
+        .get_user_threads(
+            ME,
+            &team,
+            &UserThreadsQuery {
+                per_page: Some(n),
+                exclude_direct: true,
+                ..UserThreadsQuery::default()
+            },
+        )
+        .await
+        .expect("threads");
+    (team, threads)
+}
+
 fn all_sent(store: &Store, user: &UserId) -> bool {
     store.for_user(user).outbox_rows(None).is_ok_and(|rows| {
         rows.iter()
@@ -1222,19 +1193,7 @@ async fn every_action_reaches_mattermost() {
     let mut side = env.side().await;
     let (engine, store, alice) = (&side.engine, Arc::clone(&side.store), env.alice.clone());
     let c = env.alice_client();
-    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
-    let threads = c
-        .get_user_threads(
-            ME,
-            &team,
-            &UserThreadsQuery {
-                per_page: Some(1),
-                exclude_direct: true,
-                ..UserThreadsQuery::default()
-            },
-        )
-        .await
-        .expect("threads");
+    let (team, threads) = team_threads(&c, 1).await;
     let root = threads.threads[0].id.clone();
     let tkey = ItemKey::thread(&root).expect("key");
     let reply = env.driver.reply("bob", &root, "news").expect("reply");
@@ -1385,19 +1344,7 @@ async fn mark_unread_shows_at_once_and_agrees_with_mattermost_after_delivery() {
     let (engine, store, alice) = (&side.engine, Arc::clone(&side.store), env.alice.clone());
     let us = || store.for_user(&alice);
     let c = env.alice_client();
-    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
-    let threads = c
-        .get_user_threads(
-            ME,
-            &team,
-            &UserThreadsQuery {
-                per_page: Some(1),
-                exclude_direct: true,
-                ..UserThreadsQuery::default()
-            },
-        )
-        .await
-        .expect("threads");
+    let (team, threads) = team_threads(&c, 1).await;
     let root = threads.threads[0].id.clone();
     let tkey = ItemKey::thread(&root).expect("key");
     let first = env.driver.reply("bob", &root, "one").expect("reply");
@@ -1482,19 +1429,7 @@ async fn replies_during_an_outage_are_delivered_once() {
     let env = env().await;
     let mut side = env.side().await;
     let c = env.alice_client();
-    let team = c.get_teams_for_user(ME).await.expect("teams")[0].id.clone();
-    let threads = c
-        .get_user_threads(
-            ME,
-            &team,
-            &UserThreadsQuery {
-                per_page: Some(1),
-                exclude_direct: true,
-                ..UserThreadsQuery::default()
-            },
-        )
-        .await
-        .expect("threads");
+    let (_, threads) = team_threads(&c, 1).await;
     let root = threads.threads[0].clone();
     let channel_id = root.post.as_ref().expect("root").channel_id.clone();
     env.running.sim.outage(Duration::from_millis(2500));

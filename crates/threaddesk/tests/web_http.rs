@@ -723,13 +723,7 @@ async fn conversation_toolbar_works_without_javascript() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], "/");
-    let until = item_state(&mut alice, &key).await["snoozed_until"]
-        .as_i64()
-        .unwrap();
-    assert!(
-        (before + 24 * 3_600_000..=now_ms() + 24 * 3_600_000).contains(&until),
-        "snoozed until {until}, asked at {before}"
-    );
+    assert_snoozed_for(&mut alice, &key, before, 24).await;
     // Other durations are buttons inside <noscript> (no dialog without JavaScript).
     let html = item_page(&mut alice, &key).await;
     let ns = &html[html.find("<noscript>").unwrap()..html.find("</noscript>").unwrap()];
@@ -740,13 +734,7 @@ async fn conversation_toolbar_works_without_javascript() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 303);
-    let until = item_state(&mut alice, &key).await["snoozed_until"]
-        .as_i64()
-        .unwrap();
-    assert!(
-        (before + 168 * 3_600_000..=now_ms() + 168 * 3_600_000).contains(&until),
-        "snoozed until {until}, asked at {before}"
-    );
+    assert_snoozed_for(&mut alice, &key, before, 168).await;
 
     // Done: back to the queue, which no longer lists the item.
     let r = alice.post_form(&done, &[("csrf", &csrf)]).await.unwrap();
@@ -760,6 +748,18 @@ async fn conversation_toolbar_works_without_javascript() {
     assert!(
         !queue.contains(&format!("data-key=\"{key}\"")),
         "the item is still in the queue"
+    );
+}
+
+/// The item is snoozed for `hours` from a moment between `asked_at` and now.
+async fn assert_snoozed_for(user: &mut Session, key: &str, asked_at: i64, hours: i64) {
+    let until = item_state(user, key).await["snoozed_until"]
+        .as_i64()
+        .unwrap();
+    let d = hours * 3_600_000;
+    assert!(
+        (asked_at + d..=now_ms() + d).contains(&until),
+        "snoozed until {until}, asked at {asked_at} for {hours} h"
     );
 }
 

@@ -191,7 +191,10 @@ impl Action {
 
     /// The store change shown at once (confirmed later by the echoed event).
     fn optimistic(&self, now: Millis) -> Batch {
-        let mut b = Batch::default();
+        let mut b = Batch {
+            local: true,
+            ..Batch::default()
+        };
         match self {
             Self::MarkRead {
                 key: ItemKey::Thread(root),

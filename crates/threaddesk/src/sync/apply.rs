@@ -235,6 +235,82 @@ fn marked_unread(
     Ok(())
 }
 
+/// The outbox kind of the user's action that sets the state `w` writes, and its item.
+fn action_state(w: &Write) -> Option<(&'static str, Option<ItemKey>)> {
+    Some(match w {
+        Write::MarkSet { key, kind, .. } => (
+            match kind {
+                MarkKind::Done => "done",
+                MarkKind::Snooze => "snooze",
+            },
+            Some(key.clone()),
+        ),
+        Write::ThreadRead { root_id, .. } => ("read", ItemKey::thread(root_id)),
+        Write::ChannelViewed { channel_id, .. } | Write::MemberReadCounts { channel_id, .. } => {
+            ("read", ItemKey::channel(channel_id))
+        }
+        Write::Follow { root_id, .. } => ("follow", ItemKey::thread(root_id)),
+        _ => return None,
+    })
+}
+
+/// Whether `w`, from Mattermost, is about a state the user has changed since, in an action
+/// not delivered yet (queued or in flight): it is then older than the user's intent — e.g. the
+/// echo of a snooze arriving after the user snoozed again, which showed the first duration
+/// for a moment — and is skipped. The delivery's own echo brings the server's state; a change
+/// made on another device meanwhile is overwritten by the delivery anyway (last writer wins
+/// in Mattermost), and anything else is corrected by the next resync's full read.
+fn yields_to_pending_action(ut: &UserTx<'_>, user: &str, w: &Write) -> Result<bool, StoreError> {
+    let Some((kind, Some(key))) = action_state(w) else {
+        return Ok(false);
+    };
+    pending_action(ut, user, &key, kind)
+}
+
+fn pending_action(
+    ut: &UserTx<'_>,
+    user: &str,
+    key: &ItemKey,
+    kind: &str,
+) -> Result<bool, StoreError> {
+    let mut st = ut.shared().conn.prepare_cached(
+        "SELECT 1 FROM outbox WHERE user_id = ?1 AND state IN ('queued', 'inflight')
+           AND item_key = ?2 AND kind = ?3 LIMIT 1",
+    )?;
+    Ok(st.exists(params![user, key.to_string(), kind])?)
+}
+
+/// A full read of the marks keeps, for items with an undelivered done / snooze action, the
+/// stored (the user's newer) value of that mark.
+fn keep_pending_marks(
+    ut: &UserTx<'_>,
+    user: &str,
+    map: &mut BTreeMap<ItemKey, Marks>,
+) -> Result<(), StoreError> {
+    let pending: Vec<(String, String)> = {
+        let mut st = ut.shared().conn.prepare_cached(
+            "SELECT DISTINCT item_key, kind FROM outbox WHERE user_id = ?1
+               AND state IN ('queued', 'inflight') AND kind IN ('done', 'snooze')",
+        )?;
+        st.query_map(params![user], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?
+    };
+    for (key, kind) in pending {
+        let Ok(key) = ItemKey::parse(&key) else {
+            continue;
+        };
+        let stored = marks_row(ut, user, &key)?;
+        let m = map.entry(key).or_default();
+        if kind == "done" {
+            m.done_at = stored.done_at;
+        } else {
+            m.snoozed_until = stored.snoozed_until;
+        }
+    }
+    map.retain(|_, m| *m != Marks::default());
+    Ok(())
+}
+
 /// What a commit changed.
 #[derive(Debug, Default)]
 pub struct Committed {
@@ -265,7 +341,11 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                 out.keys.push(k);
             }
         };
+        let local = batch.local;
         for w in batch.writes {
+            if !local && yields_to_pending_action(ut, u, &w)? {
+                continue;
+            }
             match w {
                 Write::SelfProfile(p) => ut.upsert_self(&p, super::engine::now_ms())?,
                 Write::Profiles(ps) => ut.shared().upsert_profiles(&ps)?,
@@ -452,7 +532,10 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                 }
                 Write::Marks { marks, replace_all } => {
                     if replace_all {
-                        let map: BTreeMap<ItemKey, Marks> = marks.into_iter().collect();
+                        let mut map: BTreeMap<ItemKey, Marks> = marks.into_iter().collect();
+                        if !local {
+                            keep_pending_marks(ut, u, &mut map)?;
+                        }
                         ut.replace_marks(&map)?;
                     } else {
                         for (k, m) in &marks {
@@ -773,6 +856,72 @@ mod tests {
             store.for_user(&user).memberships().unwrap()[0].last_viewed_at,
             300
         );
+    }
+
+    /// What Mattermost says about a state the user changed since, in an action not delivered
+    /// yet, is older than that action and yields: the echo of a first snooze arriving after a
+    /// second one (the first duration showed for a moment), and a full read of the marks
+    /// meanwhile. Once the action is delivered, Mattermost's word counts again.
+    #[test]
+    fn remote_marks_yield_to_an_undelivered_action_of_the_user() {
+        let (_dir, store, user) = setup();
+        let key = ItemKey::channel(DM).unwrap();
+        let us = store.for_user(&user);
+        let snooze = |at: i64, local: bool| {
+            let mut b = Batch {
+                local,
+                ..Batch::default()
+            };
+            b.push(Write::MarkSet {
+                key: key.clone(),
+                kind: MarkKind::Snooze,
+                at: Some(at),
+            });
+            commit(&store, &user, b).unwrap();
+        };
+        let snoozed = || store.for_user(&user).marks().unwrap()[&key].snoozed_until;
+        let id = us
+            .outbox_enqueue(
+                &crate::store::NewOutbox {
+                    kind: "snooze".into(),
+                    item_key: key.clone(),
+                    payload: crate::store::JsonText::new(String::from("{}")),
+                    pending_post_id: String::new(),
+                    marker: String::new(),
+                    coalesce: true,
+                },
+                1,
+            )
+            .unwrap();
+        snooze(2_000, true); // the user's second snooze, shown at once
+        snooze(1_000, false); // the echo of the first
+        assert_eq!(snoozed(), Some(2_000));
+        // A full read of the marks (a resync) keeps it too, and drops what is not pending.
+        let mut b = Batch::default();
+        b.push(Write::Marks {
+            marks: vec![(
+                key.clone(),
+                Marks {
+                    done_at: Some(7),
+                    snoozed_until: Some(1_000),
+                },
+            )],
+            replace_all: true,
+        });
+        commit(&store, &user, b).unwrap();
+        let m = store.for_user(&user).marks().unwrap()[&key];
+        assert_eq!((m.done_at, m.snoozed_until), (Some(7), Some(2_000)));
+        // In flight: still the user's.
+        assert_eq!(
+            us.outbox_claim_next(i64::MAX / 4).unwrap().map(|r| r.id),
+            Some(id)
+        );
+        snooze(1_500, false);
+        assert_eq!(snoozed(), Some(2_000));
+        // Delivered: Mattermost's word counts again.
+        us.outbox_mark_sent(id, None).unwrap();
+        snooze(3_000, false);
+        assert_eq!(snoozed(), Some(3_000));
     }
 
     /// A mark set on another device, then cleared; the full replace at sync drops stale marks.

@@ -147,6 +147,10 @@ pub enum Write {
 pub struct Batch {
     pub writes: Vec<Write>,
     pub keys: Vec<ItemKey>,
+    /// The user's own action shown at once ([`super::actions`]); otherwise what Mattermost
+    /// said (an event, a sync read), which yields to an undelivered action of the user about
+    /// the same state ([`super::apply::commit`]).
+    pub local: bool,
 }
 
 impl Batch {
