@@ -254,34 +254,79 @@ fn action_state(w: &Write) -> Option<(&'static str, Option<ItemKey>)> {
     })
 }
 
-/// Whether `w`, from Mattermost, is about a state the user has changed since, in an action
-/// not delivered yet (queued or in flight): it is then older than the user's intent — e.g. the
+/// Whether `w`, from Mattermost, contradicts what the user has asked since, in an action not
+/// delivered yet (queued or in flight): it is then older than the user's intent — e.g. the
 /// echo of a snooze arriving after the user snoozed again, which showed the first duration
-/// for a moment — and is skipped. The delivery's own echo brings the server's state; a change
-/// made on another device meanwhile is overwritten by the delivery anyway (last writer wins
-/// in Mattermost), and anything else is corrected by the next resync's full read.
+/// for a moment — and is skipped. What agrees with the intent applies (the action's own echo
+/// brings the server's exact counts). A change made on another device meanwhile is
+/// overwritten by the delivery anyway (last writer wins in Mattermost); anything else is
+/// corrected by the next resync's full read.
 fn yields_to_pending_action(ut: &UserTx<'_>, user: &str, w: &Write) -> Result<bool, StoreError> {
     let Some((kind, Some(key))) = action_state(w) else {
         return Ok(false);
     };
-    pending_action(ut, user, &key, kind)
+    let Some(action) = pending_action(ut, user, &key, kind)? else {
+        return Ok(false);
+    };
+    Ok(contradicts(w, &action))
 }
 
+/// The newest undelivered action of `kind` on `key`, if any.
 fn pending_action(
     ut: &UserTx<'_>,
     user: &str,
     key: &ItemKey,
     kind: &str,
-) -> Result<bool, StoreError> {
+) -> Result<Option<super::Action>, StoreError> {
     let mut st = ut.shared().conn.prepare_cached(
-        "SELECT 1 FROM outbox WHERE user_id = ?1 AND state IN ('queued', 'inflight')
-           AND item_key = ?2 AND kind = ?3 LIMIT 1",
+        "SELECT payload FROM outbox WHERE user_id = ?1 AND state IN ('queued', 'inflight')
+           AND item_key = ?2 AND kind = ?3 ORDER BY id DESC LIMIT 1",
     )?;
-    Ok(st.exists(params![user, key.to_string(), kind])?)
+    let payload: Option<String> = st
+        .query_row(params![user, key.to_string(), kind], |r| r.get(0))
+        .optional()?;
+    Ok(payload.and_then(|p| serde_json::from_str(&p).ok()))
+}
+
+/// Whether the state `w` writes is not the one `action` asks for.
+fn contradicts(w: &Write, action: &super::Action) -> bool {
+    use super::Action as A;
+    match (w, action) {
+        (
+            Write::MarkSet {
+                kind: MarkKind::Done,
+                at,
+                ..
+            },
+            A::Done { at: want, .. },
+        ) => *at != Some(*want),
+        (
+            Write::MarkSet {
+                kind: MarkKind::Snooze,
+                at,
+                ..
+            },
+            A::Snooze { until, .. },
+        ) => *at != Some(*until),
+        (Write::MarkSet { at, .. }, A::UndoDone { .. } | A::Unsnooze { .. }) => at.is_some(),
+        // Read state: an echo says read or unread when it has counts; a view says read, a
+        // `post_unread` unread.
+        (Write::ThreadRead { unread_replies, .. }, A::MarkRead { .. }) => {
+            unread_replies.is_some_and(|n| n > 0)
+        }
+        (Write::ThreadRead { unread_replies, .. }, A::MarkUnread { .. }) => {
+            *unread_replies == Some(0)
+        }
+        (Write::ChannelViewed { .. }, A::MarkUnread { .. })
+        | (Write::MemberReadCounts { .. }, A::MarkRead { .. }) => true,
+        (Write::Follow { following, .. }, A::Follow { .. }) => !following,
+        (Write::Follow { following, .. }, A::Unfollow { .. }) => *following,
+        _ => false,
+    }
 }
 
 /// A full read of the marks keeps, for items with an undelivered done / snooze action, the
-/// stored (the user's newer) value of that mark.
+/// stored value of that mark (the user's newer intent, shown since the action).
 fn keep_pending_marks(
     ut: &UserTx<'_>,
     user: &str,
@@ -858,10 +903,45 @@ mod tests {
         );
     }
 
-    /// What Mattermost says about a state the user changed since, in an action not delivered
-    /// yet, is older than that action and yields: the echo of a first snooze arriving after a
-    /// second one (the first duration showed for a moment), and a full read of the marks
-    /// meanwhile. Once the action is delivered, Mattermost's word counts again.
+    fn enqueue(store: &Store, user: &UserId, action: &crate::sync::Action) -> i64 {
+        let key = action_key(action);
+        store
+            .for_user(user)
+            .outbox_enqueue(
+                &crate::store::NewOutbox {
+                    kind: action_kind(action).into(),
+                    item_key: key,
+                    payload: crate::store::JsonText::new(serde_json::to_string(action).unwrap()),
+                    pending_post_id: String::new(),
+                    marker: String::new(),
+                    coalesce: true,
+                },
+                1,
+            )
+            .unwrap()
+    }
+
+    fn action_key(a: &crate::sync::Action) -> ItemKey {
+        use crate::sync::Action as A;
+        match a {
+            A::Snooze { key, .. } | A::MarkUnread { key, .. } => key.clone(),
+            _ => unreachable!("not used here"),
+        }
+    }
+
+    fn action_kind(a: &crate::sync::Action) -> &'static str {
+        use crate::sync::Action as A;
+        match a {
+            A::Snooze { .. } => "snooze",
+            A::MarkUnread { .. } => "read",
+            _ => unreachable!("not used here"),
+        }
+    }
+
+    /// What Mattermost says against an action of the user not delivered yet is older than
+    /// that action and yields: the echo of a first snooze arriving after a second one (the
+    /// first duration showed for a moment), and a full read of the marks meanwhile. What
+    /// agrees with it applies. Once the action is delivered, Mattermost's word counts again.
     #[test]
     fn remote_marks_yield_to_an_undelivered_action_of_the_user() {
         let (_dir, store, user) = setup();
@@ -880,23 +960,18 @@ mod tests {
             commit(&store, &user, b).unwrap();
         };
         let snoozed = || store.for_user(&user).marks().unwrap()[&key].snoozed_until;
-        let id = us
-            .outbox_enqueue(
-                &crate::store::NewOutbox {
-                    kind: "snooze".into(),
-                    item_key: key.clone(),
-                    payload: crate::store::JsonText::new(String::from("{}")),
-                    pending_post_id: String::new(),
-                    marker: String::new(),
-                    coalesce: true,
-                },
-                1,
-            )
-            .unwrap();
+        let id = enqueue(
+            &store,
+            &user,
+            &crate::sync::Action::Snooze {
+                key: key.clone(),
+                until: 2_000,
+            },
+        );
         snooze(2_000, true); // the user's second snooze, shown at once
         snooze(1_000, false); // the echo of the first
         assert_eq!(snoozed(), Some(2_000));
-        // A full read of the marks (a resync) keeps it too, and drops what is not pending.
+        // A full read of the marks (a resync) keeps it too, and takes the rest.
         let mut b = Batch::default();
         b.push(Write::Marks {
             marks: vec![(
@@ -922,6 +997,45 @@ mod tests {
         us.outbox_mark_sent(id, None).unwrap();
         snooze(3_000, false);
         assert_eq!(snoozed(), Some(3_000));
+    }
+
+    /// Read state: while a mark unread is undelivered, a view of the DM from before it is
+    /// skipped, but the action's own `post_unread` echo applies (the server's exact counts).
+    #[test]
+    fn a_stale_view_yields_to_an_undelivered_mark_unread_but_its_echo_applies() {
+        let (_dir, store, user) = setup();
+        enqueue(
+            &store,
+            &user,
+            &crate::sync::Action::MarkUnread {
+                key: ItemKey::channel(DM).unwrap(),
+                post_id: P1.into(),
+            },
+        );
+        let member = || store.for_user(&user).memberships().unwrap()[0].clone();
+        let mut b = Batch::default();
+        b.push(Write::MemberReadCounts {
+            channel_id: DM.into(),
+            msg_count: 1,
+            msg_count_root: 1,
+            mention_count: 2,
+            mention_count_root: 2,
+            urgent_mention_count: 0,
+            last_viewed_at: 90,
+        });
+        commit(&store, &user, b).unwrap();
+        assert_eq!((member().msg_count, member().mention_count), (1, 2));
+        let mut b = Batch::default();
+        b.push(Write::ChannelViewed {
+            channel_id: DM.into(),
+            at: 95,
+        });
+        commit(&store, &user, b).unwrap();
+        assert_eq!(
+            (member().msg_count, member().last_viewed_at),
+            (1, 90),
+            "the view from before the action was skipped"
+        );
     }
 
     /// A mark set on another device, then cleared; the full replace at sync drops stale marks.
