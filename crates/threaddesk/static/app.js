@@ -590,6 +590,42 @@ function createQueue() {
 }
 
 // ---------- Conversation page ----------
+// An action not delivered yet, as `_undelivered.html` renders it.
+function buildUndelivered(u) {
+  const li = el("li", u.state === "failed" ? "post pending failed" : "post pending");
+  li.id = `outbox-${u.id}`;
+  li.dataset.outboxId = String(u.id);
+  const body = el("div", "post-body");
+  const status = el("div", "post-status");
+  if (u.state === "failed") {
+    const icon = el("span", "icon i-x");
+    icon.setAttribute("aria-hidden", "true");
+    status.append(icon, ` ${u.what} — not delivered: ${u.reason || ""}`);
+  } else {
+    status.textContent = "Sending…";
+  }
+  body.append(status);
+  if (typeof u.message === "string") {
+    const md = el("div", "md");
+    md.append(el("p", "plain", u.message));
+    body.append(md);
+  }
+  if (u.state !== "sending") {
+    const bar = el("div", "undelivered-actions");
+    const button = (label, action) => {
+      const b = el("button", "btn btn-sm", label);
+      b.type = "button";
+      b.dataset.action = action;
+      return b;
+    };
+    if (u.state === "failed") bar.append(button("Retry", "outbox-retry"));
+    bar.append(button("Discard", "outbox-discard"));
+    body.append(bar);
+  }
+  li.append(el("div", "post-gutter"), body);
+  return li;
+}
+
 function el(tag, className, text) {
   const e = document.createElement(tag);
   if (className) e.className = className;
@@ -774,7 +810,6 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
         setState(data.item);
         const stick = nearBottom();
         let prev = null;
-        let mineArrived = false;
         for (const p of data.posts || []) {
           let node = document.getElementById(`post-${p.id}`);
           const cont = !!prev && !p.is_root && prev.author.id === p.author.id && p.create_at - prev.create_at < 300000;
@@ -782,14 +817,26 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
             node = buildPost(p, cont);
             node.classList.add("fresh");
             posts.append(node);
-            if (p.author.id === ME) mineArrived = true;
           } else if (node.dataset.sig !== postSig(p)) {
             fillPostContent($(".post-body", node), p);
             node.dataset.sig = postSig(p);
           }
           prev = p;
         }
-        if (mineArrived) for (const n of $$(".post.pending", posts)) n.remove();
+        // What is not delivered yet comes last, as the server has it now (a reply it has sent
+        // since is among the posts above).
+        for (const n of $$(":scope > .post.pending", posts)) n.remove();
+        const undelivered = data.undelivered || [];
+        for (const u of undelivered) posts.append(buildUndelivered(u));
+        if (undelivered.some((u) => u.state === "failed" && typeof u.message === "string")) {
+          status.classList.add("error");
+          status.dataset.refused = "1";
+          status.textContent = "Mattermost did not take a message: it is kept below, with Retry and Discard.";
+        } else if (status.dataset.refused) {
+          delete status.dataset.refused;
+          status.classList.remove("error");
+          status.textContent = "";
+        }
         if (stick) window.scrollTo({ top: document.body.scrollHeight });
       } catch (err) {
         if (err.status === 404) toast("This item is no longer available.", { error: true });
@@ -869,11 +916,26 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
       showError(err);
     }
   }
+  // An action not delivered: send it again, or give it up (Mattermost's state comes back).
+  async function outbox(postEl, which) {
+    for (const b of $$("button", postEl)) b.disabled = true;
+    try {
+      await act(key, which, { outbox_id: Number(postEl.dataset.outboxId) });
+      if (which === "discard") toast("Discarded.");
+    } catch (err) {
+      showError(err);
+    } finally {
+      refresh();
+    }
+  }
   posts.addEventListener("click", (e) => {
     const b = e.target.closest("button[data-action]");
     if (!b) return;
     const postEl = b.closest(".post");
-    if (b.dataset.action === "react") react(postEl, b.dataset.emoji);
+    if (b.dataset.action === "outbox-retry" || b.dataset.action === "outbox-discard") {
+      e.preventDefault();
+      outbox(postEl, b.dataset.action === "outbox-retry" ? "retry" : "discard");
+    } else if (b.dataset.action === "react") react(postEl, b.dataset.emoji);
     else if (b.dataset.action === "react-picker") { reactTarget = postEl; $("#react-dialog")?.showModal(); }
   });
   $("#react-dialog")?.addEventListener("click", (e) => {

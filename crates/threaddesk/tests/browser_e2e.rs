@@ -167,6 +167,16 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .await
         .unwrap();
     b.screenshot(&shots.join("conversation.png")).await.unwrap();
+    // With scripts the toolbar's <noscript> buttons are raw text and must not show (they did:
+    // markup above the toolbar).
+    let toolbar = b
+        .eval("document.querySelector('#conv .toolbar').innerText")
+        .await
+        .unwrap();
+    assert!(
+        !toolbar.as_str().unwrap_or_default().contains('<'),
+        "the toolbar shows markup: {toolbar}"
+    );
 
     // Reply: r focuses the box, Ctrl+Enter sends.
     b.press("r").await.unwrap();
@@ -222,6 +232,66 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         serde_json::json!(0),
         "no reply is left pending once Mattermost has it"
     );
+
+    // A reply Mattermost refuses stays with its text, the reason and Retry / Discard; Retry
+    // delivers it, Discard drops it (clicked: app.js acts through the API in place).
+    let faults = &stack.sim.sim.inner().faults;
+    for (text, button) in [
+        ("Refused then retried", "outbox-retry"),
+        ("Refused then discarded", "outbox-discard"),
+    ] {
+        faults.set_error_route_prefix(Some("/api/v4/posts"));
+        faults.fail_next(1, 403);
+        b.wait_for(
+            "document.activeElement && document.activeElement.id === 'reply-box'",
+            WAIT,
+        )
+        .await
+        .unwrap();
+        b.type_text(text).await.unwrap();
+        b.press_with("Enter", 2).await.unwrap();
+        let failed = format!(
+            "[...document.querySelectorAll('#posts > li.failed')].find(li => li.textContent.includes({text:?}))"
+        );
+        b.wait_for(
+            &format!("(li => !!li && li.textContent.includes('HTTP 403'))({failed})"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+        if button == "outbox-retry" {
+            b.screenshot(&shots.join("reply-refused.png"))
+                .await
+                .unwrap();
+        }
+        b.eval(&format!(
+            "{failed}.querySelector('button[data-action=\"{button}\"]').click()"
+        ))
+        .await
+        .unwrap();
+        b.wait_for(&format!("!{failed}"), WAIT).await.unwrap();
+        let delivered = stack.count_in_thread(&root_id, &token, text).await.unwrap();
+        if button == "outbox-retry" {
+            stack
+                .wait_posted_once(&root_id, &token, text)
+                .await
+                .unwrap();
+            b.wait_for(
+                &format!(
+                    "[...document.querySelectorAll('#posts > li:not(.pending)')].some(li => li.textContent.includes({text:?}))"
+                ),
+                WAIT,
+            )
+            .await
+            .unwrap();
+        } else {
+            assert_eq!(delivered, 0, "a discarded reply is not sent");
+        }
+        b.eval("document.getElementById('reply-box').focus()")
+            .await
+            .unwrap();
+    }
+    faults.set_error_route_prefix(None);
 
     // Back to the queue with g i; mark the thread done with e: it leaves.
     b.press("Escape").await.unwrap();

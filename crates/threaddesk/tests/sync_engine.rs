@@ -2294,3 +2294,147 @@ async fn periodic_full_sync_corrects_what_no_resync_can_see() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// An action Mattermost refuses does not leave its optimistic change behind: the store reads
+/// Mattermost's value back, the failed row stays (with its reason) until the user retries it —
+/// then it is shown and delivered again — or discards it, which reads Mattermost's value back
+/// too (here after the first read-back also failed). Retrying what did not fail, or an action
+/// of another item, is refused.
+#[tokio::test]
+async fn a_refused_action_shows_mattermosts_state_again_until_retried_or_discarded() {
+    use threaddesk::store::OutboxState;
+    use threaddesk::sync::OutboxActionError;
+    let env = env().await;
+    let mut side = env.side().await;
+    let (engine, store, alice) = (&side.engine, Arc::clone(&side.store), env.alice.clone());
+    let us = || store.for_user(&alice);
+    let c = env.alice_client();
+    let (team, threads) = team_threads(&c, 1).await;
+    let root = threads.threads[0].id.clone();
+    let key = ItemKey::thread(&root).expect("key");
+    let news = env.driver.reply("bob", &root, "news").expect("reply");
+    let row = || us().item(&key, 5).expect("item").expect("present").row;
+    until(&mut side.rx, "the reply cached, unread", || {
+        us().post(&news).ok().flatten().is_some() && row().counts.unread > 0
+    })
+    .await;
+    let unread_before = row().counts.unread;
+    let failed = || -> Vec<threaddesk::store::OutboxRow> {
+        us().undelivered(Some(&key))
+            .expect("undelivered")
+            .into_iter()
+            .filter(|r| r.state == OutboxState::Failed)
+            .collect()
+    };
+    let faults = &env.running.sim.inner().faults;
+
+    // 1. Mark read, refused (403): the item is unread again, as in Mattermost.
+    faults.set_error_route_prefix(Some(&format!(
+        "/api/v4/users/me/teams/{team}/threads/{root}/read/"
+    )));
+    faults.fail_next(1, 403);
+    engine
+        .act(&alice, Action::MarkRead { key: key.clone() })
+        .await
+        .expect("read");
+    until(&mut side.rx, "the read refused and read back", || {
+        failed().len() == 1 && row().counts.unread == unread_before
+    })
+    .await;
+    let read_row = failed().remove(0);
+    assert!(
+        read_row
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("403")),
+        "the reason is kept: {:?}",
+        read_row.last_error
+    );
+    let mm_thread = c
+        .get_user_thread(ME, &team, &root, false)
+        .await
+        .expect("thread");
+    assert_eq!(
+        mm_thread.unread_replies, unread_before,
+        "Mattermost has it unread"
+    );
+
+    // Only a failed row can be retried; only the item's own rows are found.
+    let other =
+        ItemKey::thread(&threads.threads[0].post.as_ref().expect("root").channel_id).expect("key");
+    assert!(matches!(
+        engine.retry(&alice, &other, read_row.id).await,
+        Err(OutboxActionError::NotFound)
+    ));
+    assert!(matches!(
+        engine.discard(&alice, &key, read_row.id + 1000).await,
+        Err(OutboxActionError::NotFound)
+    ));
+
+    // 2. Retry: shown read at once, delivered this time.
+    engine
+        .retry(&alice, &key, read_row.id)
+        .await
+        .expect("retry");
+    assert_eq!(row().counts.unread, 0, "shown read again at once");
+    until(&mut side.rx, "the retry delivered", || {
+        all_sent(&store, &alice)
+    })
+    .await;
+    let mm_thread = c
+        .get_user_thread(ME, &team, &root, false)
+        .await
+        .expect("thread");
+    assert_eq!(mm_thread.unread_replies, 0, "Mattermost has it read");
+    assert!(matches!(
+        engine.retry(&alice, &key, read_row.id).await,
+        Err(OutboxActionError::WrongState(_))
+    ));
+
+    // 3. Done, refused, and the read-back fails too (Mattermost answers 403 twice): the
+    //    optimistic mark is all the store has until the user discards the action.
+    faults.set_error_route_prefix(Some(&format!(
+        "/api/v4/users/{}/preferences",
+        alice.as_str()
+    )));
+    faults.fail_next(2, 403);
+    engine
+        .act(
+            &alice,
+            Action::Done {
+                key: key.clone(),
+                at: now(),
+            },
+        )
+        .await
+        .expect("done");
+    until(&mut side.rx, "the done refused", || failed().len() == 1).await;
+    let done_row = failed().remove(0);
+    assert!(
+        row().done_at.is_some(),
+        "the read-back failed: still shown done"
+    );
+    engine
+        .discard(&alice, &key, done_row.id)
+        .await
+        .expect("discard");
+    assert!(
+        us().undelivered(Some(&key))
+            .expect("undelivered")
+            .is_empty(),
+        "the row is gone"
+    );
+    assert!(
+        row().done_at.is_none(),
+        "Mattermost's value is back: not done"
+    );
+    let prefs = c
+        .get_preferences_by_category(ME, inbox::prefs::DONE_CATEGORY)
+        .await
+        .expect("prefs");
+    assert!(
+        prefs.is_empty(),
+        "nothing was written to Mattermost: {prefs:?}"
+    );
+    faults.set_error_route_prefix(None);
+}

@@ -30,7 +30,7 @@ const MEDIA: &[&str] = &[
 ];
 const ACTIONS: &[&str] = &[
     "reply", "done", "undo", "snooze", "unsnooze", "read", "unread", "follow", "unfollow", "react",
-    "save", "unsave",
+    "save", "unsave", "retry", "discard",
 ];
 
 fn assert_security_headers(r: &reqwest::Response, what: &str) {
@@ -209,7 +209,11 @@ async fn another_users_items_are_not_found() {
         let r = bob.get(&format!("/fragments/items/{key}")).await.unwrap();
         assert_eq!(r.status().as_u16(), 404, "bob's fragment of alice's {key}");
         let csrf = bob.csrf.clone();
-        for a in ACTIONS {
+        // (`retry` / `discard` need an outbox id first: see `a_refused_reply_…`.)
+        for a in ACTIONS
+            .iter()
+            .filter(|a| !matches!(**a, "retry" | "discard"))
+        {
             let r = bob
                 .post_json(&format!("/api/v1/items/{key}/{a}"), &json!({}))
                 .await
@@ -394,6 +398,15 @@ async fn reply_reaches_mattermost_and_pages_render() {
     let (status, doc) = alice.json("/api/v1/openapi.json").await.unwrap();
     assert_eq!(status, 200);
     assert!(doc["paths"]["/items/{key}/{action}"].is_object());
+    let documented =
+        doc["paths"]["/items/{key}/{action}"]["post"]["parameters"][1]["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .clone();
+    for a in ACTIONS {
+        assert!(documented.contains(&json!(a)), "{a} is not documented");
+    }
+    assert_eq!(documented.len(), ACTIONS.len(), "{documented:?}");
 }
 
 #[tokio::test]
@@ -871,4 +884,189 @@ async fn load_more_pages_through_the_queue_without_javascript() {
     // A malformed cursor is a clear 400, not an empty page.
     let r = alice.get("/?cursor=not-a-cursor").await.unwrap();
     assert_eq!(r.status().as_u16(), 400);
+}
+
+/// Alice's undelivered actions on `key`, as the JSON API lists them (waits until `ready`).
+async fn wait_undelivered(
+    s: &mut Session,
+    key: &str,
+    what: &str,
+    ready: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = s.json(&format!("/api/v1/items/{key}")).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let list = body["undelivered"].as_array().cloned().unwrap_or_default();
+        if ready(&list) {
+            return list;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {list:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// A reply Mattermost refuses is never lost: its text stays in the conversation (and in the
+/// queue's notice) with the reason, Retry sends it, Discard drops it; only the author's own
+/// row on that item can be retried or discarded, with clear errors otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reply_keeps_its_text_until_retried_or_discarded() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let mut bob = stack.sign_in("bob").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let key = items
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .find(|k| k.starts_with("t_"))
+        .unwrap()
+        .to_owned();
+    let other_key = items
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .find(|k| *k != key)
+        .unwrap()
+        .to_owned();
+    let faults = &stack.sim.sim.inner().faults;
+    let token = stack.mm_token("alice").await.unwrap();
+    let refuse_next_post = || {
+        faults.set_error_route_prefix(Some("/api/v4/posts"));
+        faults.fail_next(1, 403);
+    };
+
+    refuse_next_post();
+    let text = "Refused <b>words</b>\nsecond line";
+    let r = alice
+        .post_json(
+            &format!("/api/v1/items/{key}/reply"),
+            &json!({ "message": text }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let list = wait_undelivered(&mut alice, &key, "the reply refused", |l| {
+        l.first().is_some_and(|u| u["state"] == "failed")
+    })
+    .await;
+    let failed = &list[0];
+    let id = failed["id"].as_i64().unwrap();
+    assert_eq!(failed["what"], "Reply");
+    assert_eq!(failed["message"], text, "the text is kept whole");
+    assert!(
+        failed["reason"].as_str().unwrap().contains("HTTP 403"),
+        "{failed}"
+    );
+
+    // The conversation and the queue show it, escaped, with Retry and Discard (as forms).
+    let page = item_page(&mut alice, &key).await;
+    assert!(
+        page.contains("Refused &#60;b&#62;words&#60;/b&#62;"),
+        "escaped text"
+    );
+    assert!(page.contains("not delivered"));
+    assert!(page.contains(&format!("formaction=\"/items/{key}/retry\"")));
+    assert!(page.contains(&format!("formaction=\"/items/{key}/discard\"")));
+    assert!(page.contains(&format!("name=\"outbox_id\" value=\"{id}\"")));
+    let queue = alice.get("/").await.unwrap().text().await.unwrap();
+    assert!(queue.contains("One action was not delivered to Mattermost"));
+    assert!(queue.contains("Refused &#60;b&#62;words&#60;/b&#62;"));
+
+    // Bad requests: no id, a wrong type, an unknown id, another item, another user.
+    let api = |k: &str, a: &str| format!("/api/v1/items/{k}/{a}");
+    let r = alice
+        .post_json(&api(&key, "retry"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("outbox_id"),
+        "{body}"
+    );
+    let r = alice
+        .post_json(&api(&key, "discard"), &json!({ "outbox_id": "one" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    for (k, n) in [(&key, id + 999), (&other_key, id)] {
+        for a in ["retry", "discard"] {
+            let r = alice
+                .post_json(&api(k, a), &json!({ "outbox_id": n }))
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 404, "{a} {n} on {k}");
+        }
+    }
+    for a in ["retry", "discard"] {
+        let r = bob
+            .post_json(&api(&key, a), &json!({ "outbox_id": id }))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "bob {a}s alice's action");
+    }
+
+    // Retry: delivered once.
+    let r = alice
+        .post_json(&api(&key, "retry"), &json!({ "outbox_id": id }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    stack
+        .wait_posted_once(&key[2..], &token, text)
+        .await
+        .unwrap();
+    wait_undelivered(&mut alice, &key, "nothing undelivered", <[Value]>::is_empty).await;
+    let r = alice
+        .post_json(&api(&key, "discard"), &json!({ "outbox_id": id }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409, "already delivered");
+
+    // Refused again, discarded with the queue's form: never sent, the notice gone.
+    refuse_next_post();
+    let second = "Second refused reply";
+    let r = alice
+        .post_json(
+            &format!("/api/v1/items/{key}/reply"),
+            &json!({ "message": second }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let list = wait_undelivered(&mut alice, &key, "the second refused", |l| {
+        l.first().is_some_and(|u| u["state"] == "failed")
+    })
+    .await;
+    let id2 = list[0]["id"].as_i64().unwrap().to_string();
+    let csrf = alice.csrf.clone();
+    let r = alice
+        .post_form(
+            &format!("/items/{key}/discard"),
+            &[("csrf", &csrf), ("outbox_id", &id2), ("return_to", "queue")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    wait_undelivered(
+        &mut alice,
+        &key,
+        "the discarded reply gone",
+        <[Value]>::is_empty,
+    )
+    .await;
+    let queue = alice.get("/").await.unwrap().text().await.unwrap();
+    assert!(!queue.contains("not delivered to Mattermost"));
+    assert_eq!(
+        stack
+            .count_in_thread(&key[2..], &token, second)
+            .await
+            .unwrap(),
+        0,
+        "a discarded reply is never sent"
+    );
+    faults.set_error_route_prefix(None);
 }

@@ -368,6 +368,39 @@ impl UserStore<'_> {
         })
     }
 
+    /// One of the user's outbox rows (another user's id is not found).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn outbox_row(&self, id: i64) -> Result<Option<OutboxRow>, StoreError> {
+        let user = self.user.as_str().to_owned();
+        self.store.read(|c| {
+            let sql = format!("SELECT {COLUMNS} FROM outbox WHERE user_id = ?1 AND id = ?2");
+            Ok(q_row(c, &sql, params![user, id], from_row).optional()?)
+        })
+    }
+
+    /// The user's actions not delivered to Mattermost (queued, in flight or failed), oldest
+    /// first; of one item, or of all items when `key` is `None`.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn undelivered(&self, key: Option<&ItemKey>) -> Result<Vec<OutboxRow>, StoreError> {
+        let user = self.user.as_str().to_owned();
+        let key = key.map(ToString::to_string);
+        self.store.read(|c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM outbox
+                 WHERE user_id = ?1 AND state IN ('queued', 'inflight', 'failed')
+                   AND (?2 IS NULL OR item_key = ?2)
+                 ORDER BY id"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let rows = st.query_map(params![user, key], from_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+    }
+
     /// The user's outbox rows, oldest first (all states, or only `state`).
     ///
     /// # Errors
@@ -375,10 +408,17 @@ impl UserStore<'_> {
     pub fn outbox_rows(&self, state: Option<OutboxState>) -> Result<Vec<OutboxRow>, StoreError> {
         let user = self.user.as_str().to_owned();
         self.store.read(|c| {
-            let sql = format!(
-                "SELECT {COLUMNS} FROM outbox WHERE user_id = ?1 AND (?2 IS NULL OR state = ?2) ORDER BY id"
-            );
-            let mut st = c.prepare_cached(&sql)?;
+            // Two statements, so that one state is a range of the `outbox_user` index (the queue
+            // page asks for the failed rows on every load; sent rows stay until the purge).
+            let mut st = if state.is_some() {
+                c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM outbox WHERE user_id = ?1 AND state = ?2 ORDER BY id"
+                ))?
+            } else {
+                c.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM outbox WHERE user_id = ?1 AND ?2 IS NULL ORDER BY id"
+                ))?
+            };
             let rows = st.query_map(params![user, state.map(OutboxState::as_str)], from_row)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })

@@ -51,6 +51,9 @@ fn unique_ms(now: Millis) -> Millis {
     }
 }
 
+/// Mattermost's preference category of saved posts.
+const FLAGGED_CATEGORY: &str = "flagged_post";
+
 /// A user action. Ids are Mattermost ids; times are ms.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
@@ -352,7 +355,8 @@ fn outcome_of(e: &mattermost::Error) -> Outcome {
     match (e, e.status()) {
         (_, Some(s)) if (400..500).contains(&s) && s != 408 => Outcome::Rejected {
             status: s,
-            reason: e.api_id().unwrap_or("refused").to_owned(),
+            // Mattermost's error id; a proxy's plain-text answer has none (the status says it).
+            reason: e.api_id().unwrap_or_default().to_owned(),
         },
         (mattermost::Error::InvalidArgument(_), _) => Outcome::Rejected {
             status: 400,
@@ -521,14 +525,14 @@ async fn send(ctx: &UserCtx, row: &OutboxRow, action: &Action) -> Outcome {
             post_id,
             saved: true,
         } => c
-            .update_preferences(me, &[pref(me, "flagged_post", post_id, "true".into())])
+            .update_preferences(me, &[pref(me, FLAGGED_CATEGORY, post_id, "true".into())])
             .await
             .map(|()| None),
         Action::Save {
             post_id,
             saved: false,
         } => c
-            .delete_preferences(me, &[pref(me, "flagged_post", post_id, "true".into())])
+            .delete_preferences(me, &[pref(me, FLAGGED_CATEGORY, post_id, "true".into())])
             .await
             .map(|()| None),
     };
@@ -580,6 +584,254 @@ async fn reconcile(ctx: &UserCtx, row: &OutboxRow, action: &Action) -> Outcome {
             o => o,
         },
     }
+}
+
+/// Mattermost's current value of the state `action` changed, as writes that replace what was
+/// shown ahead: read back when the action will not be delivered (Mattermost refused it, or the
+/// user discarded it), so the queue does not keep showing a change Mattermost never made.
+/// `None` for actions shown nowhere ahead (reply, reaction).
+async fn read_back(ctx: &UserCtx, action: &Action) -> Result<Option<Batch>, mattermost::Error> {
+    let c = &ctx.client;
+    let me = ctx.user_id.as_str();
+    let mut b = Batch::default();
+    match action {
+        Action::Done { key, .. }
+        | Action::UndoDone { key }
+        | Action::Snooze { key, .. }
+        | Action::Unsnooze { key } => {
+            let kind = if matches!(action, Action::Done { .. } | Action::UndoDone { .. }) {
+                MarkKind::Done
+            } else {
+                MarkKind::Snooze
+            };
+            ctx.count_call();
+            let prefs = c.get_preferences_by_category(me, kind.category()).await?;
+            let marks = super::convert::marks(&prefs)
+                .remove(key)
+                .unwrap_or_default();
+            b.push(Write::MarkSet {
+                key: key.clone(),
+                kind,
+                at: match kind {
+                    MarkKind::Done => marks.done_at,
+                    MarkKind::Snooze => marks.snoozed_until,
+                },
+            });
+        }
+        Action::MarkRead {
+            key: ItemKey::Thread(root),
+        }
+        | Action::MarkUnread {
+            key: ItemKey::Thread(root),
+            ..
+        }
+        | Action::Follow { root_id: root }
+        | Action::Unfollow { root_id: root } => {
+            let Some(team) = thread_team(ctx, root).await else {
+                return Ok(None);
+            };
+            ctx.count_call();
+            match c.get_user_thread(ME, &team, root, false).await {
+                Ok(t) => {
+                    b.push(Write::ThreadRead {
+                        root_id: root.clone(),
+                        last_viewed_at: t.last_viewed_at,
+                        unread_replies: Some(t.unread_replies),
+                        unread_mentions: Some(t.unread_mentions),
+                    });
+                    b.push(Write::Follow {
+                        root_id: root.clone(),
+                        following: true,
+                    });
+                }
+                // Mattermost answers 404 for a thread the user does not follow.
+                Err(e) if e.is_not_found() => b.push(Write::Follow {
+                    root_id: root.clone(),
+                    following: false,
+                }),
+                Err(e) => return Err(e),
+            }
+        }
+        Action::MarkRead {
+            key: ItemKey::Channel(channel),
+        }
+        | Action::MarkUnread {
+            key: ItemKey::Channel(channel),
+            ..
+        } => {
+            ctx.count_call();
+            let m = c.get_channel_member(channel, me).await?;
+            b.push(Write::MemberReadCounts {
+                channel_id: channel.clone(),
+                msg_count: m.msg_count,
+                msg_count_root: m.msg_count_root,
+                mention_count: m.mention_count,
+                mention_count_root: m.mention_count_root,
+                urgent_mention_count: m.urgent_mention_count,
+                last_viewed_at: m.last_viewed_at,
+            });
+        }
+        Action::Save { post_id, .. } => {
+            ctx.count_call();
+            let prefs = c.get_preferences_by_category(me, FLAGGED_CATEGORY).await?;
+            b.push(Write::Flagged {
+                post_id: post_id.clone(),
+                saved: prefs
+                    .iter()
+                    .any(|p| p.name == *post_id && p.value == "true"),
+            });
+        }
+        Action::Reply { .. } | Action::React { .. } => return Ok(None),
+    }
+    b.touch(action.item_key());
+    Ok(Some(b))
+}
+
+/// Replace what `action` showed ahead with Mattermost's value ([`read_back`]). Best effort: when
+/// Mattermost cannot be read now, the next full sync corrects it.
+async fn correct(ctx: &UserCtx, action: &Action) {
+    match read_back(ctx, action).await {
+        Ok(Some(b)) => {
+            if let Err(e) = ctx.commit(b, Cause::Outbox).await {
+                warn!(
+                    error = e.phrase(),
+                    kind = action.kind(),
+                    "sync: correcting an undelivered action failed"
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => warn!(
+            status = ?e.status(),
+            kind = action.kind(),
+            "sync: reading back the state of an undelivered action failed; the next full sync corrects it"
+        ),
+    }
+}
+
+/// Why a retry or discard was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxActionError {
+    #[error("no such undelivered action on this item")]
+    NotFound,
+    #[error("{0}")]
+    WrongState(&'static str),
+    #[error(transparent)]
+    Sync(#[from] SyncError),
+}
+
+impl From<crate::store::StoreError> for OutboxActionError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Sync(e.into())
+    }
+}
+
+/// The user's outbox row `id` on item `key`, with its action.
+async fn own_row(
+    inner: &Arc<Inner>,
+    user: &UserId,
+    key: &ItemKey,
+    id: i64,
+) -> Result<(OutboxRow, Action), OutboxActionError> {
+    let store = Arc::clone(&inner.store);
+    let u = user.clone();
+    let row = tokio::task::spawn_blocking(move || store.for_user(&u).outbox_row(id))
+        .await
+        .map_err(|_| SyncError::Internal("store task panicked"))??
+        .filter(|r| r.item_key == key.to_string())
+        .ok_or(OutboxActionError::NotFound)?;
+    let action = serde_json::from_str::<Action>(row.payload.expose())
+        .map_err(|_| OutboxActionError::WrongState("this action cannot be read; discard it"))?;
+    Ok((row, action))
+}
+
+/// The user sends a failed action again: it is queued, and what it changes is shown again.
+pub(crate) async fn retry(
+    inner: &Arc<Inner>,
+    user: &UserId,
+    key: &ItemKey,
+    id: i64,
+) -> Result<(), OutboxActionError> {
+    let (row, action) = own_row(inner, user, key, id).await?;
+    if row.state != crate::store::OutboxState::Failed {
+        return Err(OutboxActionError::WrongState(
+            "only an action that failed can be sent again; this one is still being delivered",
+        ));
+    }
+    let store = Arc::clone(&inner.store);
+    let u = user.clone();
+    let now = inner.settings.outbox_clock.now();
+    let optimistic = action.optimistic(now_ms());
+    tokio::task::spawn_blocking(move || -> Result<(), SyncError> {
+        store.for_user(&u).outbox_retry_failed(id, now)?;
+        if !optimistic.is_empty() {
+            super::apply::commit(&store, &u, optimistic)?;
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| SyncError::Internal("store task panicked"))??;
+    let _ = inner.changes.send(ItemChanged {
+        user_id: user.as_str().to_owned(),
+        key: Some(key.clone()),
+        cause: Cause::Action,
+    });
+    inner.outbox_wake.notify_one();
+    debug!(
+        outbox.id = id,
+        kind = action.kind(),
+        "sync: failed action queued again"
+    );
+    Ok(())
+}
+
+/// How long a discard waits for Mattermost's value of the state before answering (the read
+/// goes on in the background after that).
+const DISCARD_READ_BACK_WAIT: Duration = Duration::from_secs(3);
+
+/// The user gives up an action not delivered (queued or failed): the row is deleted and what
+/// it showed ahead is replaced by Mattermost's value. An action in flight cannot be discarded.
+pub(crate) async fn discard(
+    inner: &Arc<Inner>,
+    user: &UserId,
+    key: &ItemKey,
+    id: i64,
+) -> Result<(), OutboxActionError> {
+    let (row, action) = own_row(inner, user, key, id).await?;
+    if row.state == crate::store::OutboxState::Sent {
+        return Err(OutboxActionError::WrongState(
+            "this action was already delivered to Mattermost",
+        ));
+    }
+    let store = Arc::clone(&inner.store);
+    let u = user.clone();
+    let cancelled = tokio::task::spawn_blocking(move || store.for_user(&u).outbox_cancel(id))
+        .await
+        .map_err(|_| SyncError::Internal("store task panicked"))?;
+    match cancelled {
+        Ok(()) => {}
+        Err(crate::store::StoreError::NotFound) => {
+            return Err(OutboxActionError::WrongState(
+                "this action is being delivered to Mattermost right now and can no longer be discarded",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    debug!(
+        outbox.id = row.id,
+        kind = action.kind(),
+        "sync: undelivered action discarded"
+    );
+    let _ = inner.changes.send(ItemChanged {
+        user_id: user.as_str().to_owned(),
+        key: Some(key.clone()),
+        cause: Cause::Action,
+    });
+    if let Some(ctx) = inner.ctx(user.as_str()) {
+        let task = tokio::spawn(async move { correct(&ctx, &action).await });
+        let _ = tokio::time::timeout(DISCARD_READ_BACK_WAIT, task).await;
+    }
+    Ok(())
 }
 
 /// Deliver one claimed row and record the next step.
@@ -639,6 +891,7 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
     let id = row.id;
     let key = ItemKey::parse(&row.item_key).ok();
     let retry_fallback = clock.now() + 1_000;
+    let failed = matches!(step.state, DeliveryState::Failed { .. });
     tokio::task::spawn_blocking(move || -> Result<(), SyncError> {
         let us = store.for_user(&user);
         match step.state {
@@ -662,6 +915,10 @@ async fn deliver(ctx: &UserCtx, row: OutboxRow) -> Result<(), SyncError> {
         key,
         cause: Cause::Outbox,
     });
+    if failed {
+        // Mattermost will not make this change: show what it holds instead.
+        correct(ctx, &action).await;
+    }
     Ok(())
 }
 

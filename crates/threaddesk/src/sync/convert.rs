@@ -5,6 +5,23 @@ use mattermost::models as mm;
 
 use crate::store;
 
+/// Preferences → the done / snooze marks they hold (other categories are ignored).
+#[must_use]
+pub fn marks(
+    prefs: &[mm::Preference],
+) -> std::collections::BTreeMap<crate::inbox::ItemKey, crate::inbox::Marks> {
+    let prefs: Vec<crate::inbox::Preference> = prefs
+        .iter()
+        .map(|p| crate::inbox::Preference {
+            user_id: p.user_id.clone(),
+            category: p.category.clone(),
+            name: p.name.clone(),
+            value: p.value.clone(),
+        })
+        .collect();
+    crate::inbox::preferences_to_marks(&prefs)
+}
+
 /// `User` → profile row.
 #[must_use]
 pub fn profile(u: &mm::User) -> store::Profile {

@@ -683,17 +683,7 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<(u64, Backfill), SyncE
     profiles.push(convert::profile(&me));
     batch.push(Write::Profiles(profiles));
     // Marks: the preferences are the source of truth; a full read replaces local marks.
-    let marks = crate::inbox::preferences_to_marks(
-        &prefs
-            .iter()
-            .map(|p| crate::inbox::Preference {
-                user_id: p.user_id.clone(),
-                category: p.category.clone(),
-                name: p.name.clone(),
-                value: p.value.clone(),
-            })
-            .collect::<Vec<_>>(),
-    );
+    let marks = convert::marks(&prefs);
     batch.push(Write::Marks {
         marks: marks.into_iter().collect(),
         replace_all: true,
@@ -1161,17 +1151,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         &mut people,
     )
     .await?;
-    let marks = crate::inbox::preferences_to_marks(
-        &prefs
-            .iter()
-            .map(|p| crate::inbox::Preference {
-                user_id: p.user_id.clone(),
-                category: p.category.clone(),
-                name: p.name.clone(),
-                value: p.value.clone(),
-            })
-            .collect::<Vec<_>>(),
-    );
+    let marks = convert::marks(&prefs);
     batch.push(Write::Marks {
         marks: marks.into_iter().collect(),
         replace_all: true,

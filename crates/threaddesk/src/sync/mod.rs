@@ -43,7 +43,7 @@ use std::sync::Arc;
 use mattermost::Client;
 use tokio::sync::broadcast;
 
-pub use actions::{Action, ActionAck};
+pub use actions::{Action, ActionAck, OutboxActionError};
 pub use engine::{EngineStatus, MENTION_CHANNELS_MAX, Phase, SYNC_CONCURRENCY, UserStatus};
 
 use crate::inbox::{ItemKey, Millis};
@@ -251,6 +251,37 @@ impl SyncEngine {
     /// [`SyncError::BadAction`] for an invalid action; store failures (nothing was recorded).
     pub async fn act(&self, user_id: &UserId, action: Action) -> Result<ActionAck, SyncError> {
         actions::act(&self.inner, user_id, action).await
+    }
+
+    /// Send a failed action of the user again (outbox row `id` on item `key`): it is queued,
+    /// and what it changes is shown again at once.
+    ///
+    /// # Errors
+    /// [`OutboxActionError::NotFound`] unless the user has that row on that item;
+    /// [`OutboxActionError::WrongState`] unless it failed; store failures.
+    pub async fn retry(
+        &self,
+        user_id: &UserId,
+        key: &ItemKey,
+        id: i64,
+    ) -> Result<(), OutboxActionError> {
+        actions::retry(&self.inner, user_id, key, id).await
+    }
+
+    /// Give up an action of the user not delivered yet (queued or failed): it is deleted, and
+    /// what it showed ahead is replaced by Mattermost's value (read back, waited for a few
+    /// seconds at most).
+    ///
+    /// # Errors
+    /// [`OutboxActionError::NotFound`] unless the user has that row on that item;
+    /// [`OutboxActionError::WrongState`] while it is being delivered; store failures.
+    pub async fn discard(
+        &self,
+        user_id: &UserId,
+        key: &ItemKey,
+        id: i64,
+    ) -> Result<(), OutboxActionError> {
+        actions::discard(&self.inner, user_id, key, id).await
     }
 
     /// Status for the admin page: per-user phase, last sync, call counts, errors, rate limit.

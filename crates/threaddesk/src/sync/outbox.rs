@@ -237,7 +237,7 @@ pub fn next_step(
         Outcome::Unauthorized => keep(DeliveryState::Parked, row.attempts, None),
         Outcome::Rejected { status, reason } => keep(
             DeliveryState::Failed {
-                reason: format!("{status} {reason}"),
+                reason: format!("{status} {reason}").trim_end().to_owned(),
             },
             row.attempts + 1,
             None,

@@ -15,7 +15,7 @@ use super::pages::{self, QueueQuery};
 use super::session::ApiUser;
 use crate::inbox::ItemKey;
 use crate::store::{MessageText, UserId};
-use crate::sync::{Action, SyncError};
+use crate::sync::{Action, OutboxActionError, SyncError};
 
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -71,14 +71,21 @@ pub async fn item(
         return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
-    let (item, posts, has_older) = pages::load_item(&state, &us, &key)?;
+    let loaded = pages::load_item(&state, &us, &key)?;
     let saved = saved_set(&us)?;
-    let item = with_saved(&item, item_post(&item.key), &saved);
-    let posts: Vec<serde_json::Value> = posts
+    let item = with_saved(&loaded.item, item_post(&loaded.item.key), &saved);
+    let posts: Vec<serde_json::Value> = loaded
+        .posts
         .iter()
         .map(|p| with_saved(p, Some(p.id.as_str()), &saved))
         .collect();
-    Ok(Json(json!({ "item": item, "posts": posts, "has_older": has_older })).into_response())
+    Ok(Json(json!({
+        "item": item,
+        "posts": posts,
+        "has_older": loaded.has_older,
+        "undelivered": loaded.undelivered,
+    }))
+    .into_response())
 }
 
 /// The user's saved posts (Mattermost's `flagged_post` preferences, mirrored by the sync).
@@ -124,6 +131,8 @@ pub struct ActionBody {
     pub post_id: Option<String>,
     /// `react`: false removes the reaction. `save`: false un-saves.
     pub on: Option<bool>,
+    /// `retry` / `discard`: the undelivered action (its outbox id).
+    pub outbox_id: Option<i64>,
 }
 
 fn parse_body(body: &Bytes) -> Result<ActionBody, WebError> {
@@ -167,6 +176,23 @@ pub async fn perform(
     let item_key = ItemKey::parse(key).map_err(|_| {
         WebError::BadRequest("item key must be t_<post id> or c_<channel id>".into())
     })?;
+    if let "retry" | "discard" = action {
+        // Before the item lookup: an action on an item that has left the queue since (e.g. a
+        // reply refused because the channel was archived) can still be discarded.
+        let id = need(body.outbox_id, "outbox_id")?;
+        let engine = state.engine();
+        let done = if action == "retry" {
+            engine.retry(user_id, &item_key, id).await
+        } else {
+            engine.discard(user_id, &item_key, id).await
+        };
+        return match done {
+            Ok(()) => Ok(vec![id]),
+            Err(OutboxActionError::NotFound) => Err(WebError::NotFound),
+            Err(OutboxActionError::WrongState(why)) => Err(WebError::Conflict(why.to_owned())),
+            Err(OutboxActionError::Sync(e)) => Err(action_error(e)),
+        };
+    }
     let now = state.now();
     let us = state.store().for_user(user_id);
     // The item must be this user's: another user's id is simply not found.
@@ -310,7 +336,7 @@ pub async fn perform(
         }),
         _ => {
             return Err(WebError::BadRequest(
-                "unknown action; use reply, done, undo, snooze, unsnooze, read, unread, follow, unfollow, react, save or unsave".into(),
+                "unknown action; use reply, done, undo, snooze, unsnooze, read, unread, follow, unfollow, react, save, unsave, retry or discard".into(),
             ));
         }
     }
@@ -318,17 +344,22 @@ pub async fn perform(
     for a in actions {
         match state.engine().act(user_id, a).await {
             Ok(ack) => outbox_ids.push(ack.outbox_id),
-            Err(SyncError::BadAction(why)) => return Err(WebError::BadRequest(why.to_owned())),
-            Err(SyncError::Store(crate::store::StoreError::Sqlite(e)))
-                if storage_unavailable(&e) =>
-            {
-                tracing::error!(error = %e, "action refused: the store cannot write");
-                return Err(WebError::StorageUnavailable);
-            }
-            Err(e) => return Err(WebError::internal(e)),
+            Err(e) => return Err(action_error(e)),
         }
     }
     Ok(outbox_ids)
+}
+
+/// An engine error on an action, as the user sees it.
+fn action_error(e: SyncError) -> WebError {
+    match e {
+        SyncError::BadAction(why) => WebError::BadRequest(why.to_owned()),
+        SyncError::Store(crate::store::StoreError::Sqlite(e)) if storage_unavailable(&e) => {
+            tracing::error!(error = %e, "action refused: the store cannot write");
+            WebError::StorageUnavailable
+        }
+        e => WebError::internal(e),
+    }
 }
 
 /// The database cannot take writes (disk full, I/O error, read-only): the action is refused

@@ -19,6 +19,9 @@ pub enum WebError {
     NotFound,
     #[error("{0}")]
     BadRequest(String),
+    /// The request is valid but the resource is not in a state that allows it (409).
+    #[error("{0}")]
+    Conflict(String),
     #[error("too many attempts; wait a minute and try again")]
     Throttled,
     #[error("Mattermost refused the request: {0}")]
@@ -41,6 +44,7 @@ impl WebError {
             Self::Csrf => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Throttled => StatusCode::TOO_MANY_REQUESTS,
             Self::Upstream(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable | Self::StorageUnavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -259,7 +259,8 @@ pub async fn queue(
 ) -> Result<Response, WebError> {
     let req = query.validate()?;
     let us = state.store().for_user(&user.user_id);
-    let (items, next_cursor, counts, ctx) = load_queue(&state, &us, &req)?;
+    let (items, next_cursor, counts, mut ctx) = load_queue(&state, &us, &req)?;
+    let failed = failed_actions(&us, &mut ctx)?;
     let page = QueuePage {
         layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
         filter: req.filter,
@@ -271,16 +272,59 @@ pub async fn queue(
         next_cursor,
         limit: (req.limit != PAGE_SIZE).then_some(req.limit),
         paged: req.cursor.is_some(),
+        failed,
     };
     Ok(render(&page))
 }
 
-/// The conversation of an item for the page and the API.
-pub fn load_item(
-    state: &AppState,
+/// The user's actions that Mattermost refused or that could not be delivered, with the item
+/// each belongs to (the queue lists them above the items, so none goes unnoticed).
+fn failed_actions(
     us: &UserStore<'_>,
-    key: &str,
-) -> Result<(ItemSummary, Vec<views::PostView>, bool), WebError> {
+    ctx: &mut Context,
+) -> Result<Vec<views::FailedAction>, WebError> {
+    let rows = us
+        .outbox_rows(Some(crate::store::OutboxState::Failed))
+        .map_err(WebError::internal)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let Some(view) = present::undelivered_view(row) else {
+            continue;
+        };
+        let title = match ItemKey::parse(&row.item_key) {
+            Ok(key) => match us.item(&key, 0).map_err(WebError::internal)? {
+                Some(detail) => {
+                    let me = ctx.me.user_id.clone();
+                    ctx.want_profiles(us, &present::row_people(&detail.row, &me))
+                        .map_err(WebError::internal)?;
+                    Some(present::summary(&detail.row, ctx).title)
+                }
+                None => None,
+            },
+            Err(_) => None,
+        };
+        out.push(views::FailedAction {
+            key: row.item_key.clone(),
+            title,
+            action: view,
+        });
+    }
+    Ok(out)
+}
+
+/// One conversation as the item page, its fragment and the JSON API show it.
+pub struct LoadedItem {
+    pub item: ItemSummary,
+    /// Oldest first.
+    pub posts: Vec<views::PostView>,
+    /// Older messages exist than the ones loaded.
+    pub has_older: bool,
+    /// The user's actions on the item not delivered yet ([`present::undelivered_view`]).
+    pub undelivered: Vec<views::UndeliveredView>,
+}
+
+/// The conversation of an item for the page and the API.
+pub fn load_item(state: &AppState, us: &UserStore<'_>, key: &str) -> Result<LoadedItem, WebError> {
     let key = ItemKey::parse(key).map_err(|_| {
         WebError::BadRequest("item key must be t_<post id> or c_<channel id>".into())
     })?;
@@ -302,7 +346,18 @@ pub fn load_item(
         .map(|p| present::post_view(p, &ctx, &rctx))
         .collect();
     let has_older = posts.len() >= CONVERSATION_POSTS;
-    Ok((summary, posts, has_older))
+    let undelivered = us
+        .undelivered(Some(&key))
+        .map_err(WebError::internal)?
+        .iter()
+        .filter_map(present::undelivered_view)
+        .collect();
+    Ok(LoadedItem {
+        item: summary,
+        posts,
+        has_older,
+        undelivered,
+    })
 }
 
 /// `GET /items/{key}` — one conversation.
@@ -318,7 +373,7 @@ pub async fn item(
         return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
-    let (item, posts, has_older) = match load_item(&state, &us, &key) {
+    let loaded = match load_item(&state, &us, &key) {
         Ok(v) => v,
         Err(WebError::NotFound) => {
             return Ok(error_page(
@@ -333,9 +388,10 @@ pub async fn item(
     };
     let page = ItemPage {
         layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
-        item,
-        posts,
-        has_older,
+        item: loaded.item,
+        posts: loaded.posts,
+        has_older: loaded.has_older,
+        undelivered: loaded.undelivered,
     };
     Ok(render(&page))
 }
@@ -356,15 +412,16 @@ pub async fn item_fragment(
         return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
-    let (item, posts, has_older) = load_item(&state, &us, &key)?;
+    let loaded = load_item(&state, &us, &key)?;
     let fragment = ItemFragment {
         layout: Layout {
             csrf: user.csrf.expose().to_owned(),
             ..Layout::default()
         },
-        item,
-        posts,
-        has_older,
+        item: loaded.item,
+        posts: loaded.posts,
+        has_older: loaded.has_older,
+        undelivered: loaded.undelivered,
     };
     Ok(render(&fragment))
 }
@@ -828,6 +885,8 @@ pub struct ActionForm {
     hours: Option<i64>,
     /// `queue`: the form is the queue's, whose page comes back after any action.
     return_to: Option<String>,
+    /// `retry` / `discard`: the undelivered action.
+    outbox_id: Option<i64>,
 }
 
 /// `POST /items/{key}/{action}` — the same actions as the JSON API, for plain HTML forms (the
@@ -856,6 +915,7 @@ pub async fn act_form(
         emoji: form.emoji,
         post_id: None,
         on: None,
+        outbox_id: form.outbox_id,
     };
     super::api::perform(&state, &user.user_id, &key, &action, body).await?;
     let back = if form.return_to.as_deref() == Some("queue")

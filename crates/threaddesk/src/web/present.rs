@@ -6,10 +6,11 @@ use serde::Deserialize;
 
 use super::render::RenderCtx;
 use super::views::{
-    AuthorView, FileView, ItemKind, ItemSummary, PostView, ReactionView, SafeHtml, TeamView,
+    self, AuthorView, FileView, ItemKind, ItemSummary, PostView, ReactionView, SafeHtml, TeamView,
+    UndeliveredView,
 };
 use crate::inbox::{self, ItemKey};
-use crate::store::{Post, Profile, QueueRow, StoreError, Team, UserStore};
+use crate::store::{OutboxRow, OutboxState, Post, Profile, QueueRow, StoreError, Team, UserStore};
 
 /// Longest snippet shown in the queue.
 const SNIPPET_CHARS: usize = 160;
@@ -367,9 +368,156 @@ pub fn post_view(p: &Post, ctx: &Context, rctx: &RenderCtx) -> PostView {
     }
 }
 
+/// An undelivered outbox row as the conversation shows it: replies in every state (the
+/// pending message), other actions only once they failed (while they wait they are already
+/// shown by the item's state). `None` for rows shown nowhere.
+#[must_use]
+pub fn undelivered_view(row: &OutboxRow) -> Option<UndeliveredView> {
+    use crate::sync::Action as A;
+    let state = match row.state {
+        OutboxState::Queued => "queued",
+        OutboxState::Inflight => "sending",
+        OutboxState::Failed => "failed",
+        OutboxState::Sent => return None,
+    };
+    let action = serde_json::from_str::<A>(row.payload.expose()).ok();
+    let is_reply = matches!(action, Some(A::Reply { .. }));
+    if state != "failed" && !is_reply {
+        return None;
+    }
+    let what = match &action {
+        Some(A::Reply { .. }) => "Reply".to_owned(),
+        Some(A::MarkRead { .. }) => "Mark read".to_owned(),
+        Some(A::MarkUnread { .. }) => "Mark unread".to_owned(),
+        Some(A::Done { .. }) => "Done".to_owned(),
+        Some(A::UndoDone { .. }) => "Undo done".to_owned(),
+        Some(A::Snooze { until, .. }) => format!("Snooze until {}", views::short_time(*until)),
+        Some(A::Unsnooze { .. }) => "Unsnooze".to_owned(),
+        Some(A::Follow { .. }) => "Follow the thread".to_owned(),
+        Some(A::Unfollow { .. }) => "Unfollow the thread".to_owned(),
+        Some(A::React {
+            emoji_name, add, ..
+        }) => format!(
+            "{} :{emoji_name}:",
+            if *add {
+                "React with"
+            } else {
+                "Remove the reaction"
+            }
+        ),
+        Some(A::Save { saved, .. }) => if *saved { "Save" } else { "Unsave" }.to_owned(),
+        None => "An action this version cannot read".to_owned(),
+    };
+    let message = match action {
+        Some(A::Reply { message, .. }) => Some(message.expose().to_owned()),
+        _ => None,
+    };
+    Some(UndeliveredView {
+        id: row.id,
+        state,
+        what,
+        message,
+        reason: (state == "failed").then(|| failure_reason(row.last_error.as_deref())),
+        created_at: row.created_at,
+    })
+}
+
+/// An outbox failure (`"<status> <detail>"` from Mattermost's answer, or our own phrase) in
+/// words.
+#[must_use]
+pub fn failure_reason(error: Option<&str>) -> String {
+    let Some(error) = error.filter(|e| !e.is_empty()) else {
+        return "Mattermost did not accept it".to_owned();
+    };
+    let (status, detail) = error.split_once(' ').unwrap_or((error, ""));
+    let Ok(status) = status.parse::<u16>() else {
+        return error.to_owned();
+    };
+    let why = match status {
+        400 => "Mattermost found the request invalid",
+        403 => "Mattermost does not allow you to do this here",
+        404 => "it no longer exists in Mattermost",
+        413 => "it is too large for Mattermost",
+        _ => "Mattermost refused it",
+    };
+    if detail.is_empty() {
+        format!("{why} (HTTP {status})")
+    } else {
+        format!("{why} (HTTP {status}: {detail})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn outbox_row(state: OutboxState, payload: &str, error: Option<&str>) -> OutboxRow {
+        OutboxRow {
+            id: 7,
+            kind: "reply".into(),
+            item_key: "t_".to_owned() + &"a".repeat(26),
+            payload: crate::store::JsonText::new(payload.to_owned()),
+            pending_post_id: String::new(),
+            marker: String::new(),
+            state,
+            attempts: 1,
+            first_sent_at: None,
+            next_attempt_at: 0,
+            last_error: error.map(str::to_owned),
+            post_id: None,
+            created_at: 5,
+        }
+    }
+
+    #[test]
+    fn undelivered_rows_show_replies_always_and_other_actions_once_failed() {
+        let reply = format!(
+            r#"{{"action":"reply","channel_id":"{c}","root_id":"{c}","message":"hi\nthere"}}"#,
+            c = "c".repeat(26)
+        );
+        let read = format!(r#"{{"action":"mark_read","key":"t_{}"}}"#, "a".repeat(26));
+        let v = undelivered_view(&outbox_row(OutboxState::Queued, &reply, None)).unwrap();
+        assert_eq!((v.state, v.what.as_str()), ("queued", "Reply"));
+        assert_eq!(v.message.as_deref(), Some("hi\nthere"));
+        assert!(v.reason.is_none() && v.can_discard());
+        let v = undelivered_view(&outbox_row(OutboxState::Inflight, &reply, None)).unwrap();
+        assert!(!v.can_discard(), "in flight: cannot be discarded");
+        assert!(undelivered_view(&outbox_row(OutboxState::Queued, &read, None)).is_none());
+        assert!(undelivered_view(&outbox_row(OutboxState::Sent, &reply, None)).is_none());
+        let v = undelivered_view(&outbox_row(
+            OutboxState::Failed,
+            &read,
+            Some("403 api.context.permissions.app_error"),
+        ))
+        .unwrap();
+        assert_eq!((v.state, v.what.as_str()), ("failed", "Mark read"));
+        assert_eq!(
+            v.reason.as_deref(),
+            Some(
+                "Mattermost does not allow you to do this here (HTTP 403: api.context.permissions.app_error)"
+            )
+        );
+        let v = undelivered_view(&outbox_row(OutboxState::Failed, "{not json", None)).unwrap();
+        assert_eq!(v.what, "An action this version cannot read");
+    }
+
+    #[test]
+    fn failure_reasons_in_words() {
+        assert_eq!(
+            failure_reason(Some("404 the thread no longer exists")),
+            "it no longer exists in Mattermost (HTTP 404: the thread no longer exists)"
+        );
+        assert_eq!(
+            failure_reason(Some("409")),
+            "Mattermost refused it (HTTP 409)"
+        );
+        assert_eq!(
+            failure_reason(Some("not delivered within 24 hours")),
+            "not delivered within 24 hours"
+        );
+        assert_eq!(failure_reason(None), "Mattermost did not accept it");
+        assert_eq!(failure_reason(Some("")), "Mattermost did not accept it");
+    }
 
     #[test]
     fn snippet_strips_markdown_and_truncates() {

@@ -416,6 +416,36 @@ impl PostView {
     }
 }
 
+/// An action of the user not delivered to Mattermost yet: a reply being sent (shown as a
+/// pending message), or any action Mattermost refused or that could not be delivered in time
+/// (shown with its reason, Retry and Discard) — nothing the user asked for disappears silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UndeliveredView {
+    /// The outbox id (`outbox_id` of the `retry` / `discard` actions).
+    pub id: i64,
+    /// `queued` (waiting for its turn or a retry), `sending` (in flight) or `failed`.
+    pub state: &'static str,
+    /// What the user did, in words ("Reply", "Done", "Mark read", …).
+    pub what: String,
+    /// A reply's text: the user's own words, kept until they are sent or discarded.
+    pub message: Option<String>,
+    /// Why it was not delivered (failed only).
+    pub reason: Option<String>,
+    /// When the user did it, ms since the epoch.
+    pub created_at: i64,
+}
+
+impl UndeliveredView {
+    pub fn failed(&self) -> bool {
+        self.state == "failed"
+    }
+
+    /// Discard is possible unless it is being sent right now.
+    pub fn can_discard(&self) -> bool {
+        self.state != "sending"
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Pages
 // ---------------------------------------------------------------------------------------------
@@ -569,6 +599,18 @@ pub struct QueuePage {
     pub limit: Option<usize>,
     /// This page continues the queue (`?cursor=`): it links back to the first page.
     pub paged: bool,
+    /// Actions Mattermost refused or that could not be delivered, oldest first.
+    pub failed: Vec<FailedAction>,
+}
+
+/// A failed action as the queue lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedAction {
+    /// The item's key.
+    pub key: String,
+    /// The item's title, when it is still in the cache.
+    pub title: Option<String>,
+    pub action: UndeliveredView,
 }
 
 /// A filter link in the sidebar.
@@ -728,6 +770,8 @@ pub struct ItemPage {
     pub posts: Vec<PostView>,
     /// Older messages exist than the ones shown (the page links to Mattermost for them).
     pub has_older: bool,
+    /// The user's actions on this item not delivered yet, oldest first.
+    pub undelivered: Vec<UndeliveredView>,
 }
 
 impl ItemPage {
@@ -753,6 +797,8 @@ pub struct ItemFragment {
     /// Oldest first.
     pub posts: Vec<PostView>,
     pub has_older: bool,
+    /// The user's actions on this item not delivered yet, oldest first.
+    pub undelivered: Vec<UndeliveredView>,
 }
 
 impl ItemFragment {

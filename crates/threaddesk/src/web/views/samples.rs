@@ -147,6 +147,26 @@ pub(crate) fn queue_page() -> QueuePage {
         next_cursor: None,
         limit: None,
         paged: false,
+        failed: vec![FailedAction {
+            key: "t_".to_owned() + &"r".repeat(26),
+            title: Some("Release train".into()),
+            action: failed_reply(),
+        }],
+    }
+}
+
+/// A reply Mattermost refused (its text carries markup, which must show as text).
+fn failed_reply() -> UndeliveredView {
+    UndeliveredView {
+        id: 41,
+        state: "failed",
+        what: "Reply".into(),
+        message: Some("<script>alert(1)</script> I'll take the\nrollback".into()),
+        reason: Some(
+            "Mattermost does not allow you to do this here (HTTP 403: api.context.permissions.app_error)"
+                .into(),
+        ),
+        created_at: NOW - 5 * 60_000,
     }
 }
 
@@ -273,6 +293,25 @@ pub(crate) fn item_page() -> ItemPage {
         item: items().remove(0),
         posts: posts(),
         has_older: true,
+        undelivered: vec![
+            failed_reply(),
+            UndeliveredView {
+                id: 42,
+                state: "failed",
+                what: "Mark read".into(),
+                message: None,
+                reason: Some("not delivered within 24 hours".into()),
+                created_at: NOW - 60_000,
+            },
+            UndeliveredView {
+                id: 43,
+                state: "queued",
+                what: "Reply".into(),
+                message: Some("On it.".into()),
+                reason: None,
+                created_at: NOW - 1_000,
+            },
+        ],
     }
 }
 
