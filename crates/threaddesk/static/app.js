@@ -431,11 +431,15 @@ function createQueue() {
     else if (find(data.key)) { hide(data.key); removed.delete(data.key); }
     refreshSoon();
   }
+  // A page opened at `?limit=` (and `?cursor=`, a later page of the queue) keeps its size and
+  // place when it asks the API.
+  const here = new URLSearchParams(location.search);
   function params(extra = {}) {
     const p = new URLSearchParams();
     if (filter !== "all") p.set("filter", filter);
     if (team) p.set("team", team);
     if (body.dataset.q) p.set("q", body.dataset.q);
+    if (here.get("limit")) p.set("limit", here.get("limit"));
     for (const [k, v] of Object.entries(extra)) p.set(k, v);
     return p.toString();
   }
@@ -455,7 +459,7 @@ function createQueue() {
   // After a reconnect: make the list exactly what the server says (counts you can trust).
   async function reconcile() {
     try {
-      const data = await api(`/items?${params()}`);
+      const data = await api(`/items?${params(here.get("cursor") ? { cursor: here.get("cursor") } : {})}`);
       const keys = new Set();
       for (const it of data.items || []) { keys.add(it.key); upsert(it, { animate: false }); }
       if (!data.next_cursor) for (const r of rows()) if (!keys.has(r.dataset.key) && !pending.has(r.dataset.key)) hide(r.dataset.key);

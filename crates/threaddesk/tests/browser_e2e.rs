@@ -404,6 +404,13 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
             .unwrap(),
         serde_json::json!([true, "?limit=2"])
     );
+    // The next page has the page's size too (it used to be the default 50).
+    let shown = b
+        .eval("[document.querySelectorAll('#queue > li.item').length, Number(document.querySelector('[data-count=\"all\"]').textContent)]")
+        .await
+        .unwrap();
+    assert!(shown[1].as_u64().unwrap() > 4, "enough items: {shown}");
+    assert_eq!(shown[0], serde_json::json!(4), "{shown}");
 
     // `?` shows the shortcuts.
     b.goto(&format!("{}/", stack.url)).await.unwrap();

@@ -786,7 +786,7 @@ async fn queue_row_buttons_work_without_javascript() {
     let key = items[0]["key"].as_str().unwrap().to_owned();
     let unread = items[0]["unread"].as_bool().unwrap();
     let queue = alice.get("/").await.unwrap().text().await.unwrap();
-    assert!(queue.contains("name=\"return_to\" value=\"queue\""));
+    assert!(queue.contains("name=\"return_to\" value=\"/\""));
     let row_start = queue.find(&format!("data-key=\"{key}\"")).unwrap();
     let row = &queue[row_start..row_start + queue[row_start..].find("</li>").unwrap()];
     let toggle = button_formaction(row, "toggle-unread").unwrap();
@@ -817,17 +817,30 @@ async fn queue_row_buttons_work_without_javascript() {
     assert_eq!(r.headers()["location"], "/");
     let queue = alice.get("/").await.unwrap().text().await.unwrap();
     assert!(!queue.contains(&format!("data-key=\"{key}\"")));
-    // Anything else in `return_to` is ignored (no open redirect): the usual address.
+    // Anything but a page of the queue in `return_to` is ignored (no open redirect): the
+    // usual address.
     let other = items[1]["key"].as_str().unwrap().to_owned();
-    let r = alice
-        .post_form(
-            &format!("/items/{other}/read"),
-            &[("csrf", &csrf), ("return_to", "https://evil.example/")],
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 303);
-    assert_eq!(r.headers()["location"], format!("/items/{other}").as_str());
+    for bad in [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example",
+        "/items/x",
+        "/?a=b c",
+    ] {
+        let r = alice
+            .post_form(
+                &format!("/items/{other}/read"),
+                &[("csrf", &csrf), ("return_to", bad)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303);
+        assert_eq!(
+            r.headers()["location"],
+            format!("/items/{other}").as_str(),
+            "{bad}"
+        );
+    }
 }
 
 /// Without JavaScript, "Load more" is a link to the next page of the same view (app.js
@@ -867,6 +880,12 @@ async fn load_more_pages_through_the_queue_without_javascript() {
             page > 0,
             "{path}"
         );
+        // The rows' forms come back to this very page (view, cursor, page size).
+        let here = html.split("name=\"return_to\" value=\"").nth(1).unwrap();
+        let here = here[..here.find('"').unwrap()]
+            .replace("&#38;", "&")
+            .replace("&amp;", "&");
+        assert_eq!(here, path, "the page's return address");
         let Some(at) = html.find("data-action=\"load-more\"") else {
             break;
         };
@@ -881,6 +900,17 @@ async fn load_more_pages_through_the_queue_without_javascript() {
         );
     }
     assert_eq!(seen, all, "every item once, in queue order");
+    // An action from a later page comes back to it.
+    let csrf = alice.csrf.clone();
+    let r = alice
+        .post_form(
+            &format!("/items/{}/done", all[all.len() - 1]),
+            &[("csrf", &csrf), ("return_to", &path)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], path.as_str());
     // A malformed cursor is a clear 400, not an empty page.
     let r = alice.get("/?cursor=not-a-cursor").await.unwrap();
     assert_eq!(r.status().as_u16(), 400);

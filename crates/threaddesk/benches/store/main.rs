@@ -22,6 +22,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -417,6 +418,172 @@ fn cold_start(args: &[&str], dir: Option<&Path>, ready: &str) -> f64 {
     took
 }
 
+/// What one P-13 "event" is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EventMix {
+    /// Every event a new reply for one user (post + search row + that user's thread + item):
+    /// the worst case, nothing shared between events.
+    NewPostEach,
+    /// What ThreadDesk receives: a reply comes as one `posted` event per user following the
+    /// thread (≈ 10 here); each event upserts the post (a new row the first time, unchanged
+    /// after) and that user's thread + item.
+    FanOut,
+}
+
+/// The users following each thread root `(channel, root)` of the cache [`populate`] builds.
+fn followers(users: usize, threads_per_user: usize) -> HashMap<(usize, usize), Vec<usize>> {
+    let per_channel = threads_per_user.div_ceil(CHANNELS_PER_USER);
+    let mut map: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+    for u in 0..users {
+        let mut n = 0;
+        for j in 0..CHANNELS_PER_USER {
+            let ch = (u * 7 + j * 41) % CHANNELS;
+            for r in 0..per_channel.min(ROOTS_PER_CHANNEL) {
+                if n == threads_per_user {
+                    break;
+                }
+                map.entry((ch, (r + u) % ROOTS_PER_CHANNEL))
+                    .or_default()
+                    .push(u);
+                n += 1;
+            }
+        }
+    }
+    map
+}
+
+/// P-13 in one event mix: 5 s of events applied in transactions of 100 while P-5 reads run on
+/// another thread; pushes the rate, the CPU and bytes per event, and P-5 p99 meanwhile.
+fn p13(
+    store: &Arc<Store>,
+    reader: &UserId,
+    users: usize,
+    threads_per_user: usize,
+    p5_base: f64,
+    mix: EventMix,
+    rows: &mut Vec<common::Row>,
+) {
+    let name = match mix {
+        EventMix::NewPostEach => "new post each",
+        EventMix::FanOut => "fan-out",
+    };
+    eprintln!("store bench: P-13, {name} (5 s)");
+    let follow = followers(users, threads_per_user);
+    let mut roots: Vec<(&(usize, usize), &Vec<usize>)> = follow.iter().collect();
+    roots.sort();
+    let fan_out =
+        roots.iter().map(|(_, f)| f.len()).sum::<usize>() as f64 / roots.len().max(1) as f64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let bg = p5_background(Arc::clone(store), reader.clone(), Arc::clone(&stop));
+    let cpu0 = write_path_cpu();
+    let w0 = written();
+    let t = Instant::now();
+    let mut events = 0usize;
+    let batch = 100;
+    // Each run writes posts of its own (ids and times after every earlier run's).
+    let first_post = match mix {
+        EventMix::NewPostEach => 90_000_000usize,
+        EventMix::FanOut => 95_000_000usize,
+    };
+    let mut next_post = first_post;
+    let mut next_root = 0usize;
+    while t.elapsed() < Duration::from_secs(5) {
+        let n = store
+            .write(|tx| {
+                let mut n = 0;
+                while n < batch {
+                    // Each reply is newer than the last: every event really changes items.
+                    let at = NOW + i64::try_from(next_post - 90_000_000).unwrap_or(0);
+                    match mix {
+                        EventMix::NewPostEach => {
+                            let u = next_post % users.max(1);
+                            let ch = (u * 7) % CHANNELS;
+                            let root = root_id(ch, u % ROOTS_PER_CHANNEL);
+                            tx.upsert_post(&post(next_post, ch, Some(root), at))?;
+                            tx.user(&uid(u))
+                                .upsert_thread(&thread(root, ch, &team_of(ch), at))?;
+                            n += 1;
+                        }
+                        EventMix::FanOut => {
+                            let ((ch, r), who) = roots[next_root % roots.len()];
+                            next_root += 1;
+                            let root = root_id(*ch, *r);
+                            let reply = post(next_post, *ch, Some(root), at);
+                            for u in who {
+                                tx.upsert_post(&reply)?;
+                                tx.user(&uid(*u)).upsert_thread(&thread(
+                                    root,
+                                    *ch,
+                                    &team_of(*ch),
+                                    at,
+                                ))?;
+                                n += 1;
+                            }
+                        }
+                    }
+                    next_post += 1;
+                }
+                Ok(n)
+            })
+            .unwrap();
+        events += n;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cpu1 = write_path_cpu();
+    let wal_per_event = (written() - w0) as f64 / events as f64 / 1024.0;
+    stop.store(true, Ordering::Relaxed);
+    let during = bg.join().unwrap();
+    let rate = events as f64 / secs;
+    let per_event = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e6 / events as f64;
+    let (cpu_w, cpu_c) = (per_event(cpu0.0, cpu1.0), per_event(cpu0.1, cpu1.1));
+    let task = match mix {
+        EventMix::NewPostEach => format!(
+            "worst case, every event a new reply for one user (post + search row + thread + item), in transactions of {batch} for 5 s, {users} users' cache, P-5 reads on another thread"
+        ),
+        EventMix::FanOut => format!(
+            "as ThreadDesk receives them: one `posted` event per follower of the thread ({fan_out:.1} on average; post + search row once, each follower's thread + item), in transactions of ≥ {batch} events for 5 s, {users} users' cache, P-5 reads on another thread"
+        ),
+    };
+    let mut push = |metric: &str, value: String, target: &'static str, verdict: &'static str| {
+        rows.push(common::Row {
+            id: "P-13",
+            task: task.clone(),
+            metric: metric.to_owned(),
+            value,
+            target,
+            verdict,
+        });
+    };
+    push(
+        "events applied per second",
+        format!("{rate:.0}"),
+        "≥ 5,000/s",
+        common::verdict(rate >= 5_000.0),
+    );
+    push(
+        "CPU per event, µs: the writing thread + the checkpoint thread (= events/s one core could apply)",
+        format!(
+            "{cpu_w:.0} + {cpu_c:.0} (= {:.0}/s)",
+            1e6 / (cpu_w + cpu_c).max(1.0)
+        ),
+        "–",
+        "–",
+    );
+    push(
+        "written by the writing thread per event (WAL frames), KiB",
+        format!("{wal_per_event:.1}"),
+        "–",
+        "–",
+    );
+    let p99 = common::percentile(&during, 99.0);
+    push(
+        "P-5 p99 during the writes, ms (baseline)",
+        format!("{p99:.2} ({p5_base:.2}; {} reads)", during.len()),
+        "±20 % of baseline",
+        common::verdict(p99 <= p5_base * 1.2),
+    );
+}
+
 fn main() {
     let users = common::env_usize("BENCH_USERS", 2_000);
     let threads_per_user = common::env_usize("BENCH_THREADS", 250);
@@ -472,85 +639,18 @@ fn main() {
 
     let p14_only = std::env::var_os("BENCH_P14_ONLY").is_some();
     if !p14_only {
-        // ---- P-13: events applied in batched transactions while P-5 reads run.
-        eprintln!("store bench: P-13 (5 s)");
-        let stop = Arc::new(AtomicBool::new(false));
-        let bg = p5_background(Arc::clone(&store), reader.clone(), Arc::clone(&stop));
-        let cpu0 = write_path_cpu();
-        let w0 = written();
-        let t = Instant::now();
-        let mut events = 0usize;
-        let batch = 100;
-        let mut next_post = 90_000_000usize;
-        while t.elapsed() < Duration::from_secs(5) {
-            store
-                .write(|tx| {
-                    for _ in 0..batch {
-                        // A `posted` reply in a followed thread: post + search row, the follower's
-                        // thread row and item.
-                        let u = next_post % users.max(1);
-                        let ch = (u * 7) % CHANNELS;
-                        let r = u % ROOTS_PER_CHANNEL;
-                        let root = root_id(ch, r);
-                        // Each reply is newer than the last: every event really changes items.
-                        let at = NOW + i64::try_from(next_post - 90_000_000).unwrap_or(0);
-                        tx.upsert_post(&post(next_post, ch, Some(root), at))?;
-                        tx.user(&uid(u))
-                            .upsert_thread(&thread(root, ch, &team_of(ch), at))?;
-                        next_post += 1;
-                    }
-                    Ok(())
-                })
-                .unwrap();
-            events += batch;
+        // ---- P-13: events applied in batched transactions while P-5 reads run, in two mixes.
+        for mix in [EventMix::NewPostEach, EventMix::FanOut] {
+            p13(
+                &store,
+                &reader,
+                users,
+                threads_per_user,
+                p5_base,
+                mix,
+                &mut rows,
+            );
         }
-        let secs = t.elapsed().as_secs_f64();
-        let cpu1 = write_path_cpu();
-        let wal_per_event = (written() - w0) as f64 / events as f64 / 1024.0;
-        stop.store(true, Ordering::Relaxed);
-        let during = bg.join().unwrap();
-        let rate = events as f64 / secs;
-        let per_event = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e6 / events as f64;
-        let (cpu_w, cpu_c) = (per_event(cpu0.0, cpu1.0), per_event(cpu0.1, cpu1.1));
-        let task13 = format!(
-            "`posted` replies applied in transactions of {batch} (post + search row + thread + item) for 5 s, {users} users' cache, P-5 reads on another thread"
-        );
-        rows.push(common::Row {
-            id: "P-13",
-            task: task13.clone(),
-            metric: "events applied per second".into(),
-            value: format!("{rate:.0}"),
-            target: "≥ 5,000/s",
-            verdict: common::verdict(rate >= 5_000.0),
-        });
-        rows.push(common::Row {
-        id: "P-13",
-        task: task13.clone(),
-        metric: "CPU per event, µs: the writing thread + the checkpoint thread (= events/s one core could apply)".into(),
-        value: format!(
-            "{cpu_w:.0} + {cpu_c:.0} (= {:.0}/s)",
-            1e6 / (cpu_w + cpu_c).max(1.0)
-        ),
-        target: "–",
-        verdict: "–",
-    });
-        rows.push(common::Row {
-            id: "P-13",
-            task: task13.clone(),
-            metric: "written by the writing thread per event (WAL frames), KiB".into(),
-            value: format!("{wal_per_event:.1}"),
-            target: "–",
-            verdict: "–",
-        });
-        let p13 = common::percentile(&during, 99.0);
-        rows.push(common::Row {
-            id: "P-13",
-            task: task13,
-            metric: "P-5 p99 during the writes, ms (baseline)".into(),
-            value: format!("{p13:.2} ({p5_base:.2}; {} reads)", during.len()),
-            target: "±20 % of baseline",
-            verdict: common::verdict(p13 <= p5_base * 1.2),
-        });
 
         if std::env::var_os("BENCH_P13_ONLY").is_some() {
             println!("{}", common::table(&rows));

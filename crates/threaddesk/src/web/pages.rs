@@ -271,7 +271,7 @@ pub async fn queue(
         counts: counts_view(&counts),
         next_cursor,
         limit: (req.limit != PAGE_SIZE).then_some(req.limit),
-        paged: req.cursor.is_some(),
+        cursor: req.cursor.as_ref().map(|c| c.encode()),
         failed,
     };
     Ok(render(&page))
@@ -889,6 +889,20 @@ pub struct ActionForm {
     outbox_id: Option<i64>,
 }
 
+/// Where a form asks to come back to, when it is a page of the queue: `queue` (its first
+/// page) or the queue's own address with its view, cursor and page size (`/?…`, at most 2 KiB,
+/// printable ASCII). Anything else — another path, another host (`//…`), a scheme — is not
+/// followed.
+fn queue_return_path(to: &str) -> Option<&str> {
+    if to == "queue" {
+        return Some("/");
+    }
+    let ok = (to == "/" || to.starts_with("/?"))
+        && to.len() <= 2048
+        && to.bytes().all(|b| b.is_ascii_graphic() && b != b'\\');
+    ok.then_some(to)
+}
+
 /// `POST /items/{key}/{action}` — the same actions as the JSON API, for plain HTML forms (the
 /// page works without JavaScript): CSRF from the form field, then a redirect back.
 pub async fn act_form(
@@ -918,12 +932,10 @@ pub async fn act_form(
         outbox_id: form.outbox_id,
     };
     super::api::perform(&state, &user.user_id, &key, &action, body).await?;
-    let back = if form.return_to.as_deref() == Some("queue")
-        || matches!(action.as_str(), "done" | "snooze")
-    {
-        "/".to_owned()
-    } else {
-        format!("/items/{key}")
+    let back = match form.return_to.as_deref().and_then(queue_return_path) {
+        Some(queue) => queue.to_owned(),
+        None if matches!(action.as_str(), "done" | "snooze") => "/".to_owned(),
+        None => format!("/items/{key}"),
     };
     Ok(Redirect::to(&back).into_response())
 }

@@ -597,8 +597,9 @@ pub struct QueuePage {
     pub next_cursor: Option<String>,
     /// Rows per page when the address asked for another number than the default (`?limit=`).
     pub limit: Option<usize>,
-    /// This page continues the queue (`?cursor=`): it links back to the first page.
-    pub paged: bool,
+    /// The cursor this page starts at (`?cursor=`): it continues the queue and links back to
+    /// the first page.
+    pub cursor: Option<String>,
     /// Actions Mattermost refused or that could not be delivered, oldest first.
     pub failed: Vec<FailedAction>,
 }
@@ -666,6 +667,26 @@ impl QueuePage {
     /// The first page of the same view (shown on a page that continues the queue).
     pub fn first_page_href(&self) -> String {
         Self::url(self.filter, self.team.as_deref(), &self.q)
+    }
+
+    /// This page continues the queue (it starts at a cursor).
+    pub fn paged(&self) -> bool {
+        self.cursor.is_some()
+    }
+
+    /// The address of this very page (view, cursor, page size): where a row's form comes back
+    /// to without JavaScript.
+    pub fn here_href(&self) -> String {
+        let mut href = Self::url(self.filter, self.team.as_deref(), &self.q);
+        let mut sep = if href.contains('?') { '&' } else { '?' };
+        if let Some(c) = &self.cursor {
+            href.push_str(&format!("{sep}cursor={}", url_encode(c)));
+            sep = '&';
+        }
+        if let Some(n) = self.limit {
+            href.push_str(&format!("{sep}limit={n}"));
+        }
+        href
     }
 
     pub fn filter_tabs(&self) -> Vec<FilterTab> {

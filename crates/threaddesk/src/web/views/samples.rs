@@ -146,7 +146,7 @@ pub(crate) fn queue_page() -> QueuePage {
         },
         next_cursor: None,
         limit: None,
-        paged: false,
+        cursor: None,
         failed: vec![FailedAction {
             key: "t_".to_owned() + &"r".repeat(26),
             title: Some("Release train".into()),
