@@ -330,9 +330,15 @@ pub struct State {
 }
 
 impl State {
+    /// The simulator's present: the clock, but never before the newest live post. Posts made
+    /// in the same millisecond get strictly increasing `create_at` here (a stable order), which
+    /// can run a few ms ahead of the clock; a read mark taken "now" must still cover them, as
+    /// on a real server, where no post is ever newer than the present (a "mark all read" right
+    /// after a burst of replies left the last one unread: `rest_api::thread_read_unread_follow`
+    /// failed under load).
     #[must_use]
     pub fn now(&self) -> i64 {
-        self.clock.now()
+        self.clock.now().max(self.last_live_create_at)
     }
 
     /// The user a session / personal access / OAuth access token belongs to.

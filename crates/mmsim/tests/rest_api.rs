@@ -1106,8 +1106,13 @@ async fn thread_read_unread_follow() {
     assert_eq!(status, 200);
     let (_, t) = env.get(&base).await;
     assert_eq!(t["unread_replies"], 0);
-    // Mark all read.
-    env.driver().reply("bob", &root, "even more").unwrap();
+    // Mark all read, right after a burst of replies (live posts made in the same millisecond
+    // get increasing create_at, ahead of the clock: the read must still cover them).
+    for n in 0..50 {
+        env.driver()
+            .reply("bob", &root, &format!("even more {n}"))
+            .unwrap();
+    }
     let (status, _) = env
         .put(&format!("/users/me/teams/{eng}/threads/read"), json!({}))
         .await;
