@@ -100,6 +100,31 @@ async fn select_with_keys(b: &mut Browser, key: &str) {
     panic!("could not reach {key} with j/k");
 }
 
+/// Types `text` into the reply box (which has the focus: it keeps it after a send, so an `r`
+/// now would be typed into it) and sends it with `Ctrl+Enter`.
+async fn send_reply(b: &mut Browser, text: &str) {
+    b.wait_for(
+        "document.activeElement && document.activeElement.id === 'reply-box'",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.type_text(text).await.unwrap();
+    b.press_with("Enter", 2).await.unwrap();
+}
+
+/// Waits until `text` shows as a post Mattermost created (not a pending one).
+async fn wait_post_shown(b: &mut Browser, text: &str) {
+    b.wait_for(
+        &format!(
+            "[...document.querySelectorAll('#posts > li:not(.pending)')].some(li => li.textContent.includes({text:?}))"
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     if !browser_or_skip() {
@@ -203,27 +228,12 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .map(|i| format!("Quick reply {i} from the browser"))
         .collect();
     for text in &burst {
-        // The box keeps the focus after a send (an `r` now would be typed into it).
-        b.wait_for(
-            "document.activeElement && document.activeElement.id === 'reply-box'",
-            WAIT,
-        )
-        .await
-        .unwrap();
-        b.type_text(text).await.unwrap();
-        b.press_with("Enter", 2).await.unwrap();
+        send_reply(&mut b, text).await;
         stack
             .wait_posted_once(&root_id, &token, text)
             .await
             .unwrap();
-        b.wait_for(
-            &format!(
-                "[...document.querySelectorAll('#posts > li:not(.pending)')].some(li => li.textContent.includes({text:?}))"
-            ),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        wait_post_shown(&mut b, text).await;
     }
     assert_eq!(
         b.eval("document.querySelectorAll('#posts > li.pending').length")
@@ -242,14 +252,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     ] {
         faults.set_error_route_prefix(Some("/api/v4/posts"));
         faults.fail_next(1, 403);
-        b.wait_for(
-            "document.activeElement && document.activeElement.id === 'reply-box'",
-            WAIT,
-        )
-        .await
-        .unwrap();
-        b.type_text(text).await.unwrap();
-        b.press_with("Enter", 2).await.unwrap();
+        send_reply(&mut b, text).await;
         let failed = format!(
             "[...document.querySelectorAll('#posts > li.failed')].find(li => li.textContent.includes({text:?}))"
         );
@@ -276,14 +279,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
                 .wait_posted_once(&root_id, &token, text)
                 .await
                 .unwrap();
-            b.wait_for(
-                &format!(
-                    "[...document.querySelectorAll('#posts > li:not(.pending)')].some(li => li.textContent.includes({text:?}))"
-                ),
-                WAIT,
-            )
-            .await
-            .unwrap();
+            wait_post_shown(&mut b, text).await;
         } else {
             assert_eq!(delivered, 0, "a discarded reply is not sent");
         }

@@ -962,26 +962,27 @@ async fn a_refused_reply_keeps_its_text_until_retried_or_discarded() {
         .to_owned();
     let faults = &stack.sim.sim.inner().faults;
     let token = stack.mm_token("alice").await.unwrap();
-    let refuse_next_post = || {
+    // Mattermost refuses the next post (403); alice replies; the reply is listed as failed.
+    let refused_reply = async |s: &mut Session, text: &str| -> Value {
         faults.set_error_route_prefix(Some("/api/v4/posts"));
         faults.fail_next(1, 403);
+        let r = s
+            .post_json(
+                &format!("/api/v1/items/{key}/reply"),
+                &json!({ "message": text }),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 202);
+        let list = wait_undelivered(s, &key, "the reply refused", |l| {
+            l.first().is_some_and(|u| u["state"] == "failed")
+        })
+        .await;
+        list[0].clone()
     };
 
-    refuse_next_post();
     let text = "Refused <b>words</b>\nsecond line";
-    let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({ "message": text }),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let list = wait_undelivered(&mut alice, &key, "the reply refused", |l| {
-        l.first().is_some_and(|u| u["state"] == "failed")
-    })
-    .await;
-    let failed = &list[0];
+    let failed = &refused_reply(&mut alice, text).await;
     let id = failed["id"].as_i64().unwrap();
     assert_eq!(failed["what"], "Reply");
     assert_eq!(failed["message"], text, "the text is kept whole");
@@ -1056,21 +1057,11 @@ async fn a_refused_reply_keeps_its_text_until_retried_or_discarded() {
     assert_eq!(r.status().as_u16(), 409, "already delivered");
 
     // Refused again, discarded with the queue's form: never sent, the notice gone.
-    refuse_next_post();
     let second = "Second refused reply";
-    let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({ "message": second }),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let list = wait_undelivered(&mut alice, &key, "the second refused", |l| {
-        l.first().is_some_and(|u| u["state"] == "failed")
-    })
-    .await;
-    let id2 = list[0]["id"].as_i64().unwrap().to_string();
+    let id2 = refused_reply(&mut alice, second).await["id"]
+        .as_i64()
+        .unwrap()
+        .to_string();
     let csrf = alice.csrf.clone();
     let r = alice
         .post_form(

@@ -324,12 +324,7 @@ pub(crate) async fn act(
     })
     .await
     .map_err(|_| SyncError::Internal("store task panicked"))??;
-    let _ = inner.changes.send(ItemChanged {
-        user_id: user.as_str().to_owned(),
-        key: Some(key.clone()),
-        cause: Cause::Action,
-    });
-    inner.outbox_wake.notify_one();
+    announce(inner, user, &key, true);
     debug!(
         outbox.id = id,
         kind = action.kind(),
@@ -339,6 +334,19 @@ pub(crate) async fn act(
         outbox_id: id,
         key: Some(key),
     })
+}
+
+/// The user's item changed by their own hand: listeners hear it; with `deliver`, the outbox
+/// worker wakes for the new row.
+fn announce(inner: &Inner, user: &UserId, key: &ItemKey, deliver: bool) {
+    let _ = inner.changes.send(ItemChanged {
+        user_id: user.as_str().to_owned(),
+        key: Some(key.clone()),
+        cause: Cause::Action,
+    });
+    if deliver {
+        inner.outbox_wake.notify_one();
+    }
 }
 
 /// Map a client error to an outbox outcome.
@@ -771,12 +779,7 @@ pub(crate) async fn retry(
     })
     .await
     .map_err(|_| SyncError::Internal("store task panicked"))??;
-    let _ = inner.changes.send(ItemChanged {
-        user_id: user.as_str().to_owned(),
-        key: Some(key.clone()),
-        cause: Cause::Action,
-    });
-    inner.outbox_wake.notify_one();
+    announce(inner, user, key, true);
     debug!(
         outbox.id = id,
         kind = action.kind(),
@@ -822,11 +825,7 @@ pub(crate) async fn discard(
         kind = action.kind(),
         "sync: undelivered action discarded"
     );
-    let _ = inner.changes.send(ItemChanged {
-        user_id: user.as_str().to_owned(),
-        key: Some(key.clone()),
-        cause: Cause::Action,
-    });
+    announce(inner, user, key, false);
     if let Some(ctx) = inner.ctx(user.as_str()) {
         let task = tokio::spawn(async move { correct(&ctx, &action).await });
         let _ = tokio::time::timeout(DISCARD_READ_BACK_WAIT, task).await;
