@@ -329,17 +329,23 @@ function createQueue() {
   // conversation (`closed`), the one after it first: the selected one has just been read.
   let lastDelta = 1;
   let warming = false;
+  function warmOrder(closed) {
+    const all = rows();
+    const i = all.indexOf(selected());
+    if (i < 0) return [];
+    const order = closed ? [all[i + lastDelta], all[i], all[i - lastDelta]] : [all[i], all[i + lastDelta], all[i - lastDelta]];
+    return order.map((r) => r?.dataset.key);
+  }
   function warm({ closed = false } = {}) {
+    // Back from a conversation, a reader opens the next one soon: its fetch starts now (the
+    // request costs the key's task next to nothing), the lay-out waits for idle time.
+    if (closed && !conv && !list.hidden) prefetch(...warmOrder(true));
     if (warming) return;
     warming = true;
     idle(() => {
       warming = false;
       if (conv || list.hidden) return;
-      const all = rows();
-      const i = all.indexOf(selected());
-      if (i < 0) return;
-      const order = closed ? [all[i + lastDelta], all[i], all[i - lastDelta]] : [all[i], all[i + lastDelta], all[i - lastDelta]];
-      prefetch(...order.map((r) => r?.dataset.key));
+      prefetch(...warmOrder(closed));
       renderAhead();
     });
   }
@@ -579,6 +585,8 @@ function createQueue() {
 
   return {
     find, hide, restore, onEvent, reconcile, refreshSoon, move, nearby,
+    // The rows around the selected one, next (in the direction of the last move) first.
+    around: () => { const o = warmOrder(true); return [o[0], o[2]]; },
     current: () => selected(),
     done: () => done(selected()),
     snooze: () => snooze(selected()),
@@ -1120,8 +1128,7 @@ function prefetchPump() {
   }, () => { /* opening fetches again */ }).finally(() => {
     prefetching = null;
     prefetchQueue = prefetchQueue.filter(wanted);
-    if (!conv) prefetchPump();
-    else prefetchQueue = [];
+    prefetchPump();
   });
 }
 // Lay out ahead the copies of the rows `Enter` (or `j` then `Enter`) would open, each in a
@@ -1211,9 +1218,14 @@ function showConversation(f, hash) {
   body.dataset.itemKey = root.dataset.key;
   document.title = `${root.dataset.title} · ThreadDesk`;
   if (window.scrollY) window.scrollTo(0, 0);
+  prefetchQueue = []; // what the queue wanted ahead: the conversation's own requests first
   conv = createConversation({ inPlace: true, hash });
   if (hash !== "#reply") root.focus({ preventScroll: true });
   if (stale(f)) conv.refresh();
+  // While it is read, fetch the rows around it in the queue (what `Esc`, `j`/`k`, `Enter`
+  // opens next: the one after it first).
+  const opened = conv;
+  idle(() => { if (conv === opened && queue) prefetch(...queue.around()); }, 1000);
 }
 function showQueue() {
   opening++;
