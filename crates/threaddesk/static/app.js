@@ -221,19 +221,29 @@ function remember(key, action, detail) {
 function undoToast(message) {
   toast(message, { action: { label: "Undo", run: undo } });
 }
+// What takes an action back: done / snooze are cleared (`undo`), read and unread flip back.
+const UNDO = { done: "undo", snooze: "undo", read: "unread", unread: "read" };
 async function undo() {
   const last = session.json("td:last");
   if (!last) { toast("Nothing to undo."); return; }
   session.del("td:last");
-  const restored = queue ? queue.restore(last.key) : false;
+  const keys = Array.isArray(last.keys) ? last.keys : [last.key];
+  const back = UNDO[last.action] || "undo";
+  const restored = queue && back === "undo" ? keys.filter((k) => queue.restore(k)) : [];
   try {
-    await act(last.key, "undo");
+    if (keys.length > 1) {
+      await api(`/bulk/${back}`, { method: "POST", json: { keys } });
+      for (const k of keys) dropFragment(k);
+    } else {
+      await act(keys[0], back);
+    }
     toast("Undone.");
-    if (!restored && queue) queue.refreshSoon();
-    if (conv && conv.key === last.key) conv.refresh();
+    if (queue) queue.refreshSoon();
+    if (back !== "undo" && queue) queue.reconcile();
+    if (conv && keys.includes(conv.key)) conv.refresh();
   } catch (err) {
     showError(err);
-    if (restored) queue.hide(last.key);
+    for (const k of restored) queue.hide(k);
   }
 }
 
@@ -265,6 +275,8 @@ function fillRow(li, it) {
     activity: String(it.last_activity_at || 0), teamId: it.team_id || "", permalink: it.permalink || "",
   });
   $(".item-link", li).href = `/items/${encodeURIComponent(it.key)}`;
+  const check = $(".item-check input", li);
+  if (check) { check.value = it.key; check.setAttribute("aria-label", `Select ${it.title}`); }
   // What the buttons post without JavaScript (the queue is a form then; see queue.html).
   for (const [action, path] of [["done", "done"], ["snooze", "snooze"], ["toggle-unread", it.unread ? "read" : "unread"]]) {
     $(`[data-action="${action}"]`, li)?.setAttribute("formaction", `${itemPath(it.key)}/${path}`);
@@ -563,6 +575,82 @@ function createQueue() {
     else if (b.dataset.action === "snooze") snooze(row);
     else if (b.dataset.action === "toggle-unread") toggleUnread(row);
   });
+  // Selection (x, or a row's checkbox): e / s / u and the bar act on every selected row.
+  const bar = $("#bulk-bar");
+  const checkOf = (r) => $(".item-check input", r);
+  const picks = () => rows().filter((r) => checkOf(r)?.checked);
+  function syncPicks() {
+    let n = 0;
+    for (const r of rows()) {
+      const on = !!checkOf(r)?.checked;
+      r.classList.toggle("picked", on);
+      if (on) n++;
+    }
+    list.classList.toggle("picking", n > 0);
+    if (!bar) return;
+    bar.hidden = n === 0;
+    $("#bulk-count", bar).textContent = n === 1 ? "1 selected:" : `${n} selected:`;
+    $('[data-bulk="clear"]', bar).hidden = n === 0;
+  }
+  function pick(row) {
+    const c = row && checkOf(row);
+    if (!c) return;
+    c.checked = !c.checked;
+    syncPicks();
+  }
+  function clearPicks() {
+    for (const r of rows()) { const c = checkOf(r); if (c) c.checked = false; }
+    syncPicks();
+  }
+  const BULK_DONE = { done: "marked done", snooze: "snoozed", read: "marked read", unread: "marked unread" };
+  async function bulk(action, payload = {}) {
+    const sel = picks();
+    if (!sel.length) return;
+    const keys = sel.map((r) => r.dataset.key);
+    const leaves = action === "done" || action === "snooze";
+    const was = new Map(sel.map((r) => [r.dataset.key, r.dataset.unread]));
+    const setUnread = (r, v) => { r.dataset.unread = String(v); r.classList.toggle("unread", v); };
+    for (const k of keys) pending.add(k);
+    clearPicks();
+    if (leaves) for (const k of keys) hide(k);
+    else for (const r of sel) setUnread(r, action === "unread");
+    const putBack = (k) => {
+      if (leaves) restore(k);
+      else { const r = find(k); if (r) setUnread(r, was.get(k) === "true"); }
+    };
+    try {
+      const res = await api(`/bulk/${action}`, { method: "POST", json: { keys, ...payload } });
+      const failed = (res.results || []).filter((r) => !r.ok);
+      for (const f of failed) putBack(f.key);
+      const changed = keys.filter((k) => !failed.some((f) => f.key === k));
+      for (const k of changed) dropFragment(k);
+      if (changed.length) session.set("td:last", JSON.stringify({ keys: changed, action, at: Date.now() }));
+      if (failed.length) {
+        toast(`${failed.length} of ${keys.length} could not be changed: ${failed[0].error}`, { error: true });
+      } else {
+        const n = changed.length === 1 ? "1 item" : `${changed.length} items`;
+        undoToast(`${n} ${BULK_DONE[action]}.`);
+      }
+    } catch (err) {
+      for (const k of keys) putBack(k);
+      showError(err);
+    } finally {
+      for (const k of keys) pending.delete(k);
+      refreshSoon();
+    }
+  }
+  list.addEventListener("change", (e) => { if (e.target.closest(".item-check")) syncPicks(); });
+  bar?.addEventListener("click", (e) => {
+    const b = e.target.closest("[data-bulk]");
+    if (!b) return;
+    e.preventDefault(); // a form for pages without JavaScript
+    const action = b.dataset.bulk;
+    if (action === "clear") clearPicks();
+    else if (action === "snooze") openSnooze((until) => bulk("snooze", { until }));
+    else bulk(action);
+  });
+  syncPicks();
+
   // A link to the next page (for pages without JavaScript): here the rows are appended in place.
   $('[data-action="load-more"]')?.addEventListener("click", (e) => { e.preventDefault(); loadMore(e.currentTarget); });
 
@@ -588,9 +676,11 @@ function createQueue() {
     // The rows around the selected one, next (in the direction of the last move) first.
     around: () => { const o = warmOrder(true); return [o[0], o[2]]; },
     current: () => selected(),
-    done: () => done(selected()),
-    snooze: () => snooze(selected()),
-    toggleUnread: () => toggleUnread(selected()),
+    // With rows selected (x), e / s / u act on them all.
+    done: () => (picks().length ? bulk("done") : done(selected())),
+    snooze: () => (picks().length ? openSnooze((until) => bulk("snooze", { until })) : snooze(selected())),
+    toggleUnread: () => (picks().length ? bulk(picks().some((r) => r.dataset.unread === "true") ? "read" : "unread") : toggleUnread(selected())),
+    pick: () => pick(selected()),
     toggleFollow: () => toggleFollow(selected()),
     open: (hash) => open(selected(), hash),
     permalink: () => selected()?.dataset.permalink,
@@ -1310,6 +1400,7 @@ on("s", () => current()?.snooze());
 on("u", () => current()?.toggleUnread());
 on("f", () => current()?.toggleFollow());
 on("z", () => undo());
+on("x", () => { if (!conv) queue?.pick(); });
 on("r", () => (conv ? conv.reply() : queue?.open("#reply")));
 on("v", () => { const url = current()?.permalink(); if (url) window.open(url, "_blank", "noopener"); });
 on("/", () => {

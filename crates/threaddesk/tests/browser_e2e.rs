@@ -100,6 +100,23 @@ async fn select_with_keys(b: &mut Browser, key: &str) {
     panic!("could not reach {key} with j/k");
 }
 
+/// Polls `expr` (a promise is awaited: `wait_for` cannot, it tests the value's truth) until
+/// it evaluates to `want`.
+async fn wait_value(b: &mut Browser, expr: &str, want: &serde_json::Value) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let v = b.eval(expr).await.unwrap_or_default();
+        if &v == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "`{expr}` is {v}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Types `text` into the reply box (which has the focus: it keeps it after a send, so an `r`
 /// now would be typed into it) and sends it with `Ctrl+Enter`.
 async fn send_reply(b: &mut Browser, text: &str) {
@@ -407,6 +424,71 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .unwrap();
     assert!(shown[1].as_u64().unwrap() > 4, "enough items: {shown}");
     assert_eq!(shown[0], serde_json::json!(4), "{shown}");
+
+    // A selection: x on two rows, e marks both done (one request), z brings both back.
+    b.goto(&format!("{}/", stack.url)).await.unwrap();
+    b.wait_for(
+        "document.querySelectorAll('#queue > li.item').length >= 3",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        b.eval("document.getElementById('bulk-bar').hidden")
+            .await
+            .unwrap(),
+        serde_json::json!(true),
+        "no bar without a selection"
+    );
+    let picked = b
+        .eval("[...document.querySelectorAll('#queue > li.item')].slice(0, 2).map(li => li.dataset.key)")
+        .await
+        .unwrap();
+    select_with_keys(&mut b, picked[0].as_str().unwrap()).await;
+    b.press("x").await.unwrap();
+    b.press("j").await.unwrap();
+    b.press("x").await.unwrap();
+    assert_eq!(
+        b.eval("[document.getElementById('bulk-bar').hidden, document.getElementById('bulk-count').textContent, document.querySelectorAll('#queue > li.item.picked').length]")
+            .await
+            .unwrap(),
+        serde_json::json!([false, "2 selected:", 2])
+    );
+    b.screenshot(&shots.join("queue-selection.png"))
+        .await
+        .unwrap();
+    b.press("e").await.unwrap();
+    for k in picked.as_array().unwrap() {
+        let k = k.as_str().unwrap();
+        b.wait_for(
+            &format!("!document.querySelector('#queue > li.item[data-key=\"{k}\"]')"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    }
+    // (Asked from the page itself: another sign-in would restart the sync and reload it.)
+    let done_now =
+        |k: &str| format!("fetch('/api/v1/items/{k}').then(r => r.json()).then(d => d.item.done)");
+    for k in picked.as_array().unwrap() {
+        wait_value(
+            &mut b,
+            &done_now(k.as_str().unwrap()),
+            &serde_json::json!(true),
+        )
+        .await;
+    }
+    b.press("z").await.unwrap();
+    for k in picked.as_array().unwrap() {
+        let k = k.as_str().unwrap();
+        b.wait_for(
+            &format!("!!document.querySelector('#queue > li.item[data-key=\"{k}\"]')"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+        wait_value(&mut b, &done_now(k), &serde_json::json!(false)).await;
+    }
 
     // `?` shows the shortcuts.
     b.goto(&format!("{}/", stack.url)).await.unwrap();

@@ -1091,3 +1091,191 @@ async fn a_refused_reply_keeps_its_text_until_retried_or_discarded() {
     );
     faults.set_error_route_prefix(None);
 }
+
+/// Waits until `check` holds for alice's item `key` (its state as the API shows it).
+async fn wait_item(s: &mut Session, key: &str, what: &str, check: impl Fn(&Value) -> bool) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let item = item_state(s, key).await;
+        if check(&item) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {key}: {what}: {item}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Bulk triage (the queue's selection): one action on several items, each recorded on its
+/// own; an item that cannot be acted on is reported and the others go on; a malformed request
+/// changes nothing. The same through the no-JavaScript form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_triage_acts_on_each_item_and_reports_the_rest() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(3).await.unwrap();
+    let keys: Vec<String> = items
+        .iter()
+        .take(3)
+        .map(|i| i["key"].as_str().unwrap().to_owned())
+        .collect();
+    let (k1, k2, k3) = (&keys[0], &keys[1], &keys[2]);
+    let nobody = format!("t_{}", "a".repeat(26));
+    let bulk = |a: &str| format!("/api/v1/bulk/{a}");
+
+    // Malformed requests: 400 and nothing recorded.
+    let too_many: Vec<String> = (0..501).map(|n| format!("t_{n:0>26}")).collect();
+    for (action, body) in [
+        ("done", json!({ "keys": [] })),
+        ("done", json!({ "keys": too_many })),
+        ("reply", json!({ "keys": [k1] })),
+        ("done", json!({ "keys": ["nope"] })),
+        ("done", json!({ "keys": [k1], "colour": "red" })),
+        ("done", json!([k1])),
+        ("snooze", json!({ "keys": [k1] })),
+        ("snooze", json!({ "keys": [k1], "until": 5 })),
+    ] {
+        let r = alice.post_json(&bulk(action), &body).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{action} {body}");
+        let e: Value = r.json().await.unwrap();
+        assert!(!e["error"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(item_state(&mut alice, k1).await["done"], false);
+    // CSRF and sign-in are required.
+    let csrf = alice.csrf.clone();
+    alice.csrf = "wrong".into();
+    let r = alice
+        .post_json(&bulk("done"), &json!({ "keys": [k1] }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    alice.csrf = csrf.clone();
+    let mut anon = Session::new(&stack.url);
+    let r = anon
+        .post_json(&bulk("done"), &json!({ "keys": [k1] }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+
+    // Done on two items (one named twice) and one that is not alice's.
+    let r = alice
+        .post_json(&bulk("done"), &json!({ "keys": [k1, k2, k1, nobody] }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let res: Value = r.json().await.unwrap();
+    assert_eq!(res["ok"], false, "{res}");
+    let results = res["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "each item once: {res}");
+    assert_eq!(
+        (results[0]["ok"].clone(), results[1]["ok"].clone()),
+        (json!(true), json!(true))
+    );
+    assert_eq!(results[2]["key"], json!(nobody));
+    assert_eq!(results[2]["status"], 404, "{res}");
+    for k in [k1, k2] {
+        wait_item(&mut alice, k, "done", |i| i["done"] == true).await;
+    }
+    // Undo on both: back in the queue.
+    let r = alice
+        .post_json(&bulk("undo"), &json!({ "keys": [k1, k2] }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["ok"], true);
+    for k in [k1, k2] {
+        wait_item(&mut alice, k, "not done", |i| i["done"] == false).await;
+    }
+    // Snooze for an hour.
+    let asked = now_ms();
+    let r = alice
+        .post_json(
+            &bulk("snooze"),
+            &json!({ "keys": [k3], "until": asked + 3_600_000 }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    assert_snoozed_for(&mut alice, k3, asked, 1).await;
+
+    // Without JavaScript: the queue's bar posts the checked rows to /bulk.
+    let queue = alice.get("/").await.unwrap().text().await.unwrap();
+    assert!(queue.contains("formaction=\"/bulk\" name=\"bulk\" value=\"read\""));
+    assert!(queue.contains(&format!("name=\"key\" value=\"{k1}\"")));
+    let form = |extra: &[(&'static str, String)]| {
+        let mut f: Vec<(&'static str, String)> =
+            vec![("csrf", csrf.clone()), ("return_to", "/?limit=2".into())];
+        f.extend_from_slice(extra);
+        f
+    };
+    let post = async |s: &mut Session, fields: Vec<(&'static str, String)>| {
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        s.post_form("/bulk", &fields).await.unwrap()
+    };
+    let r = post(
+        &mut alice,
+        form(&[
+            ("key", k1.clone()),
+            ("key", k2.clone()),
+            ("bulk", "read".into()),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/?limit=2");
+    for k in [k1, k2] {
+        wait_item(&mut alice, k, "read", |i| i["unread"] == false).await;
+    }
+    let asked = now_ms();
+    let r = post(
+        &mut alice,
+        form(&[("key", k1.clone()), ("bulk", "snooze:24".into())]),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303);
+    assert_snoozed_for(&mut alice, k1, asked, 24).await;
+    // One item that is not hers: a page says so; the other was changed.
+    let r = post(
+        &mut alice,
+        form(&[
+            ("key", k2.clone()),
+            ("key", nobody.clone()),
+            ("bulk", "done".into()),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 404);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("1 of 2 selected items could not be changed"),
+        "{page}"
+    );
+    wait_item(&mut alice, k2, "done", |i| i["done"] == true).await;
+    // Bad forms.
+    let r = post(
+        &mut alice,
+        form(&[("key", k2.clone()), ("bulk", "explode".into())]),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post(
+        &mut alice,
+        form(&[("key", k2.clone()), ("bulk", "snooze:x".into())]),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post(&mut alice, form(&[("bulk", "done".into())])).await;
+    assert_eq!(r.status().as_u16(), 400, "nothing selected");
+    let r = post(
+        &mut alice,
+        vec![
+            ("csrf", "wrong".into()),
+            ("key", k3.clone()),
+            ("bulk", "done".into()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 403);
+}

@@ -283,19 +283,10 @@ pub async fn perform(
                 key: item_key.clone(),
             });
         }
-        "snooze" => {
-            let until = need(body.until, "until")?;
-            if until <= now {
-                return Err(WebError::BadRequest("`until` must be in the future".into()));
-            }
-            if until > now + 366 * 24 * 3600 * 1000 {
-                return Err(WebError::BadRequest("snooze for at most a year".into()));
-            }
-            actions.push(Action::Snooze {
-                key: item_key.clone(),
-                until,
-            });
-        }
+        "snooze" => actions.push(Action::Snooze {
+            key: item_key.clone(),
+            until: snooze_until(body.until, now)?,
+        }),
         "unsnooze" => actions.push(Action::Unsnooze {
             key: item_key.clone(),
         }),
@@ -348,6 +339,134 @@ pub async fn perform(
         }
     }
     Ok(outbox_ids)
+}
+
+/// A snooze's end time: given, in the future, within a year.
+fn snooze_until(until: Option<i64>, now: i64) -> Result<i64, WebError> {
+    let until = need(until, "until")?;
+    if until <= now {
+        return Err(WebError::BadRequest("`until` must be in the future".into()));
+    }
+    if until > now + 366 * 24 * 3600 * 1000 {
+        return Err(WebError::BadRequest("snooze for at most a year".into()));
+    }
+    Ok(until)
+}
+
+/// Actions that apply to several items at once (triage of a selection).
+pub const BULK_ACTIONS: &[&str] = &["done", "undo", "snooze", "unsnooze", "read", "unread"];
+
+/// Most items one bulk request may name (a page of the queue is 50 rows).
+pub const BULK_MAX: usize = 500;
+
+/// Body of `POST /api/v1/bulk/{action}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    pub keys: Vec<String>,
+    /// `snooze`: until when (ms since the epoch).
+    pub until: Option<i64>,
+}
+
+/// What happened to one item of a bulk action.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BulkResult {
+    pub key: String,
+    pub ok: bool,
+    /// The outbox rows written (`ok`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outbox_ids: Vec<i64>,
+    /// HTTP status this item alone would have had, and why (not `ok`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One action on each of `keys` (in order, each recorded in the outbox on its own): what is
+/// wrong with the request as a whole (unknown action, no or too many keys, a malformed key, a
+/// bad `until`) is a 400 before anything is recorded; what is wrong with one item (not the
+/// user's, no message to mark unread from) is reported for that item, the others go on.
+/// Shared by the JSON API and the queue's form.
+pub async fn perform_bulk(
+    state: &AppState,
+    user_id: &UserId,
+    action: &str,
+    keys: &[String],
+    until: Option<i64>,
+) -> Result<Vec<BulkResult>, WebError> {
+    if !BULK_ACTIONS.contains(&action) {
+        return Err(WebError::BadRequest(format!(
+            "unknown bulk action; use {}",
+            BULK_ACTIONS.join(", ")
+        )));
+    }
+    if keys.is_empty() {
+        return Err(WebError::BadRequest("select at least one item".into()));
+    }
+    if keys.len() > BULK_MAX {
+        return Err(WebError::BadRequest(format!(
+            "at most {BULK_MAX} items at once"
+        )));
+    }
+    if let Some(bad) = keys.iter().find(|k| ItemKey::parse(k).is_err()) {
+        return Err(WebError::BadRequest(format!(
+            "`{}` is not an item key (t_<post id> or c_<channel id>)",
+            bad.chars().take(40).collect::<String>()
+        )));
+    }
+    if action == "snooze" {
+        snooze_until(until, state.now())?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut results = Vec::with_capacity(keys.len());
+    for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
+        let body = ActionBody {
+            until,
+            ..ActionBody::default()
+        };
+        results.push(match perform(state, user_id, key, action, body).await {
+            Ok(outbox_ids) => BulkResult {
+                key: key.clone(),
+                ok: true,
+                outbox_ids,
+                status: None,
+                error: None,
+            },
+            // The store cannot write: nothing more can be recorded.
+            Err(WebError::StorageUnavailable) => return Err(WebError::StorageUnavailable),
+            Err(e) => BulkResult {
+                key: key.clone(),
+                ok: false,
+                outbox_ids: Vec::new(),
+                status: Some(e.status().as_u16()),
+                error: Some(e.to_string()),
+            },
+        });
+    }
+    Ok(results)
+}
+
+/// `POST /api/v1/bulk/{action}` — one triage action on several items; 202 once every item's
+/// action is in the outbox (`ok` false when some item could not be acted on: see `results`).
+pub async fn bulk(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+    Path(action): Path<String>,
+    body: Bytes,
+) -> Result<Response, WebError> {
+    let body: BulkBody = serde_json::from_slice(&body).map_err(|e| {
+        WebError::BadRequest(format!(
+            "the body must be a JSON object with `keys` (and `until` to snooze): {e}"
+        ))
+    })?;
+    let results = perform_bulk(&state, &user.user_id, &action, &body.keys, body.until).await?;
+    let ok = results.iter().all(|r| r.ok);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "ok": ok, "results": results })),
+    )
+        .into_response())
 }
 
 /// An engine error on an action, as the user sees it.

@@ -889,6 +889,88 @@ pub struct ActionForm {
     outbox_id: Option<i64>,
 }
 
+/// Snooze for `hours` (a form's field) from `now`: 1 hour to a year.
+fn hours_until(hours: Option<i64>, now: i64) -> Result<Option<i64>, WebError> {
+    match hours {
+        Some(h @ 1..=8784) => Ok(Some(now + h * 3_600_000)),
+        Some(_) => Err(WebError::BadRequest(
+            "hours must be between 1 and 8784".into(),
+        )),
+        None => Ok(None),
+    }
+}
+
+/// `POST /bulk` — the queue's selection without JavaScript: the checked rows (`key`, repeated),
+/// the button pressed (`bulk` = done, snooze, read, …; `hours` for a snooze), the CSRF token,
+/// and the page to come back to (`return_to`). Every item acted on comes back to the queue;
+/// if some could not be, a page says which and why.
+pub async fn bulk_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageUser(user): PageUser,
+    nonce_ext: Option<axum::Extension<CspNonce>>,
+    body: axum::body::Bytes,
+) -> Result<Response, WebError> {
+    session::check_fetch_site(&headers)?;
+    let (mut csrf, mut action, mut hours, mut return_to) = (None, None, None, None);
+    let mut keys = Vec::new();
+    for (k, v) in url::form_urlencoded::parse(&body) {
+        match k.as_ref() {
+            "csrf" => csrf = Some(v.into_owned()),
+            // `snooze:<hours>`: the snooze button carries its duration (a separate field
+            // would be sent by the rows' own buttons too).
+            "bulk" => match v.split_once(':') {
+                Some(("snooze", h)) => {
+                    action = Some("snooze".to_owned());
+                    hours = Some(
+                        h.parse::<i64>()
+                            .map_err(|_| WebError::BadRequest("hours must be a number".into()))?,
+                    );
+                }
+                _ => action = Some(v.into_owned()),
+            },
+            "key" => keys.push(v.into_owned()),
+            "return_to" => return_to = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    user.check_csrf(csrf.as_deref())?;
+    let action = action
+        .ok_or_else(|| WebError::BadRequest("choose what to do with the selected items".into()))?;
+    let until = hours_until(hours, state.now())?;
+    let results = super::api::perform_bulk(&state, &user.user_id, &action, &keys, until).await?;
+    let failed: Vec<&super::api::BulkResult> = results.iter().filter(|r| !r.ok).collect();
+    if let Some(first) = failed.first() {
+        let why: Vec<String> = failed
+            .iter()
+            .map(|r| r.error.clone().unwrap_or_default())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let status = first
+            .status
+            .and_then(|s| StatusCode::from_u16(s).ok())
+            .unwrap_or(StatusCode::BAD_REQUEST);
+        return Ok(error_page(
+            &state,
+            Some(&user),
+            nonce(nonce_ext.as_deref()),
+            status,
+            &format!(
+                "{} of {} selected items could not be changed ({}); the others were.",
+                failed.len(),
+                results.len(),
+                why.join("; ")
+            ),
+        ));
+    }
+    let back = return_to
+        .as_deref()
+        .and_then(queue_return_path)
+        .unwrap_or("/");
+    Ok(Redirect::to(back).into_response())
+}
+
 /// Where a form asks to come back to, when it is a page of the queue: `queue` (its first
 /// page) or the queue's own address with its view, cursor and page size (`/?…`, at most 2 KiB,
 /// printable ASCII). Anything else — another path, another host (`//…`), a scheme — is not
@@ -914,15 +996,7 @@ pub async fn act_form(
 ) -> Result<Response, WebError> {
     session::check_fetch_site(&headers)?;
     user.check_csrf(Some(&form.csrf))?;
-    let until = match form.hours {
-        Some(h @ 1..=8784) => Some(state.now() + h * 3_600_000),
-        Some(_) => {
-            return Err(WebError::BadRequest(
-                "hours must be between 1 and 8784".into(),
-            ));
-        }
-        None => None,
-    };
+    let until = hours_until(form.hours, state.now())?;
     let body = super::api::ActionBody {
         message: form.message,
         until,

@@ -564,6 +564,11 @@ pub const SHORTCUTS: &[Shortcut] = &[
     sc(&["e"], "Done (comes back on new activity)", "Triage"),
     sc(&["s"], "Snooze…", "Triage"),
     sc(&["z"], "Undo the last action", "Triage"),
+    sc(
+        &["x"],
+        "Select / unselect (e, s, u then act on all selected)",
+        "Triage",
+    ),
     sc(&["u"], "Mark read / unread", "Triage"),
     sc(&["f"], "Follow / unfollow the thread", "Triage"),
     sc(&["r"], "Reply", "Conversation"),
