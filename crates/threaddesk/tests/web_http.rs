@@ -916,27 +916,37 @@ async fn load_more_pages_through_the_queue_without_javascript() {
     assert_eq!(r.status().as_u16(), 400);
 }
 
-/// Alice's undelivered actions on `key`, as the JSON API lists them (waits until `ready`).
+/// `GET /api/v1/items/{key}` for `s`, polled until `ready` holds for its answer.
+async fn wait_conversation(
+    s: &mut Session,
+    key: &str,
+    what: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (status, body) = s.json(&format!("/api/v1/items/{key}")).await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if ready(&body) {
+            return body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {key}: {what}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The user's undelivered actions on `key`, as the JSON API lists them (waits until `ready`).
 async fn wait_undelivered(
     s: &mut Session,
     key: &str,
     what: &str,
     ready: impl Fn(&[Value]) -> bool,
 ) -> Vec<Value> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    loop {
-        let (status, body) = s.json(&format!("/api/v1/items/{key}")).await.unwrap();
-        assert_eq!(status, 200, "{body}");
-        let list = body["undelivered"].as_array().cloned().unwrap_or_default();
-        if ready(&list) {
-            return list;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}: {list:?}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let list = |b: &Value| b["undelivered"].as_array().cloned().unwrap_or_default();
+    list(&wait_conversation(s, key, what, |b| ready(&list(b))).await)
 }
 
 /// A reply Mattermost refuses is never lost: its text stays in the conversation (and in the
@@ -1092,20 +1102,9 @@ async fn a_refused_reply_keeps_its_text_until_retried_or_discarded() {
     faults.set_error_route_prefix(None);
 }
 
-/// Waits until `check` holds for alice's item `key` (its state as the API shows it).
+/// Waits until `check` holds for the item `key` (its state as the API shows it).
 async fn wait_item(s: &mut Session, key: &str, what: &str, check: impl Fn(&Value) -> bool) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let item = item_state(s, key).await;
-        if check(&item) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {key}: {what}: {item}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_conversation(s, key, what, |b| check(&b["item"])).await;
 }
 
 /// Bulk triage (the queue's selection): one action on several items, each recorded on its
