@@ -180,6 +180,7 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
         Just("emoji".to_owned()),
         Just("post_id".to_owned()),
         Just("on".to_owned()),
+        Just("outbox_id".to_owned()),
         "[a-z_]{1,8}",
     ];
     let object = proptest::collection::btree_map(field, json_value(), 0..4)
@@ -205,7 +206,7 @@ fn item_actions_with_arbitrary_keys_actions_and_bodies_never_5xx() {
     let action = prop_oneof![
         4 => proptest::sample::select(vec![
             "reply", "done", "undo", "snooze", "unsnooze", "read", "unread", "follow",
-            "unfollow", "react", "save", "unsave",
+            "unfollow", "react", "save", "unsave", "retry", "discard",
         ])
         .prop_map(str::to_owned),
         1 => "[A-Za-z0-9_.~-]{0,20}",
@@ -245,7 +246,7 @@ fn item_actions_with_arbitrary_keys_actions_and_bodies_never_5xx() {
                     status
                 );
                 prop_assert!(
-                    [202, 400, 404, 405].contains(&status),
+                    [202, 400, 404, 405, 409].contains(&status),
                     "POST /api/v1/items/{}/{} answered {}",
                     key,
                     action,
@@ -254,6 +255,79 @@ fn item_actions_with_arbitrary_keys_actions_and_bodies_never_5xx() {
                 Ok(())
             },
         )
+        .unwrap();
+}
+
+#[test]
+fn bulk_actions_with_arbitrary_keys_and_bodies_never_5xx() {
+    let f = fixture();
+    let real = f.keys.clone();
+    let key = prop_oneof![
+        3 => proptest::sample::select(real),
+        1 => "[tc]_[a-z0-9]{26}",
+        1 => ".{0,30}",
+    ];
+    let keys = prop_oneof![
+        6 => proptest::collection::vec(key, 0..8)
+            .prop_map(|k| Value::Array(k.into_iter().map(Value::String).collect())),
+        1 => json_value(),
+        1 => (0usize..1200).prop_map(|n| Value::Array((0..n).map(|i| Value::String(format!("t_{i:0>26}"))).collect())),
+    ];
+    let until = proptest::option::of(prop_oneof![
+        any::<i64>().prop_map(Value::from),
+        json_value(),
+    ]);
+    let body = prop_oneof![
+        6 => (keys, until, proptest::option::of(("[a-z]{1,6}", json_value()))).prop_map(|(k, u, extra)| {
+            let mut m = serde_json::Map::new();
+            m.insert("keys".into(), k);
+            if let Some(u) = u {
+                m.insert("until".into(), u);
+            }
+            if let Some((name, v)) = extra {
+                m.insert(name, v);
+            }
+            serde_json::to_vec(&Value::Object(m)).unwrap()
+        }),
+        1 => json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        1 => proptest::collection::vec(any::<u8>(), 0..64),
+    ];
+    let action = prop_oneof![
+        4 => proptest::sample::select(vec!["done", "undo", "snooze", "unsnooze", "read", "unread", "reply", "follow"])
+            .prop_map(str::to_owned),
+        1 => "[A-Za-z0-9_.~-]{0,20}",
+    ];
+    let mut runner = TestRunner::new(PropConfig {
+        cases: 300,
+        failure_persistence: None,
+        ..PropConfig::default()
+    });
+    runner
+        .run(&(action, body), |(action, body)| {
+            let Ok(req) = Request::post(format!("/api/v1/bulk/{action}"))
+                .header(header::COOKIE, &f.cookie)
+                .header("x-csrf-token", &f.csrf)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.clone()))
+            else {
+                return Ok(());
+            };
+            let (status, answer) = f.send_full(req);
+            prop_assert!(
+                [202, 400, 404, 405].contains(&status),
+                "POST /api/v1/bulk/{} with {:?} answered {}: {}",
+                action,
+                String::from_utf8_lossy(&body),
+                status,
+                String::from_utf8_lossy(&answer)
+            );
+            prop_assert!(clear_4xx(status, &answer));
+            if status == 202 {
+                let v: Value = serde_json::from_slice(&answer).unwrap();
+                prop_assert!(v["results"].is_array(), "{}", v);
+            }
+            Ok(())
+        })
         .unwrap();
 }
 
@@ -285,6 +359,10 @@ fn form_body(csrf: Option<String>) -> impl Strategy<Value = Vec<u8>> {
         Just("session".to_owned()),
         Just("confirm".to_owned()),
         Just("delete_preferences".to_owned()),
+        Just("key".to_owned()),
+        Just("bulk".to_owned()),
+        Just("outbox_id".to_owned()),
+        Just("return_to".to_owned()),
         "[a-z_]{1,10}",
         ".{0,8}",
     ];
@@ -335,9 +413,11 @@ fn form_routes_with_arbitrary_fields_and_bytes_never_5xx() {
         .iter()
         .take(5)
         .flat_map(|k| {
-            ["reply", "done", "snooze", "read", "react", "bogus", ""]
-                .iter()
-                .map(move |a| format!("/items/{k}/{a}"))
+            [
+                "reply", "done", "snooze", "read", "react", "retry", "discard", "bogus", "",
+            ]
+            .iter()
+            .map(move |a| format!("/items/{k}/{a}"))
         })
         .chain([
             "/items/t_aaaaaaaaaaaaaaaaaaaaaaaaaa/reply".to_owned(),
@@ -352,6 +432,7 @@ fn form_routes_with_arbitrary_fields_and_bytes_never_5xx() {
     let (session_csrf, pre_csrf) = (Some(f.csrf.clone()), Some(pre.clone()));
     let route = prop_oneof![
         6 => proptest::sample::select(item_forms).prop_map(move |r| (r, session_csrf.clone())),
+        2 => Just(("/bulk".to_owned(), Some(f.csrf.clone()))),
         2 => Just(("/me/sessions/end".to_owned(), Some(f.csrf.clone()))),
         2 => Just(("/auth/token".to_owned(), pre_csrf)),
         1 => Just(("/auth/signout".to_owned(), None)),

@@ -1013,3 +1013,42 @@ pub async fn act_form(
     };
     Ok(Redirect::to(&back).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::queue_return_path;
+
+    #[test]
+    fn return_paths_are_queue_addresses_only() {
+        for ok in ["queue", "/", "/?filter=mentions", "/?cursor=abc&limit=2"] {
+            assert!(queue_return_path(ok).is_some(), "{ok}");
+        }
+        for bad in [
+            "",
+            "//evil.example/",
+            "https://evil.example/",
+            "/\\evil.example",
+            "/items/t_x",
+            "/?a=b c",
+            "/?\u{e9}",
+            "?filter=done",
+        ] {
+            assert!(queue_return_path(bad).is_none(), "{bad}");
+        }
+        assert!(queue_return_path(&format!("/?q={}", "a".repeat(2100))).is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever a form sends, a redirect goes to a path of this site's queue: `/` alone or
+        /// `/?…` in printable ASCII without a backslash (never `//host`, a scheme or another
+        /// path), and only what was sent (or `/` for `queue`).
+        #[test]
+        fn any_return_to_is_a_local_queue_address_or_refused(s in "\\PC{0,40}|/\\?[ -~]{0,40}|//[ -~]{0,20}") {
+            if let Some(to) = queue_return_path(&s) {
+                proptest::prop_assert!(to == "/" || to.starts_with("/?"));
+                proptest::prop_assert!(to.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'));
+                proptest::prop_assert!(to == s || (s == "queue" && to == "/"));
+            }
+        }
+    }
+}
