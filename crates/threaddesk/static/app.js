@@ -221,6 +221,23 @@ function remember(key, action, detail) {
 function undoToast(message) {
   toast(message, { action: { label: "Undo", run: undo } });
 }
+// An action Mattermost refused, said once per page session wherever the user is (the
+// conversation lists it with Retry / Discard; the queue's notice after a reload).
+function announceFailed(data) {
+  const seen = new Set(session.json("td:failed-seen") || []);
+  for (const u of data.failed) {
+    if (typeof u.id !== "number" || seen.has(u.id)) continue;
+    seen.add(u.id);
+    const title = data.item?.title;
+    const open = conv && conv.key === data.key ? null : {
+      label: "Show",
+      run: () => { if (data.item) openInPlace(data.key); else location.reload(); },
+    };
+    toast(`${u.what}${title ? ` on “${title}”` : ""} was not delivered: ${u.reason || "Mattermost did not accept it"}.`, { error: true, action: open });
+  }
+  session.set("td:failed-seen", JSON.stringify([...seen].slice(-200)));
+}
+
 // What takes an action back: done / snooze are cleared (`undo`), read and unread flip back.
 const UNDO = { done: "undo", snooze: "undo", read: "unread", unread: "read" };
 async function undo() {
@@ -1376,6 +1393,7 @@ function connectLive() {
       let data;
       try { data = JSON.parse(ev.data); } catch { return; }
       if (data && typeof data.key === "string") dropFragment(data.key);
+      if (data && Array.isArray(data.failed)) announceFailed(data);
       queue?.onEvent(data);
       if (conv && data && data.key === conv.key) conv.refresh();
     });

@@ -490,6 +490,27 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         wait_value(&mut b, &done_now(k), &serde_json::json!(false)).await;
     }
 
+    // Mattermost refuses a done from the queue: the row comes back (Mattermost's value is
+    // read back) and the page says so at once.
+    let faults = &stack.sim.sim.inner().faults;
+    faults.set_error_route_prefix(Some(&format!("/api/v4/users/{alice_id}/preferences")));
+    faults.fail_next(1, 403);
+    let refused = selected_key(&mut b).await;
+    b.press("e").await.unwrap();
+    b.wait_for(
+        "[...document.querySelectorAll('.toast-error .toast-msg')].some(t => t.textContent.startsWith('Done') && t.textContent.includes('was not delivered') && t.textContent.includes('HTTP 403'))",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.wait_for(
+        &format!("!!document.querySelector('#queue > li.item[data-key=\"{refused}\"]')"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    faults.set_error_route_prefix(None);
+
     // `?` shows the shortcuts.
     b.goto(&format!("{}/", stack.url)).await.unwrap();
     b.press("?").await.unwrap();

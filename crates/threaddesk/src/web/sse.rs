@@ -110,8 +110,10 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
         .is_some_and(|u| u.origin().ascii_serialization() == origin)
 }
 
-/// The event for one item of one user.
-fn item_event(state: &AppState, user: &UserId, key: &ItemKey) -> Option<Event> {
+/// The event for one item of one user; after a delivery attempt (`outbox`), with the user's
+/// actions on it that Mattermost refused (`failed`), so a page that does not show the
+/// conversation can still say so at once.
+fn item_event(state: &AppState, user: &UserId, key: &ItemKey, outbox: bool) -> Option<Event> {
     let us = state.store().for_user(user);
     let detail = us.item(key, 1).ok()?;
     let item = match detail {
@@ -124,7 +126,24 @@ fn item_event(state: &AppState, user: &UserId, key: &ItemKey) -> Option<Event> {
         }
         None => None,
     };
-    let data = json!({ "key": key.to_string(), "item": item });
+    let mut data = json!({ "key": key.to_string(), "item": item });
+    if outbox {
+        let failed: Vec<_> = us
+            .undelivered(Some(key))
+            .ok()?
+            .iter()
+            .filter_map(present::undelivered_view)
+            .filter(crate::web::views::UndeliveredView::failed)
+            .map(|mut u| {
+                // The text stays on the conversation page; the notice names the action.
+                u.message = None;
+                u
+            })
+            .collect();
+        if !failed.is_empty() {
+            data["failed"] = json!(failed);
+        }
+    }
     Some(Event::default().event("item").data(data.to_string()))
 }
 
@@ -167,7 +186,12 @@ fn changes(
                     change = rx.recv() => match change {
                         Ok(change) if change.user_id == user.as_str() => {
                             let ev = match &change.key {
-                                Some(key) => item_event(&state, &user, key),
+                                Some(key) => item_event(
+                                    &state,
+                                    &user,
+                                    key,
+                                    change.cause == Cause::Outbox,
+                                ),
                                 None => Some(Event::default().event("reload").data("{}")),
                             };
                             if let Some(ev) = ev {
