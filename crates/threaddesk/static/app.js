@@ -619,12 +619,13 @@ function createQueue() {
     for (const r of rows()) { const c = checkOf(r); if (c) c.checked = false; }
     syncPicks();
   }
-  const BULK_DONE = { done: "marked done", snooze: "snoozed", read: "marked read", unread: "marked unread" };
+  const BULK_DONE = { done: "marked done", snooze: "snoozed", read: "marked read", unread: "marked unread", undo: "back in the inbox" };
   async function bulk(action, payload = {}) {
     const sel = picks();
     if (!sel.length) return;
     const keys = sel.map((r) => r.dataset.key);
-    const leaves = action === "done" || action === "snooze";
+    // Done and snooze take rows out of the view; so does sending them back from Done / Snoozed.
+    const leaves = action === "done" || action === "snooze" || (action === "undo" && (filter === "done" || filter === "snoozed"));
     const was = new Map(sel.map((r) => [r.dataset.key, r.dataset.unread]));
     const setUnread = (r, v) => { r.dataset.unread = String(v); r.classList.toggle("unread", v); };
     for (const k of keys) pending.add(k);
@@ -641,12 +642,13 @@ function createQueue() {
       for (const f of failed) putBack(f.key);
       const changed = keys.filter((k) => !failed.some((f) => f.key === k));
       for (const k of changed) dropFragment(k);
-      if (changed.length) session.set("td:last", JSON.stringify({ keys: changed, action, at: Date.now() }));
+      if (changed.length && UNDO[action]) session.set("td:last", JSON.stringify({ keys: changed, action, at: Date.now() }));
       if (failed.length) {
         toast(`${failed.length} of ${keys.length} could not be changed: ${failed[0].error}`, { error: true });
       } else {
         const n = changed.length === 1 ? "1 item" : `${changed.length} items`;
-        undoToast(`${n} ${BULK_DONE[action]}.`);
+        if (UNDO[action]) undoToast(`${n} ${BULK_DONE[action]}.`);
+        else toast(`${n} ${BULK_DONE[action]}.`);
       }
     } catch (err) {
       for (const k of keys) putBack(k);

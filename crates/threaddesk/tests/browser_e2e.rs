@@ -511,6 +511,33 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     .unwrap();
     faults.set_error_route_prefix(None);
 
+    // In Done, a selection goes back to the inbox with the bar's button.
+    select_with_keys(&mut b, &refused).await;
+    b.press("e").await.unwrap();
+    wait_value(&mut b, &done_now(&refused), &serde_json::json!(true)).await;
+    b.goto(&format!("{}/?filter=done", stack.url))
+        .await
+        .unwrap();
+    b.wait_for(
+        &format!("!!document.querySelector('#queue > li.item[data-key=\"{refused}\"]')"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let back = refused.clone();
+    select_with_keys(&mut b, &back).await;
+    b.press("x").await.unwrap();
+    b.eval("document.querySelector('#bulk-bar [data-bulk=\"undo\"]').click()")
+        .await
+        .unwrap();
+    b.wait_for(
+        &format!("!document.querySelector('#queue > li.item[data-key=\"{back}\"]')"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    wait_value(&mut b, &done_now(&back), &serde_json::json!(false)).await;
+
     // `?` shows the shortcuts.
     b.goto(&format!("{}/", stack.url)).await.unwrap();
     b.press("?").await.unwrap();

@@ -1199,9 +1199,19 @@ async fn bulk_triage_acts_on_each_item_and_reports_the_rest() {
     assert_eq!(r.status().as_u16(), 202);
     assert_snoozed_for(&mut alice, k3, asked, 1).await;
 
-    // Without JavaScript: the queue's bar posts the checked rows to /bulk.
+    // Without JavaScript: the queue's bar posts the checked rows to /bulk; in Done and
+    // Snoozed it can also send them back to the inbox.
     let queue = alice.get("/").await.unwrap().text().await.unwrap();
     assert!(queue.contains("formaction=\"/bulk\" name=\"bulk\" value=\"read\""));
+    assert!(!queue.contains("value=\"undo\""));
+    let snoozed = alice
+        .get("/?filter=snoozed")
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(snoozed.contains("name=\"bulk\" value=\"undo\""));
     assert!(queue.contains(&format!("name=\"key\" value=\"{k1}\"")));
     let form = |extra: &[(&'static str, String)]| {
         let mut f: Vec<(&'static str, String)> =
@@ -1267,6 +1277,17 @@ async fn bulk_triage_acts_on_each_item_and_reports_the_rest() {
     assert_eq!(r.status().as_u16(), 400);
     let r = post(&mut alice, form(&[("bulk", "done".into())])).await;
     assert_eq!(r.status().as_u16(), 400, "nothing selected");
+    // Back to the inbox from Snoozed.
+    let r = post(
+        &mut alice,
+        form(&[("key", k1.clone()), ("bulk", "undo".into())]),
+    )
+    .await;
+    assert_eq!(r.status().as_u16(), 303);
+    wait_item(&mut alice, k1, "not snoozed", |i| {
+        i["snoozed_until"].is_null()
+    })
+    .await;
     let r = post(
         &mut alice,
         vec![

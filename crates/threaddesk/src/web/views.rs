@@ -248,6 +248,11 @@ pub enum QueueFilter {
 }
 
 impl QueueFilter {
+    /// The view holds items set aside (done or snoozed): its selection can send them back.
+    pub fn is_set_aside(self) -> bool {
+        matches!(self, Self::Done | Self::Snoozed)
+    }
+
     /// In sidebar order.
     pub const ALL: [QueueFilter; 6] = [
         Self::All,
