@@ -100,6 +100,17 @@ async fn select_with_keys(b: &mut Browser, key: &str) {
     panic!("could not reach {key} with j/k");
 }
 
+/// Waits until the queue shows (`present`) or no longer shows the row of `key`.
+async fn wait_row(b: &mut Browser, key: &str, present: bool) {
+    let found = format!("document.querySelector('#queue > li.item[data-key=\"{key}\"]')");
+    let expr = if present {
+        format!("!!{found}")
+    } else {
+        format!("!{found}")
+    };
+    b.wait_for(&expr, WAIT).await.unwrap();
+}
+
 /// Polls `expr` (a promise is awaited: `wait_for` cannot, it tests the value's truth) until
 /// it evaluates to `want`.
 async fn wait_value(b: &mut Browser, expr: &str, want: &serde_json::Value) {
@@ -311,12 +322,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     b.press("g").await.unwrap();
     b.press("i").await.unwrap();
     b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
-    b.wait_for(
-        &format!("!!document.querySelector('#queue > li.item[data-key=\"{key}\"]')"),
-        WAIT,
-    )
-    .await
-    .unwrap();
+    wait_row(&mut b, &key, true).await;
     select_with_keys(&mut b, &key).await;
     b.press("e").await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -336,12 +342,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .driver()
         .reply(&other, &root_id, "New activity after done")
         .unwrap();
-    b.wait_for(
-        &format!("!!document.querySelector('#queue > li.item[data-key=\"{key}\"]')"),
-        WAIT,
-    )
-    .await
-    .unwrap();
+    wait_row(&mut b, &key, true).await;
     assert_eq!(
         b.eval("window.__noReload").await.unwrap(),
         Value::String("still here".into()),
@@ -373,12 +374,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     .await
     .unwrap();
     b.press("z").await.unwrap();
-    b.wait_for(
-        &format!("!!document.querySelector('#queue > li.item[data-key=\"{key}\"]')"),
-        WAIT,
-    )
-    .await
-    .unwrap();
+    wait_row(&mut b, &key, true).await;
     // The server agrees: the item is in the queue, not snoozed.
     b.wait_for(
         &format!(
@@ -460,12 +456,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     b.press("e").await.unwrap();
     for k in picked.as_array().unwrap() {
         let k = k.as_str().unwrap();
-        b.wait_for(
-            &format!("!document.querySelector('#queue > li.item[data-key=\"{k}\"]')"),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        wait_row(&mut b, k, false).await;
     }
     // (Asked from the page itself: another sign-in would restart the sync and reload it.)
     let done_now =
@@ -481,12 +472,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     b.press("z").await.unwrap();
     for k in picked.as_array().unwrap() {
         let k = k.as_str().unwrap();
-        b.wait_for(
-            &format!("!!document.querySelector('#queue > li.item[data-key=\"{k}\"]')"),
-            WAIT,
-        )
-        .await
-        .unwrap();
+        wait_row(&mut b, k, true).await;
         wait_value(&mut b, &done_now(k), &serde_json::json!(false)).await;
     }
 
@@ -503,12 +489,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     )
     .await
     .unwrap();
-    b.wait_for(
-        &format!("!!document.querySelector('#queue > li.item[data-key=\"{refused}\"]')"),
-        WAIT,
-    )
-    .await
-    .unwrap();
+    wait_row(&mut b, &refused, true).await;
     faults.set_error_route_prefix(None);
 
     // In Done, a selection goes back to the inbox with the bar's button.
@@ -518,24 +499,14 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     b.goto(&format!("{}/?filter=done", stack.url))
         .await
         .unwrap();
-    b.wait_for(
-        &format!("!!document.querySelector('#queue > li.item[data-key=\"{refused}\"]')"),
-        WAIT,
-    )
-    .await
-    .unwrap();
+    wait_row(&mut b, &refused, true).await;
     let back = refused.clone();
     select_with_keys(&mut b, &back).await;
     b.press("x").await.unwrap();
     b.eval("document.querySelector('#bulk-bar [data-bulk=\"undo\"]').click()")
         .await
         .unwrap();
-    b.wait_for(
-        &format!("!document.querySelector('#queue > li.item[data-key=\"{back}\"]')"),
-        WAIT,
-    )
-    .await
-    .unwrap();
+    wait_row(&mut b, &back, false).await;
     wait_value(&mut b, &done_now(&back), &serde_json::json!(false)).await;
 
     // `?` shows the shortcuts.
