@@ -993,13 +993,8 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
       if (box.value.trim() === message) { box.value = ""; grow(); }
       session.del(draftKey);
       status.textContent = res && res.pending ? "Queued — it will be sent as soon as Mattermost answers." : "Sent.";
-      const pendingPost = el("li", "post pending");
-      const body2 = el("div", "post-body");
-      const text = el("div", "md");
-      text.append(el("p", "", message));
-      body2.append(el("div", "post-status", "Sending…"), text);
-      pendingPost.append(el("div", "post-gutter"), body2);
-      posts.append(pendingPost);
+      // Shown as the refresh below will list it, until the server's own list replaces it.
+      posts.append(buildUndelivered({ id: res?.outbox_ids?.[0], state: "sending", what: "Reply", message }));
       window.scrollTo({ top: document.body.scrollHeight });
       refresh();
     } catch (err) {

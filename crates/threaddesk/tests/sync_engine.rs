@@ -2320,7 +2320,7 @@ async fn a_refused_action_shows_mattermosts_state_again_until_retried_or_discard
     .await;
     let unread_before = row().counts.unread;
     let failed = || -> Vec<threaddesk::store::OutboxRow> {
-        us().undelivered(Some(&key))
+        us().undelivered(&key)
             .expect("undelivered")
             .into_iter()
             .filter(|r| r.state == OutboxState::Failed)
@@ -2419,9 +2419,7 @@ async fn a_refused_action_shows_mattermosts_state_again_until_retried_or_discard
         .await
         .expect("discard");
     assert!(
-        us().undelivered(Some(&key))
-            .expect("undelivered")
-            .is_empty(),
+        us().undelivered(&key).expect("undelivered").is_empty(),
         "the row is gone"
     );
     assert!(

@@ -380,19 +380,18 @@ impl UserStore<'_> {
         })
     }
 
-    /// The user's actions not delivered to Mattermost (queued, in flight or failed), oldest
-    /// first; of one item, or of all items when `key` is `None`.
+    /// The user's actions on item `key` not delivered to Mattermost (queued, in flight or
+    /// failed), oldest first.
     ///
     /// # Errors
     /// SQLite failure.
-    pub fn undelivered(&self, key: Option<&ItemKey>) -> Result<Vec<OutboxRow>, StoreError> {
+    pub fn undelivered(&self, key: &ItemKey) -> Result<Vec<OutboxRow>, StoreError> {
         let user = self.user.as_str().to_owned();
-        let key = key.map(ToString::to_string);
+        let key = key.to_string();
         self.store.read(|c| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM outbox
-                 WHERE user_id = ?1 AND state IN ('queued', 'inflight', 'failed')
-                   AND (?2 IS NULL OR item_key = ?2)
+                 WHERE user_id = ?1 AND state IN ('queued', 'inflight', 'failed') AND item_key = ?2
                  ORDER BY id"
             );
             let mut st = c.prepare_cached(&sql)?;

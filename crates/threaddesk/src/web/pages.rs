@@ -347,7 +347,7 @@ pub fn load_item(state: &AppState, us: &UserStore<'_>, key: &str) -> Result<Load
         .collect();
     let has_older = posts.len() >= CONVERSATION_POSTS;
     let undelivered = us
-        .undelivered(Some(&key))
+        .undelivered(&key)
         .map_err(WebError::internal)?
         .iter()
         .filter_map(present::undelivered_view)

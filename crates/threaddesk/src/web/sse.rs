@@ -129,7 +129,7 @@ fn item_event(state: &AppState, user: &UserId, key: &ItemKey, outbox: bool) -> O
     let mut data = json!({ "key": key.to_string(), "item": item });
     if outbox {
         let failed: Vec<_> = us
-            .undelivered(Some(key))
+            .undelivered(key)
             .ok()?
             .iter()
             .filter_map(present::undelivered_view)
