@@ -460,8 +460,27 @@ function createQueue() {
     updateEmpty();
     if (!selected()) select(row, { focus: false });
   }
+  // Keys whose live events came while the user's own action on them was in flight: those
+  // events are not applied (they may predate the action), but what they said may still be
+  // news — e.g. Mattermost refused the action and its value was read back — so once the action
+  // is answered the row is read again (`settle`).
+  // The read is dropped if a newer event for the key arrives while it is under way.
+  const missed = new Set();
+  const heard = new Map(); // key -> events received for it so far
+  function settle(key) {
+    pending.delete(key);
+    if (!missed.delete(key)) return;
+    const before = heard.get(key) || 0;
+    const apply = (item) => { if ((heard.get(key) || 0) === before) onEvent({ key, item }); };
+    api(itemPath(key)).then(
+      (d) => apply(d.item),
+      (err) => { if (err.status === 404) apply(null); },
+    );
+  }
   function onEvent(data) {
-    if (!data || typeof data.key !== "string" || pending.has(data.key)) return;
+    if (!data || typeof data.key !== "string") return;
+    heard.set(data.key, (heard.get(data.key) || 0) + 1);
+    if (pending.has(data.key)) { missed.add(data.key); return; }
     if (data.item && matches(data.item)) upsert(data.item);
     else if (find(data.key)) { hide(data.key); removed.delete(data.key); }
     refreshSoon();
@@ -530,7 +549,7 @@ function createQueue() {
       restore(key);
       showError(err);
     } finally {
-      pending.delete(key);
+      settle(key);
       refreshSoon();
     }
   }
@@ -547,7 +566,7 @@ function createQueue() {
       await act(key, makeUnread ? "unread" : "read");
       remember(key, makeUnread ? "unread" : "read");
       toast(makeUnread ? "Marked unread." : "Marked read.");
-    } catch (err) { flip(!makeUnread); showError(err); } finally { pending.delete(key); refreshSoon(); }
+    } catch (err) { flip(!makeUnread); showError(err); } finally { settle(key); refreshSoon(); }
   }
   async function toggleFollow(row) {
     if (!row || row.dataset.kind !== "thread") return;
@@ -654,7 +673,7 @@ function createQueue() {
       for (const k of keys) putBack(k);
       showError(err);
     } finally {
-      for (const k of keys) pending.delete(k);
+      for (const k of keys) settle(k);
       refreshSoon();
     }
   }
