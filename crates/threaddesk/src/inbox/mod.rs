@@ -5,6 +5,7 @@
 //! Times are Mattermost's: `i64` milliseconds since the epoch. Ids are 26-char Mattermost ids.
 
 pub mod prefs;
+pub mod search;
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -2040,3 +2040,109 @@ fn incremental_items_equal_items_derived_from_scratch() {
         );
     }
 }
+
+#[test]
+fn search_finds_the_users_items_by_any_of_their_messages_and_only_the_users() {
+    use crate::inbox::search::SearchQuery;
+    let f = fx();
+    let (a, b) = (uid(1), uid(2));
+    seed(&f.store, &a, 0);
+    seed(&f.store, &b, 100);
+    f.store
+        .write(|tx| {
+            tx.upsert_profiles(&[Profile {
+                user_id: id('u', 99),
+                username: "poster".into(),
+                ..Profile::default()
+            }])?;
+            // An older reply of the thread holds the word; the row's preview is the root.
+            tx.upsert_post(&post(11, 1, Some(1), 1_200, "the deployment rolled back"))?;
+            let mut other = post(12, 1, Some(1), 1_300, "rolled forward by someone");
+            other.user_id = id('u', 98);
+            tx.upsert_post(&other)
+        })
+        .unwrap();
+    let ua = f.store.for_user(&a);
+    let find = |us: &UserStore<'_>, q: &str| -> Vec<(String, String)> {
+        us.search_items(&SearchQuery::parse(q), 100)
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.key.to_string(), m.post.post_id))
+            .collect()
+    };
+    let thread = format!("t_{}", id('p', 1));
+    assert_eq!(find(&ua, "deploy*"), vec![(thread.clone(), id('p', 11))]);
+    assert_eq!(
+        find(&ua, "Rolled"),
+        vec![(thread.clone(), id('p', 12))],
+        "newest match per item"
+    );
+    assert_eq!(
+        find(&ua, "\"rolled back\""),
+        vec![(thread.clone(), id('p', 11))]
+    );
+    assert_eq!(
+        find(&ua, "rolled -forward"),
+        vec![(thread.clone(), id('p', 11))]
+    );
+    assert_eq!(
+        find(&ua, "rolled from:poster"),
+        vec![(thread.clone(), id('p', 11))]
+    );
+    assert_eq!(find(&ua, "from:nobody rolled"), vec![]);
+    assert_eq!(
+        find(&ua, "hello"),
+        vec![(format!("c_{}", id('c', 2)), id('p', 20))]
+    );
+    assert_eq!(
+        find(&ua, "deploy"),
+        vec![],
+        "whole words unless a * says otherwise"
+    );
+    // `from:` alone lists the person's messages, one per item, newest first.
+    assert_eq!(
+        find(&ua, "from:poster")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect::<Vec<_>>(),
+        vec![
+            format!("t_{}", id('p', 4)),
+            format!("c_{}", id('c', 2)),
+            thread.clone()
+        ]
+    );
+    // The same words in the other user's channels are theirs alone.
+    let ub = f.store.for_user(&b);
+    assert_eq!(
+        find(&ub, "canary"),
+        vec![(format!("t_{}", id('p', 101)), id('p', 101))]
+    );
+    assert_eq!(find(&ub, "rolled"), vec![]);
+    // Done items are found, with their state; deleted messages are not.
+    ua_done(&f.store, &a, &thread);
+    let done = ua.search_items(&SearchQuery::parse("rolled"), 100).unwrap();
+    assert!(!done[0].is_open);
+    let mut gone = post(12, 1, Some(1), 1_300, "rolled forward by someone");
+    gone.delete_at = 1_400;
+    f.store.write(|tx| tx.upsert_post(&gone)).unwrap();
+    assert_eq!(find(&ua, "forward"), vec![]);
+    // Nothing to look for finds nothing (and never reaches FTS5 as syntax).
+    for q in ["", "-rolled", "\"", "NEAR(", "from:", "*"] {
+        assert_eq!(find(&ua, q), vec![], "{q:?}");
+    }
+}
+
+fn ua_done(store: &Store, u: &UserId, key: &str) {
+    let key = ItemKey::parse(key).unwrap();
+    store
+        .write(|tx| {
+            tx.user(u).set_marks(
+                &key,
+                Marks {
+                    done_at: Some(10_000),
+                    snoozed_until: None,
+                },
+            )
+        })
+        .unwrap();
+}

@@ -197,6 +197,16 @@ impl Cursor {
 }
 
 /// A page of the queue.
+/// A cached message that matched a search, and the user's item it belongs to.
+#[derive(Debug, Clone)]
+pub struct MessageMatch {
+    pub key: ItemKey,
+    /// Not done (done items have `is_open = false`).
+    pub is_open: bool,
+    pub snoozed_until: Option<Millis>,
+    pub post: Post,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct QueuePage {
     pub rows: Vec<QueueRow>,

@@ -11,10 +11,11 @@ use super::items::{item_later, refresh_channel_all, thread_later};
 use super::outbox::{self, OutboxRow};
 use super::text::{EncryptedBlob, JsonText, MessageText, SecretText};
 use super::types::{
-    Channel, Cursor, ItemDetail, Membership, Mention, Post, Profile, QueueCounts, QueuePage,
-    QueueRow, SyncState, Team, Thread,
+    Channel, Cursor, ItemDetail, Membership, Mention, MessageMatch, Post, Profile, QueueCounts,
+    QueuePage, QueueRow, SyncState, Team, Thread,
 };
 use super::{Store, StoreError, Tx, UserId, exec, hash_token, q_row};
+use crate::inbox::search::SearchQuery;
 use crate::inbox::{Counts, Filter, ItemKey, ItemKind, Marks, Millis};
 
 /// Largest queue page.
@@ -484,30 +485,62 @@ impl<'s> UserStore<'s> {
         })
     }
 
-    /// Full-text search over cached messages of the user's channels, newest first. Each word
-    /// of `query` must appear (words are quoted: no FTS syntax reaches SQLite).
+    /// Full-text search over cached messages of the user's channels, newest first
+    /// ([`SearchQuery`] syntax: words, `"phrases"`, `word*`, `-word`, `from:username`).
     ///
     /// # Errors
     /// SQLite failure.
     pub fn search(&self, query: &str, limit: usize) -> Result<Vec<Post>, StoreError> {
-        let terms: Vec<String> = query
-            .split_whitespace()
-            .take(16)
-            .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-            .collect();
-        if terms.is_empty() {
+        let q = SearchQuery::parse(query);
+        self.read(|c, u| {
+            collect(
+                c,
+                &search_sql(&q, false),
+                search_params(u, &q, limit),
+                post_from_row,
+            )
+        })
+    }
+
+    /// The user's items whose cached messages match `query`: for each, the newest matching
+    /// message. At most `posts` matching messages are read (newest first), so a very common
+    /// word finds the items of its latest uses. Done and snoozed items are included (with
+    /// their state, for the caller's filter). Only channels the user is a member of count.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn search_items(
+        &self,
+        query: &SearchQuery,
+        posts: usize,
+    ) -> Result<Vec<MessageMatch>, StoreError> {
+        if query.is_empty() {
             return Ok(Vec::new());
         }
-        let fts = terms.join(" ");
-        let limit = i64::try_from(limit.clamp(1, 200)).unwrap_or(50);
-        self.read(|c, u| {
-            let sql = format!(
-                "SELECT {POST_COLUMNS} FROM posts_fts f JOIN posts p ON p.seq = f.rowid
-                 WHERE posts_fts MATCH ?2 AND p.delete_at = 0 AND {MEMBER_CHECK}
-                 ORDER BY p.create_at DESC LIMIT ?3"
-            );
-            collect(c, &sql, params![u, fts, limit], post_from_row)
-        })
+        let mut found = self.read(|c, u| {
+            collect(
+                c,
+                &search_sql(query, true),
+                search_params(u, query, posts),
+                |r| {
+                    let key: String = r.get(14)?;
+                    Ok((key, r.get::<_, bool>(15)?, r.get(16)?, post_from_row(r)?))
+                },
+            )
+        })?;
+        let mut seen = std::collections::HashSet::new();
+        found.retain(|(key, ..)| seen.insert(key.clone()));
+        Ok(found
+            .into_iter()
+            .filter_map(|(key, is_open, snoozed_until, post)| {
+                Some(MessageMatch {
+                    key: ItemKey::parse(&key).ok()?,
+                    is_open,
+                    snoozed_until,
+                    post,
+                })
+            })
+            .collect())
     }
 
     /// Every channel the user is a member of that has a cached row (one query).
@@ -1433,6 +1466,54 @@ pub(super) const EXPIRED_SNOOZES: &str = "SELECT team_id, mentions, is_direct FR
 /// and 13: items that are not snoozed, and the open snoozed ones), corrected by the snoozes
 /// that have expired by `now` — those count as open again. Reads one row per team and the
 /// expired snoozes only (`items_snoozed`), never every item or every snooze.
+/// The search statement: posts matching the words (FTS5) and/or by the `from:` authors, in
+/// the user's channels, newest first; with `items`, joined to the user's item each belongs to
+/// (its thread, or its DM/GM channel), columns 14–16 = item key, open, snoozed until.
+fn search_sql(q: &SearchQuery, items: bool) -> String {
+    let (from, words) = match q.fts() {
+        Some(_) => (
+            "posts_fts f JOIN posts p ON p.seq = f.rowid",
+            "posts_fts MATCH ?2 AND",
+        ),
+        None => ("posts p", "?2 IS NULL AND"),
+    };
+    let authors = if q.from.is_empty() {
+        "?3 IS NULL"
+    } else {
+        "p.user_id IN (SELECT pr.user_id FROM profiles pr
+                        WHERE pr.username IN (SELECT value FROM json_each(?3)))"
+    };
+    let (item_cols, item_join) = if items {
+        (
+            ", i.item_key, i.is_open, i.snoozed_until",
+            " JOIN items i ON i.user_id = ?1 AND i.item_key IN
+                 ('t_' || iif(p.root_id = '', p.post_id, p.root_id), 'c_' || p.channel_id)",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        "SELECT {POST_COLUMNS}{item_cols} FROM {from}{item_join}
+         WHERE {words} {authors} AND p.delete_at = 0 AND {MEMBER_CHECK}
+         ORDER BY p.create_at DESC, p.post_id DESC LIMIT ?4"
+    )
+}
+
+fn search_params<'a>(
+    u: &'a str,
+    q: &SearchQuery,
+    limit: usize,
+) -> (&'a str, Option<String>, Option<String>, i64) {
+    let authors = (!q.from.is_empty())
+        .then(|| serde_json::to_string(&q.from).unwrap_or_else(|_| "[]".to_owned()));
+    (
+        u,
+        q.fts(),
+        authors,
+        i64::try_from(limit.clamp(1, 5000)).unwrap_or(200),
+    )
+}
+
 pub(super) fn count_items(c: &Connection, u: &str, now: Millis) -> Result<QueueCounts, StoreError> {
     // team → (open, mentions, direct, snoozed, done)
     let mut per_team: BTreeMap<String, [i64; 5]> = BTreeMap::new();
