@@ -580,7 +580,8 @@ function createQueue() {
   function open(row, hash = "") {
     if (!row) return;
     session.set("td:sel", row.dataset.key);
-    openInPlace(row.dataset.key, { hash });
+    // A row found by one of its messages opens at that message.
+    openInPlace(row.dataset.key, { hash: hash || (row.dataset.match ? `#post-${row.dataset.match}` : "") });
   }
 
   list.addEventListener("focusin", (e) => {
@@ -692,13 +693,26 @@ function createQueue() {
   // A link to the next page (for pages without JavaScript): here the rows are appended in place.
   $('[data-action="load-more"]')?.addEventListener("click", (e) => { e.preventDefault(); loadMore(e.currentTarget); });
 
-  // Type-ahead filtering of the visible rows; Enter searches on the server.
+  // Type-ahead filtering of the visible rows; Enter searches on the server (names, and every
+  // cached message). While rows are hidden by what is typed, the empty state says so (not
+  // "Inbox zero").
   const box = $("#filter-box");
+  const emptyBox = $("#empty");
+  const emptyAsServed = emptyBox && {
+    title: $(".empty-title", emptyBox).textContent, text: $(".empty-text", emptyBox).textContent,
+    zero: emptyBox.classList.contains("inbox-zero"),
+  };
   box?.addEventListener("input", () => {
     const needle = box.value.trim().toLowerCase();
     for (const r of $$(":scope > li.item", list)) {
       const text = `${$(".item-title", r).textContent} ${$(".item-snippet", r).textContent} ${$(".item-team", r).textContent}`.toLowerCase();
       r.hidden = !!needle && !text.includes(needle);
+    }
+    if (emptyAsServed) {
+      const typed = !!needle && needle !== (body.dataset.q || "").toLowerCase();
+      $(".empty-title", emptyBox).textContent = typed ? "No row shown here matches" : emptyAsServed.title;
+      $(".empty-text", emptyBox).textContent = typed ? "Press Enter to search the names and every message cached for you." : emptyAsServed.text;
+      emptyBox.classList.toggle("inbox-zero", emptyAsServed.zero && !typed);
     }
     updateEmpty();
   });
@@ -1140,8 +1154,13 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
     e.preventDefault(); // the toolbar is a form for pages without JavaScript
     ({ done: api2.done, snooze: api2.snooze, "toggle-unread": api2.toggleUnread, "toggle-follow": api2.toggleFollow, save: api2.save })[b.dataset.action]?.();
   });
+  const found = hash.startsWith("#post-") ? $(`.post[data-post-id="${CSS.escape(hash.slice(6))}"]`, posts) : null;
   if (hash === "#reply") api2.reply();
-  else if (nearBottom() === false && !saved) window.scrollTo({ top: document.body.scrollHeight });
+  else if (found) {
+    found.classList.add("found");
+    found.scrollIntoView({ block: "center" });
+    found.focus({ preventScroll: true });
+  } else if (nearBottom() === false && !saved) window.scrollTo({ top: document.body.scrollHeight });
   return api2;
 }
 
@@ -1343,7 +1362,8 @@ function showConversation(f, hash) {
   if (window.scrollY) window.scrollTo(0, 0);
   prefetchQueue = []; // what the queue wanted ahead: the conversation's own requests first
   conv = createConversation({ inPlace: true, hash });
-  if (hash !== "#reply") root.focus({ preventScroll: true });
+  // (A message found by a search has the focus already.)
+  if (hash !== "#reply" && !root.contains(document.activeElement)) root.focus({ preventScroll: true });
   if (stale(f)) conv.refresh();
   // While it is read, fetch the rows around it in the queue (what `Esc`, `j`/`k`, `Enter`
   // opens next: the one after it first).

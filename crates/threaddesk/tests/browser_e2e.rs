@@ -881,3 +881,113 @@ async fn open_in_place_back_reply_and_plain_address() {
         .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
 }
+
+/// The filter box finds a conversation by a message that is not its snippet: typing hides the
+/// rows shown (and says so, not "Inbox zero"); Enter searches every cached message; the row
+/// found shows that message and opens the conversation at it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
+    if !browser_or_skip() {
+        return;
+    }
+    let stack = Stack::start().await.unwrap();
+    let shots = screenshot_dir();
+    let mut b = Browser::launch().await.unwrap();
+    sign_in_to_queue(&mut b, &stack.url, 3).await;
+    let keys: Vec<Value> = serde_json::from_value(
+        b.eval(
+            "[...document.querySelectorAll('#queue > li.item')].map(r => ({ key: r.dataset.key }))",
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let (key, other) = stack.thread_by_other(&keys, "alice").await.unwrap();
+    let root_id = key[2..].to_owned();
+    // A reply with a rare word, then a later one: the row's snippet shows neither.
+    let found = stack
+        .driver()
+        .reply(&other, &root_id, "The zebracorn migration finished at noon")
+        .unwrap();
+    stack
+        .driver()
+        .reply(&other, &root_id, "Anything else for today?")
+        .unwrap();
+    // Wait until the cache has it (the row's activity moves live).
+    let token = stack.mm_token("alice").await.unwrap();
+    stack
+        .wait_posted_once(&root_id, &token, "Anything else for today?")
+        .await
+        .unwrap();
+    let mut s = stack.sign_in("alice").await.unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let r = s.get("/api/v1/items?q=zebracorn").await.unwrap();
+        let v: Value = r.json().await.unwrap();
+        if v["items"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never found");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    b.goto(&format!("{}/", stack.url)).await.unwrap();
+    b.wait_for("document.body.dataset.page === 'queue'", WAIT)
+        .await
+        .unwrap();
+
+    // Typing filters the rows shown; none shows the word, and the empty state says what to do.
+    b.press("/").await.unwrap();
+    b.wait_for("document.activeElement?.id === 'filter-box'", WAIT)
+        .await
+        .unwrap();
+    b.type_text("zebracorn").await.unwrap();
+    b.wait_for(
+        "!document.querySelector('#empty').hidden && document.querySelector('#empty .empty-title').textContent.includes('No row shown here matches') && !document.querySelector('#empty').classList.contains('inbox-zero')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    // Enter: the server searches the messages.
+    b.press("Enter").await.unwrap();
+    b.wait_for(
+        &format!(
+            "new URLSearchParams(location.search).get('q') === 'zebracorn' \
+             && document.querySelector('#queue > li.item[data-key=\"{key}\"]')?.dataset.match === '{found}'"
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let row = b
+        .eval(&format!(
+            "(() => {{ const r = document.querySelector('#queue > li.item[data-key=\"{key}\"]');
+               return [r.querySelector('.item-snippet').textContent.includes('zebracorn migration'),
+                       r.querySelector('.item-link').getAttribute('href'),
+                       [...document.querySelectorAll('#queue > li.item')].every(r => r.dataset.match === '{found}')]; }})()"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        row,
+        serde_json::json!([true, format!("/items/{key}#post-{found}"), true]),
+        "every row shown was found by that message (a thread in a DM is also the DM's row)"
+    );
+    b.screenshot(&shots.join("queue-search.png")).await.unwrap();
+
+    // Opened (in place), the conversation shows the message found, marked and focused.
+    b.press("Escape").await.unwrap();
+    select_with_keys(&mut b, &key).await;
+    b.press("Enter").await.unwrap();
+    b.wait_for(
+        &format!(
+            "document.querySelector('#conv')?.dataset.key === '{key}' \
+             && document.activeElement?.matches('#posts > li.post.found[data-post-id=\"{found}\"]')"
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.screenshot(&shots.join("conversation-found.png"))
+        .await
+        .unwrap();
+}

@@ -93,6 +93,8 @@ fn value() -> impl Strategy<Value = String> {
         Just("snoozed".to_owned()),
         "[A-Za-z0-9+/=_-]{0,60}",
         "\\PC{0,300}",
+        // The text filter's search syntax and FTS5's own (which must stay plain text).
+        "(\"|\\*|-|from:@?|NEAR|AND|OR|NOT|\\(|\\)|\\^|:|\\+|[a-z]{1,5}| ){0,14}",
     ]
 }
 

@@ -1299,3 +1299,115 @@ async fn bulk_triage_acts_on_each_item_and_reports_the_rest() {
     .await;
     assert_eq!(r.status().as_u16(), 403);
 }
+
+/// Keys, matched message ids and snippets of what `q` finds for `s` (the JSON API).
+async fn search(s: &mut Session, q: &str) -> Vec<(String, String, String)> {
+    let url = reqwest::Url::parse_with_params("http://x/api/v1/items", [("q", q)]).unwrap();
+    let path = format!("/api/v1/items?{}", url.query().unwrap());
+    let (status, v) = s.json(&path).await.unwrap();
+    assert_eq!(status, 200, "{q:?}: {v}");
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["key"].as_str().unwrap().to_owned(),
+                i["matched_post_id"].as_str().unwrap_or_default().to_owned(),
+                i["snippet"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_text_filter_searches_every_cached_message_of_the_users_own_items() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let mut bob = stack.sign_in("bob").await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    bob.wait_items(1).await.unwrap();
+    let driver = stack.driver();
+    // Alice is not in carol and bob's DM.
+    driver.dm("carol", "bob", "secret quokka plans").unwrap();
+    let found = driver
+        .dm("bob", "alice", "The quokka report is attached")
+        .unwrap();
+    driver.dm("bob", "alice", "And one more thing").unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    while search(&mut bob, "quokka").await.len() < 2 || search(&mut alice, "thing").await.is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the DMs never arrived"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Alice finds her DM by its older message, which the row shows; not carol's DM with bob.
+    let hits = search(&mut alice, "quokka").await;
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    let (key, post, snippet) = &hits[0];
+    assert!(key.starts_with("c_"));
+    assert_eq!(post, &found);
+    assert!(
+        snippet.contains("The quokka report is attached"),
+        "{snippet}"
+    );
+    assert!(
+        !hits.iter().any(|h| h.2.contains("secret")),
+        "alice sees carol's DM with bob"
+    );
+    // The syntax: phrases, prefixes, exclusions, authors; case does not matter.
+    assert_eq!(search(&mut alice, "QUOKKA").await.len(), 1);
+    assert_eq!(search(&mut alice, "\"report is attached\"").await.len(), 1);
+    assert_eq!(search(&mut alice, "\"attached report\"").await.len(), 0);
+    assert_eq!(search(&mut alice, "quok*").await.len(), 1);
+    assert_eq!(search(&mut alice, "quokka -report").await.len(), 0);
+    assert_eq!(search(&mut alice, "from:bob quokka").await.len(), 1);
+    assert_eq!(search(&mut alice, "from:carol quokka").await.len(), 0);
+    // What FTS5 would read as syntax is only text here: never an error.
+    for q in [
+        "NEAR(",
+        "\"",
+        "*",
+        "quokka OR",
+        "a:b",
+        "-",
+        "(((",
+        "^x",
+        "from:",
+    ] {
+        search(&mut alice, q).await;
+    }
+    // The page: the row links to the message; no other view holds a match yet.
+    let page = alice.get("/?q=quokka").await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("data-match=\"{found}\"")));
+    assert!(page.contains(&format!("href=\"/items/{key}#post-{found}\"")));
+    assert!(!page.contains("search-elsewhere"));
+    // Done, it leaves the inbox's results; the inbox says where it is, and Done finds it.
+    let r = alice
+        .post_json(&format!("/api/v1/items/{key}/done"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        202,
+        "answered at once, delivered in the background"
+    );
+    assert!(search(&mut alice, "quokka").await.is_empty());
+    let page = alice.get("/?q=quokka").await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains("<a href=\"/?filter=done&#38;q=quokka\">Done (1)</a>"),
+        "{}",
+        &page[page.find("queue-head").unwrap_or(0)..][..1500.min(page.len())]
+    );
+    let (status, v) = alice
+        .json("/api/v1/items?filter=done&q=quokka")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(v["items"][0]["key"], json!(key));
+    assert_eq!(v["items"][0]["matched_post_id"], json!(found));
+    // Bob finds both of his DMs.
+    assert_eq!(search(&mut bob, "quokka").await.len(), 2);
+}

@@ -9,7 +9,8 @@
 //!
 //! For repeated runs while profiling: `BENCH_CACHE=<dir>` keeps the built cache there and
 //! copies it on later runs instead of building it again; `BENCH_P13_ONLY=1` stops after P-13
-//! (and prints only), `BENCH_P14_ONLY=1` runs P-5 and P-14 only (and prints only). P-13 also reports the CPU time per event of the writing thread and of
+//! (and prints only), `BENCH_P14_ONLY=1` runs P-5 and P-14 only (and prints only),
+//! `BENCH_SEARCH_ONLY=1` stops after P-5 and the message search rows (and prints only). P-13 also reports the CPU time per event of the writing thread and of
 //! the checkpoint thread (from `/proc/thread-self/schedstat`: less disturbed by other load on
 //! the machine than the wall-clock rate) and the bytes it wrote per event.
 
@@ -31,6 +32,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use threaddesk::inbox::search::SearchQuery;
 use threaddesk::inbox::{Filter, ItemKey, Marks};
 use threaddesk::store::{
     Channel, JsonText, Membership, MessageText, Post, Profile, Store, Team, Thread, UserId,
@@ -636,6 +638,51 @@ fn main() {
         (5.0, "p99 ≤ 5 ms"),
     );
     let p5_base = common::percentile(&warm, 99.0);
+
+    // ---- The text filter's message search (no research target): the store's read of it.
+    store
+        .write(|tx| {
+            tx.upsert_profiles(&[Profile {
+                username: "poster".into(),
+                ..profile(&uid(999_999))
+            }])
+        })
+        .unwrap();
+    for (word, what) in [
+        ("ordinary", "a word in every cached message"),
+        ("ordinar*", "a prefix of a word in every cached message"),
+        ("zymurgy", "a word in no message"),
+        ("from:poster", "no word, the author of every message"),
+    ] {
+        let q = SearchQuery::parse(word);
+        let us = store.for_user(&reader);
+        let mut found = 0;
+        let times: Vec<f64> = (0..iters.min(200))
+            .map(|_| {
+                let t = Instant::now();
+                found = us.search_items(&q, 1_000).unwrap().len();
+                ms(t.elapsed())
+            })
+            .collect();
+        rows.push(common::Row {
+            id: "search",
+            task: format!(
+                "text filter's message search, store read (`search_items`: newest 1,000 matches of ≤ 10,000 candidates), {what} (`{word}`), {cache_rows}-row cache, the {p5_items}-item user ({found} items found)"
+            ),
+            metric: "p50 / p99, ms".into(),
+            value: format!(
+                "{:.1} / {:.1}",
+                common::percentile(&times, 50.0),
+                common::percentile(&times, 99.0)
+            ),
+            target: "– (none in the research; ≤ 100 ms p99 is ours)",
+            verdict: common::verdict(common::percentile(&times, 99.0) <= 100.0),
+        });
+    }
+    if std::env::var_os("BENCH_SEARCH_ONLY").is_some() {
+        println!("{}", common::table(&rows));
+        return;
+    }
 
     let p14_only = std::env::var_os("BENCH_P14_ONLY").is_some();
     if !p14_only {

@@ -71,21 +71,16 @@ impl SearchQuery {
                     rest = r;
                     prefix = true;
                 }
-            } else {
-                if !negated {
-                    if let Some(who) = strip_prefix_ci(raw, "from:") {
-                        let who = who.trim_start_matches('@').to_lowercase();
-                        if is_username(&who) && !q.from.contains(&who) {
-                            q.from.push(who);
-                            taken += 1;
-                        }
-                        continue;
-                    }
+            } else if let Some(who) = strip_prefix_ci(raw, "from:").filter(|_| !negated) {
+                let who = who.trim_start_matches('@').to_lowercase();
+                if is_username(&who) && !q.from.contains(&who) {
+                    q.from.push(who);
+                    taken += 1;
                 }
-                if let Some(r) = raw.strip_suffix('*') {
-                    raw = r.trim_end_matches('*');
-                    prefix = true;
-                }
+                continue;
+            } else if let Some(r) = raw.strip_suffix('*') {
+                raw = r.trim_end_matches('*');
+                prefix = true;
             }
             let words = words(raw);
             if words.is_empty() {

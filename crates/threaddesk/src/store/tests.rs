@@ -740,7 +740,7 @@ fn retention_purge_with_injected_clock() {
         })
         .unwrap();
     let us = f.store.for_user(&u);
-    assert_eq!(us.search("canary", 200).unwrap().len(), 200);
+    assert_eq!(us.search("canary", 200).unwrap().len(), 50, "(the test bound of candidates)");
     let rep = f.store.purge_older_than(cutoff).unwrap();
     assert_eq!(rep.posts, 2_500);
     assert_eq!(rep.threads, 1);
@@ -2145,4 +2145,46 @@ fn ua_done(store: &Store, u: &UserId, key: &str) {
             )
         })
         .unwrap();
+}
+
+#[test]
+fn a_word_in_more_messages_than_the_search_reads_finds_its_newest_uses() {
+    use crate::inbox::search::SearchQuery;
+    let f = fx();
+    let (a, b) = (uid(1), uid(2));
+    seed(&f.store, &a, 0);
+    seed(&f.store, &b, 100);
+    // Alice's old message, then 60 newer ones in bob's channel (the test bound is 50).
+    f.store
+        .write(|tx| {
+            tx.upsert_post(&post(30, 1, Some(1), 1_100, "common word, rare zanzibar"))?;
+            for n in 0..60 {
+                tx.upsert_post(&post(
+                    200 + n,
+                    101,
+                    Some(101),
+                    5_000 + i64::try_from(n).unwrap(),
+                    "common word",
+                ))?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let ua = f.store.for_user(&a);
+    let n = |q: &str| ua.search_items(&SearchQuery::parse(q), 100).unwrap().len();
+    assert_eq!(
+        n("common"),
+        0,
+        "past the bound: only the newest 50 uses are read"
+    );
+    assert_eq!(n("zanzibar"), 1);
+    assert_eq!(n("common zanzibar"), 1);
+    assert_eq!(
+        f.store
+            .for_user(&b)
+            .search_items(&SearchQuery::parse("common"), 100)
+            .unwrap()
+            .len(),
+        1
+    );
 }

@@ -204,6 +204,8 @@ pub struct MessageMatch {
     /// Not done (done items have `is_open = false`).
     pub is_open: bool,
     pub snoozed_until: Option<Millis>,
+    /// The item's team (`""` for DMs and GMs).
+    pub team_id: String,
     pub post: Post,
 }
 

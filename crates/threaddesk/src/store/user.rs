@@ -524,7 +524,8 @@ impl<'s> UserStore<'s> {
                 search_params(u, query, posts),
                 |r| {
                     let key: String = r.get(14)?;
-                    Ok((key, r.get::<_, bool>(15)?, r.get(16)?, post_from_row(r)?))
+                    let state = (r.get::<_, bool>(15)?, r.get(16)?, r.get::<_, String>(17)?);
+                    Ok((key, state, post_from_row(r)?))
                 },
             )
         })?;
@@ -532,11 +533,12 @@ impl<'s> UserStore<'s> {
         found.retain(|(key, ..)| seen.insert(key.clone()));
         Ok(found
             .into_iter()
-            .filter_map(|(key, is_open, snoozed_until, post)| {
+            .filter_map(|(key, (is_open, snoozed_until, team_id), post)| {
                 Some(MessageMatch {
                     key: ItemKey::parse(&key).ok()?,
                     is_open,
                     snoozed_until,
+                    team_id,
                     post,
                 })
             })
@@ -1462,20 +1464,31 @@ impl<'t> UserTx<'t> {
 pub(super) const EXPIRED_SNOOZES: &str = "SELECT team_id, mentions, is_direct FROM items
   WHERE user_id = ?1 AND snoozed_until IS NOT NULL AND snoozed_until <= ?2 AND is_open = 1";
 
-/// Item counts per filter at `now`: the per-team counters the triggers keep (migrations 8
-/// and 13: items that are not snoozed, and the open snoozed ones), corrected by the snoozes
-/// that have expired by `now` — those count as open again. Reads one row per team and the
-/// expired snoozes only (`items_snoozed`), never every item or every snooze.
+/// Matches of a search's words read at most, newest cached first ([`UserStore::search`]):
+/// ≈ 35–40 ms at most on the bench's cache of 1.3 M rows (BENCHMARKS.md), whatever the word.
+/// A word in more cached messages than this (everyone's) finds only its newest uses.
+const SEARCH_CANDIDATES: usize = if cfg!(test) { 50 } else { 10_000 };
+
 /// The search statement: posts matching the words (FTS5) and/or by the `from:` authors, in
 /// the user's channels, newest first; with `items`, joined to the user's item each belongs to
-/// (its thread, or its DM/GM channel), columns 14–16 = item key, open, snoozed until.
+/// (its thread, or its DM/GM channel), columns 14–17 = item key, open, snoozed until, team.
 fn search_sql(q: &SearchQuery, items: bool) -> String {
+    // The candidates: the newest matches of the words in the whole cache (bounded, so that a
+    // word in every message costs a bounded read), or without words the posts of the user's
+    // channels.
     let (from, words) = match q.fts() {
         Some(_) => (
-            "posts_fts f JOIN posts p ON p.seq = f.rowid",
-            "posts_fts MATCH ?2 AND",
+            format!(
+                "(SELECT rowid AS seq FROM posts_fts WHERE posts_fts MATCH ?2
+                  ORDER BY rowid DESC LIMIT {SEARCH_CANDIDATES}) f
+                 JOIN posts p ON p.seq = f.seq"
+            ),
+            "",
         ),
-        None => ("posts p", "?2 IS NULL AND"),
+        None => (
+            "memberships mm JOIN posts p ON p.channel_id = mm.channel_id".to_owned(),
+            "mm.user_id = ?1 AND ?2 IS NULL AND",
+        ),
     };
     let authors = if q.from.is_empty() {
         "?3 IS NULL"
@@ -1485,7 +1498,7 @@ fn search_sql(q: &SearchQuery, items: bool) -> String {
     };
     let (item_cols, item_join) = if items {
         (
-            ", i.item_key, i.is_open, i.snoozed_until",
+            ", i.item_key, i.is_open, i.snoozed_until, i.team_id",
             " JOIN items i ON i.user_id = ?1 AND i.item_key IN
                  ('t_' || iif(p.root_id = '', p.post_id, p.root_id), 'c_' || p.channel_id)",
         )
@@ -1514,6 +1527,10 @@ fn search_params<'a>(
     )
 }
 
+/// Item counts per filter at `now`: the per-team counters the triggers keep (migrations 8
+/// and 13: items that are not snoozed, and the open snoozed ones), corrected by the snoozes
+/// that have expired by `now` — those count as open again. Reads one row per team and the
+/// expired snoozes only (`items_snoozed`), never every item or every snooze.
 pub(super) fn count_items(c: &Connection, u: &str, now: Millis) -> Result<QueueCounts, StoreError> {
     // team → (open, mentions, direct, snoozed, done)
     let mut per_team: BTreeMap<String, [i64; 5]> = BTreeMap::new();

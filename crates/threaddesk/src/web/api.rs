@@ -42,7 +42,12 @@ pub async fn items(
     let Query(query) = query.map_err(|e| WebError::BadRequest(format!("bad query string: {e}")))?;
     let req = query.validate()?;
     let us = state.store().for_user(&user.user_id);
-    let (items, next_cursor, counts, _) = pages::load_queue(&state, &us, &req)?;
+    let pages::LoadedQueue {
+        items,
+        next_cursor,
+        counts,
+        ..
+    } = pages::load_queue(&state, &us, &req)?;
     let saved = saved_set(&us)?;
     let items: Vec<serde_json::Value> = items
         .iter()

@@ -21,8 +21,9 @@ use super::views::{
 };
 use crate::config::SignInMethod;
 use crate::inbox::prefs::MarkKind;
+use crate::inbox::search::{SearchQuery, excerpt};
 use crate::inbox::{Filter, ItemKey};
-use crate::store::{Cursor, QueueCounts, UserId, UserStore};
+use crate::store::{Cursor, MessageMatch, MessageText, QueueCounts, UserId, UserStore};
 
 /// Messages shown in a conversation.
 pub const CONVERSATION_POSTS: usize = 200;
@@ -35,6 +36,9 @@ const FILTER_SCAN_PAGE: usize = 200;
 /// Store rows one filtered request reads at most (≈ 2 ms at the P-5 sizes); past that the page
 /// may hold fewer rows than asked, with a cursor that continues the scan.
 const FILTER_SCAN_MAX: usize = 2_000;
+/// Matching messages a text filter reads at most (newest first): a word used more often than
+/// this finds the items of its latest uses.
+const SEARCH_POSTS_MAX: usize = 1_000;
 
 /// Render a template into a response (a template error is an internal error).
 pub fn render<T: Template>(t: &T) -> Response {
@@ -147,12 +151,26 @@ impl QueueQuery {
     }
 }
 
+/// The queue for a request, as [`load_queue`] reads it.
+pub struct LoadedQueue {
+    pub items: Vec<ItemSummary>,
+    pub next_cursor: Option<String>,
+    pub counts: QueueCounts,
+    pub ctx: Context,
+    /// With a text filter: items of other views whose messages match it (`filter`, how many).
+    pub elsewhere: Vec<(QueueFilter, usize)>,
+}
+
 /// The queue for a request: rows as summaries, next cursor, counts, context.
+///
+/// A text filter (`q`) keeps the rows whose title, snippet or team name contains it, and the
+/// rows whose cached messages match it as a search ([`SearchQuery`]): those show the newest
+/// matching message as their snippet and link to it.
 pub fn load_queue(
     state: &AppState,
     us: &UserStore<'_>,
     req: &QueueRequest,
-) -> Result<(Vec<ItemSummary>, Option<String>, QueueCounts, Context), WebError> {
+) -> Result<LoadedQueue, WebError> {
     let now = state.now();
     // A team narrows the store query; the other filters then apply to that team's rows.
     let store_filter = match (&req.team, req.filter) {
@@ -176,8 +194,23 @@ pub fn load_queue(
             .queue(&store_filter, now, req.cursor.as_ref(), req.limit)
             .map_err(WebError::internal)?;
         let items = summaries(us, &mut ctx, &page.rows)?;
-        return Ok((items, page.next.map(|c| c.encode()), counts, ctx));
+        return Ok(LoadedQueue {
+            items,
+            next_cursor: page.next.map(|c| c.encode()),
+            counts,
+            ctx,
+            elsewhere: Vec::new(),
+        });
     }
+    let search = SearchQuery::parse(&req.q);
+    let matches: HashMap<ItemKey, MessageMatch> = us
+        .search_items(&search, SEARCH_POSTS_MAX)
+        .map_err(WebError::internal)?
+        .into_iter()
+        .filter(|m| req.team.is_none() || req.team.as_deref() == Some(m.team_id.as_str()))
+        .map(|m| (m.key.clone(), m))
+        .collect();
+    let elsewhere = elsewhere(req.filter, matches.values(), now);
     // A team's other filters and the text filter apply to what a row shows (its title, snippet,
     // team name), known only once presented: the store's rows are read page by page from the
     // cursor and filtered until the page is full. The scan is bounded per request; where it
@@ -198,6 +231,7 @@ pub fn load_queue(
         };
         in_team
             && (q.is_empty()
+                || s.matched_post_id.is_some()
                 || s.title.to_lowercase().contains(&q)
                 || s.snippet.to_lowercase().contains(&q)
                 || s.team_name
@@ -208,11 +242,23 @@ pub fn load_queue(
     let mut cursor = req.cursor.clone();
     let mut scanned = 0;
     loop {
-        let page = us
+        let mut page = us
             .queue(&store_filter, now, cursor.as_ref(), FILTER_SCAN_PAGE)
             .map_err(WebError::internal)?;
         scanned += page.rows.len();
-        for (r, s) in page.rows.iter().zip(summaries(us, &mut ctx, &page.rows)?) {
+        // A row found by one of its messages shows that message.
+        let mut found = Vec::with_capacity(page.rows.len());
+        for r in &mut page.rows {
+            let m = matches.get(&r.key);
+            if let Some(m) = m {
+                r.preview_user_id = Some(m.post.user_id.clone());
+                r.preview = Some(MessageText::new(excerpt(m.post.message.expose(), &search)));
+            }
+            found.push(m.map(|m| m.post.post_id.clone()));
+        }
+        let rows = summaries(us, &mut ctx, &page.rows)?;
+        for ((r, mut s), found) in page.rows.iter().zip(rows).zip(found) {
+            s.matched_post_id = found;
             if keep(&s) {
                 items.push(s);
                 if items.len() == req.limit {
@@ -221,18 +267,65 @@ pub fn load_queue(
                         last_activity_at: r.last_activity_at,
                         key: r.key.to_string(),
                     };
-                    return Ok((items, Some(after.encode()), counts, ctx));
+                    return Ok(LoadedQueue {
+                        items,
+                        next_cursor: Some(after.encode()),
+                        counts,
+                        ctx,
+                        elsewhere,
+                    });
                 }
             }
         }
-        match page.next {
-            None => return Ok((items, None, counts, ctx)),
-            Some(next) if scanned >= FILTER_SCAN_MAX => {
-                return Ok((items, Some(next.encode()), counts, ctx));
+        let next_cursor = match page.next {
+            None => None,
+            Some(next) if scanned >= FILTER_SCAN_MAX => Some(next.encode()),
+            Some(next) => {
+                cursor = Some(next);
+                continue;
             }
-            Some(next) => cursor = Some(next),
-        }
+        };
+        return Ok(LoadedQueue {
+            items,
+            next_cursor,
+            counts,
+            ctx,
+            elsewhere,
+        });
     }
+}
+
+/// How many of the items found by their messages are in the other views a search can
+/// continue in: the inbox, Snoozed and Done (the view shown is left out; Mentions, Direct and
+/// Threads are parts of the inbox).
+fn elsewhere<'a>(
+    shown: QueueFilter,
+    matches: impl Iterator<Item = &'a MessageMatch>,
+    now: crate::inbox::Millis,
+) -> Vec<(QueueFilter, usize)> {
+    let mut n = [0usize; 3];
+    for m in matches {
+        let view = if !m.is_open {
+            2
+        } else if m.snoozed_until.is_some_and(|t| t > now) {
+            1
+        } else {
+            0
+        };
+        n[view] += 1;
+    }
+    let shown = match shown {
+        QueueFilter::Snoozed => 1,
+        QueueFilter::Done => 2,
+        _ => 0,
+    };
+    [QueueFilter::All, QueueFilter::Snoozed, QueueFilter::Done]
+        .into_iter()
+        .zip(n)
+        .enumerate()
+        .filter(|&(i, (_, count))| i != shown && count > 0)
+        .map(|(_, v)| v)
+        .collect()
 }
 
 /// The rows as the queue shows them (the profiles they name loaded into `ctx` first).
@@ -259,7 +352,13 @@ pub async fn queue(
 ) -> Result<Response, WebError> {
     let req = query.validate()?;
     let us = state.store().for_user(&user.user_id);
-    let (items, next_cursor, counts, mut ctx) = load_queue(&state, &us, &req)?;
+    let LoadedQueue {
+        items,
+        next_cursor,
+        counts,
+        mut ctx,
+        elsewhere,
+    } = load_queue(&state, &us, &req)?;
     let failed = failed_actions(&us, &mut ctx)?;
     let page = QueuePage {
         layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
@@ -273,6 +372,7 @@ pub async fn queue(
         limit: (req.limit != PAGE_SIZE).then_some(req.limit),
         cursor: req.cursor.as_ref().map(|c| c.encode()),
         failed,
+        elsewhere,
     };
     Ok(render(&page))
 }

@@ -270,6 +270,7 @@ pub fn summary(row: &QueueRow, ctx: &Context) -> ItemSummary {
         done,
         following: row.kind == inbox::ItemKind::Thread,
         permalink,
+        matched_post_id: None,
     }
 }
 

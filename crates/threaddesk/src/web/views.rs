@@ -132,6 +132,10 @@ pub struct ItemSummary {
     pub following: bool,
     /// The item in Mattermost (opens in a new tab).
     pub permalink: String,
+    /// With a text filter: the message that matched it (the snippet shows it; the row opens
+    /// the conversation at it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matched_post_id: Option<String>,
 }
 
 impl fmt::Debug for ItemSummary {
@@ -154,7 +158,10 @@ impl fmt::Debug for ItemSummary {
 impl ItemSummary {
     /// The conversation page.
     pub fn href(&self) -> String {
-        format!("/items/{}", self.key)
+        match &self.matched_post_id {
+            Some(post) => format!("/items/{}#post-{post}", self.key),
+            None => format!("/items/{}", self.key),
+        }
     }
 
     /// CSS classes of the row.
@@ -565,7 +572,11 @@ pub const SHORTCUTS: &[Shortcut] = &[
         "Close a menu, leave the reply box, back to the queue",
         "Move",
     ),
-    sc(&["/"], "Filter the queue", "Move"),
+    sc(
+        &["/"],
+        "Filter the queue; Enter searches every message",
+        "Move",
+    ),
     sc(&["e"], "Done (comes back on new activity)", "Triage"),
     sc(&["s"], "Snooze…", "Triage"),
     sc(&["z"], "Undo the last action", "Triage"),
@@ -612,6 +623,8 @@ pub struct QueuePage {
     pub cursor: Option<String>,
     /// Actions Mattermost refused or that could not be delivered, oldest first.
     pub failed: Vec<FailedAction>,
+    /// With a text filter: other views holding items whose messages match it, and how many.
+    pub elsewhere: Vec<(QueueFilter, usize)>,
 }
 
 /// A failed action as the queue lists it.
@@ -743,6 +756,7 @@ impl QueuePage {
             done: false,
             following: false,
             permalink: String::new(),
+            matched_post_id: None,
         }
     }
 
@@ -756,6 +770,21 @@ impl QueuePage {
             .iter()
             .find(|t| t.id == id)
             .map(|t| t.name.as_str())
+    }
+
+    /// The other views where the text filter finds messages: (label, address, how many).
+    pub fn elsewhere_links(&self) -> Vec<(&'static str, String, usize)> {
+        self.elsewhere
+            .iter()
+            .map(|&(f, n)| {
+                let label = if f == QueueFilter::All {
+                    "Inbox"
+                } else {
+                    f.label()
+                };
+                (label, Self::url(f, self.team.as_deref(), &self.q), n)
+            })
+            .collect()
     }
 
     pub fn clear_q_href(&self) -> String {
@@ -781,7 +810,9 @@ impl QueuePage {
 
     pub fn empty_text(&self) -> &'static str {
         match self.filter {
-            _ if !self.q.is_empty() => "Nothing in this view matches the filter.",
+            _ if !self.q.is_empty() => {
+                "Nothing in this view matches: not its names, nor any message cached here."
+            }
             QueueFilter::All if self.team.is_some() => "Nothing from this team needs you.",
             QueueFilter::All => "You're all caught up. New replies will show up here.",
             QueueFilter::Snoozed => "Snoozed items come back at their time or on a new reply.",

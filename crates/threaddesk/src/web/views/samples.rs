@@ -47,6 +47,7 @@ fn item(
         done: false,
         following: true,
         permalink: format!("https://mm.example.com/acme/pl/{key}"),
+        matched_post_id: None,
     }
 }
 
@@ -152,6 +153,7 @@ pub(crate) fn queue_page() -> QueuePage {
             title: Some("Release train".into()),
             action: failed_reply(),
         }],
+        elsewhere: Vec::new(),
     }
 }
 
