@@ -393,9 +393,11 @@ fn form_body(csrf: Option<String>) -> impl Strategy<Value = Vec<u8>> {
         }
         ser.finish().into_bytes()
     });
+    // (Weighted so that about 24 of the 600 cases are accepted: at 3 it was 9–22, and the
+    // check below, > 10, failed now and then.)
     prop_oneof![
         6 => fields,
-        3 => plausible,
+        6 => plausible,
         1 => proptest::collection::vec(any::<u8>(), 0..200),
         1 => "([a-z]{0,6}(=|%[0-9A-Fa-f]{0,2}|&|\\+|%FF|%00|%C3%28)?){0,12}".prop_map(String::into_bytes),
         1 => Just(Vec::new()),

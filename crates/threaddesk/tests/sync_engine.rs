@@ -2436,3 +2436,57 @@ async fn a_refused_action_shows_mattermosts_state_again_until_retried_or_discard
     );
     faults.set_error_route_prefix(None);
 }
+
+/// A selection's actions are recorded together: all of them (in order, each shown at once and
+/// delivered), or none when one is malformed.
+#[tokio::test]
+async fn actions_recorded_together_are_all_or_none() {
+    let env = env().await;
+    let mut side = env.side().await;
+    let c = env.alice_client();
+    team_threads(&c, 3).await;
+    let keys: Vec<ItemKey> = open_keys(&side.store, &env.alice)
+        .into_iter()
+        .take(3)
+        .collect();
+    assert_eq!(keys.len(), 3, "three open items");
+    let at = now();
+    let done = |k: &ItemKey| Action::Done { key: k.clone(), at };
+    // One malformed action (a bad post id): nothing is recorded, nothing changes.
+    let mut bad: Vec<Action> = keys.iter().map(done).collect();
+    bad.push(Action::MarkUnread {
+        key: keys[0].clone(),
+        post_id: "not-an-id".into(),
+    });
+    assert!(side.engine.act_all(&env.alice, bad).await.is_err());
+    let us = side.store.for_user(&env.alice);
+    assert!(us.outbox_rows(None).expect("rows").is_empty());
+    assert!(us.marks().expect("marks").is_empty());
+    // Well-formed: one ack per action, in order; every item done at once, then delivered.
+    let acks = side
+        .engine
+        .act_all(&env.alice, keys.iter().map(done).collect())
+        .await
+        .expect("recorded");
+    assert_eq!(
+        acks.iter()
+            .map(|a| a.key.clone().expect("key"))
+            .collect::<Vec<_>>(),
+        keys
+    );
+    assert!(acks.windows(2).all(|w| w[0].outbox_id < w[1].outbox_id));
+    let marks = us.marks().expect("marks");
+    assert!(
+        keys.iter()
+            .all(|k| marks.get(k).and_then(|m| m.done_at) == Some(at))
+    );
+    until(&mut side.rx, "all delivered", || {
+        us.outbox_rows(None).is_ok_and(|rows| {
+            rows.len() == 3
+                && rows
+                    .iter()
+                    .all(|r| r.state == threaddesk::store::OutboxState::Sent)
+        })
+    })
+    .await;
+}

@@ -214,6 +214,19 @@ impl UserStore<'_> {
         self.write_durable(|t| t.outbox_enqueue(new, now))
     }
 
+    /// Commits several new actions durably in one transaction (all or none) and returns their
+    /// ids in order.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn outbox_enqueue_all(
+        &self,
+        news: &[NewOutbox],
+        now: Millis,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.write_durable(|t| news.iter().map(|n| t.outbox_enqueue(n, now)).collect())
+    }
+
     /// Claims the next due row (queued, `next_attempt_at <= now`, oldest first, and no earlier
     /// unsent row of the same item): it becomes `inflight`, `attempts` + 1, `first_sent_at` set
     /// on the first attempt.

@@ -740,7 +740,11 @@ fn retention_purge_with_injected_clock() {
         })
         .unwrap();
     let us = f.store.for_user(&u);
-    assert_eq!(us.search("canary", 200).unwrap().len(), 50, "(the test bound of candidates)");
+    assert_eq!(
+        us.search("canary", 200).unwrap().len(),
+        50,
+        "(the test bound of candidates)"
+    );
     let rep = f.store.purge_older_than(cutoff).unwrap();
     assert_eq!(rep.posts, 2_500);
     assert_eq!(rep.threads, 1);

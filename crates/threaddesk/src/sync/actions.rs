@@ -159,7 +159,11 @@ impl Action {
         }
     }
 
-    fn validate(&self) -> Result<(), SyncError> {
+    /// Well-formed ids, emoji and message (what [`super::SyncEngine::act`] checks first).
+    ///
+    /// # Errors
+    /// [`SyncError::BadAction`].
+    pub fn validate(&self) -> Result<(), SyncError> {
         let id_ok = |s: &str| inbox::is_valid_id(s);
         let ok = match self {
             Self::Reply {
@@ -278,62 +282,93 @@ fn random_marker() -> String {
         .collect()
 }
 
-#[tracing::instrument(skip_all, fields(user.id = %user.as_str()))]
-pub(crate) async fn act(
+/// Records `actions` of one user together: their outbox rows in one durable transaction, what
+/// they change shown at once in one more (a selection of 50 items costs two commits, not
+/// 100). Nothing is recorded unless every action is well-formed. Acks in the same order.
+#[tracing::instrument(skip_all, fields(user.id = %user.as_str(), actions = actions.len()))]
+pub(crate) async fn act_many(
     inner: &Arc<Inner>,
     user: &UserId,
-    action: Action,
-) -> Result<ActionAck, SyncError> {
-    action.validate()?;
-    let key = action
-        .item_key()
-        .ok_or(SyncError::BadAction("malformed id"))?;
+    actions: Vec<Action>,
+) -> Result<Vec<ActionAck>, SyncError> {
+    let mut keys = Vec::with_capacity(actions.len());
+    for action in &actions {
+        action.validate()?;
+        keys.push(
+            action
+                .item_key()
+                .ok_or(SyncError::BadAction("malformed id"))?,
+        );
+    }
     let now = now_ms();
     let queued_at = inner.settings.outbox_clock.now();
-    let is_reply = matches!(action, Action::Reply { .. });
-    let payload =
-        serde_json::to_string(&action).map_err(|_| SyncError::Internal("payload encoding"))?;
-    let new = NewOutbox {
-        kind: action.kind().to_owned(),
-        item_key: key.clone(),
-        payload: crate::store::JsonText::new(payload),
-        // Mattermost's own format; fixed at creation, reused by every retry.
-        pending_post_id: if is_reply {
-            format!("{}:{}", user.as_str(), unique_ms(now))
-        } else {
-            String::new()
-        },
-        marker: if is_reply {
-            random_marker()
-        } else {
-            String::new()
-        },
-        coalesce: action.coalesce(),
+    let mut news = Vec::with_capacity(actions.len());
+    let mut optimistic = Batch {
+        local: true,
+        ..Batch::default()
     };
+    for (action, key) in actions.iter().zip(&keys) {
+        let is_reply = matches!(action, Action::Reply { .. });
+        let payload =
+            serde_json::to_string(action).map_err(|_| SyncError::Internal("payload encoding"))?;
+        news.push(NewOutbox {
+            kind: action.kind().to_owned(),
+            item_key: key.clone(),
+            payload: crate::store::JsonText::new(payload),
+            // Mattermost's own format; fixed at creation, reused by every retry.
+            pending_post_id: if is_reply {
+                format!("{}:{}", user.as_str(), unique_ms(now))
+            } else {
+                String::new()
+            },
+            marker: if is_reply {
+                random_marker()
+            } else {
+                String::new()
+            },
+            coalesce: action.coalesce(),
+        });
+        let b = action.optimistic(now);
+        optimistic.writes.extend(b.writes);
+        for k in b.keys {
+            optimistic.touch(Some(k));
+        }
+    }
     let store = Arc::clone(&inner.store);
     let u = user.clone();
-    let optimistic = action.optimistic(now);
-    let id = tokio::task::spawn_blocking(move || -> Result<i64, SyncError> {
-        // 1. Durable first: the browser hears "ok" only once the row survives a crash.
-        let id = store.for_user(&u).outbox_enqueue(&new, queued_at)?;
+    let ids = tokio::task::spawn_blocking(move || -> Result<Vec<i64>, SyncError> {
+        // 1. Durable first: the browser hears "ok" only once the rows survive a crash.
+        let ids = store.for_user(&u).outbox_enqueue_all(&news, queued_at)?;
         // 2. Optimistic store update (its own short transaction; rebuilt by any sync).
-        if !optimistic.is_empty() {
+        if !optimistic.writes.is_empty() {
             super::apply::commit(&store, &u, optimistic)?;
         }
-        Ok(id)
+        Ok(ids)
     })
     .await
     .map_err(|_| SyncError::Internal("store task panicked"))??;
-    announce(inner, user, &key, true);
-    debug!(
-        outbox.id = id,
-        kind = action.kind(),
-        "sync: action recorded"
-    );
-    Ok(ActionAck {
-        outbox_id: id,
-        key: Some(key),
-    })
+    let mut announced: Vec<&ItemKey> = Vec::new();
+    for key in &keys {
+        if !announced.contains(&key) {
+            announce(inner, user, key, true);
+            announced.push(key);
+        }
+    }
+    for (id, action) in ids.iter().zip(&actions) {
+        debug!(
+            outbox.id = id,
+            kind = action.kind(),
+            "sync: action recorded"
+        );
+    }
+    Ok(ids
+        .into_iter()
+        .zip(keys)
+        .map(|(outbox_id, key)| ActionAck {
+            outbox_id,
+            key: Some(key),
+        })
+        .collect())
 }
 
 /// The user's item changed by their own hand: listeners hear it; with `deliver`, the outbox

@@ -250,7 +250,23 @@ impl SyncEngine {
     /// # Errors
     /// [`SyncError::BadAction`] for an invalid action; store failures (nothing was recorded).
     pub async fn act(&self, user_id: &UserId, action: Action) -> Result<ActionAck, SyncError> {
-        actions::act(&self.inner, user_id, action).await
+        actions::act_many(&self.inner, user_id, vec![action])
+            .await?
+            .pop()
+            .ok_or(SyncError::Internal("no acknowledgement"))
+    }
+
+    /// Several actions of one user at once (a selection): recorded together, two commits in
+    /// all; nothing is recorded unless every action is well-formed. Acks in order.
+    ///
+    /// # Errors
+    /// [`SyncError::BadAction`] for a malformed action; store failures.
+    pub async fn act_all(
+        &self,
+        user_id: &UserId,
+        actions: Vec<Action>,
+    ) -> Result<Vec<ActionAck>, SyncError> {
+        actions::act_many(&self.inner, user_id, actions).await
     }
 
     /// Send a failed action of the user again (outbox row `id` on item `key`): it is queued,

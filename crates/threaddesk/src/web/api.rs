@@ -198,6 +198,25 @@ pub async fn perform(
             Err(OutboxActionError::Sync(e)) => Err(action_error(e)),
         };
     }
+    let actions = plan(state, user_id, &item_key, action, body)?;
+    let acks = state
+        .engine()
+        .act_all(user_id, actions)
+        .await
+        .map_err(action_error)?;
+    Ok(acks.into_iter().map(|a| a.outbox_id).collect())
+}
+
+/// The Mattermost actions one triage action on one item of the user stands for (checked
+/// against the cache: another user's item is not found).
+fn plan(
+    state: &AppState,
+    user_id: &UserId,
+    item_key: &ItemKey,
+    action: &str,
+    body: ActionBody,
+) -> Result<Vec<Action>, WebError> {
+    let item_key = item_key.clone();
     let now = state.now();
     let us = state.store().for_user(user_id);
     // The item must be this user's: another user's id is simply not found.
@@ -207,17 +226,9 @@ pub async fn perform(
         if let (ItemKey::Thread(root_id), "follow") = (&item_key, action)
             && us.thread(root_id).map_err(WebError::internal)?.is_some()
         {
-            let ack = state
-                .engine()
-                .act(
-                    user_id,
-                    Action::Follow {
-                        root_id: root_id.clone(),
-                    },
-                )
-                .await
-                .map_err(WebError::internal)?;
-            return Ok(vec![ack.outbox_id]);
+            return Ok(vec![Action::Follow {
+                root_id: root_id.clone(),
+            }]);
         }
         return Err(WebError::NotFound);
     };
@@ -336,14 +347,7 @@ pub async fn perform(
             ));
         }
     }
-    let mut outbox_ids = Vec::new();
-    for a in actions {
-        match state.engine().act(user_id, a).await {
-            Ok(ack) => outbox_ids.push(ack.outbox_id),
-            Err(e) => return Err(action_error(e)),
-        }
-    }
-    Ok(outbox_ids)
+    Ok(actions)
 }
 
 /// A snooze's end time: given, in the future, within a year.
@@ -388,7 +392,7 @@ pub struct BulkResult {
     pub error: Option<String>,
 }
 
-/// One action on each of `keys` (in order, each recorded in the outbox on its own): what is
+/// One action on each of `keys` (in order; recorded in the outbox together): what is
 /// wrong with the request as a whole (unknown action, no or too many keys, a malformed key, a
 /// bad `until`) is a 400 before anything is recorded; what is wrong with one item (not the
 /// user's, no message to mark unread from) is reported for that item, the others go on.
@@ -423,31 +427,55 @@ pub async fn perform_bulk(
     if action == "snooze" {
         snooze_until(until, state.now())?;
     }
+    // Each item's actions are planned on their own (what is wrong with one item is reported
+    // for it); then all are recorded together: one durable commit for the whole selection.
     let mut seen = std::collections::HashSet::new();
     let mut results = Vec::with_capacity(keys.len());
+    let mut planned: Vec<(usize, usize)> = Vec::new(); // (result index, actions)
+    let mut all = Vec::new();
     for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
         let body = ActionBody {
             until,
             ..ActionBody::default()
         };
-        results.push(match perform(state, user_id, key, action, body).await {
-            Ok(outbox_ids) => BulkResult {
-                key: key.clone(),
-                ok: true,
-                outbox_ids,
-                status: None,
-                error: None,
-            },
-            // The store cannot write: nothing more can be recorded.
-            Err(WebError::StorageUnavailable) => return Err(WebError::StorageUnavailable),
-            Err(e) => BulkResult {
+        let item_key = ItemKey::parse(key).map_err(|_| WebError::NotFound)?;
+        match plan(state, user_id, &item_key, action, body).and_then(|a| {
+            a.iter()
+                .try_for_each(Action::validate)
+                .map(|()| a)
+                .map_err(action_error)
+        }) {
+            Ok(actions) => {
+                planned.push((results.len(), actions.len()));
+                all.extend(actions);
+                results.push(BulkResult {
+                    key: key.clone(),
+                    ok: true,
+                    outbox_ids: Vec::new(),
+                    status: None,
+                    error: None,
+                });
+            }
+            Err(e) => results.push(BulkResult {
                 key: key.clone(),
                 ok: false,
                 outbox_ids: Vec::new(),
                 status: Some(e.status().as_u16()),
                 error: Some(e.to_string()),
-            },
-        });
+            }),
+        }
+    }
+    if all.is_empty() {
+        return Ok(results);
+    }
+    let mut acks = state
+        .engine()
+        .act_all(user_id, all)
+        .await
+        .map_err(action_error)?
+        .into_iter();
+    for (at, n) in planned {
+        results[at].outbox_ids = acks.by_ref().take(n).map(|a| a.outbox_id).collect();
     }
     Ok(results)
 }
