@@ -218,6 +218,8 @@ $("#snooze-custom")?.addEventListener("submit", (e) => {
 function remember(key, action, detail) {
   session.set("td:last", JSON.stringify({ key, action, detail, at: Date.now() }));
 }
+// What a read answered: the message to mark unread from to take it back.
+const readBack = (res) => (res?.unread_from ? { post_id: res.unread_from } : undefined);
 function undoToast(message) {
   toast(message, { action: { label: "Undo", run: undo } });
 }
@@ -248,11 +250,13 @@ async function undo() {
   const back = UNDO[last.action] || "undo";
   const restored = queue && back === "undo" ? keys.filter((k) => queue.restore(k)) : [];
   try {
+    // A read goes back to unread from the first message that was unread before it.
     if (keys.length > 1) {
-      await api(`/bulk/${back}`, { method: "POST", json: { keys } });
+      await api(`/bulk/${back}`, { method: "POST", json: back === "unread" ? { keys, unread_from: last.detail || {} } : { keys } });
       for (const k of keys) dropFragment(k);
     } else {
-      await act(keys[0], back);
+      const from = back === "unread" && (last.detail?.post_id || last.detail?.[keys[0]]);
+      await act(keys[0], back, from ? { post_id: from } : {});
     }
     toast("Undone.");
     if (queue) queue.refreshSoon();
@@ -303,7 +307,10 @@ function fillRow(li, it) {
   team.textContent = it.team_name || "";
   team.hidden = !it.team_name;
   $(".item-kind", li).textContent = KIND_LABEL[it.kind] || "";
-  $(".item-snippet", li).textContent = it.snippet || "";
+  // A row the search found by one of its messages keeps showing that message when a live
+  // update (which carries the latest snippet, not the match) refreshes it.
+  if (it.matched_post_id) li.dataset.match = it.matched_post_id;
+  if (!li.dataset.match || it.matched_post_id) $(".item-snippet", li).textContent = it.snippet || "";
   $(".badge-urgent", li).hidden = !it.urgent;
   const m = $(".badge-mentions", li);
   m.hidden = !(it.mentions > 0);
@@ -433,7 +440,8 @@ function createQueue() {
       default: ok = !it.done && !snoozed;
     }
     if (ok && team) ok = it.team_id === team;
-    if (ok && q) ok = [it.title, it.snippet, it.team_name].some((s) => (s || "").toLowerCase().includes(q));
+    // (A row found by one of its messages still matches: the server searched them.)
+    if (ok && q) ok = !!find(it.key)?.dataset.match || [it.title, it.snippet, it.team_name].some((s) => (s || "").toLowerCase().includes(q));
     return ok;
   }
   function newRow() {
@@ -563,8 +571,8 @@ function createQueue() {
     flip(makeUnread);
     pending.add(key);
     try {
-      await act(key, makeUnread ? "unread" : "read");
-      remember(key, makeUnread ? "unread" : "read");
+      const res = await act(key, makeUnread ? "unread" : "read");
+      remember(key, makeUnread ? "unread" : "read", readBack(res));
       toast(makeUnread ? "Marked unread." : "Marked read.");
     } catch (err) { flip(!makeUnread); showError(err); } finally { settle(key); refreshSoon(); }
   }
@@ -662,7 +670,11 @@ function createQueue() {
       for (const f of failed) putBack(f.key);
       const changed = keys.filter((k) => !failed.some((f) => f.key === k));
       for (const k of changed) dropFragment(k);
-      if (changed.length && UNDO[action]) session.set("td:last", JSON.stringify({ keys: changed, action, at: Date.now() }));
+      if (changed.length && UNDO[action]) {
+        // A read is taken back from each item's first message that was unread.
+        const detail = Object.fromEntries((res.results || []).filter((r) => r.ok && r.unread_from).map((r) => [r.key, r.unread_from]));
+        session.set("td:last", JSON.stringify({ keys: changed, action, detail, at: Date.now() }));
+      }
       if (failed.length) {
         toast(`${failed.length} of ${keys.length} could not be changed: ${failed[0].error}`, { error: true });
       } else {
@@ -1116,8 +1128,8 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
     const next = !s[field];
     setState({ ...s, [field]: next });
     try {
-      await act(key, next ? on : off);
-      if (field === "unread") remember(key, next ? on : off);
+      const res = await act(key, next ? on : off);
+      if (field === "unread") remember(key, next ? on : off, readBack(res));
       if (ok) toast(ok(next));
     } catch (err) { setState(s); showError(err); }
   }

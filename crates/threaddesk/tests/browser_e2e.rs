@@ -974,9 +974,42 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     );
     b.screenshot(&shots.join("queue-search.png")).await.unwrap();
 
-    // Opened (in place), the conversation shows the message found, marked and focused.
+    // `u` then `z` on the row: read, then back to exactly as many unread replies as before
+    // (not "unread from the latest message"), in the row and on the server.
     b.press("Escape").await.unwrap();
     select_with_keys(&mut b, &key).await;
+    let unread_of = |what: &str| {
+        format!(
+            "fetch('/api/v1/items/{key}').then(r => r.json()).then(j => j.item.unread_replies){what}"
+        )
+    };
+    let before = b.eval(&unread_of("")).await.unwrap();
+    assert!(before.as_i64().unwrap() >= 2, "{before}");
+    b.press("u").await.unwrap();
+    wait_value(&mut b, &unread_of(""), &serde_json::json!(0)).await;
+    b.press("z").await.unwrap();
+    wait_value(&mut b, &unread_of(""), &before).await;
+    b.wait_for(
+        &format!(
+            "document.querySelector('#queue > li.item[data-key=\"{key}\"] .badge-unread .n')?.textContent === '{before}'"
+        ),
+        WAIT,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(selected_key(&mut b).await, key, "the selection stays on the row");
+    assert_eq!(
+        b.eval(&format!(
+            "document.querySelector('#queue > li.item[data-key=\"{key}\"] .item-snippet').textContent.includes('zebracorn migration')"
+        ))
+        .await
+        .unwrap(),
+        Value::Bool(true),
+        "live updates keep the message found as the row's snippet"
+    );
+
+    // Opened (in place), the conversation shows the message found, marked and focused.
     b.press("Enter").await.unwrap();
     b.wait_for(
         &format!(

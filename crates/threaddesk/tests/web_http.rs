@@ -1411,3 +1411,131 @@ async fn the_text_filter_searches_every_cached_message_of_the_users_own_items() 
     // Bob finds both of his DMs.
     assert_eq!(search(&mut bob, "quokka").await.len(), 2);
 }
+
+/// Undo of a read (`u` then `z`) gives back the unread state the item had, not "unread from
+/// the latest message": a read answers the first message that was unread, and marking unread
+/// from it restores the count, in ThreadDesk and in Mattermost. The same for a selection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undoing_a_read_gives_back_the_unread_state_it_had() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    // A thread of a team (a thread in a DM has no team's thread list).
+    let in_teams: Vec<Value> = items
+        .iter()
+        .filter(|i| i["team_id"].is_string())
+        .cloned()
+        .collect();
+    let (key, other) = stack.thread_by_other(&in_teams, "alice").await.unwrap();
+    let root = key[2..].to_owned();
+    let team = items
+        .iter()
+        .find(|i| i["key"] == json!(key))
+        .and_then(|i| i["team_id"].as_str())
+        .unwrap()
+        .to_owned();
+    let token = stack.mm_token("alice").await.unwrap();
+    let me = stack.driver().user_id("alice").unwrap();
+    let mm_unread = || {
+        let stack = &stack;
+        let (token, me, team, root) = (&token, &me, &team, &root);
+        async move {
+            let (status, t) = stack
+                .mm_get(
+                    &format!("/api/v4/users/{me}/teams/{team}/threads/{root}"),
+                    token,
+                )
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{t}");
+            t["unread_replies"].as_i64().unwrap()
+        }
+    };
+    // Read, then three replies of a colleague: three unread.
+    let r = alice
+        .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    let driver = stack.driver();
+    let first = driver.reply(&other, &root, "first of three").unwrap();
+    driver.reply(&other, &root, "second of three").unwrap();
+    driver.reply(&other, &root, "third of three").unwrap();
+    wait_item(&mut alice, &key, "three unread", |i| {
+        i["unread_replies"] == 3
+    })
+    .await;
+    // `u`: read; its answer names the first unread message.
+    let r = alice
+        .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["unread_from"], json!(first), "{v}");
+    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while mm_unread().await != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the read never reached Mattermost"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // `z`: unread from that message: three unread again, here and in Mattermost.
+    let r = alice
+        .post_json(
+            &format!("/api/v1/items/{key}/unread"),
+            &json!({ "post_id": first }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    wait_item(&mut alice, &key, "three unread again", |i| {
+        i["unread_replies"] == 3
+    })
+    .await;
+    while mm_unread().await != 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the undo never reached Mattermost"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // A selection: each item's first unread message comes back in the results, and the bulk
+    // unread takes them.
+    let r = alice
+        .post_json("/api/v1/bulk/read", &json!({ "keys": [key] }))
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["results"][0]["unread_from"], json!(first), "{v}");
+    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    let r = alice
+        .post_json(
+            "/api/v1/bulk/unread",
+            &json!({ "keys": [key], "unread_from": { key.clone(): first } }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    wait_item(&mut alice, &key, "three unread again", |i| {
+        i["unread_replies"] == 3
+    })
+    .await;
+    // Nothing unread: nothing to name.
+    alice
+        .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
+        .await
+        .unwrap();
+    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    let v: Value = alice
+        .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v.get("unread_from").is_none(), "{v}");
+}

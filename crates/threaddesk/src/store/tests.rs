@@ -2192,3 +2192,61 @@ fn a_word_in_more_messages_than_the_search_reads_finds_its_newest_uses() {
         1
     );
 }
+
+#[test]
+fn the_first_unread_message_is_after_the_last_view_and_only_the_users() {
+    let f = fx();
+    let (a, b) = (uid(1), uid(2));
+    seed(&f.store, &a, 0);
+    seed(&f.store, &b, 100);
+    let ua = f.store.for_user(&a);
+    let dm = ItemKey::channel(&id('c', 2)).unwrap();
+    let thread_key = ItemKey::thread(&id('p', 1)).unwrap();
+    // Never viewed: the oldest message (the DM's root post; the thread's root).
+    assert_eq!(ua.first_unread_post(&dm).unwrap(), Some(id('p', 20)));
+    assert_eq!(ua.first_unread_post(&thread_key).unwrap(), Some(id('p', 1)));
+    f.store
+        .write(|tx| {
+            tx.upsert_post(&post(21, 2, None, 2_500, "second dm"))?;
+            // A reply in the DM: its thread is an item of its own; the DM counts root posts.
+            tx.upsert_post(&post(22, 2, Some(20), 2_200, "reply in dm"))?;
+            let ut = tx.user(&a);
+            ut.upsert_membership(&Membership {
+                last_viewed_at: 2_100,
+                ..member(2)
+            })?;
+            ut.upsert_thread(&Thread {
+                last_viewed_at: 1_000,
+                ..thread(1, 1, &id('t', 1), 1_500)
+            })
+        })
+        .unwrap();
+    assert_eq!(ua.first_unread_post(&dm).unwrap(), Some(id('p', 21)));
+    assert_eq!(
+        ua.first_unread_post(&thread_key).unwrap(),
+        Some(id('p', 10))
+    );
+    // All read: nothing.
+    f.store
+        .write(|tx| {
+            tx.user(&a).upsert_membership(&Membership {
+                last_viewed_at: 3_000,
+                ..member(2)
+            })
+        })
+        .unwrap();
+    assert_eq!(ua.first_unread_post(&dm).unwrap(), None);
+    // Another user's conversation is not found.
+    assert_eq!(
+        ua.first_unread_post(&ItemKey::channel(&id('c', 102)).unwrap())
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        f.store
+            .for_user(&b)
+            .first_unread_post(&ItemKey::thread(&id('p', 1)).unwrap())
+            .unwrap(),
+        None
+    );
+}

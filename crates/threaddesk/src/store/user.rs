@@ -469,6 +469,41 @@ impl<'s> UserStore<'s> {
         self.read(|c, u| channel_posts(c, u, channel_id, before, limit))
     }
 
+    /// The oldest message of the item the user has not read (newer than the thread's or the
+    /// channel's last view; for a DM/GM a root post): marking the item unread from it gives
+    /// back the unread state it has now. `None` when nothing is unread or nothing is cached.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn first_unread_post(&self, key: &ItemKey) -> Result<Option<String>, StoreError> {
+        self.read(|c, u| {
+            let found = match key {
+                ItemKey::Thread(root) => q_row(
+                    c,
+                    &format!(
+                        "SELECT p.post_id FROM threads t JOIN posts p
+                           ON (p.post_id = t.root_id OR p.root_id = t.root_id)
+                         WHERE t.user_id = ?1 AND t.root_id = ?2 AND p.create_at > t.last_viewed_at
+                           AND p.delete_at = 0 AND {MEMBER_CHECK}
+                         ORDER BY p.create_at, p.post_id LIMIT 1"
+                    ),
+                    params![u, root],
+                    |r| r.get::<_, String>(0),
+                ),
+                ItemKey::Channel(ch) => q_row(
+                    c,
+                    "SELECT p.post_id FROM memberships m JOIN posts p ON p.channel_id = m.channel_id
+                     WHERE m.user_id = ?1 AND m.channel_id = ?2 AND p.root_id = ''
+                       AND p.create_at > m.last_viewed_at AND p.delete_at = 0
+                     ORDER BY p.create_at, p.post_id LIMIT 1",
+                    params![u, ch],
+                    |r| r.get::<_, String>(0),
+                ),
+            };
+            Ok(found.optional()?)
+        })
+    }
+
     /// The newest cached root post of a channel (replies belong to their threads: with
     /// collapsed reply threads a channel's item counts only root posts).
     ///

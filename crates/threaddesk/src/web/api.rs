@@ -1,6 +1,8 @@
 //! The JSON API under `/api/v1` (documented in `openapi.json`, served at
 //! `/api/v1/openapi.json`): the queue, a conversation, and actions on an item.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -161,12 +163,22 @@ pub async fn act(
     body: Bytes,
 ) -> Result<Response, WebError> {
     let body = parse_body(&body)?;
-    let outbox_ids = perform(&state, &user.user_id, &key, &action, body).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "ok": true, "pending": true, "outbox_ids": outbox_ids })),
-    )
-        .into_response())
+    let done = perform(&state, &user.user_id, &key, &action, body).await?;
+    let mut answer = json!({ "ok": true, "pending": true, "outbox_ids": done.outbox_ids });
+    if let Some(post) = done.unread_from {
+        answer["unread_from"] = json!(post);
+    }
+    Ok((StatusCode::ACCEPTED, Json(answer)).into_response())
+}
+
+/// What [`perform`] recorded.
+#[derive(Debug, Default)]
+pub struct Performed {
+    /// The outbox rows written.
+    pub outbox_ids: Vec<i64>,
+    /// `read`: the oldest message that was unread before it. Marking the item unread from it
+    /// (`unread` with this `post_id`) takes the read back exactly.
+    pub unread_from: Option<String>,
 }
 
 /// Validate an action on one of the user's items and record it in the outbox; returns the
@@ -177,7 +189,7 @@ pub async fn perform(
     key: &str,
     action: &str,
     body: ActionBody,
-) -> Result<Vec<i64>, WebError> {
+) -> Result<Performed, WebError> {
     let item_key = ItemKey::parse(key).map_err(|_| {
         WebError::BadRequest("item key must be t_<post id> or c_<channel id>".into())
     })?;
@@ -192,19 +204,43 @@ pub async fn perform(
             engine.discard(user_id, &item_key, id).await
         };
         return match done {
-            Ok(()) => Ok(vec![id]),
+            Ok(()) => Ok(Performed {
+                outbox_ids: vec![id],
+                unread_from: None,
+            }),
             Err(OutboxActionError::NotFound) => Err(WebError::NotFound),
             Err(OutboxActionError::WrongState(why)) => Err(WebError::Conflict(why.to_owned())),
             Err(OutboxActionError::Sync(e)) => Err(action_error(e)),
         };
     }
+    let unread_from = unread_from(state, user_id, &item_key, action)?;
     let actions = plan(state, user_id, &item_key, action, body)?;
     let acks = state
         .engine()
         .act_all(user_id, actions)
         .await
         .map_err(action_error)?;
-    Ok(acks.into_iter().map(|a| a.outbox_id).collect())
+    Ok(Performed {
+        outbox_ids: acks.into_iter().map(|a| a.outbox_id).collect(),
+        unread_from,
+    })
+}
+
+/// For `read`, the message to mark unread from to take it back (read before the action).
+fn unread_from(
+    state: &AppState,
+    user_id: &UserId,
+    key: &ItemKey,
+    action: &str,
+) -> Result<Option<String>, WebError> {
+    if action != "read" {
+        return Ok(None);
+    }
+    state
+        .store()
+        .for_user(user_id)
+        .first_unread_post(key)
+        .map_err(WebError::internal)
 }
 
 /// The Mattermost actions one triage action on one item of the user stands for (checked
@@ -375,6 +411,10 @@ pub struct BulkBody {
     pub keys: Vec<String>,
     /// `snooze`: until when (ms since the epoch).
     pub until: Option<i64>,
+    /// `unread`: per item key, the message to mark unread from (what a `read` answered as
+    /// `unread_from`, to take it back exactly); the latest message otherwise.
+    #[serde(default)]
+    pub unread_from: HashMap<String, String>,
 }
 
 /// What happened to one item of a bulk action.
@@ -385,6 +425,9 @@ pub struct BulkResult {
     /// The outbox rows written (`ok`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outbox_ids: Vec<i64>,
+    /// `read`: the oldest message that was unread before it (see [`Performed`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unread_from: Option<String>,
     /// HTTP status this item alone would have had, and why (not `ok`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -403,6 +446,7 @@ pub async fn perform_bulk(
     action: &str,
     keys: &[String],
     until: Option<i64>,
+    unread_from_of: &HashMap<String, String>,
 ) -> Result<Vec<BulkResult>, WebError> {
     if !BULK_ACTIONS.contains(&action) {
         return Err(WebError::BadRequest(format!(
@@ -436,22 +480,27 @@ pub async fn perform_bulk(
     for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
         let body = ActionBody {
             until,
+            post_id: unread_from_of.get(key).cloned(),
             ..ActionBody::default()
         };
         let item_key = ItemKey::parse(key).map_err(|_| WebError::NotFound)?;
-        match plan(state, user_id, &item_key, action, body).and_then(|a| {
-            a.iter()
-                .try_for_each(Action::validate)
-                .map(|()| a)
-                .map_err(action_error)
-        }) {
-            Ok(actions) => {
+        let planned_one = plan(state, user_id, &item_key, action, body)
+            .and_then(|a| {
+                a.iter()
+                    .try_for_each(Action::validate)
+                    .map(|()| a)
+                    .map_err(action_error)
+            })
+            .and_then(|a| Ok((a, unread_from(state, user_id, &item_key, action)?)));
+        match planned_one {
+            Ok((actions, unread_from)) => {
                 planned.push((results.len(), actions.len()));
                 all.extend(actions);
                 results.push(BulkResult {
                     key: key.clone(),
                     ok: true,
                     outbox_ids: Vec::new(),
+                    unread_from,
                     status: None,
                     error: None,
                 });
@@ -460,6 +509,7 @@ pub async fn perform_bulk(
                 key: key.clone(),
                 ok: false,
                 outbox_ids: Vec::new(),
+                unread_from: None,
                 status: Some(e.status().as_u16()),
                 error: Some(e.to_string()),
             }),
@@ -493,7 +543,15 @@ pub async fn bulk(
             "the body must be a JSON object with `keys` (and `until` to snooze): {e}"
         ))
     })?;
-    let results = perform_bulk(&state, &user.user_id, &action, &body.keys, body.until).await?;
+    let results = perform_bulk(
+        &state,
+        &user.user_id,
+        &action,
+        &body.keys,
+        body.until,
+        &body.unread_from,
+    )
+    .await?;
     let ok = results.iter().all(|r| r.ok);
     Ok((
         StatusCode::ACCEPTED,

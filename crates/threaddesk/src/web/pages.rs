@@ -1038,7 +1038,15 @@ pub async fn bulk_form(
     let action = action
         .ok_or_else(|| WebError::BadRequest("choose what to do with the selected items".into()))?;
     let until = hours_until(hours, state.now())?;
-    let results = super::api::perform_bulk(&state, &user.user_id, &action, &keys, until).await?;
+    let results = super::api::perform_bulk(
+        &state,
+        &user.user_id,
+        &action,
+        &keys,
+        until,
+        &HashMap::new(),
+    )
+    .await?;
     let failed: Vec<&super::api::BulkResult> = results.iter().filter(|r| !r.ok).collect();
     if let Some(first) = failed.first() {
         let why: Vec<String> = failed
