@@ -974,6 +974,26 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     );
     b.screenshot(&shots.join("queue-search.png")).await.unwrap();
 
+    // Saved (a plain form: the page comes back), the search is listed in the sidebar.
+    b.eval("document.querySelector('#save-search').click()")
+        .await
+        .unwrap();
+    b.wait_for(
+        "document.querySelector('#search-saved') && [...document.querySelectorAll('nav[aria-label=\"Saved searches\"] .side-link')].some(a => a.textContent.includes('zebracorn') && a.getAttribute('aria-current') === 'page')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.wait_for(
+        &format!("document.querySelector('#queue > li.item[data-key=\"{key}\"]')"),
+        WAIT,
+    )
+    .await
+    .unwrap();
+    b.screenshot(&shots.join("queue-saved-search.png"))
+        .await
+        .unwrap();
+
     // `u` then `z` on the row: read, then back to exactly as many unread replies as before
     // (not "unread from the latest message"), in the row and on the server.
     b.press("Escape").await.unwrap();
@@ -998,7 +1018,11 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     .await
     .unwrap();
 
-    assert_eq!(selected_key(&mut b).await, key, "the selection stays on the row");
+    assert_eq!(
+        selected_key(&mut b).await,
+        key,
+        "the selection stays on the row"
+    );
     assert_eq!(
         b.eval(&format!(
             "document.querySelector('#queue > li.item[data-key=\"{key}\"] .item-snippet').textContent.includes('zebracorn migration')"

@@ -333,6 +333,69 @@ fn bulk_actions_with_arbitrary_keys_and_bodies_never_5xx() {
         .unwrap();
 }
 
+#[test]
+fn saved_search_requests_with_arbitrary_bodies_never_5xx() {
+    let f = fixture();
+    let text = prop_oneof![
+        3 => "[a-z* \"-:]{1,30}".prop_map(Value::from),
+        1 => "\\PC{0,260}".prop_map(Value::from),
+        1 => json_value(),
+    ];
+    let field = proptest::sample::select(vec!["q", "label", "filter", "team", "colour"]);
+    let body = prop_oneof![
+        6 => proptest::collection::vec((field, text), 0..5).prop_map(|fields| {
+            let mut m = serde_json::Map::new();
+            for (k, v) in fields {
+                m.insert(k.to_owned(), v);
+            }
+            serde_json::to_vec(&Value::Object(m)).unwrap()
+        }),
+        1 => json_value().prop_map(|v| serde_json::to_vec(&v).unwrap()),
+        1 => proptest::collection::vec(any::<u8>(), 0..64),
+    ];
+    let name = prop_oneof!["[0-9a-f]{26}", ".{0,30}"];
+    let mut runner = TestRunner::new(PropConfig {
+        cases: 200,
+        failure_persistence: None,
+        ..PropConfig::default()
+    });
+    runner
+        .run(&(body, name), |(body, name)| {
+            let req = Request::post("/api/v1/searches")
+                .header(header::COOKIE, &f.cookie)
+                .header("x-csrf-token", &f.csrf)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap();
+            let (status, answer) = f.send_full(req);
+            prop_assert!(
+                [201, 400].contains(&status),
+                "POST /api/v1/searches with {:?} answered {}: {}",
+                String::from_utf8_lossy(&body),
+                status,
+                String::from_utf8_lossy(&answer)
+            );
+            prop_assert!(clear_4xx(status, &answer));
+            let encoded: String = url::form_urlencoded::byte_serialize(name.as_bytes()).collect();
+            if let Ok(req) = Request::delete(format!("/api/v1/searches/{encoded}"))
+                .header(header::COOKIE, &f.cookie)
+                .header("x-csrf-token", &f.csrf)
+                .body(Body::empty())
+            {
+                let (status, answer) = f.send_full(req);
+                prop_assert!(
+                    [204, 404].contains(&status),
+                    "DELETE {} answered {}",
+                    name,
+                    status
+                );
+                prop_assert!(clear_4xx(status, &answer));
+            }
+            Ok(())
+        })
+        .unwrap();
+}
+
 /// A form-field value: empty, ASCII, Unicode, control characters, huge, numbers.
 fn form_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -365,6 +428,10 @@ fn form_body(csrf: Option<String>) -> impl Strategy<Value = Vec<u8>> {
         Just("bulk".to_owned()),
         Just("outbox_id".to_owned()),
         Just("return_to".to_owned()),
+        Just("q".to_owned()),
+        Just("label".to_owned()),
+        Just("filter".to_owned()),
+        Just("team".to_owned()),
         "[a-z_]{1,10}",
         ".{0,8}",
     ];
@@ -437,6 +504,8 @@ fn form_routes_with_arbitrary_fields_and_bytes_never_5xx() {
     let route = prop_oneof![
         6 => proptest::sample::select(item_forms).prop_map(move |r| (r, session_csrf.clone())),
         2 => Just(("/bulk".to_owned(), Some(f.csrf.clone()))),
+        1 => Just(("/searches".to_owned(), Some(f.csrf.clone()))),
+        1 => Just(("/searches/0123456789abcdef0123456789/delete".to_owned(), Some(f.csrf.clone()))),
         2 => Just(("/me/sessions/end".to_owned(), Some(f.csrf.clone()))),
         2 => Just(("/auth/token".to_owned(), pre_csrf)),
         1 => Just(("/auth/signout".to_owned(), None)),

@@ -2490,3 +2490,48 @@ async fn actions_recorded_together_are_all_or_none() {
     })
     .await;
 }
+
+/// A saved search is a Mattermost preference: it survives a new store (a reinstall, another
+/// instance), and forgetting it removes it there too.
+#[tokio::test]
+async fn saved_searches_survive_a_new_store() {
+    use threaddesk::inbox::searches::SavedSearch;
+    let env = env().await;
+    let side = env.side().await;
+    let search = SavedSearch::new("Roadmap", "roadmap -draft", "all", "").expect("valid");
+    side.engine
+        .save_search(&env.alice, search.clone())
+        .await
+        .expect("saved");
+    assert_eq!(
+        side.store
+            .for_user(&env.alice)
+            .saved_searches()
+            .expect("read"),
+        std::slice::from_ref(&search)
+    );
+    let fresh = env.side().await;
+    assert_eq!(
+        fresh
+            .store
+            .for_user(&env.alice)
+            .saved_searches()
+            .expect("read"),
+        std::slice::from_ref(&search),
+        "read back from Mattermost by the full sync"
+    );
+    fresh
+        .engine
+        .forget_search(&env.alice, &search.name)
+        .await
+        .expect("forgotten");
+    let again = env.side().await;
+    assert!(
+        again
+            .store
+            .for_user(&env.alice)
+            .saved_searches()
+            .expect("read")
+            .is_empty()
+    );
+}

@@ -1412,6 +1412,16 @@ async fn the_text_filter_searches_every_cached_message_of_the_users_own_items() 
     assert_eq!(search(&mut bob, "quokka").await.len(), 2);
 }
 
+/// Waits until `key` shows `unread` unread replies with none of the user's actions on it
+/// still on their way to Mattermost (a read delivered late would read what came after it).
+async fn settled(s: &mut Session, key: &str, what: &str, unread: i64) {
+    wait_conversation(s, key, what, |b| {
+        b["item"]["unread_replies"] == unread
+            && b["undelivered"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+}
+
 /// Undo of a read (`u` then `z`) gives back the unread state the item had, not "unread from
 /// the latest message": a read answers the first message that was unread, and marking unread
 /// from it restores the count, in ThreadDesk and in Mattermost. The same for a selection.
@@ -1457,15 +1467,15 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    settled(&mut alice, &key, "read", 0).await;
+    // The read's time is ThreadDesk's clock when it was sent; a reply created in that same
+    // millisecond counts as read (Mattermost compares `create_at > last_viewed_at`).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let driver = stack.driver();
     let first = driver.reply(&other, &root, "first of three").unwrap();
     driver.reply(&other, &root, "second of three").unwrap();
     driver.reply(&other, &root, "third of three").unwrap();
-    wait_item(&mut alice, &key, "three unread", |i| {
-        i["unread_replies"] == 3
-    })
-    .await;
+    settled(&mut alice, &key, "three unread", 3).await;
     // `u`: read; its answer names the first unread message.
     let r = alice
         .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
@@ -1474,7 +1484,7 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
     assert_eq!(r.status().as_u16(), 202);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["unread_from"], json!(first), "{v}");
-    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    settled(&mut alice, &key, "read", 0).await;
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     while mm_unread().await != 0 {
         assert!(
@@ -1492,10 +1502,7 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    wait_item(&mut alice, &key, "three unread again", |i| {
-        i["unread_replies"] == 3
-    })
-    .await;
+    settled(&mut alice, &key, "three unread again", 3).await;
     while mm_unread().await != 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -1511,7 +1518,7 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
         .unwrap();
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["results"][0]["unread_from"], json!(first), "{v}");
-    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    settled(&mut alice, &key, "read", 0).await;
     let r = alice
         .post_json(
             "/api/v1/bulk/unread",
@@ -1520,16 +1527,13 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
-    wait_item(&mut alice, &key, "three unread again", |i| {
-        i["unread_replies"] == 3
-    })
-    .await;
+    settled(&mut alice, &key, "three unread again", 3).await;
     // Nothing unread: nothing to name.
     alice
         .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
         .await
         .unwrap();
-    wait_item(&mut alice, &key, "read", |i| i["unread_replies"] == 0).await;
+    settled(&mut alice, &key, "read", 0).await;
     let v: Value = alice
         .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
         .await
@@ -1538,4 +1542,185 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
         .await
         .unwrap();
     assert!(v.get("unread_from").is_none(), "{v}");
+}
+
+/// The names of `username`'s saved searches in Mattermost's preferences.
+async fn mm_saved_searches(stack: &Stack, username: &str) -> Vec<String> {
+    let token = stack.mm_token(username).await.unwrap();
+    let (status, prefs) = stack
+        .mm_get("/api/v4/users/me/preferences/threaddesk_search", &token)
+        .await
+        .unwrap();
+    assert!(status == 200 || status == 404, "{status}: {prefs}");
+    let mut names: Vec<String> = prefs
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+async fn saved_labels(s: &mut Session) -> Vec<String> {
+    let (status, v) = s.json("/api/v1/searches").await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    v["searches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["label"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Saved searches live in the user's Mattermost preferences: saved from the queue (form or
+/// API), listed in the sidebar, kept in step with other devices (preference events), removed,
+/// and never another user's. Bad input is a 400 that says why; Mattermost away, a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_searches_live_in_mattermost_preferences() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let mut bob = stack.sign_in("bob").await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    bob.wait_items(1).await.unwrap();
+
+    // Without JavaScript: the queue's "Save search" form, back to the search, now "Saved".
+    let page = alice.get("/?q=quokka").await.unwrap().text().await.unwrap();
+    assert!(page.contains("action=\"/searches\""), "a Save search form");
+    let csrf = alice.csrf.clone();
+    let r = alice
+        .post_form(
+            "/searches",
+            &[("csrf", &csrf), ("q", "quokka"), ("filter", "all")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert_eq!(r.headers()["location"], "/?q=quokka");
+    let page = alice.get("/?q=quokka").await.unwrap().text().await.unwrap();
+    assert!(page.contains("id=\"search-saved\""), "shown as saved");
+    assert!(page.contains("aria-label=\"Saved searches\""));
+    assert!(page.contains("href=\"/?q=quokka\" aria-current=\"page\""));
+    let quokka = mm_saved_searches(&stack, "alice").await;
+    assert_eq!(quokka.len(), 1, "in Mattermost: {quokka:?}");
+
+    // The API: a label, a view; listed by label; the same search saved twice is one.
+    let r = alice
+        .post_json(
+            "/api/v1/searches",
+            &json!({ "q": "deploy* from:bob", "label": "Bob's deploys", "filter": "done" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_eq!(created["href"], "/?filter=done&q=deploy%2A%20from%3Abob");
+    let name = created["name"].as_str().unwrap().to_owned();
+    let r = alice
+        .post_json(
+            "/api/v1/searches",
+            &json!({ "q": "deploy* from:bob", "label": "Bob's deploys", "filter": "done" }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(saved_labels(&mut alice).await, ["Bob's deploys", "quokka"]);
+    assert_eq!(mm_saved_searches(&stack, "alice").await.len(), 2);
+
+    // Another device saves one and removes another: the cache follows the events.
+    let other =
+        threaddesk::inbox::searches::SavedSearch::new("From elsewhere", "roadmap", "all", "")
+            .unwrap();
+    stack
+        .driver()
+        .set_preferences(
+            "alice",
+            &[("threaddesk_search", &other.name, &other.to_value())],
+        )
+        .unwrap();
+    stack
+        .driver()
+        .delete_preferences("alice", &[("threaddesk_search", &quokka[0])])
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while saved_labels(&mut alice).await != ["Bob's deploys", "From elsewhere"] {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            saved_labels(&mut alice).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
+    // Bob sees none of them and cannot remove them.
+    assert!(saved_labels(&mut bob).await.is_empty());
+    let r = bob
+        .delete(&format!("/api/v1/searches/{name}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let bob_csrf = bob.csrf.clone();
+    let r = bob
+        .post_form(&format!("/searches/{name}/delete"), &[("csrf", &bob_csrf)])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(
+        !bob.get("/")
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            .contains("Bob&#39;s deploys")
+    );
+
+    // Bad input says why; nothing is saved.
+    for (body, why) in [
+        (json!({ "q": "  " }), "no text"),
+        (json!({ "q": "x", "filter": "inbox" }), "unknown view"),
+        (json!({ "q": "x", "team": "nope" }), "team"),
+        (json!({ "q": "x".repeat(201) }), "limited to 200"),
+        (json!({ "q": "x", "colour": "red" }), "unknown field"),
+        (json!([]), "JSON object"),
+    ] {
+        let r = alice.post_json("/api/v1/searches", &body).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{body}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains(why), "{body}: {text}");
+    }
+    // Mattermost away: said, not saved.
+    let faults = &stack.sim.sim.inner().faults;
+    faults.fail_next(3, 503);
+    let r = alice
+        .post_json("/api/v1/searches", &json!({ "q": "while away" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    faults.fail_next(0, 503);
+    assert_eq!(saved_labels(&mut alice).await.len(), 2);
+
+    // Removed: gone here and in Mattermost.
+    let r = alice
+        .delete(&format!("/api/v1/searches/{name}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(saved_labels(&mut alice).await, ["From elsewhere"]);
+    assert_eq!(
+        mm_saved_searches(&stack, "alice").await,
+        std::slice::from_ref(&other.name)
+    );
+    let r = alice
+        .post_form(
+            &format!("/searches/{}/delete", other.name),
+            &[("csrf", &csrf)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 303);
+    assert!(saved_labels(&mut alice).await.is_empty());
+    assert!(mm_saved_searches(&stack, "alice").await.is_empty());
 }

@@ -6,6 +6,7 @@
 
 pub mod prefs;
 pub mod search;
+pub mod searches;
 
 use std::cmp::Ordering;
 use std::fmt;

@@ -467,6 +467,19 @@ BEGIN
         snoozed_n = snoozed_n + excluded.snoozed_n;
 END;
 ",
+    // 14: saved searches (ThreadDesk's `threaddesk_search` preferences) mirrored per user, like
+    // saved posts: kept live from preference events, replaced by every full read.
+    r"
+CREATE TABLE saved_searches (
+    user_id  TEXT NOT NULL REFERENCES users(user_id) ON DELETE CASCADE,
+    name     TEXT NOT NULL,
+    label    TEXT NOT NULL,
+    q        TEXT NOT NULL,
+    filter   TEXT NOT NULL,
+    team_id  TEXT NOT NULL,
+    PRIMARY KEY (user_id, name)
+) STRICT, WITHOUT ROWID;
+",
 ];
 
 /// The schema version this binary writes.

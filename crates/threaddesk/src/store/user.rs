@@ -16,6 +16,7 @@ use super::types::{
 };
 use super::{Store, StoreError, Tx, UserId, exec, hash_token, q_row};
 use crate::inbox::search::SearchQuery;
+use crate::inbox::searches::SavedSearch;
 use crate::inbox::{Counts, Filter, ItemKey, ItemKind, Marks, Millis};
 
 /// Largest queue page.
@@ -108,6 +109,8 @@ pub struct UserExport {
     pub outbox: Vec<OutboxRow>,
     /// Cached posts written by the user.
     pub posts: Vec<Post>,
+    /// The user's saved searches (mirrored from their Mattermost preferences).
+    pub saved_searches: Vec<SavedSearch>,
 }
 
 /// Read handle bound to one user. Obtain with [`Store::for_user`].
@@ -469,6 +472,30 @@ impl<'s> UserStore<'s> {
         self.read(|c, u| channel_posts(c, u, channel_id, before, limit))
     }
 
+    /// The user's saved searches, by label.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn saved_searches(&self) -> Result<Vec<SavedSearch>, StoreError> {
+        self.read(|c, u| {
+            collect(
+                c,
+                "SELECT name, label, q, filter, team_id FROM saved_searches WHERE user_id = ?1
+                 ORDER BY label COLLATE NOCASE, name",
+                params![u],
+                |r| {
+                    Ok(SavedSearch {
+                        name: r.get(0)?,
+                        label: r.get(1)?,
+                        q: r.get(2)?,
+                        filter: r.get(3)?,
+                        team: r.get(4)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// The oldest message of the item the user has not read (newer than the thread's or the
     /// channel's last view; for a DM/GM a root post): marking the item unread from it gives
     /// back the unread state it has now. `None` when nothing is unread or nothing is cached.
@@ -723,6 +750,7 @@ impl<'s> UserStore<'s> {
     /// # Errors
     /// SQLite failure.
     pub fn export(&self) -> Result<UserExport, StoreError> {
+        let saved_searches = self.saved_searches()?;
         let profile = self.profile()?;
         let teams = self.teams()?;
         let outbox = self.outbox_rows(None)?;
@@ -777,6 +805,7 @@ impl<'s> UserStore<'s> {
                     params![u],
                     post_from_row,
                 )?,
+                saved_searches,
             })
         })
     }
@@ -1365,6 +1394,49 @@ impl<'t> UserTx<'t> {
         Ok(())
     }
 
+    /// Saves (or with `None` forgets) the saved search `name`.
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn set_saved_search(
+        &self,
+        name: &str,
+        search: Option<&SavedSearch>,
+    ) -> Result<(), StoreError> {
+        match search {
+            Some(s) => exec(
+                self.conn,
+                "INSERT INTO saved_searches (user_id, name, label, q, filter, team_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (user_id, name) DO UPDATE SET label = excluded.label, q = excluded.q,
+                   filter = excluded.filter, team_id = excluded.team_id",
+                params![self.u(), s.name, s.label, s.q, s.filter, s.team],
+            )?,
+            None => exec(
+                self.conn,
+                "DELETE FROM saved_searches WHERE user_id = ?1 AND name = ?2",
+                params![self.u(), name],
+            )?,
+        };
+        Ok(())
+    }
+
+    /// The user's saved searches are exactly `searches` (a full read of the preferences).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn replace_saved_searches(&self, searches: &[SavedSearch]) -> Result<(), StoreError> {
+        exec(
+            self.conn,
+            "DELETE FROM saved_searches WHERE user_id = ?1",
+            params![self.u()],
+        )?;
+        for s in searches {
+            self.set_saved_search(&s.name, Some(s))?;
+        }
+        Ok(())
+    }
+
     /// Saves every listed post; with `replace_all`, the others are un-saved.
     ///
     /// # Errors
@@ -1449,6 +1521,7 @@ impl<'t> UserTx<'t> {
             "item_counts",
             "marks",
             "saved_posts",
+            "saved_searches",
             "user_mentions",
             "threads",
             "memberships",

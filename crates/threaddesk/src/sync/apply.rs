@@ -628,6 +628,10 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                 Write::SavedPosts { post_ids, replace_all } => {
                     ut.replace_saved(&post_ids, replace_all)?;
                 }
+                Write::SavedSearch { name, search } => {
+                    ut.set_saved_search(&name, search.as_ref())?;
+                }
+                Write::SavedSearches(searches) => ut.replace_saved_searches(&searches)?,
                 Write::WsPosition {
                     connection_id,
                     next_seq,

@@ -130,6 +130,14 @@ pub enum Write {
         post_ids: Vec<String>,
         replace_all: bool,
     },
+    /// One saved search of the user (`threaddesk_search` preference event, or our own save):
+    /// `None` = forgotten.
+    SavedSearch {
+        name: String,
+        search: Option<crate::inbox::searches::SavedSearch>,
+    },
+    /// Every saved search of the user (a full read of the preferences).
+    SavedSearches(Vec<crate::inbox::searches::SavedSearch>),
     /// The WebSocket position the store now reflects: events up to `next_seq − 1` of
     /// `connection_id` are applied (resumed from after a restart).
     WsPosition {

@@ -692,6 +692,7 @@ pub(crate) async fn initial_sync(ctx: &UserCtx) -> Result<(u64, Backfill), SyncE
         post_ids: saved_posts(&prefs),
         replace_all: true,
     });
+    batch.push(Write::SavedSearches(saved_searches(&prefs)));
     batch.push(Write::SyncedAt { at: now });
     let fetch_ms = started.elapsed().as_millis();
     // Events are applied by this same task after the sync, so the store now holds exactly
@@ -1160,6 +1161,7 @@ pub(crate) async fn resync(ctx: &UserCtx) -> Result<u64, SyncError> {
         post_ids: saved_posts(&prefs),
         replace_all: true,
     });
+    batch.push(Write::SavedSearches(saved_searches(&prefs)));
     // Profiles only for people the store does not know yet.
     let unknown = {
         let store = Arc::clone(&ctx.store);
@@ -1341,6 +1343,15 @@ async fn restore(ctx: &UserCtx) -> Option<(Memo, Option<(String, i64)>)> {
     let pos = (!state.ws_connection_id.is_empty() && state.ws_next_seq >= 1)
         .then_some((state.ws_connection_id, state.ws_next_seq));
     Some((memo, pos))
+}
+
+/// The user's saved searches, from a full read of the preferences (unreadable ones skipped).
+fn saved_searches(prefs: &[mm::Preference]) -> Vec<crate::inbox::searches::SavedSearch> {
+    prefs
+        .iter()
+        .filter(|p| p.category == crate::inbox::searches::SEARCH_CATEGORY)
+        .filter_map(|p| crate::inbox::searches::SavedSearch::from_preference(&p.name, &p.value))
+        .collect()
 }
 
 /// Post ids saved (flagged) by the user, from a full read of the preferences.

@@ -247,6 +247,19 @@ pub fn preferences(b: &mut Batch, prefs: &[mm::Preference], deleted: bool) {
                 });
                 continue;
             }
+            inbox::searches::SEARCH_CATEGORY => {
+                let search = (!deleted)
+                    .then(|| inbox::searches::SavedSearch::from_preference(&p.name, &p.value))
+                    .flatten();
+                // A value this version cannot read is left alone (not taken as a deletion).
+                if deleted || search.is_some() {
+                    b.push(Write::SavedSearch {
+                        name: p.name.clone(),
+                        search,
+                    });
+                }
+                continue;
+            }
             _ => continue,
         };
         let Ok(key) = ItemKey::parse(&p.name) else {

@@ -300,6 +300,61 @@ impl SyncEngine {
         actions::discard(&self.inner, user_id, key, id).await
     }
 
+    /// Saves a search of the user: written to their Mattermost preferences first (so it
+    /// follows them to other devices and survives a reinstall), then to the cache. Unlike
+    /// triage actions it is not queued: the answer says whether Mattermost has it.
+    ///
+    /// # Errors
+    /// [`SyncError::BadAction`] when the user is not connected; Mattermost's refusal or
+    /// absence; store failures.
+    pub async fn save_search(
+        &self,
+        user_id: &UserId,
+        search: crate::inbox::searches::SavedSearch,
+    ) -> Result<(), SyncError> {
+        self.write_search(user_id, &search.name.clone(), Some(search))
+            .await
+    }
+
+    /// Forgets a saved search of the user (in Mattermost, then in the cache).
+    ///
+    /// # Errors
+    /// As [`Self::save_search`].
+    pub async fn forget_search(&self, user_id: &UserId, name: &str) -> Result<(), SyncError> {
+        self.write_search(user_id, name, None).await
+    }
+
+    async fn write_search(
+        &self,
+        user_id: &UserId,
+        name: &str,
+        search: Option<crate::inbox::searches::SavedSearch>,
+    ) -> Result<(), SyncError> {
+        let ctx = self
+            .inner
+            .ctx(user_id.as_str())
+            .ok_or(SyncError::BadAction("not connected to Mattermost yet"))?;
+        let me = user_id.as_str();
+        let pref = mattermost::models::Preference {
+            user_id: me.to_owned(),
+            category: crate::inbox::searches::SEARCH_CATEGORY.to_owned(),
+            name: name.to_owned(),
+            value: search.as_ref().map(|s| s.to_value()).unwrap_or_default(),
+        };
+        ctx.count_call();
+        if search.is_some() {
+            ctx.client.update_preferences(me, &[pref]).await?;
+        } else {
+            ctx.client.delete_preferences(me, &[pref]).await?;
+        }
+        let mut b = batch::Batch::default();
+        b.push(batch::Write::SavedSearch {
+            name: name.to_owned(),
+            search,
+        });
+        ctx.commit(b, Cause::Action).await
+    }
+
     /// Status for the admin page: per-user phase, last sync, call counts, errors, rate limit.
     #[must_use]
     pub fn status(&self) -> EngineStatus {

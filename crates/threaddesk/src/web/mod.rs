@@ -11,6 +11,7 @@ pub mod media;
 pub mod pages;
 pub mod present;
 pub mod render;
+pub mod searches;
 pub mod security;
 pub mod session;
 pub mod sse;
@@ -23,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio::net::TcpListener;
 
 use crate::account::OAuthApp;
@@ -241,6 +242,8 @@ pub fn router(state: AppState) -> Router {
         .route("/items/{key}", get(pages::item))
         .route("/items/{key}/{action}", post(pages::act_form))
         .route("/bulk", post(pages::bulk_form))
+        .route("/searches", post(searches::create_form))
+        .route("/searches/{name}/delete", post(searches::delete_form))
         .route("/fragments/items/{key}", get(pages::item_fragment))
         .route("/signin", get(pages::signin))
         .route("/settings", get(pages::settings))
@@ -260,6 +263,11 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/items/{key}", get(api::item))
         .route("/api/v1/items/{key}/{action}", post(api::act))
         .route("/api/v1/bulk/{action}", post(api::bulk))
+        .route(
+            "/api/v1/searches",
+            get(searches::list).post(searches::create),
+        )
+        .route("/api/v1/searches/{name}", delete(searches::delete))
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/me/export", get(api::export))
         // Media through Mattermost's own endpoints (no outbound traffic elsewhere)

@@ -360,6 +360,22 @@ pub async fn queue(
         elsewhere,
     } = load_queue(&state, &us, &req)?;
     let failed = failed_actions(&us, &mut ctx)?;
+    let shown = crate::inbox::searches::SavedSearch::name_for(
+        &req.q,
+        req.filter.as_str(),
+        req.team.as_deref().unwrap_or(""),
+    );
+    let saved_searches = us
+        .saved_searches()
+        .map_err(WebError::internal)?
+        .iter()
+        .map(|s| views::SavedSearchView {
+            name: s.name.clone(),
+            label: s.label.clone(),
+            href: super::searches::href(s),
+            active: !req.q.is_empty() && s.name == shown,
+        })
+        .collect();
     let page = QueuePage {
         layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
         filter: req.filter,
@@ -373,6 +389,7 @@ pub async fn queue(
         cursor: req.cursor.as_ref().map(|c| c.encode()),
         failed,
         elsewhere,
+        saved_searches,
     };
     Ok(render(&page))
 }

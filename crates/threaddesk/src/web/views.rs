@@ -625,6 +625,18 @@ pub struct QueuePage {
     pub failed: Vec<FailedAction>,
     /// With a text filter: other views holding items whose messages match it, and how many.
     pub elsewhere: Vec<(QueueFilter, usize)>,
+    /// The user's saved searches (sidebar).
+    pub saved_searches: Vec<SavedSearchView>,
+}
+
+/// A saved search as the sidebar lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedSearchView {
+    pub name: String,
+    pub label: String,
+    pub href: String,
+    /// The page shows this search (same view, team and text).
+    pub active: bool,
 }
 
 /// A failed action as the queue lists it.
@@ -656,7 +668,7 @@ pub struct TeamTab {
 
 impl QueuePage {
     /// `/?filter=…&team=…&q=…` keeping the current team and text filter.
-    fn url(filter: QueueFilter, team: Option<&str>, q: &str) -> String {
+    pub fn url(filter: QueueFilter, team: Option<&str>, q: &str) -> String {
         let mut params = Vec::new();
         if filter != QueueFilter::All {
             params.push(format!("filter={}", filter.as_str()));
@@ -770,6 +782,11 @@ impl QueuePage {
             .iter()
             .find(|t| t.id == id)
             .map(|t| t.name.as_str())
+    }
+
+    /// The search shown is one of the user's saved searches.
+    pub fn search_is_saved(&self) -> bool {
+        self.saved_searches.iter().any(|s| s.active)
     }
 
     /// The other views where the text filter finds messages: (label, address, how many).

@@ -385,6 +385,19 @@ impl Session {
         Ok(r)
     }
 
+    /// `DELETE` with the session and its CSRF header.
+    pub async fn delete(&mut self, path: &str) -> Result<reqwest::Response> {
+        let r = self
+            .client
+            .delete(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header("x-csrf-token", self.csrf.clone())
+            .send()
+            .await?;
+        self.take_cookies(r.headers());
+        Ok(r)
+    }
+
     /// Sign in through the real OAuth flow (mmsim auto-approves its demo user, `alice`).
     /// Returns the authorize URL ThreadDesk redirected to and the callback URL mmsim sent back.
     pub async fn oauth_sign_in(&mut self) -> Result<(url::Url, String)> {

@@ -154,6 +154,12 @@ pub(crate) fn queue_page() -> QueuePage {
             action: failed_reply(),
         }],
         elsewhere: Vec::new(),
+        saved_searches: vec![super::SavedSearchView {
+            name: "0123456789abcdef0123456789".into(),
+            label: "<b>deploys</b> from:bob".into(),
+            href: "/?q=deploy%2A".into(),
+            active: false,
+        }],
     }
 }
 
