@@ -151,6 +151,25 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
         200
     );
 
+    // A saved search with the canary (a Mattermost preference write), then forgotten.
+    let r = alice
+        .post_json(
+            "/api/v1/searches",
+            &json!({ "q": format!("saved {canary}") }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let saved: serde_json::Value = r.json().await.unwrap();
+    let r = alice
+        .delete(&format!(
+            "/api/v1/searches/{}",
+            saved["name"].as_str().unwrap()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+
     // A reply through the API reaches Mattermost.
     let r = alice
         .post_json(

@@ -396,6 +396,11 @@ async fn export_holds_my_data_and_delete_erases_it_everywhere() {
     let mut bob = stack.sign_in("bob").await.unwrap();
     bob.wait_items(1).await.unwrap();
     let (done, snoozed) = mark_two(&stack, &mut alice, &token).await;
+    let r = alice
+        .post_json("/api/v1/searches", &json!({ "q": "my saved search" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
     let uid = stack.driver().user_id("alice").unwrap();
     let bob_id = stack.driver().user_id("bob").unwrap();
 
@@ -416,6 +421,7 @@ async fn export_holds_my_data_and_delete_erases_it_everywhere() {
     assert!(!ex["teams"].as_array().unwrap().is_empty());
     let marks = ex["marks"].to_string();
     assert!(marks.contains(&done) && marks.contains(&snoozed), "{marks}");
+    assert_eq!(ex["saved_searches"][0]["q"], "my saved search");
     assert_eq!(ex["sessions"].as_array().unwrap().len(), 2, "both sessions");
     assert!(
         ex["sessions"][0][3].is_string(),

@@ -899,13 +899,18 @@ pub async fn delete_my_data(
     Ok(res)
 }
 
-/// Delete ThreadDesk's done/snooze preferences from the user's Mattermost account.
+/// Delete ThreadDesk's preferences (done and snooze marks, saved searches) from the user's
+/// Mattermost account.
 async fn delete_mark_preferences(state: &AppState, user: &UserId) -> Result<(), WebError> {
     let client = state
         .user_client(user)
         .await
         .map_err(|_| WebError::Unauthenticated)?;
-    let ours = [MarkKind::Done.category(), MarkKind::Snooze.category()];
+    let ours = [
+        MarkKind::Done.category(),
+        MarkKind::Snooze.category(),
+        crate::inbox::searches::SEARCH_CATEGORY,
+    ];
     let prefs: Vec<_> = client
         .get_preferences(mattermost::ME)
         .await
