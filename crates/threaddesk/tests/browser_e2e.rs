@@ -79,6 +79,23 @@ async fn sign_in_to_queue(b: &mut Browser, url: &str, rows: u64) {
     }
 }
 
+/// A browser signed in to the queue (3 rows at least), and the key of a thread in it that
+/// someone else started, with that person's id.
+async fn queue_with_a_thread_by_another(stack: &Stack) -> (Browser, String, String) {
+    let mut b = Browser::launch().await.unwrap();
+    sign_in_to_queue(&mut b, &stack.url, 3).await;
+    let keys: Vec<Value> = serde_json::from_value(
+        b.eval(
+            "[...document.querySelectorAll('#queue > li.item')].map(r => ({ key: r.dataset.key }))",
+        )
+        .await
+        .unwrap(),
+    )
+    .unwrap();
+    let (key, other) = stack.thread_by_other(&keys, "alice").await.unwrap();
+    (b, key, other)
+}
+
 /// Move the selection to `key` with j/k only.
 async fn select_with_keys(b: &mut Browser, key: &str) {
     for _ in 0..80 {
@@ -563,17 +580,7 @@ async fn open_in_place_back_reply_and_plain_address() {
     }
     let stack = Stack::start().await.unwrap();
     let shots = screenshot_dir();
-    let mut b = Browser::launch().await.unwrap();
-    sign_in_to_queue(&mut b, &stack.url, 3).await;
-    let keys: Vec<Value> = serde_json::from_value(
-        b.eval(
-            "[...document.querySelectorAll('#queue > li.item')].map(r => ({ key: r.dataset.key }))",
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
-    let (key, other) = stack.thread_by_other(&keys, "alice").await.unwrap();
+    let (mut b, key, other) = queue_with_a_thread_by_another(&stack).await;
     let root_id = key[2..].to_owned();
 
     // The row's link is the item's real address (what works without JavaScript).
@@ -892,17 +899,7 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     }
     let stack = Stack::start().await.unwrap();
     let shots = screenshot_dir();
-    let mut b = Browser::launch().await.unwrap();
-    sign_in_to_queue(&mut b, &stack.url, 3).await;
-    let keys: Vec<Value> = serde_json::from_value(
-        b.eval(
-            "[...document.querySelectorAll('#queue > li.item')].map(r => ({ key: r.dataset.key }))",
-        )
-        .await
-        .unwrap(),
-    )
-    .unwrap();
-    let (key, other) = stack.thread_by_other(&keys, "alice").await.unwrap();
+    let (mut b, key, other) = queue_with_a_thread_by_another(&stack).await;
     let root_id = key[2..].to_owned();
     // A reply with a rare word, then a later one: the row's snippet shows neither.
     let found = stack

@@ -1461,6 +1461,19 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
             t["unread_replies"].as_i64().unwrap()
         }
     };
+    let wait_mm_unread = |want: i64, what: &'static str| {
+        let mm_unread = &mm_unread;
+        async move {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+            while mm_unread().await != want {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what} never reached Mattermost"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    };
     // Read, then three replies of a colleague: three unread.
     let r = alice
         .post_json(&format!("/api/v1/items/{key}/read"), &json!({}))
@@ -1485,14 +1498,7 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["unread_from"], json!(first), "{v}");
     settled(&mut alice, &key, "read", 0).await;
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    while mm_unread().await != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the read never reached Mattermost"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_mm_unread(0, "the read").await;
     // `z`: unread from that message: three unread again, here and in Mattermost.
     let r = alice
         .post_json(
@@ -1503,13 +1509,7 @@ async fn undoing_a_read_gives_back_the_unread_state_it_had() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     settled(&mut alice, &key, "three unread again", 3).await;
-    while mm_unread().await != 3 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the undo never reached Mattermost"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    wait_mm_unread(3, "the undo").await;
     // A selection: each item's first unread message comes back in the results, and the bulk
     // unread takes them.
     let r = alice
