@@ -990,6 +990,16 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     b.screenshot(&shots.join("queue-saved-search.png"))
         .await
         .unwrap();
+    b.goto(&format!("{}/settings", stack.url)).await.unwrap();
+    b.wait_for("document.querySelector('#triage')", WAIT)
+        .await
+        .unwrap();
+    b.screenshot(&shots.join("settings-triage.png"))
+        .await
+        .unwrap();
+    b.goto(&format!("{}/?q=zebracorn", stack.url))
+        .await
+        .unwrap();
 
     // `u` then `z` on the row: read, then back to exactly as many unread replies as before
     // (not "unread from the latest message"), in the row and on the server.

@@ -1724,3 +1724,57 @@ async fn saved_searches_live_in_mattermost_preferences() {
     assert!(saved_labels(&mut alice).await.is_empty());
     assert!(mm_saved_searches(&stack, "alice").await.is_empty());
 }
+
+/// "Your triage": done marks of the last day and week (from any device), the inbox waiting,
+/// the item waiting longest; at inbox zero the queue says the week's figure. Bob's are his.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triage_figures_count_what_was_done_and_what_waits() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let mut bob = stack.sign_in("bob").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    bob.wait_items(1).await.unwrap();
+    let (status, before) = alice.json("/api/v1/me/triage").await.unwrap();
+    assert_eq!(status, 200, "{before}");
+    assert_eq!(before["done_week"], 0);
+    let waiting = before["waiting"].as_i64().unwrap();
+    assert!(waiting > 0);
+    let oldest = before["oldest"]["key"].as_str().unwrap().to_owned();
+    let page = alice.get("/settings").await.unwrap().text().await.unwrap();
+    assert!(page.contains(&format!("<dd id=\"waiting\">{waiting}</dd>")));
+    assert!(
+        page.contains(&format!("href=\"/items/{oldest}\"")),
+        "the oldest is linked"
+    );
+
+    // Everything in the inbox done at once: inbox zero, with the week's figure.
+    let (_, all) = alice.json("/api/v1/items?limit=200").await.unwrap();
+    let keys: Vec<Value> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["key"].clone())
+        .collect();
+    assert!(keys.len() >= items.len());
+    let r = alice
+        .post_json("/api/v1/bulk/done", &json!({ "keys": keys }))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let (_, after) = alice.json("/api/v1/me/triage").await.unwrap();
+    let n = keys.len();
+    assert_eq!(after["done_day"], n, "{after}");
+    assert_eq!(after["done_week"], n);
+    assert_eq!(after["waiting"], 0);
+    assert_eq!(after["waiting_over_day"], 0);
+    assert!(after["oldest"].is_null());
+    let page = alice.get("/").await.unwrap().text().await.unwrap();
+    assert!(
+        page.contains(&format!("You marked {n} items done in the last 7 days.")),
+        "inbox zero says the week's figure"
+    );
+    // Bob's figures are his own.
+    let (_, b) = bob.json("/api/v1/me/triage").await.unwrap();
+    assert_eq!(b["done_week"], 0, "{b}");
+    assert!(b["waiting"].as_i64().unwrap() > 0);
+}

@@ -2250,3 +2250,64 @@ fn the_first_unread_message_is_after_the_last_view_and_only_the_users() {
         None
     );
 }
+
+#[test]
+fn triage_stats_count_recent_done_marks_and_the_inbox_waiting() {
+    const DAY: i64 = 86_400_000;
+    let f = fx();
+    let (a, b) = (uid(1), uid(2));
+    seed(&f.store, &a, 0);
+    seed(&f.store, &b, 100);
+    let now = 20 * DAY;
+    let ua = f.store.for_user(&a);
+    let before = ua.triage_stats(now).unwrap();
+    assert_eq!((before.done_day, before.done_week), (0, 0));
+    // Seeded activity is at t ≈ 0: every open item has waited more than a day; the oldest
+    // is the thread (activity 1 500), unless it is done.
+    let open = ua.counts(now).unwrap().all;
+    assert_eq!(before.waiting_over_day, open);
+    let thread = ItemKey::thread(&id('p', 1)).unwrap();
+    assert_eq!(before.oldest, Some((thread.clone(), 1_500)));
+    let mark = |key: &ItemKey, done_at: Option<i64>, snoozed_until: Option<i64>| {
+        f.store
+            .write(|tx| {
+                tx.user(&a).set_marks(
+                    key,
+                    Marks {
+                        done_at,
+                        snoozed_until,
+                    },
+                )
+            })
+            .unwrap();
+    };
+    // Done an hour ago, done three days ago, done ten days ago; one item snoozed.
+    mark(&thread, Some(now - 3_600_000), None);
+    mark(
+        &ItemKey::channel(&id('c', 2)).unwrap(),
+        Some(now - 3 * DAY),
+        None,
+    );
+    mark(
+        &ItemKey::channel(&id('c', 3)).unwrap(),
+        Some(now - 10 * DAY),
+        None,
+    );
+    mark(
+        &ItemKey::thread(&id('p', 4)).unwrap(),
+        None,
+        Some(now + DAY),
+    );
+    let s = ua.triage_stats(now).unwrap();
+    assert_eq!((s.done_day, s.done_week), (1, 2));
+    assert_eq!(s.waiting_over_day, ua.counts(now).unwrap().all);
+    assert_eq!(s.waiting_over_day, 0, "every item done or snoozed");
+    assert_eq!(s.oldest, None);
+    // Another user's figures are their own.
+    let sb = f.store.for_user(&b).triage_stats(now).unwrap();
+    assert_eq!((sb.done_day, sb.done_week), (0, 0));
+    assert_eq!(
+        sb.oldest,
+        Some((ItemKey::thread(&id('p', 101)).unwrap(), 1_500))
+    );
+}

@@ -197,6 +197,34 @@ impl Cursor {
 }
 
 /// A page of the queue.
+/// How the user's triage went (the settings page's "Your triage"; no history is kept: it is
+/// read from the marks and items the cache holds now).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TriageStats {
+    /// Items marked done in the last 24 hours / 7 days (and not taken back), on any device.
+    pub done_day: i64,
+    pub done_week: i64,
+    /// Items in the inbox now that have waited more than a day since their last activity.
+    pub waiting_over_day: i64,
+    /// The item in the inbox that has waited longest, and its last activity.
+    #[serde(serialize_with = "ser_oldest")]
+    pub oldest: Option<(ItemKey, Millis)>,
+}
+
+#[allow(clippy::ref_option)]
+fn ser_oldest<S: serde::Serializer>(
+    o: &Option<(ItemKey, Millis)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match o {
+        Some((k, at)) => serde::Serialize::serialize(
+            &serde_json::json!({ "key": k.to_string(), "last_activity_at": at }),
+            s,
+        ),
+        None => s.serialize_none(),
+    }
+}
+
 /// A cached message that matched a search, and the user's item it belongs to.
 #[derive(Debug, Clone)]
 pub struct MessageMatch {

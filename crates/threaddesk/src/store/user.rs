@@ -12,7 +12,7 @@ use super::outbox::{self, OutboxRow};
 use super::text::{EncryptedBlob, JsonText, MessageText, SecretText};
 use super::types::{
     Channel, Cursor, ItemDetail, Membership, Mention, MessageMatch, Post, Profile, QueueCounts,
-    QueuePage, QueueRow, SyncState, Team, Thread,
+    QueuePage, QueueRow, SyncState, Team, Thread, TriageStats,
 };
 use super::{Store, StoreError, Tx, UserId, exec, hash_token, q_row};
 use crate::inbox::search::SearchQuery;
@@ -470,6 +470,49 @@ impl<'s> UserStore<'s> {
     ) -> Result<Vec<Post>, StoreError> {
         let limit = i64::try_from(limit.clamp(1, 1000)).unwrap_or(200);
         self.read(|c, u| channel_posts(c, u, channel_id, before, limit))
+    }
+
+    /// Triage figures at `now` (three short reads: the user's recent marks, and the inbox's
+    /// oldest items through `items_queue`).
+    ///
+    /// # Errors
+    /// SQLite failure.
+    pub fn triage_stats(&self, now: Millis) -> Result<TriageStats, StoreError> {
+        const DAY: Millis = 86_400_000;
+        self.read(|c, u| {
+            let (done_day, done_week) = q_row(
+                c,
+                "SELECT count(*) FILTER (WHERE done_at > ?2), count(*) FROM marks
+                 WHERE user_id = ?1 AND done_at > ?3",
+                params![u, now - DAY, now - 7 * DAY],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let waiting =
+                "user_id = ?1 AND is_open = 1 AND (snoozed_until IS NULL OR snoozed_until <= ?2)";
+            let waiting_over_day = q_row(
+                c,
+                &format!("SELECT count(*) FROM items WHERE {waiting} AND last_activity_at < ?3"),
+                params![u, now, now - DAY],
+                |r| r.get(0),
+            )?;
+            let oldest = q_row(
+                c,
+                &format!(
+                    "SELECT item_key, last_activity_at FROM items WHERE {waiting}
+                     ORDER BY last_activity_at, item_key LIMIT 1"
+                ),
+                params![u, now],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, Millis>(1)?)),
+            )
+            .optional()?
+            .and_then(|(k, at)| Some((ItemKey::parse(&k).ok()?, at)));
+            Ok(TriageStats {
+                done_day,
+                done_week,
+                waiting_over_day,
+                oldest,
+            })
+        })
     }
 
     /// The user's saved searches, by label.

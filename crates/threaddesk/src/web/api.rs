@@ -582,6 +582,15 @@ fn storage_unavailable(e: &rusqlite::Error) -> bool {
     )
 }
 
+/// `GET /api/v1/me/triage` — the settings page's "Your triage" figures.
+pub async fn triage(
+    State(state): State<AppState>,
+    ApiUser(user): ApiUser,
+) -> Result<Response, WebError> {
+    let us = state.store().for_user(&user.user_id);
+    Ok(Json(pages::triage_view(&state, &us)?).into_response())
+}
+
 /// `GET /api/v1/me/export` — everything ThreadDesk holds about the user, as JSON.
 pub async fn export(
     State(state): State<AppState>,

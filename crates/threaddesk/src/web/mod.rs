@@ -270,6 +270,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/searches/{name}", delete(searches::delete))
         .route("/api/v1/events", get(sse::events))
         .route("/api/v1/me/export", get(api::export))
+        .route("/api/v1/me/triage", get(api::triage))
         // Media through Mattermost's own endpoints (no outbound traffic elsewhere)
         .route("/media/avatar/{user_id}", get(media::avatar))
         .route("/media/files/{file_id}", get(media::file))

@@ -376,6 +376,19 @@ pub async fn queue(
             active: !req.q.is_empty() && s.name == shown,
         })
         .collect();
+    let done_week = if items.is_empty()
+        && req.filter == QueueFilter::All
+        && req.team.is_none()
+        && req.q.is_empty()
+    {
+        Some(
+            us.triage_stats(state.now())
+                .map_err(WebError::internal)?
+                .done_week,
+        )
+    } else {
+        None
+    };
     let page = QueuePage {
         layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
         filter: req.filter,
@@ -390,6 +403,7 @@ pub async fn queue(
         failed,
         elsewhere,
         saved_searches,
+        done_week,
     };
     Ok(render(&page))
 }
@@ -409,15 +423,7 @@ fn failed_actions(
             continue;
         };
         let title = match ItemKey::parse(&row.item_key) {
-            Ok(key) => match us.item(&key, 0).map_err(WebError::internal)? {
-                Some(detail) => {
-                    let me = ctx.me.user_id.clone();
-                    ctx.want_profiles(us, &present::row_people(&detail.row, &me))
-                        .map_err(WebError::internal)?;
-                    Some(present::summary(&detail.row, ctx).title)
-                }
-                None => None,
-            },
+            Ok(key) => title_of(us, ctx, &key)?,
             Err(_) => None,
         };
         out.push(views::FailedAction {
@@ -427,6 +433,47 @@ fn failed_actions(
         });
     }
     Ok(out)
+}
+
+/// An item's title as the queue shows it, if it is still in the cache.
+fn title_of(
+    us: &UserStore<'_>,
+    ctx: &mut Context,
+    key: &ItemKey,
+) -> Result<Option<String>, WebError> {
+    let Some(detail) = us.item(key, 0).map_err(WebError::internal)? else {
+        return Ok(None);
+    };
+    let me = ctx.me.user_id.clone();
+    ctx.want_profiles(us, &present::row_people(&detail.row, &me))
+        .map_err(WebError::internal)?;
+    Ok(Some(present::summary(&detail.row, ctx).title))
+}
+
+/// The settings page's "Your triage": the figures, and the oldest waiting item's title.
+pub fn triage_view(state: &AppState, us: &UserStore<'_>) -> Result<views::TriageView, WebError> {
+    let now = state.now();
+    let stats = us.triage_stats(now).map_err(WebError::internal)?;
+    let waiting = us.counts(now).map_err(WebError::internal)?.all;
+    let oldest = match &stats.oldest {
+        Some((key, at)) => {
+            let mut ctx = Context::load(us, &state.mattermost_url(), HashMap::new())
+                .map_err(WebError::internal)?;
+            title_of(us, &mut ctx, key)?.map(|title| views::OldestView {
+                key: key.to_string(),
+                title,
+                last_activity_at: *at,
+            })
+        }
+        None => None,
+    };
+    Ok(views::TriageView {
+        done_day: stats.done_day,
+        done_week: stats.done_week,
+        waiting,
+        waiting_over_day: stats.waiting_over_day,
+        oldest,
+    })
 }
 
 /// One conversation as the item page, its fragment and the JSON API show it.
@@ -649,6 +696,7 @@ pub async fn settings(
         mattermost_url: state.mattermost_url(),
         auth_method: method,
         sessions,
+        triage: triage_view(&state, &us)?,
     };
     Ok(render(&page))
 }

@@ -627,6 +627,8 @@ pub struct QueuePage {
     pub elsewhere: Vec<(QueueFilter, usize)>,
     /// The user's saved searches (sidebar).
     pub saved_searches: Vec<SavedSearchView>,
+    /// At inbox zero: items marked done in the last 7 days (said under "Inbox zero").
+    pub done_week: Option<i64>,
 }
 
 /// A saved search as the sidebar lists it.
@@ -825,6 +827,15 @@ impl QueuePage {
         }
     }
 
+    /// "Inbox zero" with the week's figure, when there is one.
+    pub fn zero_figure(&self) -> Option<String> {
+        match self.done_week? {
+            0 => None,
+            1 => Some("You marked 1 item done in the last 7 days.".to_owned()),
+            n => Some(format!("You marked {n} items done in the last 7 days.")),
+        }
+    }
+
     pub fn empty_text(&self) -> &'static str {
         match self.filter {
             _ if !self.q.is_empty() => {
@@ -962,6 +973,37 @@ pub struct SettingsPage {
     pub auth_method: String,
     /// The user's live ThreadDesk sessions, most recently used first.
     pub sessions: Vec<SessionView>,
+    pub triage: TriageView,
+}
+
+/// "Your triage" (settings page; `GET /api/v1/me/triage`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TriageView {
+    /// Marked done in the last 24 hours / 7 days (on any device; undone ones not counted).
+    pub done_day: i64,
+    pub done_week: i64,
+    /// In the inbox now, and of those, waiting more than a day.
+    pub waiting: i64,
+    pub waiting_over_day: i64,
+    pub oldest: Option<OldestView>,
+}
+
+/// The inbox item that has waited longest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OldestView {
+    pub key: String,
+    pub title: String,
+    pub last_activity_at: i64,
+}
+
+impl OldestView {
+    pub fn waited_label(&self) -> String {
+        short_time(self.last_activity_at)
+    }
+
+    pub fn iso(&self) -> String {
+        iso_time(self.last_activity_at)
+    }
 }
 
 /// One browser session in the settings page's list (ASVS 7.5.2).

@@ -160,6 +160,7 @@ pub(crate) fn queue_page() -> QueuePage {
             href: "/?q=deploy%2A".into(),
             active: false,
         }],
+        done_week: None,
     }
 }
 
@@ -350,6 +351,17 @@ pub(crate) fn all_pages() -> Vec<(&'static str, String)> {
                 layout: layout(),
                 mattermost_url: "https://mm.example.com".into(),
                 auth_method: "oauth".into(),
+                triage: super::TriageView {
+                    done_day: 3,
+                    done_week: 17,
+                    waiting: 6,
+                    waiting_over_day: 2,
+                    oldest: Some(super::OldestView {
+                        key: "t_".to_owned() + &"o".repeat(26),
+                        title: "<script>alert(1)</script> release train".into(),
+                        last_activity_at: NOW - 3 * 86_400_000,
+                    }),
+                },
                 sessions: vec![
                     SessionView {
                         handle: "0123456789abcdef0123456789abcdef".into(),
