@@ -155,7 +155,11 @@ async fn external_images_and_links_in_messages_cause_no_outbound_request() {
 fn route_table() -> Vec<(String, String)> {
     let src = include_str!("../src/web/mod.rs");
     let mut out = Vec::new();
-    for part in src.split(".route(\"").skip(1) {
+    // (`.route("/path", method(…))`, on one line or as rustfmt breaks a long one.)
+    for part in src.split(".route(").skip(1) {
+        let Some(part) = part.trim_start().strip_prefix('"') else {
+            continue;
+        };
         let Some((path, rest)) = part.split_once('"') else {
             continue;
         };
@@ -164,6 +168,11 @@ fn route_table() -> Vec<(String, String)> {
         out.push((method, path.to_owned()));
     }
     assert!(out.len() >= 20, "route table parsed: {out:?}");
+    assert_eq!(
+        out.len(),
+        src.matches(".route(").count(),
+        "every route parsed: {out:?}"
+    );
     out
 }
 
@@ -247,6 +256,7 @@ async fn csp_forbids_external_origins_on_every_route() {
                 }
                 // Form posts without their CSRF token: refused (403) or redirected, never run.
                 "post" => s.post_form(&path, &[("csrf", "x")]).await.unwrap(),
+                "delete" => s.delete(&path).await.unwrap(),
                 other => panic!("{what}: unexpected method {other}"),
             };
             assert_strict_csp(&r, &what);

@@ -21,6 +21,8 @@ const API_GETS: &[&str] = &[
     "/api/v1/items/t_aaaaaaaaaaaaaaaaaaaaaaaaaa",
     "/api/v1/events",
     "/api/v1/me/export",
+    "/api/v1/me/triage",
+    "/api/v1/searches",
 ];
 const MEDIA: &[&str] = &[
     "/media/avatar/aaaaaaaaaaaaaaaaaaaaaaaaaa",
@@ -78,11 +80,19 @@ async fn unauthenticated_access_is_redirected_or_401() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 401, "POST {a}");
     }
+    for p in ["/api/v1/searches", "/api/v1/bulk/done"] {
+        let r = anon.post_json(p, &json!({ "q": "x" })).await.unwrap();
+        assert_eq!(r.status().as_u16(), 401, "POST {p}");
+    }
+    let r = anon.delete("/api/v1/searches/x").await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "DELETE a saved search");
     let form_action = format!("/items/{ITEM}/done");
     for p in [
         "/auth/signout",
         "/auth/revoke",
         "/me/delete",
+        "/searches",
+        "/searches/x/delete",
         form_action.as_str(),
     ] {
         let r = anon.post_form(p, &[("csrf", "x")]).await.unwrap();
@@ -126,7 +136,7 @@ async fn csrf_is_required_on_every_state_change() {
             assert_eq!(r.status().as_u16(), 403, "{a} with csrf {bad:?}");
         }
     }
-    alice.csrf = good;
+    alice.csrf = good.clone();
     // A cross-site request is refused even with the right token.
     let r = alice
         .client
@@ -141,8 +151,27 @@ async fn csrf_is_required_on_every_state_change() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
-    // Forms: sign-out and delete without the token are refused, the session survives.
-    for p in ["/auth/signout", "/auth/revoke", "/me/delete"] {
+    // Saved searches: the API and the forms need the token too.
+    for bad in ["", "wrong-token"] {
+        alice.csrf = bad.to_owned();
+        let r = alice
+            .post_json("/api/v1/searches", &json!({ "q": "x" }))
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "save with csrf {bad:?}");
+        let r = alice.delete("/api/v1/searches/x").await.unwrap();
+        assert_eq!(r.status().as_u16(), 403, "forget with csrf {bad:?}");
+    }
+    alice.csrf = good.clone();
+    // Forms: sign-out, delete and saved searches without the token are refused, the session
+    // survives.
+    for p in [
+        "/auth/signout",
+        "/auth/revoke",
+        "/me/delete",
+        "/searches",
+        "/searches/x/delete",
+    ] {
         let r = alice.post_form(p, &[("csrf", "nope")]).await.unwrap();
         assert_eq!(r.status().as_u16(), 403, "{p}");
     }
