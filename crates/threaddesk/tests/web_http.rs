@@ -1411,6 +1411,10 @@ async fn the_text_filter_searches_every_cached_message_of_the_users_own_items() 
     // The page: the row links to the message; no other view holds a match yet.
     let page = alice.get("/?q=quokka").await.unwrap().text().await.unwrap();
     assert!(page.contains(&format!("data-match=\"{found}\"")));
+    assert!(
+        page.contains("<mark>quokka</mark>"),
+        "the word found is marked in the snippet"
+    );
     assert!(page.contains(&format!("href=\"/items/{key}#post-{found}\"")));
     assert!(!page.contains("search-elsewhere"));
     // Done, it leaves the inbox's results; the inbox says where it is, and Done finds it.

@@ -148,6 +148,59 @@ impl SearchQuery {
     }
 }
 
+impl SearchQuery {
+    /// Where the words to find stand in `text` (byte ranges on char boundaries, in order, not
+    /// overlapping), for marking them: case-insensitive, at the start of a word, and ending
+    /// with the word unless the term is a prefix (`word*`).
+    #[must_use]
+    pub fn highlights(&self, text: &str) -> Vec<(usize, usize)> {
+        let folded: Vec<(usize, char)> = text
+            .char_indices()
+            .flat_map(|(at, c)| c.to_lowercase().map(move |l| (at, l)))
+            .collect();
+        let at = |i: usize| folded.get(i).map_or(text.len(), |(b, _)| *b);
+        let is_word = |i: usize| folded.get(i).is_some_and(|(_, c)| c.is_alphanumeric());
+        let mut out = Vec::new();
+        for t in &self.include {
+            for (n, w) in t.words.iter().enumerate() {
+                let prefix = t.prefix && n + 1 == t.words.len();
+                let needle: Vec<char> = w.chars().collect();
+                let mut i = 0;
+                while i + needle.len() <= folded.len() {
+                    let end = i + needle.len();
+                    let hit = !needle.is_empty()
+                        && (i == 0 || !is_word(i - 1))
+                        && (prefix || !is_word(end))
+                        && folded[i..end]
+                            .iter()
+                            .map(|(_, c)| *c)
+                            .eq(needle.iter().copied());
+                    if hit && at(i) < at(end) {
+                        // A prefix marks the whole word it starts.
+                        let mut end = end;
+                        while prefix && is_word(end) {
+                            end += 1;
+                        }
+                        out.push((at(i), at(end)));
+                        i = end;
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+        out.sort_unstable();
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(out.len());
+        for (s, e) in out {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
+    }
+}
+
 /// `message` from a little before its first match (at a word boundary, with "…"), so that a
 /// snippet cut after a fixed length still shows the match. The whole message when the match
 /// is near its start or not found.
@@ -307,7 +360,36 @@ mod tests {
         assert!(excerpt(&odd, &q).ends_with("İİ needle"));
     }
 
+    #[test]
+    fn highlights_mark_whole_words_and_prefixes_in_any_case() {
+        let q = SearchQuery::parse("deploy* \"rolled back\" api");
+        let text = "Bob: Deployment ROLLED back; redeploy the API, not rapid";
+        let marked: Vec<&str> = q
+            .highlights(text)
+            .iter()
+            .map(|&(s, e)| &text[s..e])
+            .collect();
+        assert_eq!(marked, ["Deployment", "ROLLED", "back", "API"]);
+        assert!(SearchQuery::parse("from:bob").highlights(text).is_empty());
+        // Case folding that changes lengths keeps the ranges on char boundaries.
+        let odd = "İstanbul ẞ deploy";
+        let marked: Vec<&str> = q.highlights(odd).iter().map(|&(s, e)| &odd[s..e]).collect();
+        assert_eq!(marked, ["deploy"]);
+    }
+
     proptest! {
+        /// Whatever the text and query: ranges are in order, apart, on char boundaries.
+        #[test]
+        fn highlights_are_valid_ranges(q in "\\PC{0,40}", text in "\\PC{0,200}") {
+            let ranges = SearchQuery::parse(&q).highlights(&text);
+            let mut last = 0;
+            for (s, e) in ranges {
+                prop_assert!(s >= last && s < e && e <= text.len());
+                prop_assert!(text.is_char_boundary(s) && text.is_char_boundary(e));
+                last = e;
+            }
+        }
+
         /// Whatever is typed: no panic, and every word reaches FTS5 quoted (outside the quotes
         /// only the expression's own parentheses, `+`, `*` and ` NOT `).
         #[test]

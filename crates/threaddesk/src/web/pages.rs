@@ -258,6 +258,9 @@ pub fn load_queue(
         }
         let rows = summaries(us, &mut ctx, &page.rows)?;
         for ((r, mut s), found) in page.rows.iter().zip(rows).zip(found) {
+            if found.is_some() {
+                s.snippet_marks = search.highlights(&s.snippet);
+            }
             s.matched_post_id = found;
             if keep(&s) {
                 items.push(s);

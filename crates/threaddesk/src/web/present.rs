@@ -271,6 +271,7 @@ pub fn summary(row: &QueueRow, ctx: &Context) -> ItemSummary {
         following: row.kind == inbox::ItemKind::Thread,
         permalink,
         matched_post_id: None,
+        snippet_marks: Vec::new(),
     }
 }
 

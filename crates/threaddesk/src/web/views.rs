@@ -136,6 +136,9 @@ pub struct ItemSummary {
     /// the conversation at it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_post_id: Option<String>,
+    /// With it: where the words searched for stand in `snippet` (byte ranges, marked).
+    #[serde(skip)]
+    pub snippet_marks: Vec<(usize, usize)>,
 }
 
 impl fmt::Debug for ItemSummary {
@@ -162,6 +165,27 @@ impl ItemSummary {
             Some(post) => format!("/items/{}#post-{post}", self.key),
             None => format!("/items/{}", self.key),
         }
+    }
+
+    /// The snippet as runs of (text, marked): the words a search found are marked.
+    pub fn snippet_parts(&self) -> Vec<(&str, bool)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        for &(s, e) in &self.snippet_marks {
+            let (Some(before), Some(hit)) = (self.snippet.get(at..s), self.snippet.get(s..e))
+            else {
+                continue;
+            };
+            if !before.is_empty() {
+                out.push((before, false));
+            }
+            out.push((hit, true));
+            at = e;
+        }
+        if let Some(rest) = self.snippet.get(at..).filter(|r| !r.is_empty()) {
+            out.push((rest, false));
+        }
+        out
     }
 
     /// CSS classes of the row.
@@ -771,6 +795,7 @@ impl QueuePage {
             following: false,
             permalink: String::new(),
             matched_post_id: None,
+            snippet_marks: Vec::new(),
         }
     }
 
@@ -1360,9 +1385,10 @@ mod tests {
             "snippet must be escaped"
         );
         assert!(
-            html.contains("&#60;script&#62; release"),
-            "snippet must be escaped"
+            html.contains("<mark>&#60;script&#62;</mark> release"),
+            "snippet must be escaped, inside the search's marks too"
         );
+        assert!(html.contains(&format!("#post-{}\"", "p".repeat(26))));
         assert!(html.contains("href=\"/?filter=mentions\""));
     }
 

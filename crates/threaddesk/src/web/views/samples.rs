@@ -48,6 +48,7 @@ fn item(
         following: true,
         permalink: format!("https://mm.example.com/acme/pl/{key}"),
         matched_post_id: None,
+        snippet_marks: Vec::new(),
     }
 }
 
@@ -113,6 +114,10 @@ pub(crate) fn items() -> Vec<ItemSummary> {
     v[2].unread_replies = 7;
     v[3].unread = true;
     v[3].unread_replies = 2;
+    // Found by a search: the marked words include markup, which must stay text.
+    let at = v[0].snippet.find("<script>").unwrap_or(0);
+    v[0].snippet_marks = vec![(at, at + "<script>".len())];
+    v[0].matched_post_id = Some("p".repeat(26));
     v
 }
 
