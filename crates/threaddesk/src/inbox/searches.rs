@@ -44,6 +44,8 @@ pub struct SavedSearch {
 pub enum BadSearch {
     #[error("there is no text to search for")]
     Empty,
+    #[error("the text or label holds control characters (line breaks, tabs, …)")]
+    Control,
     #[error("the text is limited to {MAX_Q_CHARS} characters")]
     TooLong,
     #[error("the label is limited to {MAX_LABEL_CHARS} characters")]
@@ -66,13 +68,16 @@ impl SavedSearch {
             l => l,
         };
         let filter = if filter.is_empty() { "all" } else { filter };
-        if q.is_empty() || q.chars().any(char::is_control) {
+        if q.is_empty() {
             return Err(BadSearch::Empty);
+        }
+        if q.chars().chain(label.chars()).any(char::is_control) {
+            return Err(BadSearch::Control);
         }
         if q.chars().count() > MAX_Q_CHARS {
             return Err(BadSearch::TooLong);
         }
-        if label.chars().count() > MAX_LABEL_CHARS || label.chars().any(char::is_control) {
+        if label.chars().count() > MAX_LABEL_CHARS {
             return Err(BadSearch::LabelTooLong);
         }
         if !VIEWS.contains(&filter) {
@@ -166,7 +171,11 @@ mod tests {
         assert_eq!(SavedSearch::new("", "x", "all", "T"), Err(BadSearch::Team));
         assert_eq!(
             SavedSearch::new("", "a\u{0}b", "all", ""),
-            Err(BadSearch::Empty)
+            Err(BadSearch::Control)
+        );
+        assert_eq!(
+            SavedSearch::new("a\nb", "x", "all", ""),
+            Err(BadSearch::Control)
         );
     }
 
