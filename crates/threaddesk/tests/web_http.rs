@@ -1136,9 +1136,9 @@ async fn wait_item(s: &mut Session, key: &str, what: &str, check: impl Fn(&Value
     wait_conversation(s, key, what, |b| check(&b["item"])).await;
 }
 
-/// Bulk triage (the queue's selection): one action on several items, each recorded on its
-/// own; an item that cannot be acted on is reported and the others go on; a malformed request
-/// changes nothing. The same through the no-JavaScript form.
+/// Bulk triage (the queue's selection): one action on several items, recorded together; an
+/// item that cannot be acted on is reported and the others go on; a malformed request changes
+/// nothing. The same through the no-JavaScript form.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bulk_triage_acts_on_each_item_and_reports_the_rest() {
     let stack = Stack::start().await.unwrap();
