@@ -6,14 +6,17 @@
 //! - `deploy*`: words starting with "deploy";
 //! - `"rolled back"`: these words together, in this order;
 //! - `-staging`, `-"rolled back"`: messages with it are left out;
-//! - `from:bob` (or `from:@bob`): messages by that person; several `from:` = any of them.
+//! - `from:bob` (or `from:@bob`): messages by that person; several `from:` = any of them;
+//! - `in:town-square` (or `in:~town-square`): messages in that channel (its name, as in its
+//!   address); several `in:` = any of them.
 //!
 //! Every word reaches SQLite's FTS5 inside double quotes (quotes doubled), so no FTS5 operator,
 //! column filter or syntax error can come from what was typed.
 
 use std::fmt::Write as _;
 
-/// Words, phrases and `from:` people taken from one query (the rest is ignored).
+/// Words, phrases, `from:` people and `in:` channels taken from one query (the rest is
+/// ignored).
 pub const MAX_TERMS: usize = 16;
 
 /// One thing to find: a run of words (one word, or a quoted phrase); `prefix` = the last word
@@ -33,6 +36,8 @@ pub struct SearchQuery {
     pub exclude: Vec<Term>,
     /// Authors' usernames (lowercase, without `@`): the message is by one of them.
     pub from: Vec<String>,
+    /// Channel names (lowercase, without `~`): the message is in one of them.
+    pub channels: Vec<String>,
 }
 
 impl SearchQuery {
@@ -78,6 +83,13 @@ impl SearchQuery {
                     taken += 1;
                 }
                 continue;
+            } else if let Some(ch) = strip_prefix_ci(raw, "in:").filter(|_| !negated) {
+                let ch = ch.trim_start_matches('~').to_lowercase();
+                if is_channel_name(&ch) && !q.channels.contains(&ch) {
+                    q.channels.push(ch);
+                    taken += 1;
+                }
+                continue;
             } else if let Some(r) = raw.strip_suffix('*') {
                 raw = r.trim_end_matches('*');
                 prefix = true;
@@ -97,10 +109,10 @@ impl SearchQuery {
         q
     }
 
-    /// Nothing to search for: no word to find and no author (exclusions alone select nothing).
+    /// Nothing to search for: no word, author or channel (exclusions alone select nothing).
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.include.is_empty() && self.from.is_empty()
+        self.include.is_empty() && self.from.is_empty() && self.channels.is_empty()
     }
 
     /// The FTS5 `MATCH` expression, or `None` when the query has no word to find (then only
@@ -254,6 +266,13 @@ fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| &s[prefix.len()..])
 }
 
+/// Mattermost channel names: 1–64 of `a-z 0-9 - _` (lowercase; `__` joins a DM's two ids).
+fn is_channel_name(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
+}
+
 /// Mattermost usernames: 1–64 of `a-z 0-9 . - _` (lowercase).
 fn is_username(s: &str) -> bool {
     (1..=64).contains(&s.len())
@@ -329,6 +348,11 @@ mod tests {
             assert!(q.is_empty(), "{s:?} → {q:?}");
         }
         assert!(!SearchQuery::parse("from:bob").is_empty());
+        let q = SearchQuery::parse("in:~Town-Square in:off-topic in:town-square in:no/such deploy");
+        assert_eq!(q.channels, ["town-square", "off-topic"]);
+        assert_eq!(q.include, vec![term(&["deploy"], false)]);
+        assert!(!SearchQuery::parse("in:town-square").is_empty());
+        assert!(SearchQuery::parse("-in:town-square").channels.is_empty());
         assert_eq!(SearchQuery::parse("from:bob").fts(), None);
         // An unclosed quote runs to the end.
         assert_eq!(

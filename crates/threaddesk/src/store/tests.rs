@@ -2103,6 +2103,17 @@ fn search_finds_the_users_items_by_any_of_their_messages_and_only_the_users() {
         vec![],
         "whole words unless a * says otherwise"
     );
+    // `in:` a channel by its name: alone, or with words; another user's channel finds nothing.
+    assert_eq!(
+        find(&ua, "in:ch2"),
+        vec![(format!("c_{}", id('c', 2)), id('p', 20))]
+    );
+    assert_eq!(
+        find(&ua, "rolled in:~CH1"),
+        vec![(thread.clone(), id('p', 12))]
+    );
+    assert_eq!(find(&ua, "rolled in:ch2"), vec![]);
+    assert_eq!(find(&ua, "in:ch101"), vec![], "bob's channel");
     // `from:` alone lists the person's messages, one per item, newest first.
     assert_eq!(
         find(&ua, "from:poster")

@@ -1620,7 +1620,8 @@ pub(super) const EXPIRED_SNOOZES: &str = "SELECT team_id, mentions, is_direct FR
 /// A word in more cached messages than this (everyone's) finds only its newest uses.
 const SEARCH_CANDIDATES: usize = if cfg!(test) { 50 } else { 10_000 };
 
-/// The search statement: posts matching the words (FTS5) and/or by the `from:` authors, in
+/// The search statement: posts matching the words (FTS5) and/or by the `from:` authors and/or
+/// in the `in:` channels, in
 /// the user's channels, newest first; with `items`, joined to the user's item each belongs to
 /// (its thread, or its DM/GM channel), columns 14–17 = item key, open, snoozed until, team.
 fn search_sql(q: &SearchQuery, items: bool) -> String {
@@ -1656,9 +1657,15 @@ fn search_sql(q: &SearchQuery, items: bool) -> String {
     } else {
         ("", "")
     };
+    let channels = if q.channels.is_empty() {
+        "?5 IS NULL"
+    } else {
+        "p.channel_id IN (SELECT ch.channel_id FROM channels ch
+                           WHERE ch.name IN (SELECT value FROM json_each(?5)))"
+    };
     format!(
         "SELECT {POST_COLUMNS}{item_cols} FROM {from}{item_join}
-         WHERE {words} {authors} AND p.delete_at = 0 AND {MEMBER_CHECK}
+         WHERE {words} {authors} AND {channels} AND p.delete_at = 0 AND {MEMBER_CHECK}
          ORDER BY p.create_at DESC, p.post_id DESC LIMIT ?4"
     )
 }
@@ -1667,14 +1674,16 @@ fn search_params<'a>(
     u: &'a str,
     q: &SearchQuery,
     limit: usize,
-) -> (&'a str, Option<String>, Option<String>, i64) {
-    let authors = (!q.from.is_empty())
-        .then(|| serde_json::to_string(&q.from).unwrap_or_else(|_| "[]".to_owned()));
+) -> (&'a str, Option<String>, Option<String>, i64, Option<String>) {
+    let json = |v: &Vec<String>| {
+        (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_else(|_| "[]".to_owned()))
+    };
     (
         u,
         q.fts(),
-        authors,
+        json(&q.from),
         i64::try_from(limit.clamp(1, 5000)).unwrap_or(200),
+        json(&q.channels),
     )
 }
 
