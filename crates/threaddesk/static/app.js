@@ -287,6 +287,20 @@ function badgeSummary(it) {
   else if (it.unread) p.push("unread");
   return p.join(", ");
 }
+// The snippet as text, with the words a search found in <mark>s (ranges in UTF-16 offsets).
+function setSnippet(node, text, marks = []) {
+  node.textContent = "";
+  let at = 0;
+  for (const [s, e] of marks) {
+    if (!(s >= at && e > s && e <= text.length)) continue;
+    if (s > at) node.append(text.slice(at, s));
+    const m = document.createElement("mark");
+    m.textContent = text.slice(s, e);
+    node.append(m);
+    at = e;
+  }
+  if (at < text.length) node.append(text.slice(at));
+}
 function fillRow(li, it) {
   const selected = li.classList.contains("selected");
   li.className = rowClass(it) + (selected ? " selected" : "");
@@ -310,7 +324,7 @@ function fillRow(li, it) {
   // A row the search found by one of its messages keeps showing that message when a live
   // update (which carries the latest snippet, not the match) refreshes it.
   if (it.matched_post_id) li.dataset.match = it.matched_post_id;
-  if (!li.dataset.match || it.matched_post_id) $(".item-snippet", li).textContent = it.snippet || "";
+  if (!li.dataset.match || it.matched_post_id) setSnippet($(".item-snippet", li), it.snippet || "", it.snippet_marks);
   $(".badge-urgent", li).hidden = !it.urgent;
   const m = $(".badge-mentions", li);
   m.hidden = !(it.mentions > 0);

@@ -1039,6 +1039,15 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
         Value::Bool(true),
         "live updates keep the message found as the row's snippet"
     );
+    assert_eq!(
+        b.eval(&format!(
+            "[...document.querySelectorAll('#queue > li.item[data-key=\"{key}\"] .item-snippet mark')].map(m => m.textContent)"
+        ))
+        .await
+        .unwrap(),
+        serde_json::json!(["zebracorn"]),
+        "and its marked word, also after the queue read the search again"
+    );
 
     // Opened (in place), the conversation shows the message found, marked and focused.
     b.press("Enter").await.unwrap();

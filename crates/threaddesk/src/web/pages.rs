@@ -259,7 +259,8 @@ pub fn load_queue(
         let rows = summaries(us, &mut ctx, &page.rows)?;
         for ((r, mut s), found) in page.rows.iter().zip(rows).zip(found) {
             if found.is_some() {
-                s.snippet_marks = search.highlights(&s.snippet);
+                let marks = search.highlights(&s.snippet);
+                s.set_snippet_marks(marks);
             }
             s.matched_post_id = found;
             if keep(&s) {

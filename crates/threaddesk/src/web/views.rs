@@ -139,6 +139,13 @@ pub struct ItemSummary {
     /// With it: where the words searched for stand in `snippet` (byte ranges, marked).
     #[serde(skip)]
     pub snippet_marks: Vec<(usize, usize)>,
+    /// The same ranges in UTF-16 code units (JavaScript string offsets), for app.js.
+    #[serde(
+        default,
+        rename = "snippet_marks",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub snippet_marks_utf16: Vec<(usize, usize)>,
 }
 
 impl fmt::Debug for ItemSummary {
@@ -165,6 +172,17 @@ impl ItemSummary {
             Some(post) => format!("/items/{}#post-{post}", self.key),
             None => format!("/items/{}", self.key),
         }
+    }
+
+    /// Marks the byte ranges `marks` of the snippet (both forms: see the fields).
+    pub fn set_snippet_marks(&mut self, marks: Vec<(usize, usize)>) {
+        let utf16 = |at: usize| {
+            self.snippet
+                .get(..at)
+                .map_or(0, |s| s.chars().map(char::len_utf16).sum::<usize>())
+        };
+        self.snippet_marks_utf16 = marks.iter().map(|&(s, e)| (utf16(s), utf16(e))).collect();
+        self.snippet_marks = marks;
     }
 
     /// The snippet as runs of (text, marked): the words a search found are marked.
@@ -796,6 +814,7 @@ impl QueuePage {
             permalink: String::new(),
             matched_post_id: None,
             snippet_marks: Vec::new(),
+            snippet_marks_utf16: Vec::new(),
         }
     }
 
@@ -1374,6 +1393,19 @@ mod tests {
                 assert!(html.contains("nonce=\"n0nce\""), "{name}");
             }
         }
+    }
+
+    #[test]
+    fn snippet_marks_are_given_in_bytes_for_the_page_and_utf16_for_javascript() {
+        let mut it = samples::queue_page().items[0].clone();
+        it.snippet = "🎉 é quokka".to_owned();
+        let at = it.snippet.find("quokka").unwrap();
+        it.set_snippet_marks(vec![(at, at + 6)]);
+        assert_eq!(it.snippet_parts(), [("🎉 é ", false), ("quokka", true)]);
+        // 🎉 is two UTF-16 units, é one: "quokka" starts at 5 in JavaScript.
+        assert_eq!(it.snippet_marks_utf16, [(5, 11)]);
+        let json = serde_json::to_value(&it).unwrap();
+        assert_eq!(json["snippet_marks"], serde_json::json!([[5, 11]]));
     }
 
     #[test]
