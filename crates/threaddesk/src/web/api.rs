@@ -462,12 +462,17 @@ pub async fn perform_bulk(
             "at most {BULK_MAX} items at once"
         )));
     }
-    if let Some(bad) = keys.iter().find(|k| ItemKey::parse(k).is_err()) {
-        return Err(WebError::BadRequest(format!(
-            "`{}` is not an item key (t_<post id> or c_<channel id>)",
-            bad.chars().take(40).collect::<String>()
-        )));
-    }
+    let parsed = keys
+        .iter()
+        .map(|k| {
+            ItemKey::parse(k).map_err(|_| {
+                WebError::BadRequest(format!(
+                    "`{}` is not an item key (t_<post id> or c_<channel id>)",
+                    k.chars().take(40).collect::<String>()
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     if action == "snooze" {
         snooze_until(until, state.now())?;
     }
@@ -477,21 +482,24 @@ pub async fn perform_bulk(
     let mut results = Vec::with_capacity(keys.len());
     let mut planned: Vec<(usize, usize)> = Vec::new(); // (result index, actions)
     let mut all = Vec::new();
-    for key in keys.iter().filter(|k| seen.insert(k.as_str())) {
+    for (key, item_key) in keys
+        .iter()
+        .zip(&parsed)
+        .filter(|(k, _)| seen.insert(k.as_str()))
+    {
         let body = ActionBody {
             until,
             post_id: unread_from_of.get(key).cloned(),
             ..ActionBody::default()
         };
-        let item_key = ItemKey::parse(key).map_err(|_| WebError::NotFound)?;
-        let planned_one = plan(state, user_id, &item_key, action, body)
+        let planned_one = plan(state, user_id, item_key, action, body)
             .and_then(|a| {
                 a.iter()
                     .try_for_each(Action::validate)
                     .map(|()| a)
                     .map_err(action_error)
             })
-            .and_then(|a| Ok((a, unread_from(state, user_id, &item_key, action)?)));
+            .and_then(|a| Ok((a, unread_from(state, user_id, item_key, action)?)));
         match planned_one {
             Ok((actions, unread_from)) => {
                 planned.push((results.len(), actions.len()));

@@ -241,7 +241,7 @@ pub fn load_queue(
     let mut items: Vec<ItemSummary> = Vec::new();
     let mut cursor = req.cursor.clone();
     let mut scanned = 0;
-    loop {
+    let next_cursor = 'scan: loop {
         let mut page = us
             .queue(&store_filter, now, cursor.as_ref(), FILTER_SCAN_PAGE)
             .map_err(WebError::internal)?;
@@ -271,32 +271,23 @@ pub fn load_queue(
                         last_activity_at: r.last_activity_at,
                         key: r.key.to_string(),
                     };
-                    return Ok(LoadedQueue {
-                        items,
-                        next_cursor: Some(after.encode()),
-                        counts,
-                        ctx,
-                        elsewhere,
-                    });
+                    break 'scan Some(after.encode());
                 }
             }
         }
-        let next_cursor = match page.next {
-            None => None,
-            Some(next) if scanned >= FILTER_SCAN_MAX => Some(next.encode()),
-            Some(next) => {
-                cursor = Some(next);
-                continue;
-            }
-        };
-        return Ok(LoadedQueue {
-            items,
-            next_cursor,
-            counts,
-            ctx,
-            elsewhere,
-        });
-    }
+        match page.next {
+            None => break None,
+            Some(next) if scanned >= FILTER_SCAN_MAX => break Some(next.encode()),
+            Some(next) => cursor = Some(next),
+        }
+    };
+    Ok(LoadedQueue {
+        items,
+        next_cursor,
+        counts,
+        ctx,
+        elsewhere,
+    })
 }
 
 /// How many of the items found by their messages are in the other views a search can
@@ -307,28 +298,26 @@ fn elsewhere<'a>(
     matches: impl Iterator<Item = &'a MessageMatch>,
     now: crate::inbox::Millis,
 ) -> Vec<(QueueFilter, usize)> {
-    let mut n = [0usize; 3];
-    for m in matches {
-        let view = if !m.is_open {
-            2
-        } else if m.snoozed_until.is_some_and(|t| t > now) {
-            1
-        } else {
-            0
-        };
-        n[view] += 1;
-    }
+    let views: Vec<QueueFilter> = matches
+        .map(|m| {
+            if !m.is_open {
+                QueueFilter::Done
+            } else if m.snoozed_until.is_some_and(|t| t > now) {
+                QueueFilter::Snoozed
+            } else {
+                QueueFilter::All
+            }
+        })
+        .collect();
     let shown = match shown {
-        QueueFilter::Snoozed => 1,
-        QueueFilter::Done => 2,
-        _ => 0,
+        QueueFilter::Snoozed | QueueFilter::Done => shown,
+        _ => QueueFilter::All,
     };
     [QueueFilter::All, QueueFilter::Snoozed, QueueFilter::Done]
         .into_iter()
-        .zip(n)
-        .enumerate()
-        .filter(|&(i, (_, count))| i != shown && count > 0)
-        .map(|(_, v)| v)
+        .filter(|&view| view != shown)
+        .map(|view| (view, views.iter().filter(|&&v| v == view).count()))
+        .filter(|&(_, n)| n > 0)
         .collect()
 }
 
