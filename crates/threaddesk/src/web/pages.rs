@@ -260,7 +260,7 @@ pub fn load_queue(
         for ((r, mut s), found) in page.rows.iter().zip(rows).zip(found) {
             if found.is_some() {
                 let marks = search.highlights(&s.snippet);
-                s.set_snippet_marks(marks);
+                s.set_snippet_marks(&marks);
             }
             s.matched_post_id = found;
             if keep(&s) {

@@ -272,7 +272,6 @@ pub fn summary(row: &QueueRow, ctx: &Context) -> ItemSummary {
         permalink,
         matched_post_id: None,
         snippet_marks: Vec::new(),
-        snippet_marks_utf16: Vec::new(),
     }
 }
 

@@ -136,16 +136,10 @@ pub struct ItemSummary {
     /// the conversation at it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub matched_post_id: Option<String>,
-    /// With it: where the words searched for stand in `snippet` (byte ranges, marked).
-    #[serde(skip)]
+    /// With it: where the words searched for stand in `snippet`, in UTF-16 code units (the
+    /// JavaScript string offsets app.js marks them at; the page uses [`Self::snippet_parts`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snippet_marks: Vec<(usize, usize)>,
-    /// The same ranges in UTF-16 code units (JavaScript string offsets), for app.js.
-    #[serde(
-        default,
-        rename = "snippet_marks",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub snippet_marks_utf16: Vec<(usize, usize)>,
 }
 
 impl fmt::Debug for ItemSummary {
@@ -174,15 +168,26 @@ impl ItemSummary {
         }
     }
 
-    /// Marks the byte ranges `marks` of the snippet (both forms: see the fields).
-    pub fn set_snippet_marks(&mut self, marks: Vec<(usize, usize)>) {
+    /// Marks the byte ranges `marks` of the snippet (kept as UTF-16 ranges: see the field).
+    pub fn set_snippet_marks(&mut self, marks: &[(usize, usize)]) {
         let utf16 = |at: usize| {
             self.snippet
                 .get(..at)
                 .map_or(0, |s| s.chars().map(char::len_utf16).sum::<usize>())
         };
-        self.snippet_marks_utf16 = marks.iter().map(|&(s, e)| (utf16(s), utf16(e))).collect();
-        self.snippet_marks = marks;
+        self.snippet_marks = marks.iter().map(|&(s, e)| (utf16(s), utf16(e))).collect();
+    }
+
+    /// The byte offset in the snippet of UTF-16 offset `unit` (`None` inside a character).
+    fn snippet_byte_at(&self, unit: usize) -> Option<usize> {
+        let mut n = 0;
+        for (at, c) in self.snippet.char_indices() {
+            if n == unit {
+                return Some(at);
+            }
+            n += c.len_utf16();
+        }
+        (n == unit).then_some(self.snippet.len())
     }
 
     /// The snippet as runs of (text, marked): the words a search found are marked.
@@ -190,6 +195,9 @@ impl ItemSummary {
         let mut out = Vec::new();
         let mut at = 0;
         for &(s, e) in &self.snippet_marks {
+            let (Some(s), Some(e)) = (self.snippet_byte_at(s), self.snippet_byte_at(e)) else {
+                continue;
+            };
             let (Some(before), Some(hit)) = (self.snippet.get(at..s), self.snippet.get(s..e))
             else {
                 continue;
@@ -814,7 +822,6 @@ impl QueuePage {
             permalink: String::new(),
             matched_post_id: None,
             snippet_marks: Vec::new(),
-            snippet_marks_utf16: Vec::new(),
         }
     }
 
@@ -1400,10 +1407,10 @@ mod tests {
         let mut it = samples::queue_page().items[0].clone();
         it.snippet = "🎉 é quokka".to_owned();
         let at = it.snippet.find("quokka").unwrap();
-        it.set_snippet_marks(vec![(at, at + 6)]);
+        it.set_snippet_marks(&[(at, at + 6)]);
         assert_eq!(it.snippet_parts(), [("🎉 é ", false), ("quokka", true)]);
         // 🎉 is two UTF-16 units, é one: "quokka" starts at 5 in JavaScript.
-        assert_eq!(it.snippet_marks_utf16, [(5, 11)]);
+        assert_eq!(it.snippet_marks, [(5, 11)]);
         let json = serde_json::to_value(&it).unwrap();
         assert_eq!(json["snippet_marks"], serde_json::json!([[5, 11]]));
     }

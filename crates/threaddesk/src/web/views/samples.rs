@@ -49,7 +49,6 @@ fn item(
         permalink: format!("https://mm.example.com/acme/pl/{key}"),
         matched_post_id: None,
         snippet_marks: Vec::new(),
-        snippet_marks_utf16: Vec::new(),
     }
 }
 
@@ -117,7 +116,7 @@ pub(crate) fn items() -> Vec<ItemSummary> {
     v[3].unread_replies = 2;
     // Found by a search: the marked words include markup, which must stay text.
     let at = v[0].snippet.find("<script>").unwrap_or(0);
-    v[0].set_snippet_marks(vec![(at, at + "<script>".len())]);
+    v[0].set_snippet_marks(&[(at, at + "<script>".len())]);
     v[0].matched_post_id = Some("p".repeat(26));
     v
 }
