@@ -98,9 +98,6 @@ const CACHE_KIB: i64 = 8 * 1024;
 /// The writer's page cache, in KiB: every event rewrites items through eight indexes, and on a
 /// cache of many users those pages no longer fit in 8 MiB (research P-13).
 const WRITER_CACHE_KIB: i64 = 32 * 1024;
-/// Reads go through a shared memory map of the file (the OS page cache) instead of a copy per
-/// page and connection; writes still use the normal write path.
-const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 /// WAL pages before the writer checkpoints inside a commit (SQLite's default is 1,000 =
 /// 4 MiB): only a backstop, checkpoints are run by a thread of their own shortly after
 /// commits ([`checkpoint`]).
@@ -295,7 +292,11 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
-    conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
+    // No memory map (`mmap_size` stays 0): in WAL mode SQLite unmaps the whole file at the
+    // start of every read transaction that follows another connection's commit, and the next
+    // reads fault every page in again — with a commit every few ms that made a page read after
+    // a write 1.7× slower at p99 than reading the same pages by `pread` (research P-13; the
+    // store bench's "an item of the user changed before every read" row).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }

@@ -284,6 +284,33 @@ fn pragmas_are_set() {
     assert_eq!(fk, 1);
     let sync: i64 = c.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
     assert_eq!(sync, 1, "NORMAL outside durable writes");
+    let mmap: i64 = c.query_row("PRAGMA mmap_size", [], |r| r.get(0)).unwrap();
+    assert_eq!(mmap, 0, "reads go through pread: see `configure`");
+}
+
+/// `.cargo/config.toml` builds the bundled SQLite without the two process-wide locks every
+/// connection would otherwise take (the memory statistics mutex at each allocation; one page
+/// cache shared by all connections, locked at each page): a value of `LIBSQLITE3_FLAGS` set in
+/// the environment replaces that file's, and readers would wait for the writer again.
+#[test]
+fn sqlite_is_built_without_process_wide_locks() {
+    let f = fx();
+    let c = f.store.writer.lock().unwrap();
+    let opts: Vec<String> = c
+        .prepare("PRAGMA compile_options")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        opts.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+        "memory statistics are on: {opts:?}"
+    );
+    assert!(
+        !opts.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+        "one page cache for every connection: {opts:?}"
+    );
 }
 
 #[test]
