@@ -13,6 +13,7 @@
 //! - `BENCH_SIZE` (`large`): `demo` for a quick look.
 //! - `BENCH_OUT` (`<repo>/BENCHMARKS.md`); `-` prints only.
 //! - `BENCH_SKIP_WEBAPP=1`: leave out P-2 (about 80 s of the run).
+//! - `BENCH_HTTP_ITERS` (500): requests per page in P-5 over HTTP.
 //!
 //! Every call count and byte count comes from mmsim's per-route counters; the engine's own
 //! figures are shown only as a cross-check.
@@ -20,6 +21,10 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod harness;
+// The tests' stack (mmsim + the whole ThreadDesk app on loopback, a signed-in browser session)
+// for P-5 over HTTP; only part of it is used here.
+#[path = "../../tests/support/mod.rs"]
+mod support;
 mod webapp;
 
 use std::fmt::Write as _;
@@ -646,6 +651,9 @@ async fn run() -> Result<()> {
     }
     synced.engine.stop_user(&org.user).await;
 
+    // ---- P-5 over HTTP: the whole ThreadDesk app, the benchmark user signed in.
+    p5_http(size, &mut table).await?;
+
     // ---- Report.
     let md = table.markdown();
     println!("\n{md}");
@@ -661,6 +669,97 @@ async fn run() -> Result<()> {
         common::write_section(std::path::Path::new(&out), "sync", &section)
             .with_context(|| format!("writing {out}"))?;
         eprintln!("wrote {out}");
+    }
+    Ok(())
+}
+
+/// P-5 as the research states it, "request in, bytes out": `GET /api/v1/items` (the JSON of the
+/// first 50 rows and the counts) and `GET /` (the queue page's HTML) answered by the whole
+/// ThreadDesk app (axum, session cookie checked, store read, render) on loopback, for the
+/// benchmark user of `size` once its initial sync has filled the cache. Timed from the client
+/// on one kept-alive connection, so each figure includes a loopback round trip (≈ 0.1 ms).
+async fn p5_http(size: mmsim::seed::Size, table: &mut Table) -> Result<()> {
+    let stack = support::Stack::start_with(
+        mmsim::SimConfig {
+            size,
+            ..mmsim::SimConfig::default()
+        },
+        None,
+    )
+    .await?;
+    let mut s = stack.sign_in(mmsim::seed::DEMO_USERNAME).await?;
+    // The initial sync runs after the sign-in: wait until the item count stops growing.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = (-1, 0);
+    let items = loop {
+        let v: serde_json::Value = s.get("/api/v1/items?limit=1").await?.json().await?;
+        let c = &v["counts"];
+        let n = ["all", "snoozed", "done"]
+            .iter()
+            .map(|k| c[k].as_i64().unwrap_or(0))
+            .sum::<i64>();
+        last = if n == last.0 { (n, last.1 + 1) } else { (n, 0) };
+        if n > 0 && last.1 >= 10 {
+            break n;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the cache did not fill in 120 s ({n} items)"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let iters = common::env_usize("BENCH_HTTP_ITERS", 500);
+    for (path, what) in [
+        (
+            "/api/v1/items",
+            "`GET /api/v1/items` (JSON, 50 rows + counts)",
+        ),
+        (
+            "/",
+            "`GET /` (the queue page, HTML, 50 rows + counts + sidebar)",
+        ),
+    ] {
+        let mut times = Vec::with_capacity(iters);
+        let mut body = Vec::new();
+        for i in 0..iters + 20 {
+            let t = Instant::now();
+            let r = s.get(path).await?;
+            anyhow::ensure!(r.status().is_success(), "{path} answered {}", r.status());
+            body = r.bytes().await?.to_vec();
+            if i >= 20 {
+                // The first 20 warm the connection and the caches.
+                times.push(harness::ms(t.elapsed()));
+            }
+        }
+        // What was timed is the full first page, not an error or a sign-in page.
+        let text = String::from_utf8_lossy(&body);
+        let rows = if path == "/" {
+            // The rows of `<ol id="queue">` (the page's row template comes after it).
+            let list = text.split_once("id=\"queue\"").map_or("", |(_, rest)| rest);
+            let list = list.split_once("</ol>").map_or("", |(l, _)| l);
+            list.matches("<li class=\"item").count()
+        } else {
+            serde_json::from_slice::<serde_json::Value>(&body)?["items"]
+                .as_array()
+                .map_or(0, Vec::len)
+        };
+        anyhow::ensure!(rows == 50, "{path} listed {rows} rows, not 50");
+        let bytes = body.len();
+        let p99 = common::percentile(&times, 99.0);
+        table.push(
+            "P-5",
+            format!(
+                "{what} over HTTP from the whole app, {items} items, {iters} requests on one connection ({bytes} bytes each)"
+            ),
+            "request → last byte p50 / p99, ms",
+            format!(
+                "{} / {}",
+                fmt_num(common::percentile(&times, 50.0)),
+                fmt_num(p99)
+            ),
+            "p99 ≤ 5 (research), < 20 (issue 7)",
+            Some(p99 <= 5.0),
+        );
     }
     Ok(())
 }
