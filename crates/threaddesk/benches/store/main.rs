@@ -281,12 +281,22 @@ fn warm_cache(
     (Arc::new(store), rows)
 }
 
-/// CPU time a thread has run, from its `schedstat` (Linux; 0 elsewhere).
-fn cpu_of(schedstat: &Path) -> Duration {
-    std::fs::read_to_string(schedstat)
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .map_or(Duration::ZERO, Duration::from_nanos)
+/// A thread's `schedstat`: the time it has run on a CPU and the time it has waited for one
+/// (fields 1 and 2; zero elsewhere than Linux).
+fn schedstat(path: &Path) -> (Duration, Duration) {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    let mut f = s
+        .split_whitespace()
+        .map(|v| Duration::from_nanos(v.parse().unwrap_or(0)));
+    (
+        f.next().unwrap_or(Duration::ZERO),
+        f.next().unwrap_or(Duration::ZERO),
+    )
+}
+
+/// CPU time a thread has run, from its `schedstat`.
+fn cpu_of(path: &Path) -> Duration {
+    schedstat(path).0
 }
 
 /// Bytes this thread passed to `write`/`pwrite` (`wchar` of `/proc/thread-self/io`; 0 elsewhere).
@@ -344,15 +354,6 @@ struct Read {
     queued: f64,
 }
 
-/// Run time and run-queue wait of this thread (`schedstat` fields 1 and 2; zero elsewhere).
-fn sched_now() -> (Duration, Duration) {
-    let s = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    let mut f = s.split_whitespace().map(|v| v.parse().unwrap_or(0));
-    let run = Duration::from_nanos(f.next().unwrap_or(0));
-    let wait = Duration::from_nanos(f.next().unwrap_or(0));
-    (run, wait)
-}
-
 /// Reads P-5 in a loop on another thread until `stop`.
 fn p5_background(
     store: Arc<Store>,
@@ -362,9 +363,10 @@ fn p5_background(
     let reader = move || {
         let mut v = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            let (r0, w0) = sched_now();
+            let own = Path::new("/proc/thread-self/schedstat");
+            let (r0, w0) = schedstat(own);
             let wall = p5_once(&store, &user, NOW);
-            let (r1, w1) = sched_now();
+            let (r1, w1) = schedstat(own);
             v.push(Read {
                 wall,
                 cpu: ms(r1 - r0),
@@ -380,9 +382,19 @@ fn p5_background(
         .unwrap()
 }
 
-/// The P-5 p99 of background reads, and where the slowest 1 % of them spent their time (means:
-/// on a CPU / waiting for a CPU / neither, i.e. blocked), for the bench's breakdown row.
-fn during_summary(reads: &[Read]) -> (f64, String) {
+/// The metric of [`Summary::slow`].
+const SLOW_READS: &str =
+    "the slowest 1 % of those reads, mean ms: wall = on a CPU + waiting for a CPU + blocked";
+
+/// Background reads summed up: P-5 p50 and p99, and where the slowest 1 % spent their time
+/// (means: on a CPU / waiting for a CPU / neither, i.e. blocked), for the breakdown rows.
+struct Summary {
+    p50: f64,
+    p99: f64,
+    slow: String,
+}
+
+fn during_summary(reads: &[Read]) -> Summary {
     let walls: Vec<f64> = reads.iter().map(|r| r.wall).collect();
     let p99 = common::percentile(&walls, 99.0);
     let slow: Vec<&Read> = reads.iter().filter(|r| r.wall >= p99).collect();
@@ -390,13 +402,14 @@ fn during_summary(reads: &[Read]) -> (f64, String) {
     let mean = |f: fn(&Read) -> f64| slow.iter().map(|r| f(r)).sum::<f64>() / n;
     let (wall, cpu, queued) = (mean(|r| r.wall), mean(|r| r.cpu), mean(|r| r.queued));
     let blocked = (wall - cpu - queued).max(0.0);
-    (
+    Summary {
+        p50: common::percentile(&walls, 50.0),
         p99,
-        format!(
+        slow: format!(
             "{wall:.2} = {cpu:.2} + {queued:.2} + {blocked:.2} ({} reads)",
             slow.len()
         ),
-    )
+    }
 }
 
 /// The two P-5 rows of one store size: reads with nothing written between them (`warm`) and
@@ -625,19 +638,14 @@ fn p13(
         "–",
         "–",
     );
-    let (p99, slow) = during_summary(&during);
+    let Summary { p99, slow, .. } = during_summary(&during);
     push(
         "P-5 p99 during the writes, ms (baseline)",
         format!("{p99:.2} ({p5_base:.2}; {} reads)", during.len()),
         "±20 % of baseline",
         common::verdict(p99 <= p5_base * 1.2),
     );
-    push(
-        "the slowest 1 % of those reads, mean ms: wall = on a CPU + waiting for a CPU + blocked",
-        slow,
-        "–",
-        "–",
-    );
+    push(SLOW_READS, slow, "–", "–");
 }
 
 fn main() {
@@ -745,15 +753,13 @@ fn main() {
     std::thread::sleep(Duration::from_secs(5));
     stop.store(true, Ordering::Relaxed);
     let idle = bg.join().unwrap();
-    let (p5_base, slow) = during_summary(&idle);
+    let base = during_summary(&idle);
+    let p5_base = base.p99;
     rows.push(common::Row {
         id: "P-13",
         task: "baseline of P-13 and P-14: the same background P-5 reads (own thread, one every 2 ms) for 5 s, nothing written".into(),
         metric: "P-5 p50 / p99, ms · the slowest 1 %, mean ms: wall = on a CPU + waiting for a CPU + blocked".into(),
-        value: format!(
-            "{:.2} / {p5_base:.2} · {slow}",
-            common::percentile(&idle.iter().map(|r| r.wall).collect::<Vec<_>>(), 50.0)
-        ),
+        value: format!("{:.2} / {p5_base:.2} · {}", base.p50, base.slow),
         target: "–",
         verdict: "–",
     });
@@ -837,7 +843,7 @@ fn main() {
         target: "–",
         verdict: "–",
     });
-    let (p14, slow) = during_summary(&during);
+    let Summary { p99: p14, slow, .. } = during_summary(&during);
     rows.push(common::Row {
         id: "P-14",
         task: task14.clone(),
@@ -849,9 +855,7 @@ fn main() {
     rows.push(common::Row {
         id: "P-14",
         task: task14,
-        metric:
-            "the slowest 1 % of those reads, mean ms: wall = on a CPU + waiting for a CPU + blocked"
-                .into(),
+        metric: SLOW_READS.into(),
         value: slow,
         target: "–",
         verdict: "–",

@@ -71,6 +71,15 @@ fn fmt_num(x: f64) -> String {
 }
 
 /// `median (min–max)`, or one number when they agree.
+/// "p50 / p99" of `v`, each as [`fmt_num`] writes it.
+fn fmt_p50_p99(v: &[f64]) -> String {
+    format!(
+        "{} / {}",
+        fmt_num(common::percentile(v, 50.0)),
+        fmt_num(common::percentile(v, 99.0))
+    )
+}
+
 fn fmt_stats(v: &[f64]) -> String {
     let (med, lo, hi) = stats(v);
     if (hi - lo).abs() < f64::EPSILON {
@@ -571,11 +580,7 @@ async fn run() -> Result<()> {
             "P-5",
             task.clone(),
             "page p50 / p99, ms",
-            format!(
-                "{} / {}",
-                fmt_num(common::percentile(&page_ms, 50.0)),
-                fmt_num(common::percentile(&page_ms, 99.0))
-            ),
+            fmt_p50_p99(&page_ms),
             "",
             None,
         );
@@ -583,11 +588,7 @@ async fn run() -> Result<()> {
             "P-5",
             task.clone(),
             "counts p50 / p99, ms",
-            format!(
-                "{} / {}",
-                fmt_num(common::percentile(&counts_ms, 50.0)),
-                fmt_num(common::percentile(&counts_ms, 99.0))
-            ),
+            fmt_p50_p99(&counts_ms),
             "",
             None,
         );
@@ -596,11 +597,7 @@ async fn run() -> Result<()> {
             "P-5",
             task,
             "page + counts p50 / p99, ms",
-            format!(
-                "{} / {}",
-                fmt_num(common::percentile(&both, 50.0)),
-                fmt_num(p99)
-            ),
+            fmt_p50_p99(&both),
             "p99 ≤ 5 (research), < 20 (issue 7)",
             Some(p99 <= 5.0),
         );
@@ -640,11 +637,7 @@ async fn run() -> Result<()> {
             "P-7",
             task,
             "ack p50 / p99, ms",
-            format!(
-                "{} / {}",
-                fmt_num(common::percentile(&ack_ms, 50.0)),
-                fmt_num(p99)
-            ),
+            fmt_p50_p99(&ack_ms),
             "p99 ≤ 50",
             Some(p99 <= 50.0),
         );
@@ -752,11 +745,7 @@ async fn p5_http(size: mmsim::seed::Size, table: &mut Table) -> Result<()> {
                 "{what} over HTTP from the whole app, {items} items, {iters} requests on one connection ({bytes} bytes each)"
             ),
             "request → last byte p50 / p99, ms",
-            format!(
-                "{} / {}",
-                fmt_num(common::percentile(&times, 50.0)),
-                fmt_num(p99)
-            ),
+            fmt_p50_p99(&times),
             "p99 ≤ 5 (research), < 20 (issue 7)",
             Some(p99 <= 5.0),
         );

@@ -295,7 +295,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     // No memory map (`mmap_size` stays 0): in WAL mode SQLite unmaps the whole file at the
     // start of every read transaction that follows another connection's commit, and the next
     // reads fault every page in again — with a commit every few ms that made a page read after
-    // a write 1.7× slower at p99 than reading the same pages by `pread` (research P-13; the
+    // a write 1.8× slower at p99 than reading the same pages by `pread` (research P-13; the
     // store bench's "an item of the user changed before every read" row).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
