@@ -145,6 +145,32 @@ async fn wait_value(b: &mut Browser, expr: &str, want: &serde_json::Value) {
     }
 }
 
+/// Waits until Mattermost itself holds a mark of `category` (`threaddesk_done` or
+/// `threaddesk_snooze`, a preference) for each of `keys` (`present`), or for none of them:
+/// the outbox has delivered the action.
+async fn wait_mm_marks(stack: &Stack, token: &str, category: &str, keys: &[&str], present: bool) {
+    support::poll(WAIT, "the marks in Mattermost's preferences", || async {
+        let (status, prefs) = stack
+            .mm_get("/api/v4/users/me/preferences", token)
+            .await
+            .ok()?;
+        if status != 200 {
+            return None;
+        }
+        let marked: Vec<&str> = prefs
+            .as_array()?
+            .iter()
+            .filter(|p| p["category"] == category)
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        keys.iter()
+            .all(|k| marked.contains(k) == present)
+            .then_some(())
+    })
+    .await
+    .unwrap();
+}
+
 /// Types `text` into the reply box (which has the focus: it keeps it after a send, so an `r`
 /// now would be typed into it) and sends it with `Ctrl+Enter`.
 async fn send_reply(b: &mut Browser, text: &str) {
@@ -354,7 +380,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     // Live: another user replies; the item comes back without a reload.
     b.eval("window.__noReload = 'still here'").await.unwrap();
     // Let the done mark reach Mattermost first, so the new reply is newer than it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_mm_marks(&stack, &token, "threaddesk_done", &[&key], true).await;
     stack
         .driver()
         .reply(&other, &root_id, "New activity after done")
@@ -390,6 +416,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     )
     .await
     .unwrap();
+    wait_mm_marks(&stack, &token, "threaddesk_snooze", &[&key], true).await;
     b.press("z").await.unwrap();
     wait_row(&mut b, &key, true).await;
     // The server agrees: the item is in the queue, not snoozed.
@@ -405,6 +432,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .await
         .unwrap();
     assert!(!row_present(&mut b, &key).await, "undo cleared the snooze");
+    wait_mm_marks(&stack, &token, "threaddesk_snooze", &[&key], false).await;
 
     // "Load more" is a link to the next page (for pages without JavaScript); here it appends
     // the rows in place: no page load (a value set on the page survives), same address.
@@ -486,12 +514,21 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         )
         .await;
     }
+    let picked_keys: Vec<&str> = picked
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    wait_mm_marks(&stack, &token, "threaddesk_done", &picked_keys, true).await;
     b.press("z").await.unwrap();
-    for k in picked.as_array().unwrap() {
-        let k = k.as_str().unwrap();
+    for k in &picked_keys {
         wait_row(&mut b, k, true).await;
         wait_value(&mut b, &done_now(k), &serde_json::json!(false)).await;
     }
+    // Both actions delivered (in order) before Mattermost is told to refuse the next one:
+    // otherwise the refusal could fall on the undo's delivery.
+    wait_mm_marks(&stack, &token, "threaddesk_done", &picked_keys, false).await;
 
     // Mattermost refuses a done from the queue: the row comes back (Mattermost's value is
     // read back) and the page says so at once.
