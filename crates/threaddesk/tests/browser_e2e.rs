@@ -610,6 +610,59 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
 /// conversation fragment is fetched and swapped in, the address becomes the item's, Back
 /// returns to the queue with the same selection, the keyboard works as on a loaded page, a reply
 /// and a colleague's reply show in place, and the address still loads the whole page on its own.
+/// The queue's rows outside the window are skipped by the browser (CSS `content-visibility:
+/// auto`: neither laid out nor painted, research P-5) and rendered once reached: `j` down to
+/// the last row scrolls it into view at its full height, selected and focused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_outside_the_window_render_when_reached() {
+    if !browser_or_skip() {
+        return;
+    }
+    let stack = Stack::start().await.unwrap();
+    let mut b = Browser::launch().await.unwrap();
+    sign_in_to_queue(&mut b, &stack.url, 16).await;
+    // A short window: Chromium renders rows within half a window of it, and the demo has 20.
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        serde_json::json!({"width": 1280, "height": 480, "deviceScaleFactor": 1, "mobile": false}),
+    )
+    .await
+    .unwrap();
+    b.goto(&format!("{}/", stack.url)).await.unwrap();
+    const LAST: &str = "(() => { const rows = document.querySelectorAll('#queue > li.item'); const last = rows[rows.length - 1]; const box = last.getBoundingClientRect();
+        return { rows: rows.length, below: box.top > innerHeight, inside: box.top >= 0 && box.bottom <= innerHeight, height: box.height,
+                 rendered: last.querySelector('.item-title').checkVisibility({ contentVisibilityAuto: true }),
+                 selected: last.classList.contains('selected'), focused: document.activeElement === last.querySelector('.item-link') }; })()";
+    let before = b.eval(LAST).await.unwrap();
+    assert_eq!(before["below"], Value::Bool(true), "{before}");
+    assert_eq!(
+        before["rendered"],
+        Value::Bool(false),
+        "a row below the window is not rendered: {before}"
+    );
+    for _ in 0..before["rows"].as_u64().unwrap() {
+        b.press("j").await.unwrap();
+    }
+    b.wait_for(
+        "document.querySelector('#queue > li.item:last-of-type.selected')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    let after = b.eval(LAST).await.unwrap();
+    for field in ["inside", "rendered", "selected", "focused"] {
+        assert_eq!(after[field], Value::Bool(true), "{field}: {after}");
+    }
+    let height = after["height"].as_f64().unwrap();
+    assert!(
+        (40.0..100.0).contains(&height),
+        "the last row is drawn at a row's height: {after}"
+    );
+    b.screenshot(&screenshot_dir().join("queue-last-row.png"))
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_in_place_back_reply_and_plain_address() {
     if !browser_or_skip() {
