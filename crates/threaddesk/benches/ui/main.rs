@@ -430,6 +430,24 @@ async fn main() {
     let opens = common::env_usize("BENCH_OPENS", 200);
     let loads = common::env_usize("BENCH_LOADS", 200);
     let replies = common::env_usize("BENCH_REPLIES", 20);
+    // Diagnosis only (`BENCH_TRACE=<dir> BENCH_TRACE_LOADS=<n>`, default 3): `n` loads of the
+    // queue page at 10,000 items, each recorded as a Chromium trace, and nothing else (one
+    // browser: the tracer finds it by this process's id).
+    if let (Some(dir), Some(n)) = (
+        std::env::var_os("BENCH_TRACE"),
+        std::env::var_os("BENCH_TRACE_LOADS"),
+    ) {
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let n = n.to_str().and_then(|n| n.parse().ok()).unwrap_or(3);
+        let large = queue_loads(n, Some(&dir)).await;
+        for (n, v) in large.loads.iter().enumerate() {
+            println!(
+                "load {n}: first contentful paint, first byte, last byte, DOM interactive, DOMContentLoaded done: {v}"
+            );
+        }
+        return;
+    }
     let started = Instant::now();
     let stack = Stack::start().await.unwrap();
     let mut b = Browser::launch().await.unwrap();
@@ -449,15 +467,6 @@ async fn main() {
     if let Some(dir) = std::env::var_os("BENCH_TRACE") {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
-        if std::env::var_os("BENCH_TRACE_LOADS").is_some() {
-            let large = queue_loads(3, Some(&dir)).await;
-            for (n, v) in large.loads.iter().enumerate() {
-                println!(
-                    "load {n}: first contentful paint, first byte, last byte, DOM interactive, DOMContentLoaded done: {v}"
-                );
-            }
-            return;
-        }
         let keys: Vec<String> = serde_json::from_value(
             b.eval("[...document.querySelectorAll('#queue > li.item')].map(r => r.dataset.key)")
                 .await
@@ -894,7 +903,7 @@ async fn main() {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "Headless {version} over CDP against mmsim `demo` + ThreadDesk on loopback (no injected latency); times from the page's own clock (key event `timeStamp` → frame/paint), so the driver's round trips are not counted; whole run {:.0} s.\n",
+        "Headless {version} over CDP against mmsim `demo` (the P-5 row: `large`, a stack and browser of its own) + ThreadDesk on loopback (no injected latency); times from the page's own clock (key event `timeStamp` → frame/paint), so the driver's round trips are not counted; whole run {:.0} s.\n",
         started.elapsed().as_secs_f64()
     );
     out.push_str(&common::machine());
