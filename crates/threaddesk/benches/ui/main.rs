@@ -249,6 +249,16 @@ impl Tracer {
     }
 }
 
+/// Waits for the page's first contentful paint.
+async fn wait_painted(b: &mut Browser) {
+    b.wait_for(
+        "performance.getEntriesByType('paint').some(e => e.name === 'first-contentful-paint')",
+        WAIT,
+    )
+    .await
+    .unwrap();
+}
+
 /// What [`queue_loads`] measured.
 struct QueueLoads {
     /// Items in the user's cache (all + snoozed + done).
@@ -322,12 +332,7 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
             tracer = Some(t);
         }
         b.goto(&format!("{}/", stack.url)).await.unwrap();
-        b.wait_for(
-            "performance.getEntriesByType('paint').some(e => e.name === 'first-contentful-paint')",
-            WAIT,
-        )
-        .await
-        .unwrap();
+        wait_painted(&mut b).await;
         if let (Some(mut t), Some(dir)) = (tracer, trace) {
             tokio::time::sleep(Duration::from_millis(300)).await;
             t.stop(&dir.join(format!("load-{i}.json"))).await;
@@ -478,12 +483,7 @@ async fn main() {
                 .await
                 .unwrap();
             b.goto(&format!("{}/", stack.url)).await.unwrap();
-            b.wait_for(
-                "performance.getEntriesByType('paint').some(e => e.name === 'first-contentful-paint')",
-                WAIT,
-            )
-            .await
-            .unwrap();
+            wait_painted(&mut b).await;
             tokio::time::sleep(Duration::from_millis(500)).await;
             b.eval(DIAG_PREP).await.unwrap();
             let mut tracer = if n < 4 {
@@ -549,12 +549,7 @@ async fn main() {
         .await
         .unwrap();
         // The queue has painted and the load has settled (a person reads before pressing a key).
-        b.wait_for(
-            "performance.getEntriesByType('paint').some(e => e.name === 'first-contentful-paint')",
-            WAIT,
-        )
-        .await
-        .unwrap();
+        wait_painted(&mut b).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         b.eval(PROBE).await.unwrap();
         b.press("Enter").await.unwrap();
