@@ -606,10 +606,6 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     );
 }
 
-/// Opening an item from the queue paints the conversation without a page load (P-6): the
-/// conversation fragment is fetched and swapped in, the address becomes the item's, Back
-/// returns to the queue with the same selection, the keyboard works as on a loaded page, a reply
-/// and a colleague's reply show in place, and the address still loads the whole page on its own.
 /// The queue's rows outside the window are skipped by the browser (CSS `content-visibility:
 /// auto`: neither laid out nor painted, research P-5) and rendered once reached: `j` down to
 /// the last row scrolls it into view at its full height, selected and focused.
@@ -663,6 +659,10 @@ async fn rows_outside_the_window_render_when_reached() {
         .unwrap();
 }
 
+/// Opening an item from the queue paints the conversation without a page load (P-6): the
+/// conversation fragment is fetched and swapped in, the address becomes the item's, Back
+/// returns to the queue with the same selection, the keyboard works as on a loaded page, a reply
+/// and a colleague's reply show in place, and the address still loads the whole page on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_in_place_back_reply_and_plain_address() {
     if !browser_or_skip() {

@@ -682,25 +682,7 @@ async fn p5_http(size: mmsim::seed::Size, table: &mut Table) -> Result<()> {
     .await?;
     let mut s = stack.sign_in(mmsim::seed::DEMO_USERNAME).await?;
     // The initial sync runs after the sign-in: wait until the item count stops growing.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last = (-1, 0);
-    let items = loop {
-        let v: serde_json::Value = s.get("/api/v1/items?limit=1").await?.json().await?;
-        let c = &v["counts"];
-        let n = ["all", "snoozed", "done"]
-            .iter()
-            .map(|k| c[k].as_i64().unwrap_or(0))
-            .sum::<i64>();
-        last = if n == last.0 { (n, last.1 + 1) } else { (n, 0) };
-        if n > 0 && last.1 >= 10 {
-            break n;
-        }
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "the cache did not fill in 120 s ({n} items)"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let items = s.wait_cache_settled(Duration::from_secs(120)).await?;
     let iters = common::env_usize("BENCH_HTTP_ITERS", 500);
     for (path, what) in [
         (

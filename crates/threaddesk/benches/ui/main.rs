@@ -249,6 +249,14 @@ impl Tracer {
     }
 }
 
+/// Diagnosis only: `BENCH_TRACE=<dir>`, created if missing. Unset or empty: none (an empty
+/// value once wrote the traces into the crate's directory).
+fn trace_dir() -> Option<std::path::PathBuf> {
+    let dir = std::path::PathBuf::from(std::env::var_os("BENCH_TRACE").filter(|d| !d.is_empty())?);
+    std::fs::create_dir_all(&dir).unwrap();
+    Some(dir)
+}
+
 /// Waits for the page's first contentful paint.
 async fn wait_painted(b: &mut Browser) {
     b.wait_for(
@@ -287,20 +295,14 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
     .unwrap();
     let mut b = Browser::launch().await.unwrap();
     sign_in(&mut b, &stack.url).await;
-    const COUNT: &str = "fetch('/api/v1/items?limit=1').then(r => r.json()).then(v => v.counts.all + v.counts.snoozed + v.counts.done)";
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let (mut items, mut same) = (-1, 0);
-    while same < 10 {
-        let n = b.eval(COUNT).await.unwrap().as_i64().unwrap_or(0);
-        (items, same) = if n == items { (n, same + 1) } else { (n, 0) };
-        assert!(
-            Instant::now() < deadline,
-            "the cache did not settle in 180 s ({items} items)"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let items = stack
+        .sign_in(mmsim::seed::DEMO_USERNAME)
+        .await
+        .unwrap()
+        .wait_cache_settled(Duration::from_secs(180))
+        .await
+        .unwrap();
     let mut loads = Vec::with_capacity(n);
-    let mut rows = 0;
     // Diagnosis only (`BENCH_AB_CSS=<rules>`): every other load gets these CSS rules too (a
     // constructed style sheet adopted as the document is created; the other loads adopt an
     // empty one), so that a change of the style sheet is compared in one run, load for load;
@@ -359,14 +361,14 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
             .await
             .unwrap();
         }
-        rows = b
-            .eval("document.querySelectorAll('#queue > li.item').length")
-            .await
-            .unwrap()
-            .as_u64()
-            .unwrap_or(0);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    let rows = b
+        .eval("document.querySelectorAll('#queue > li.item').length")
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0);
     if ab.is_some() {
         println!(
             "A/B first contentful paint, ms, p50 / p99 / max: without {} · with {}",
@@ -438,12 +440,7 @@ async fn main() {
     // Diagnosis only (`BENCH_TRACE=<dir> BENCH_TRACE_LOADS=<n>`, default 3): `n` loads of the
     // queue page at 10,000 items, each recorded as a Chromium trace, and nothing else (one
     // browser: the tracer finds it by this process's id).
-    if let (Some(dir), Some(n)) = (
-        std::env::var_os("BENCH_TRACE"),
-        std::env::var_os("BENCH_TRACE_LOADS"),
-    ) {
-        let dir = std::path::PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    if let (Some(dir), Some(n)) = (trace_dir(), std::env::var_os("BENCH_TRACE_LOADS")) {
         let n = n.to_str().and_then(|n| n.parse().ok()).unwrap_or(3);
         let large = queue_loads(n, Some(&dir)).await;
         for (n, v) in large.loads.iter().enumerate() {
@@ -469,9 +466,7 @@ async fn main() {
     // if app.js has been given some, the Element Timing end point), the first 4 also recorded as
     // Chromium traces (`<dir>/open-<n>.json`, for chrome://tracing or Perfetto); nothing else is
     // measured and BENCHMARKS.md is left alone.
-    if let Some(dir) = std::env::var_os("BENCH_TRACE") {
-        let dir = std::path::PathBuf::from(dir);
-        std::fs::create_dir_all(&dir).unwrap();
+    if let Some(dir) = trace_dir() {
         let keys: Vec<String> = serde_json::from_value(
             b.eval("[...document.querySelectorAll('#queue > li.item')].map(r => r.dataset.key)")
                 .await

@@ -466,6 +466,30 @@ impl Session {
         Ok((status, v))
     }
 
+    /// Wait until the user's cache has settled after the initial sync: its item count (all +
+    /// snoozed + done) non-zero and unchanged over ten polls 100 ms apart. Returns the count.
+    pub async fn wait_cache_settled(&mut self, timeout: Duration) -> Result<i64> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (mut last, mut same) = (-1, 0);
+        loop {
+            let (_, v) = self.json("/api/v1/items?limit=1").await?;
+            let c = &v["counts"];
+            let n = ["all", "snoozed", "done"]
+                .iter()
+                .map(|k| c[k].as_i64().unwrap_or(0))
+                .sum::<i64>();
+            (last, same) = if n == last { (n, same + 1) } else { (n, 0) };
+            if n > 0 && same >= 10 {
+                return Ok(n);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "the cache did not settle in {timeout:?} ({n} items)"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Wait until the queue has at least `n` items (initial sync done).
     pub async fn wait_items(&mut self, n: usize) -> Result<Vec<Value>> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
