@@ -363,12 +363,7 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let rows = b
-        .eval("document.querySelectorAll('#queue > li.item').length")
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap_or(0);
+    let rows = row_count(&mut b).await;
     if ab.is_some() {
         println!(
             "A/B first contentful paint, ms, p50 / p99 / max: without {} · with {}",
@@ -377,6 +372,15 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
         );
     }
     QueueLoads { items, rows, loads }
+}
+
+/// The rows on the queue page.
+async fn row_count(b: &mut Browser) -> u64 {
+    b.eval("document.querySelectorAll('#queue > li.item').length")
+        .await
+        .unwrap()
+        .as_u64()
+        .unwrap_or(0)
 }
 
 async fn sign_in(b: &mut Browser, url: &str) {
@@ -390,11 +394,7 @@ async fn sign_in(b: &mut Browser, url: &str) {
     b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
-        let n = b
-            .eval("document.querySelectorAll('#queue > li.item').length")
-            .await
-            .unwrap();
-        if n.as_u64().unwrap_or(0) >= 3 {
+        if row_count(b).await >= 3 {
             return;
         }
         assert!(Instant::now() < deadline, "the queue never filled");
@@ -454,12 +454,7 @@ async fn main() {
     let stack = Stack::start().await.unwrap();
     let mut b = Browser::launch().await.unwrap();
     sign_in(&mut b, &stack.url).await;
-    let queue_rows = b
-        .eval("document.querySelectorAll('#queue > li.item').length")
-        .await
-        .unwrap()
-        .as_u64()
-        .unwrap_or(0);
+    let queue_rows = row_count(&mut b).await;
 
     // Diagnosis only (`BENCH_TRACE=<dir>`): 16 cold opens, each printed with the page's own
     // account of it (Event Timing of the key, long animation frames, the `td:` performance marks
