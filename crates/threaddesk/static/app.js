@@ -14,6 +14,7 @@ const ME = body.dataset.userId || "";
 const local = {
   get: (k) => { try { return localStorage.getItem(k); } catch { return null; } },
   set: (k, v) => { try { localStorage.setItem(k, v); } catch { /* UI preference only */ } },
+  del: (k) => { try { localStorage.removeItem(k); } catch { /* UI preference only */ } },
 };
 const session = {
   get: (k) => { try { return sessionStorage.getItem(k); } catch { return null; } },
@@ -26,8 +27,11 @@ const session = {
 // (see "Opening an item in place" below), with a fragment the server renders from the same
 // template as the conversation page.
 
-// ---------- Theme (a class on <html>; localStorage is a UI preference only) ----------
+// ---------- Theme ----------
+// A class on <html>, rendered by the server from the `td_theme` cookie (a UI preference, one
+// year), so the page's first frame is already in the chosen theme: no flash of the other one.
 const THEMES = ["system", "light", "dark"];
+const THEME_COOKIE = "td_theme";
 function applyTheme(theme) {
   const html = document.documentElement;
   html.classList.remove("theme-light", "theme-dark");
@@ -37,12 +41,16 @@ function currentTheme() {
   const html = document.documentElement;
   return html.classList.contains("theme-dark") ? "dark" : html.classList.contains("theme-light") ? "light" : "system";
 }
+function saveTheme(theme) {
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  const keep = theme === "system" ? "Max-Age=0" : "Max-Age=31536000";
+  document.cookie = `${THEME_COOKIE}=${theme}; Path=/; ${keep}; SameSite=Lax${secure}`;
+}
 function setTheme(theme) {
-  local.set("td:theme", theme);
+  saveTheme(theme);
   applyTheme(theme);
   $$('#theme-choice input[name="theme"]').forEach((r) => { r.checked = r.value === theme; });
 }
-if (THEMES.includes(local.get("td:theme"))) applyTheme(local.get("td:theme"));
 
 // ---------- Toasts (aria-live region in base.html) ----------
 function toast(message, { error = false, action = null, timeout = error ? 9000 : 6000 } = {}) {
@@ -1563,6 +1571,14 @@ if (morning) {
   morning.addEventListener("change", () => { local.set("td:morning", morning.value); fillSnoozeLabels(); });
 }
 fillSnoozeLabels($("main") || document);
+// Before the cookie, the theme was kept in localStorage: carried over once, when idle (reading
+// localStorage at start-up costs the first frame a few milliseconds).
+idle(() => {
+  const old = local.get("td:theme");
+  if (old === null) return;
+  local.del("td:theme");
+  if ((old === "light" || old === "dark") && currentTheme() === "system") setTheme(old);
+});
 
 const queue = PAGE === "queue" ? createQueue() : null;
 let conv = PAGE === "item" ? createConversation() : null;

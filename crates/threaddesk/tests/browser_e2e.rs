@@ -576,6 +576,29 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         b.dialogs()
     );
 
+    // A theme kept in localStorage by an earlier version is carried over to the cookie once.
+    b.eval("localStorage.setItem('td:theme', 'light')")
+        .await
+        .unwrap();
+    b.goto(&format!("{}/", stack.url)).await.unwrap();
+    wait_value(
+        &mut b,
+        "[document.documentElement.className, document.cookie.includes('td_theme=light'), localStorage.getItem('td:theme')]",
+        &serde_json::json!(["theme-light", true, null]),
+    )
+    .await;
+    // The theme toggle (light → dark) keeps the choice in that cookie, which the server
+    // renders: below, the pages served with scripts disabled are dark from the start.
+    b.eval("document.getElementById('theme-toggle').click()")
+        .await
+        .unwrap();
+    assert_eq!(
+        b.eval("[document.documentElement.className, document.cookie.includes('td_theme=dark')]")
+            .await
+            .unwrap(),
+        serde_json::json!(["theme-dark", true])
+    );
+
     // With the page's scripts disabled, the item page's toolbar is a form whose snooze
     // durations (the dialog's job with JavaScript) are buttons inside <noscript>, shown.
     let key = b
@@ -604,6 +627,17 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         shown,
         serde_json::json!([["24", true], ["3", true], ["168", true]])
     );
+    // The queue's bar for the checked rows is served hidden (app.js shows it while rows are
+    // selected); without scripts it is the only way to act on them, and shown.
+    b.goto(&format!("{}/", stack.url)).await.unwrap();
+    let queue = b
+        .eval("[document.getElementById('bulk-bar').getBoundingClientRect().height > 0, document.querySelectorAll('#queue > li.item').length > 0, document.documentElement.className]")
+        .await
+        .unwrap();
+    b.screenshot(&shots.join("queue-without-javascript.png"))
+        .await
+        .unwrap();
+    assert_eq!(queue, serde_json::json!([true, true, "theme-dark"]));
 }
 
 /// The queue's rows outside the window are skipped by the browser (CSS `content-visibility:

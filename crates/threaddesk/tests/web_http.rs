@@ -589,6 +589,77 @@ async fn replying_works_without_javascript() {
     assert_eq!(r.status().as_u16(), 400);
 }
 
+/// The colour theme chosen in the browser (`td_theme`, a UI preference cookie set by app.js) is
+/// rendered by the server on every page, signed in or not, so the first frame is already in it;
+/// any other value is the system's theme.
+#[tokio::test]
+async fn pages_are_rendered_in_the_theme_of_the_cookie() {
+    let stack = Stack::start().await.unwrap();
+    let html_class = |page: &str| -> String {
+        let tag = page
+            .split("<html")
+            .nth(1)
+            .unwrap()
+            .split('>')
+            .next()
+            .unwrap();
+        tag.split("class=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let mut out = Session::new(&stack.url);
+    out.cookies.push(("td_theme".into(), "dark".into()));
+    let page = out.get("/signin").await.unwrap().text().await.unwrap();
+    assert_eq!(html_class(&page), "theme-dark", "sign-in page");
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    for (value, class, checked) in [
+        (Some("dark"), "theme-dark", "dark"),
+        (Some("light"), "theme-light", "light"),
+        (Some("system"), "", "system"),
+        (Some("<script>"), "", "system"),
+        (None, "", "system"),
+    ] {
+        alice.cookies.retain(|(k, _)| k != "td_theme");
+        if let Some(v) = value {
+            alice.cookies.push(("td_theme".into(), v.into()));
+        }
+        for path in ["/", "/settings", "/privacy", "/no-such-page"] {
+            let page = alice.get(path).await.unwrap().text().await.unwrap();
+            assert_eq!(html_class(&page), class, "{path} with {value:?}");
+        }
+        // The settings page's theme choice shows the same one.
+        let page = alice.get("/settings").await.unwrap().text().await.unwrap();
+        assert!(
+            page.contains(&format!("name=\"theme\" value=\"{checked}\" checked")),
+            "settings with {value:?}"
+        );
+    }
+}
+
+/// The queue is served as app.js leaves it at start-up: the bar for checked rows is hidden (it
+/// was served shown and hidden by app.js, which moved every row after the first frame); app.css
+/// shows it when scripts are off (`browser_e2e` checks both).
+#[tokio::test]
+async fn the_queue_is_served_without_the_selection_bar() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    alice.wait_items(1).await.unwrap();
+    let page = alice.get("/").await.unwrap().text().await.unwrap();
+    let bar = page
+        .split("id=\"bulk-bar\"")
+        .nth(1)
+        .unwrap()
+        .split('>')
+        .next()
+        .unwrap();
+    assert!(bar.ends_with(" hidden"), "served hidden: {bar}");
+    assert!(page.contains("class=\"bulk-bar shown-without-js\""));
+}
+
 /// A text filter finds matches anywhere in the queue, not only among the newest rows: the
 /// filtered pages follow their cursor through every item (it used to filter the first 200).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -213,7 +213,7 @@ impl Tracer {
             serde_json::json!({"transferMode": "ReturnAsStream", "traceConfig": {"includedCategories": [
                 "devtools.timeline", "disabled-by-default-devtools.timeline", "blink", "cc", "viz",
                 "benchmark", "input", "latencyInfo", "toplevel", "blink.user_timing", "loading",
-                "disabled-by-default-devtools.timeline.frame", "gpu"]}}),
+                "disabled-by-default-devtools.timeline.frame", "gpu", "disabled-by-default-v8.cpu_profiler"]}}),
         )
         .await;
     }

@@ -48,12 +48,45 @@ pub fn render<T: Template>(t: &T) -> Response {
     }
 }
 
-fn nonce(headers_nonce: Option<&CspNonce>) -> String {
-    headers_nonce.map(|n| n.0.clone()).unwrap_or_default()
+/// What a full page takes from the request besides the user: the CSP nonce of the response
+/// (security middleware) and the UI preference cookie (the colour theme).
+#[derive(Debug, Clone, Default)]
+pub struct PageCtx {
+    pub nonce: String,
+    pub theme: views::Theme,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageCtx {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            nonce: parts
+                .extensions
+                .get::<CspNonce>()
+                .map(|n| n.0.clone())
+                .unwrap_or_default(),
+            theme: views::Theme::from_cookie(session::cookie(&parts.headers, views::Theme::COOKIE)),
+        })
+    }
+}
+
+impl PageCtx {
+    /// The frame of a page for someone not signed in.
+    fn signed_out(&self) -> Layout {
+        Layout {
+            nonce: self.nonce.clone(),
+            theme: self.theme,
+            ..Layout::default()
+        }
+    }
 }
 
 /// The page frame for a signed-in user.
-pub fn layout(state: &AppState, user: &CurrentUser, us: &UserStore<'_>, nonce: String) -> Layout {
+pub fn layout(state: &AppState, user: &CurrentUser, us: &UserStore<'_>, page: &PageCtx) -> Layout {
     let me = us.profile().ok().flatten().unwrap_or_default();
     Layout {
         user: Some(UserView {
@@ -64,8 +97,8 @@ pub fn layout(state: &AppState, user: &CurrentUser, us: &UserStore<'_>, nonce: S
             is_admin: state.is_admin(&user.user_id),
         }),
         csrf: user.csrf.expose().to_owned(),
-        nonce,
-        theme: views::Theme::System,
+        nonce: page.nonce.clone(),
+        theme: page.theme,
     }
 }
 
@@ -340,7 +373,7 @@ fn summaries(
 pub async fn queue(
     State(state): State<AppState>,
     PageUser(user): PageUser,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
     Query(query): Query<QueueQuery>,
 ) -> Result<Response, WebError> {
     let req = query.validate()?;
@@ -383,7 +416,7 @@ pub async fn queue(
         None
     };
     let page = QueuePage {
-        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        layout: layout(&state, &user, &us, &pctx),
         filter: req.filter,
         team: req.team,
         teams: ctx.team_views(),
@@ -521,7 +554,7 @@ pub fn load_item(state: &AppState, us: &UserStore<'_>, key: &str) -> Result<Load
 pub async fn item(
     State(state): State<AppState>,
     PageUser(user): PageUser,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
     Path(key): Path<String>,
 ) -> Result<Response, WebError> {
     if let Some(ended) =
@@ -536,7 +569,7 @@ pub async fn item(
             return Ok(error_page(
                 &state,
                 Some(&user),
-                nonce(nonce_ext.as_deref()),
+                &pctx,
                 StatusCode::NOT_FOUND,
                 "This item is not in your ThreadDesk (it may have expired from the cache, or belongs to someone else).",
             ));
@@ -544,7 +577,7 @@ pub async fn item(
         Err(e) => return Err(e),
     };
     let page = ItemPage {
-        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        layout: layout(&state, &user, &us, &pctx),
         item: loaded.item,
         posts: loaded.posts,
         has_older: loaded.has_older,
@@ -588,14 +621,17 @@ pub struct SignInQuery {
     error: Option<String>,
 }
 
-fn signin_page(state: &AppState, csrf: String, nonce: String, error: Option<String>) -> SignInPage {
+fn signin_page(
+    state: &AppState,
+    csrf: String,
+    pctx: &PageCtx,
+    error: Option<String>,
+) -> SignInPage {
     let methods = &state.config().sign_in_methods;
     SignInPage {
         layout: Layout {
-            user: None,
             csrf,
-            nonce,
-            theme: views::Theme::System,
+            ..pctx.signed_out()
         },
         oauth_enabled: methods.contains(&SignInMethod::OAuth) && state.inner().oauth.is_some(),
         pat_enabled: methods.contains(&SignInMethod::PersonalAccessToken),
@@ -609,7 +645,7 @@ pub async fn signin(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
     headers: HeaderMap,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
     Query(q): Query<SignInQuery>,
 ) -> Response {
     if user.is_some() {
@@ -617,12 +653,7 @@ pub async fn signin(
     }
     let (binding, set) = super::auth::pre_binding(&state, &headers);
     let error = q.error.map(|e| e.chars().take(200).collect());
-    let mut res = render(&signin_page(
-        &state,
-        binding,
-        nonce(nonce_ext.as_deref()),
-        error,
-    ));
+    let mut res = render(&signin_page(&state, binding, &pctx, error));
     if let Some(c) = set {
         res.headers_mut().append(header::SET_COOKIE, c);
     }
@@ -643,11 +674,14 @@ pub async fn signin_error_status(
 ) -> Response {
     let (binding, set) = super::auth::pre_binding(state, headers);
     // The nonce of an error render: a fresh one is set by the middleware for this response.
-    let nonce = String::new();
+    let pctx = PageCtx {
+        nonce: String::new(),
+        theme: views::Theme::from_cookie(session::cookie(headers, views::Theme::COOKIE)),
+    };
     let mut res = render(&signin_page(
         state,
         binding,
-        nonce,
+        &pctx,
         Some(message.to_owned()),
     ));
     *res.status_mut() = status;
@@ -661,7 +695,7 @@ pub async fn signin_error_status(
 pub async fn settings(
     State(state): State<AppState>,
     PageUser(user): PageUser,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
 ) -> Result<Response, WebError> {
     let us = state.store().for_user(&user.user_id);
     let method = crate::account::load(state.store(), &state.inner().cipher, &user.user_id)
@@ -685,7 +719,7 @@ pub async fn settings(
         })
         .collect();
     let page = SettingsPage {
-        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        layout: layout(&state, &user, &us, &pctx),
         mattermost_url: state.mattermost_url(),
         auth_method: method,
         sessions,
@@ -763,23 +797,15 @@ fn human_duration(d: std::time::Duration) -> String {
 pub async fn privacy(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
 ) -> Response {
     let cfg = state.config();
     let days = cfg.retention_days;
     let secure = cfg.cookie_secure();
     let (session_name, pre_name) = session::cookie_names(secure);
     let layout = match &user {
-        Some(u) => layout(
-            &state,
-            u,
-            &state.store().for_user(&u.user_id),
-            nonce(nonce_ext.as_deref()),
-        ),
-        None => Layout {
-            nonce: nonce(nonce_ext.as_deref()),
-            ..Layout::default()
-        },
+        Some(u) => layout(&state, u, &state.store().for_user(&u.user_id), &pctx),
+        None => pctx.signed_out(),
     };
     let page = PrivacyPage {
         layout,
@@ -828,9 +854,9 @@ pub async fn privacy(
                 lifetime: "1 hour, removed after sign-in".into(),
             },
             CookieInfo {
-                name: "theme (local storage, not a cookie)".into(),
-                purpose: "Your colour theme, kept in this browser only".into(),
-                lifetime: "Until you clear it".into(),
+                name: views::Theme::COOKIE.into(),
+                purpose: "Your colour theme when it is not the system's (a UI preference), so pages open in it".into(),
+                lifetime: "1 year, removed when you choose the system's theme again".into(),
             },
         ],
         session_idle: human_duration(cfg.session_idle_timeout),
@@ -843,7 +869,7 @@ pub async fn privacy(
 pub async fn admin_status(
     State(state): State<AppState>,
     PageUser(user): PageUser,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
 ) -> Result<Response, WebError> {
     if !state.is_admin(&user.user_id) {
         return Err(WebError::NotFound);
@@ -893,7 +919,7 @@ pub async fn admin_status(
         },
     );
     let page = AdminStatusPage {
-        layout: layout(&state, &user, &us, nonce(nonce_ext.as_deref())),
+        layout: layout(&state, &user, &us, &pctx),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         mattermost_url: state.mattermost_url(),
         connected_users: u64::try_from(connected).unwrap_or(0),
@@ -997,16 +1023,13 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 pub fn error_page(
     state: &AppState,
     user: Option<&CurrentUser>,
-    nonce: String,
+    pctx: &PageCtx,
     status: StatusCode,
     message: &str,
 ) -> Response {
     let layout = match user {
-        Some(u) => layout(state, u, &state.store().for_user(&u.user_id), nonce),
-        None => Layout {
-            nonce,
-            ..Layout::default()
-        },
+        Some(u) => layout(state, u, &state.store().for_user(&u.user_id), pctx),
+        None => pctx.signed_out(),
     };
     let page = ErrorPage {
         layout,
@@ -1023,7 +1046,7 @@ pub async fn not_found(
     State(state): State<AppState>,
     uri: axum::http::Uri,
     MaybeUser(user): MaybeUser,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
 ) -> Response {
     if uri.path().starts_with("/api/") {
         return WebError::NotFound.into_response();
@@ -1031,7 +1054,7 @@ pub async fn not_found(
     error_page(
         &state,
         user.as_ref(),
-        nonce(nonce_ext.as_deref()),
+        &pctx,
         StatusCode::NOT_FOUND,
         "There is no page at this address.",
     )
@@ -1071,7 +1094,7 @@ pub async fn bulk_form(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageUser(user): PageUser,
-    nonce_ext: Option<axum::Extension<CspNonce>>,
+    pctx: PageCtx,
     body: axum::body::Bytes,
 ) -> Result<Response, WebError> {
     session::check_fetch_site(&headers)?;
@@ -1125,7 +1148,7 @@ pub async fn bulk_form(
         return Ok(error_page(
             &state,
             Some(&user),
-            nonce(nonce_ext.as_deref()),
+            &pctx,
             status,
             &format!(
                 "{} of {} selected items could not be changed ({}); the others were.",

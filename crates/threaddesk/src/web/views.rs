@@ -524,7 +524,8 @@ pub struct UserView {
     pub is_admin: bool,
 }
 
-/// Colour theme. The server default; a browser-local choice (localStorage) overrides it.
+/// Colour theme: the browser's choice, kept in the `td_theme` cookie (a UI preference, set by
+/// `app.js`) so that the page is rendered in it from the first frame.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Theme {
@@ -535,6 +536,19 @@ pub enum Theme {
 }
 
 impl Theme {
+    /// Name of the cookie `app.js` keeps the choice in.
+    pub const COOKIE: &'static str = "td_theme";
+
+    /// The theme a cookie value names; anything else is the system's.
+    #[must_use]
+    pub fn from_cookie(value: Option<&str>) -> Self {
+        match value {
+            Some("light") => Self::Light,
+            Some("dark") => Self::Dark,
+            _ => Self::System,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::System => "system",
