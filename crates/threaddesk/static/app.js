@@ -113,13 +113,28 @@ function showError(err) {
 }
 
 // ---------- Time ----------
-const fmt = (opts) => new Intl.DateTimeFormat(undefined, opts);
-const F_CLOCK = fmt({ hour: "2-digit", minute: "2-digit" });
-const F_DAY = fmt({ weekday: "short" });
-const F_DATE = fmt({ month: "short", day: "numeric" });
-const F_FULL = fmt({ year: "numeric", month: "short", day: "numeric" });
-const F_LONG = fmt({ dateStyle: "full", timeStyle: "short" });
+// Labels in the reader's time, in English like the rest of the page, with the clock style of
+// the browser's locale (`3:05 PM` or `15:05`). The server writes the same labels by the same
+// rules (src/web/local_time.rs) from the `td_clock` cookie kept below, so a page arrives with
+// its final labels and nothing changes in its first frames; this relabels as time passes, and
+// where the server could not know (first visit, a daylight-saving change in between).
 const DAY = 86400000;
+const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const WEEKDAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+let hour12 = null; // from the locale, when first needed (an Intl object costs the start-up)
+const uses12h = () => (hour12 ??= /^h1[12]$/.test(new Intl.DateTimeFormat(undefined, { hour: "numeric" }).resolvedOptions().hourCycle || ""));
+const pad2 = (n) => String(n).padStart(2, "0");
+function clockLabel(ms) {
+  const d = new Date(ms);
+  const h = d.getHours();
+  return uses12h() ? `${h % 12 || 12}:${pad2(d.getMinutes())} ${h < 12 ? "AM" : "PM"}` : `${pad2(h)}:${pad2(d.getMinutes())}`;
+}
+const weekday = (ms) => WEEKDAYS[new Date(ms).getDay()];
+function dateLabel(ms) {
+  const d = new Date(ms);
+  const day = `${MONTHS[d.getMonth()]} ${d.getDate()}`;
+  return d.getFullYear() === new Date().getFullYear() ? day : `${day}, ${d.getFullYear()}`;
+}
 const startOfDay = (d) => new Date(d.getFullYear(), d.getMonth(), d.getDate()).getTime();
 function dayDiff(ms) {
   return Math.round((startOfDay(new Date()) - startOfDay(new Date(ms))) / DAY);
@@ -129,36 +144,58 @@ function relTime(ms) {
   if (diff < 45000) return "now";
   if (diff < 3600000) return `${Math.max(1, Math.round(diff / 60000))}m`;
   const days = dayDiff(ms);
-  if (days <= 0) return F_CLOCK.format(ms);
+  if (days <= 0) return clockLabel(ms);
   if (days === 1) return "Yesterday";
-  if (days < 7) return F_DAY.format(ms);
-  return new Date(ms).getFullYear() === new Date().getFullYear() ? F_DATE.format(ms) : F_FULL.format(ms);
+  if (days < 7) return weekday(ms);
+  return dateLabel(ms);
 }
 function postTime(ms) {
   const days = dayDiff(ms);
-  if (days <= 0) return F_CLOCK.format(ms);
-  if (days === 1) return `Yesterday ${F_CLOCK.format(ms)}`;
-  if (days < 7) return `${F_DAY.format(ms)} ${F_CLOCK.format(ms)}`;
-  return `${F_DATE.format(ms)} ${F_CLOCK.format(ms)}`;
+  const clock = clockLabel(ms);
+  if (days <= 0) return clock;
+  if (days === 1) return `Yesterday ${clock}`;
+  if (days < 7) return `${weekday(ms)} ${clock}`;
+  return `${dateLabel(ms)} ${clock}`;
 }
 function futureTime(ms) {
   const days = -dayDiff(ms);
-  const clock = F_CLOCK.format(ms);
+  const clock = clockLabel(ms);
   if (days <= 0) return `today ${clock}`;
   if (days === 1) return `tomorrow ${clock}`;
-  if (days < 7) return `${F_DAY.format(ms)} ${clock}`;
-  return `${F_DATE.format(ms)} ${clock}`;
+  if (days < 7) return `${weekday(ms)} ${clock}`;
+  return `${dateLabel(ms)} ${clock}`;
 }
+function timeLabel(t, ms) {
+  const f = t.dataset.format;
+  return f === "future" ? futureTime(ms) : f === "clock" ? clockLabel(ms) : t.classList.contains("post-time") ? postTime(ms) : relTime(ms);
+}
+// Only what differs is written: an unchanged page is not laid out or painted again.
 function refreshTimes(root = document) {
   for (const t of $$("time[data-ts]", root)) {
     const ms = Number(t.dataset.ts);
     if (!ms) continue;
-    const f = t.dataset.format;
-    t.textContent = f === "future" ? futureTime(ms) : f === "clock" ? F_CLOCK.format(ms)
-      : t.classList.contains("post-time") ? postTime(ms) : relTime(ms);
-    t.title = F_LONG.format(ms);
-    t.dateTime = new Date(ms).toISOString();
+    const label = timeLabel(t, ms);
+    if (t.textContent !== label) t.textContent = label;
+    const iso = new Date(ms).toISOString(); // as the server writes it (a row updated live differs)
+    if (t.getAttribute("datetime") !== iso) t.dateTime = iso;
   }
+}
+// The full date in the browser's own words, on hover.
+let longDate = null;
+document.addEventListener("pointerover", (e) => {
+  const t = e.target instanceof Element ? e.target.closest("time[data-ts]") : null;
+  const ms = Number(t?.dataset.ts);
+  if (!ms) return;
+  longDate ??= new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+  t.title = longDate.format(ms);
+});
+// The browser's UTC offset and clock style, for the server's labels (a UI preference cookie).
+const CLOCK_COOKIE = "td_clock";
+function saveClock() {
+  const value = `${-new Date().getTimezoneOffset()}.${uses12h() ? 12 : 24}`;
+  if (document.cookie.split("; ").includes(`${CLOCK_COOKIE}=${value}`)) return;
+  const secure = location.protocol === "https:" ? "; Secure" : "";
+  document.cookie = `${CLOCK_COOKIE}=${value}; Path=/; Max-Age=31536000; SameSite=Lax${secure}`;
 }
 
 // ---------- Snooze ----------
@@ -1571,6 +1608,7 @@ if (morning) {
   morning.addEventListener("change", () => { local.set("td:morning", morning.value); fillSnoozeLabels(); });
 }
 fillSnoozeLabels($("main") || document);
+idle(saveClock);
 // Before the cookie, the theme was kept in localStorage: carried over once, when idle (reading
 // localStorage at start-up costs the first frame a few milliseconds).
 idle(() => {

@@ -640,6 +640,103 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     assert_eq!(queue, serde_json::json!([true, true, "theme-dark"]));
 }
 
+/// Time labels are served as app.js writes them: once the page has told the server the
+/// browser's clock (`td_clock`: its UTC offset and 12/24-hour style), every `<time>` of the
+/// queue, of a conversation and of the snoozed list arrives with the label app.js computes for
+/// it, so nothing changes in the first frames (it used to arrive in UTC and be rewritten, every
+/// row laid out again). The browser is put in India's time (UTC+05:30, no daylight saving) with
+/// a US locale (12-hour clock), unlike the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_labels_are_served_as_the_page_writes_them() {
+    if !browser_or_skip() {
+        return;
+    }
+    let stack = Stack::start().await.unwrap();
+    let mut b = Browser::launch().await.unwrap();
+    b.call(
+        "Emulation.setTimezoneOverride",
+        serde_json::json!({ "timezoneId": "Asia/Kolkata" }),
+    )
+    .await
+    .unwrap();
+    b.call(
+        "Emulation.setLocaleOverride",
+        serde_json::json!({ "locale": "en-US" }),
+    )
+    .await
+    .unwrap();
+    sign_in_to_queue(&mut b, &stack.url, 16).await;
+    b.wait_for("document.cookie.includes('td_clock=330.12')", WAIT)
+        .await
+        .unwrap();
+    // A snoozed item, for the labels of times to come.
+    b.eval(
+        "(async () => { const key = document.querySelector('#queue > li.item').dataset.key;
+           const r = await fetch(`/api/v1/items/${key}/snooze`, { method: 'POST', headers: {
+             'Content-Type': 'application/json', 'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content },
+             body: JSON.stringify({ until: Date.now() + 3 * 86400000 }) });
+           return r.status; })()",
+    )
+    .await
+    .unwrap();
+    let item = b
+        .eval("document.querySelector('#queue > li.item[data-kind=\"thread\"]').dataset.key")
+        .await
+        .unwrap();
+    let item = item.as_str().unwrap().to_owned();
+    // The labels in the page (app.js has relabelled whatever differed) against the labels the
+    // server sends for the same address right after. A label may cross a minute between the
+    // two: compared again on a mismatch.
+    const COMPARE: &str = "(async () => {
+        const labels = (doc) => [...doc.querySelectorAll('main time[data-ts]')].filter(t => Number(t.dataset.ts)).map(t => [t.dataset.ts, t.getAttribute('datetime'), t.textContent]);
+        const served = new DOMParser().parseFromString(await (await fetch(location.href)).text(), 'text/html');
+        return { page: labels(document), served: labels(served) }; })()";
+    let mut kinds = std::collections::BTreeSet::new();
+    for path in [
+        "/".to_owned(),
+        format!("/items/{item}"),
+        "/?filter=snoozed".to_owned(),
+    ] {
+        let mut last = Value::Null;
+        for _attempt in 0..3 {
+            b.goto(&format!("{}{path}", stack.url)).await.unwrap();
+            b.wait_for("document.readyState === 'complete'", WAIT)
+                .await
+                .unwrap();
+            let got = b.eval(COMPARE).await.unwrap();
+            if got["page"] == got["served"] {
+                last = Value::Null;
+                for l in got["page"].as_array().unwrap() {
+                    let text = l[2].as_str().unwrap();
+                    assert!(!text.contains("UTC"), "{path}: {text}");
+                    kinds.insert(if text.contains('M') && text.contains(':') {
+                        "clock"
+                    } else if text.ends_with('m') || text == "now" {
+                        "minutes"
+                    } else {
+                        "day"
+                    });
+                }
+                assert!(!got["page"].as_array().unwrap().is_empty(), "{path}: {got}");
+                break;
+            }
+            last = got;
+        }
+        assert_eq!(
+            last,
+            Value::Null,
+            "{path}: served and written labels differ"
+        );
+    }
+    assert!(
+        kinds.contains("clock"),
+        "a 12-hour clock was compared: {kinds:?}"
+    );
+    b.screenshot(&screenshot_dir().join("times-india-12h.png"))
+        .await
+        .unwrap();
+}
+
 /// The queue's rows outside the window are skipped by the browser (CSS `content-visibility:
 /// auto`: neither laid out nor painted, research P-5) and rendered once reached: `j` down to
 /// the last row scrolls it into view at its full height, selected and focused.

@@ -535,7 +535,7 @@ async fn privacy_page_states_retention_and_only_technical_cookies_are_set() {
         .collect();
     assert_eq!(
         names,
-        ["td_pre", "td_session", "td_theme"].into(),
+        ["td_clock", "td_pre", "td_session", "td_theme"].into(),
         "cookies listed on /privacy"
     );
     let csrf = a.csrf.clone();

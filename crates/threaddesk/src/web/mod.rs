@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod backfill;
 pub mod error;
+pub mod local_time;
 pub mod media;
 pub mod pages;
 pub mod present;

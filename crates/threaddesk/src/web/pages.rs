@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::error::WebError;
+use super::local_time::{ClockPref, LocalTime};
 use super::present::{self, Context};
 use super::security::CspNonce;
 use super::session::{self, ApiUser, CurrentUser, MaybeUser, PageUser};
@@ -54,6 +55,8 @@ pub fn render<T: Template>(t: &T) -> Response {
 pub struct PageCtx {
     pub nonce: String,
     pub theme: views::Theme,
+    /// The reader's clock (`td_clock`), for time labels.
+    pub clock: Option<ClockPref>,
 }
 
 impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageCtx {
@@ -70,6 +73,7 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageCtx {
                 .map(|n| n.0.clone())
                 .unwrap_or_default(),
             theme: views::Theme::from_cookie(session::cookie(&parts.headers, views::Theme::COOKIE)),
+            clock: session::cookie(&parts.headers, ClockPref::COOKIE).and_then(ClockPref::parse),
         })
     }
 }
@@ -99,6 +103,7 @@ pub fn layout(state: &AppState, user: &CurrentUser, us: &UserStore<'_>, page: &P
         csrf: user.csrf.expose().to_owned(),
         nonce: page.nonce.clone(),
         theme: page.theme,
+        time: LocalTime::new(page.clock, state.now()),
     }
 }
 
@@ -595,6 +600,7 @@ pub async fn item_fragment(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Path(key): Path<String>,
+    pctx: PageCtx,
 ) -> Result<Response, WebError> {
     if let Some(ended) =
         super::backfill::ensure_posts_or_ended(&state, &user.user_id, &key, false).await
@@ -606,6 +612,7 @@ pub async fn item_fragment(
     let fragment = ItemFragment {
         layout: Layout {
             csrf: user.csrf.expose().to_owned(),
+            time: LocalTime::new(pctx.clock, state.now()),
             ..Layout::default()
         },
         item: loaded.item,
@@ -677,6 +684,7 @@ pub async fn signin_error_status(
     let pctx = PageCtx {
         nonce: String::new(),
         theme: views::Theme::from_cookie(session::cookie(headers, views::Theme::COOKIE)),
+        clock: None,
     };
     let mut res = render(&signin_page(
         state,
@@ -857,6 +865,11 @@ pub async fn privacy(
                 name: views::Theme::COOKIE.into(),
                 purpose: "Your colour theme when it is not the system's (a UI preference), so pages open in it".into(),
                 lifetime: "1 year, removed when you choose the system's theme again".into(),
+            },
+            CookieInfo {
+                name: ClockPref::COOKIE.into(),
+                purpose: "Your browser's time zone offset and 12- or 24-hour clock (a UI preference), so times are shown in your time".into(),
+                lifetime: "1 year".into(),
             },
         ],
         session_idle: human_duration(cfg.session_idle_timeout),

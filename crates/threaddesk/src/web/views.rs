@@ -235,18 +235,14 @@ impl ItemSummary {
         iso_time(self.last_activity_at)
     }
 
-    pub fn activity_label(&self) -> String {
-        short_time(self.last_activity_at)
-    }
-
     pub fn snoozed_until_ms(&self) -> String {
         self.snoozed_until
             .map(|t| t.to_string())
             .unwrap_or_default()
     }
 
-    pub fn snoozed_label(&self) -> String {
-        self.snoozed_until.map(short_time).unwrap_or_default()
+    pub fn snoozed_iso(&self) -> String {
+        self.snoozed_until.map(iso_time).unwrap_or_default()
     }
 
     /// Accessible one-line summary of the badges (the badges themselves are `aria-hidden`).
@@ -472,10 +468,6 @@ impl PostView {
     pub fn time_iso(&self) -> String {
         iso_time(self.create_at)
     }
-
-    pub fn time_label(&self) -> String {
-        short_time(self.create_at)
-    }
 }
 
 /// An action of the user not delivered to Mattermost yet: a reply being sent (shown as a
@@ -589,6 +581,8 @@ pub struct Layout {
     /// The CSP nonce of this response (for the one `<script>` tag).
     pub nonce: String,
     pub theme: Theme,
+    /// Time labels in the reader's time (`td_clock` cookie), as `app.js` writes them.
+    pub time: super::local_time::LocalTime,
 }
 
 impl Layout {
@@ -1062,10 +1056,6 @@ pub struct OldestView {
 }
 
 impl OldestView {
-    pub fn waited_label(&self) -> String {
-        short_time(self.last_activity_at)
-    }
-
     pub fn iso(&self) -> String {
         iso_time(self.last_activity_at)
     }
@@ -1089,16 +1079,8 @@ impl SessionView {
         iso_time(self.created_at)
     }
 
-    pub fn created_label(&self) -> String {
-        short_time(self.created_at)
-    }
-
     pub fn last_seen_iso(&self) -> String {
         iso_time(self.last_seen_at)
-    }
-
-    pub fn last_seen_label(&self) -> String {
-        short_time(self.last_seen_at)
     }
 }
 
@@ -1171,10 +1153,9 @@ pub struct SyncHealthRow {
 }
 
 impl SyncHealthRow {
-    pub fn last_ok_label(&self) -> String {
+    pub fn last_ok_label(&self, time: &super::local_time::LocalTime) -> String {
         self.last_ok_at
-            .map(short_time)
-            .unwrap_or_else(|| "never".to_owned())
+            .map_or_else(|| "never".to_owned(), |t| time.rel(t))
     }
 
     pub fn last_ok_iso(&self) -> String {
@@ -1305,7 +1286,7 @@ pub fn human_size(bytes: u64) -> String {
 }
 
 /// UTC civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
@@ -1329,10 +1310,11 @@ fn split_ms(ms: i64) -> (i64, u32, u32, i64, i64) {
     (y, mo, d, sod / 3600, (sod % 3600) / 60)
 }
 
-/// `2026-11-23T08:55:00Z` (the `datetime` attribute; `app.js` shows local relative time).
+/// `2026-11-23T08:55:04.120Z` (the `datetime` attribute), as JavaScript's `toISOString`.
 pub fn iso_time(ms: i64) -> String {
     let (y, mo, d, h, mi) = split_ms(ms);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:00Z")
+    let (s, milli) = (ms.div_euclid(1000).rem_euclid(60), ms.rem_euclid(1000));
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}Z")
 }
 
 /// `Nov 23, 08:55 UTC` — the server-side fallback label before `app.js` localises it.
@@ -1358,10 +1340,12 @@ mod tests {
 
     #[test]
     fn times() {
-        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
-        assert_eq!(iso_time(1_795_424_100_000), "2026-11-23T08:55:00Z");
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_time(1_795_424_100_000), "2026-11-23T08:55:00.000Z");
+        assert_eq!(iso_time(1_795_424_104_120), "2026-11-23T08:55:04.120Z");
+        assert_eq!(iso_time(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(short_time(1_795_424_100_000), "Nov 23 2026, 08:55 UTC");
-        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_time(951_782_400_000), "2000-02-29T00:00:00.000Z");
     }
 
     #[test]

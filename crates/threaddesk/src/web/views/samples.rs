@@ -20,6 +20,13 @@ pub(crate) fn layout() -> Layout {
         csrf: "csrf-token-value".into(),
         nonce: "n0nce".into(),
         theme: Theme::System,
+        time: crate::web::local_time::LocalTime::new(
+            Some(crate::web::local_time::ClockPref {
+                offset_min: 60,
+                h12: false,
+            }),
+            NOW,
+        ),
     }
 }
 
