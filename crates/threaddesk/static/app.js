@@ -1505,6 +1505,22 @@ function connectLive() {
       if (conv && data && data.key === conv.key) conv.refresh();
     });
     es.addEventListener("reload", () => location.reload());
+    // Saved searches changed (here, in another tab, or on another device): the sidebar's list
+    // as the server renders it, with the search shown marked.
+    es.addEventListener("searches", (ev) => {
+      let data;
+      try { data = JSON.parse(ev.data); } catch { return; }
+      const box = $("#saved-searches");
+      if (!box || typeof data?.html !== "string") return;
+      const tpl = document.createElement("template");
+      tpl.innerHTML = data.html;
+      const next = tpl.content.querySelector("#saved-searches");
+      if (!next) return;
+      const shown = body.dataset.search;
+      const link = shown ? next.querySelector(`[data-search="${CSS.escape(shown)}"]`) : null;
+      if (link) { link.classList.add("active"); link.setAttribute("aria-current", "page"); }
+      box.replaceWith(next);
+    });
   };
   start();
   addEventListener("pagehide", () => es?.close());

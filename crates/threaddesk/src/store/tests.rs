@@ -2349,3 +2349,36 @@ fn triage_stats_count_recent_done_marks_and_the_inbox_waiting() {
         Some((ItemKey::thread(&id('p', 101)).unwrap(), 1_500))
     );
 }
+
+/// Writing the saved searches says whether anything changed (the live stream then sends the
+/// sidebar's list): a full read that finds the same list, or the same search saved again, is
+/// no change; a new label, a removal or a new search is.
+#[test]
+fn saved_search_writes_say_whether_they_changed_anything() {
+    use crate::inbox::searches::SavedSearch;
+    let f = fx();
+    let u = uid(1);
+    seed(&f.store, &u, 0);
+    let a = SavedSearch::new("", "deploy", "all", "").unwrap();
+    let b = SavedSearch::new("", "zebra", "done", "").unwrap();
+    let replace = |list: Vec<SavedSearch>| {
+        f.store
+            .write(|tx| tx.user(&u).replace_saved_searches(&list))
+            .unwrap()
+    };
+    let set = |name: &str, s: Option<SavedSearch>| {
+        f.store
+            .write(|tx| tx.user(&u).set_saved_search(name, s.as_ref()))
+            .unwrap()
+    };
+    assert!(replace(vec![a.clone(), b.clone()]));
+    assert!(!replace(vec![b.clone(), a.clone()]), "the same list");
+    assert!(!set(&a.name, Some(a.clone())), "the same search again");
+    let relabelled = SavedSearch::new("Deploys", "deploy", "all", "").unwrap();
+    assert!(set(&a.name, Some(relabelled.clone())));
+    assert!(replace(vec![relabelled.clone()]), "b removed");
+    assert!(!set(&b.name, None), "b is gone already");
+    assert!(set(&relabelled.name, None));
+    assert!(!replace(Vec::new()));
+    assert!(f.store.for_user(&u).saved_searches().unwrap().is_empty());
+}

@@ -1445,14 +1445,17 @@ impl<'t> UserTx<'t> {
         &self,
         name: &str,
         search: Option<&SavedSearch>,
-    ) -> Result<(), StoreError> {
-        match search {
+    ) -> Result<bool, StoreError> {
+        let rows = match search {
+            // An identical row is left alone (and does not count as a change).
             Some(s) => exec(
                 self.conn,
                 "INSERT INTO saved_searches (user_id, name, label, q, filter, team_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT (user_id, name) DO UPDATE SET label = excluded.label, q = excluded.q,
-                   filter = excluded.filter, team_id = excluded.team_id",
+                   filter = excluded.filter, team_id = excluded.team_id
+                 WHERE label IS NOT excluded.label OR q IS NOT excluded.q
+                   OR filter IS NOT excluded.filter OR team_id IS NOT excluded.team_id",
                 params![self.u(), s.name, s.label, s.q, s.filter, s.team],
             )?,
             None => exec(
@@ -1461,23 +1464,27 @@ impl<'t> UserTx<'t> {
                 params![self.u(), name],
             )?,
         };
-        Ok(())
+        Ok(rows > 0)
     }
 
     /// The user's saved searches are exactly `searches` (a full read of the preferences).
+    /// `true` when that changed anything.
     ///
     /// # Errors
     /// SQLite failure.
-    pub fn replace_saved_searches(&self, searches: &[SavedSearch]) -> Result<(), StoreError> {
-        exec(
+    pub fn replace_saved_searches(&self, searches: &[SavedSearch]) -> Result<bool, StoreError> {
+        let names: Vec<&str> = searches.iter().map(|s| s.name.as_str()).collect();
+        let names = serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned());
+        let mut changed = exec(
             self.conn,
-            "DELETE FROM saved_searches WHERE user_id = ?1",
-            params![self.u()],
-        )?;
+            "DELETE FROM saved_searches WHERE user_id = ?1
+               AND name NOT IN (SELECT value FROM json_each(?2))",
+            params![self.u(), names],
+        )? > 0;
         for s in searches {
-            self.set_saved_search(&s.name, Some(s))?;
+            changed |= self.set_saved_search(&s.name, Some(s))?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     /// Saves every listed post; with `replace_all`, the others are un-saved.

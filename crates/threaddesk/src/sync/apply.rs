@@ -363,6 +363,8 @@ pub struct Committed {
     pub keys: Vec<ItemKey>,
     /// Threads followed (elsewhere) that the store does not hold yet: read them over REST.
     pub missing_threads: Vec<String>,
+    /// The user's saved searches changed.
+    pub searches: bool,
 }
 
 /// Apply `batch` for `user` atomically: in one transaction shared with the batches other
@@ -629,9 +631,11 @@ pub fn commit(store: &Store, user: &UserId, batch: Batch) -> Result<Committed, S
                     ut.replace_saved(&post_ids, replace_all)?;
                 }
                 Write::SavedSearch { name, search } => {
-                    ut.set_saved_search(&name, search.as_ref())?;
+                    out.searches |= ut.set_saved_search(&name, search.as_ref())?;
                 }
-                Write::SavedSearches(searches) => ut.replace_saved_searches(&searches)?,
+                Write::SavedSearches(searches) => {
+                    out.searches |= ut.replace_saved_searches(&searches)?;
+                }
                 Write::WsPosition {
                     connection_id,
                     next_seq,

@@ -36,6 +36,8 @@ pub const MENTION_CHANNELS_MAX: usize = 20;
 
 /// Item-changed notices buffered per subscriber before it lags (it then reloads).
 const CHANGES_CAPACITY: usize = 1024;
+/// Saved-search notices buffered (rare: a search saved or removed, on any device).
+const SEARCHES_CAPACITY: usize = 64;
 
 pub(crate) fn now_ms() -> Millis {
     std::time::SystemTime::now()
@@ -95,6 +97,8 @@ pub(crate) struct UserCtx {
     pub store: Arc<Store>,
     pub settings: SyncSettings,
     pub changes: broadcast::Sender<ItemChanged>,
+    /// Saved-search notices: the user id whose saved searches changed.
+    pub searches: broadcast::Sender<String>,
     pub status: Mutex<UserStatus>,
     /// REST calls made on behalf of this user (all kinds).
     pub calls: AtomicU64,
@@ -190,6 +194,9 @@ impl UserCtx {
         let refresh = with_counters && !missing.is_empty();
         if !done.keys.is_empty() {
             self.notify(done.keys, cause);
+        }
+        if done.searches {
+            let _ = self.searches.send(self.user_id.as_str().to_owned());
         }
         // Threads followed elsewhere that we never saw: one read each.
         for root in missing {
@@ -1760,6 +1767,7 @@ pub(crate) struct Inner {
     pub settings: SyncSettings,
     pub limiter: RateLimiter,
     pub changes: broadcast::Sender<ItemChanged>,
+    pub searches: broadcast::Sender<String>,
     pub users: Mutex<HashMap<String, UserEntry>>,
     pub outbox_wake: Notify,
 }
@@ -1776,11 +1784,13 @@ impl Inner {
 
 pub(crate) fn new_inner(store: Arc<Store>, settings: SyncSettings, limiter: RateLimiter) -> Inner {
     let (changes, _) = broadcast::channel(CHANGES_CAPACITY);
+    let (searches, _) = broadcast::channel(SEARCHES_CAPACITY);
     Inner {
         store,
         settings,
         limiter,
         changes,
+        searches,
         users: Mutex::new(HashMap::new()),
         outbox_wake: Notify::new(),
     }
@@ -1794,6 +1804,7 @@ pub(crate) fn spawn_user(inner: &Arc<Inner>, user_id: UserId, client: Client) ->
         store: Arc::clone(&inner.store),
         settings: inner.settings.clone(),
         changes: inner.changes.clone(),
+        searches: inner.searches.clone(),
         status: Mutex::new(UserStatus {
             user_id: user_id.as_str().to_owned(),
             ..UserStatus::default()

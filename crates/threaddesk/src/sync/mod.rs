@@ -244,6 +244,13 @@ impl SyncEngine {
         self.inner.changes.subscribe()
     }
 
+    /// Saved-search notices of every user: the id of a user whose saved searches changed in
+    /// the cache (saved or removed here or on another device, or found changed by a sync).
+    #[must_use]
+    pub fn subscribe_searches(&self) -> broadcast::Receiver<String> {
+        self.inner.searches.subscribe()
+    }
+
     /// Record a user action: the outbox row is committed durably and the store updated
     /// optimistically before this returns; delivery to Mattermost follows in the background.
     ///

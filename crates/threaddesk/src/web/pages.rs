@@ -49,6 +49,27 @@ pub fn render<T: Template>(t: &T) -> Response {
     }
 }
 
+/// The sidebar's saved searches; `shown` (a saved search's name, or empty) is marked active.
+///
+/// # Errors
+/// Store failure.
+pub fn saved_search_views(
+    us: &UserStore<'_>,
+    shown: &str,
+) -> Result<Vec<views::SavedSearchView>, WebError> {
+    Ok(us
+        .saved_searches()
+        .map_err(WebError::internal)?
+        .iter()
+        .map(|s| views::SavedSearchView {
+            name: s.name.clone(),
+            label: s.label.clone(),
+            href: super::searches::href(s),
+            active: !shown.is_empty() && s.name == shown,
+        })
+        .collect())
+}
+
 /// What a full page takes from the request besides the user: the CSP nonce of the response
 /// (security middleware) and the UI preference cookie (the colour theme).
 #[derive(Debug, Clone, Default)]
@@ -396,17 +417,12 @@ pub async fn queue(
         req.filter.as_str(),
         req.team.as_deref().unwrap_or(""),
     );
-    let saved_searches = us
-        .saved_searches()
-        .map_err(WebError::internal)?
-        .iter()
-        .map(|s| views::SavedSearchView {
-            name: s.name.clone(),
-            label: s.label.clone(),
-            href: super::searches::href(s),
-            active: !req.q.is_empty() && s.name == shown,
-        })
-        .collect();
+    let search_name = if req.q.is_empty() {
+        String::new()
+    } else {
+        shown
+    };
+    let saved_searches = saved_search_views(&us, &search_name)?;
     let done_week = if items.is_empty()
         && req.filter == QueueFilter::All
         && req.team.is_none()
@@ -434,6 +450,7 @@ pub async fn queue(
         failed,
         elsewhere,
         saved_searches,
+        search_name,
         done_week,
     };
     Ok(render(&page))

@@ -3,7 +3,9 @@
 //! Each change notice from the sync engine names one item (or "many changed"); the stream
 //! re-reads that item from the user-scoped store and sends `item` `{key, item}` (`item` null when
 //! it left the queue), or `reload`. A subscriber that falls behind gets `reload` rather than an
-//! unbounded backlog. Cross-origin requests are refused (ASVS 4.4.2).
+//! unbounded backlog. When the user's saved searches change (here, on another device, or found
+//! by a sync) it sends `searches` `{html}`: the sidebar's list, rendered as the queue page
+//! renders it. Cross-origin requests are refused (ASVS 4.4.2).
 //!
 //! The engine publishes every user's notices on one instance-wide channel; [`LiveHub`] reads it
 //! once and forwards each notice to its own user's streams only, so a notice wakes O(that user's
@@ -35,7 +37,16 @@ use crate::sync::{Cause, ItemChanged};
 /// Notices buffered for one user's streams before they get `reload` instead.
 const PER_USER_CAPACITY: usize = 256;
 
-type Senders = Arc<Mutex<HashMap<String, broadcast::Sender<ItemChanged>>>>;
+/// What one user's streams are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// An item changed (`key: None`: many did, reload).
+    Item(ItemChanged),
+    /// The saved searches changed.
+    Searches,
+}
+
+type Senders = Arc<Mutex<HashMap<String, broadcast::Sender<Notice>>>>;
 
 /// Per-user fan-out of the engine's change notices (one dispatcher task per [`AppState`]).
 #[derive(Default)]
@@ -46,14 +57,19 @@ pub struct LiveHub {
 
 impl LiveHub {
     /// A receiver of `user`'s notices only. The first call starts the dispatcher on `source`
-    /// (the engine's instance-wide channel).
+    /// (the engine's instance-wide channels: item changes, and the users whose saved searches
+    /// changed).
     pub fn subscribe(
         &self,
         user: &str,
-        source: impl FnOnce() -> broadcast::Receiver<ItemChanged>,
-    ) -> broadcast::Receiver<ItemChanged> {
+        source: impl FnOnce() -> (
+            broadcast::Receiver<ItemChanged>,
+            broadcast::Receiver<String>,
+        ),
+    ) -> broadcast::Receiver<Notice> {
         self.started.get_or_init(|| {
-            tokio::spawn(dispatch(source(), Arc::clone(&self.users)));
+            let (items, searches) = source();
+            tokio::spawn(dispatch(items, searches, Arc::clone(&self.users)));
         });
         lock(&self.users)
             .entry(user.to_owned())
@@ -72,29 +88,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn dispatch(mut rx: broadcast::Receiver<ItemChanged>, users: Senders) {
+async fn dispatch(
+    mut items: broadcast::Receiver<ItemChanged>,
+    mut searches: broadcast::Receiver<String>,
+    users: Senders,
+) {
     loop {
-        match rx.recv().await {
-            Ok(change) => {
-                let mut map = lock(&users);
-                let gone = map
-                    .get(&change.user_id)
-                    .is_some_and(|tx| tx.send(change.clone()).is_err());
-                if gone {
-                    // Every stream of this user has ended.
-                    map.remove(&change.user_id);
+        let (user, notice) = tokio::select! {
+            r = items.recv() => match r {
+                Ok(change) => (change.user_id.clone(), Notice::Item(change)),
+                // Notices were lost before reaching any stream: every stream reloads.
+                Err(RecvError::Lagged(_)) => {
+                    lock(&users).retain(|user, tx| {
+                        tx.send(Notice::Item(ItemChanged {
+                            user_id: user.clone(),
+                            key: None,
+                            cause: Cause::Event,
+                        }))
+                        .is_ok()
+                    });
+                    continue;
                 }
-            }
-            // Notices were lost before reaching any stream: every stream reloads.
-            Err(RecvError::Lagged(_)) => lock(&users).retain(|user, tx| {
-                tx.send(ItemChanged {
-                    user_id: user.clone(),
-                    key: None,
-                    cause: Cause::Event,
-                })
-                .is_ok()
-            }),
-            Err(RecvError::Closed) => return,
+                Err(RecvError::Closed) => return,
+            },
+            r = searches.recv() => match r {
+                Ok(user) => (user, Notice::Searches),
+                // Whose were lost is unknown: every stream gets the list again.
+                Err(RecvError::Lagged(_)) => {
+                    lock(&users).retain(|_, tx| tx.send(Notice::Searches).is_ok());
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            },
+        };
+        let mut map = lock(&users);
+        let gone = map.get(&user).is_some_and(|tx| tx.send(notice).is_err());
+        if gone {
+            // Every stream of this user has ended.
+            map.remove(&user);
         }
     }
 }
@@ -157,24 +188,47 @@ pub async fn events(
         return WebError::Csrf.into_response();
     }
     let engine = std::sync::Arc::clone(state.engine());
-    let rx = state
-        .live()
-        .subscribe(user.user_id.as_str(), move || engine.subscribe());
-    let stream = changes(state, user.user_id, rx);
+    let rx = state.live().subscribe(user.user_id.as_str(), move || {
+        (engine.subscribe(), engine.subscribe_searches())
+    });
+    let csrf = user.csrf.expose().to_owned();
+    let stream = changes(state, user.user_id, csrf, rx);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
+/// The `searches` event: the sidebar's saved searches as the queue page renders them (none is
+/// marked: the page marks the one it shows). `None` on a store or template failure (the page
+/// keeps its list until the next load).
+fn searches_event(state: &AppState, user: &UserId, csrf: &str) -> Option<Event> {
+    use askama::Template as _;
+    let us = state.store().for_user(user);
+    let fragment = crate::web::views::SavedSearchesFragment {
+        layout: crate::web::views::Layout {
+            csrf: csrf.to_owned(),
+            ..crate::web::views::Layout::default()
+        },
+        saved_searches: super::pages::saved_search_views(&us, "").ok()?,
+    };
+    let html = fragment.render().ok()?;
+    Some(
+        Event::default()
+            .event("searches")
+            .data(json!({ "html": html }).to_string()),
+    )
+}
+
 fn changes(
     state: AppState,
     user: UserId,
-    rx: broadcast::Receiver<ItemChanged>,
+    csrf: String,
+    rx: broadcast::Receiver<Notice>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let signed_out = state.inner().signed_out.subscribe();
     futures_util::stream::unfold(
-        (state, user, rx, signed_out),
-        |(state, user, mut rx, mut signed_out)| async move {
+        (state, user, csrf, rx, signed_out),
+        |(state, user, csrf, mut rx, mut signed_out)| async move {
             loop {
                 tokio::select! {
                     // Signed out (everywhere): the stream ends.
@@ -184,7 +238,12 @@ fn changes(
                         Err(RecvError::Closed) => return None,
                     },
                     change = rx.recv() => match change {
-                        Ok(change) if change.user_id == user.as_str() => {
+                        Ok(Notice::Searches) => {
+                            if let Some(ev) = searches_event(&state, &user, &csrf) {
+                                return Some((Ok(ev), (state, user, csrf, rx, signed_out)));
+                            }
+                        }
+                        Ok(Notice::Item(change)) if change.user_id == user.as_str() => {
                             let ev = match &change.key {
                                 Some(key) => item_event(
                                     &state,
@@ -195,14 +254,14 @@ fn changes(
                                 None => Some(Event::default().event("reload").data("{}")),
                             };
                             if let Some(ev) = ev {
-                                return Some((Ok(ev), (state, user, rx, signed_out)));
+                                return Some((Ok(ev), (state, user, csrf, rx, signed_out)));
                             }
                         }
                         Ok(_) => {}
                         Err(RecvError::Lagged(_)) => {
                             return Some((
                                 Ok(Event::default().event("reload").data("{}")),
-                                (state, user, rx, signed_out),
+                                (state, user, csrf, rx, signed_out),
                             ));
                         }
                         Err(RecvError::Closed) => return None,
@@ -233,7 +292,8 @@ mod tests {
         let (tx, _) = broadcast::channel(1024);
         let hub = LiveHub::default();
         let src = tx.clone();
-        let mut a = hub.subscribe("a", move || src.subscribe());
+        let (_stx, srx) = broadcast::channel(4);
+        let mut a = hub.subscribe("a", move || (src.subscribe(), srx));
         let mut b = hub.subscribe("b", || unreachable!("started once"));
         for round in 0..20 {
             for n in 0..100 {
@@ -247,7 +307,7 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(got, notice("a", 7));
+        assert_eq!(got, Notice::Item(notice("a", 7)));
         assert!(matches!(
             a.try_recv(),
             Err(broadcast::error::TryRecvError::Empty)
@@ -259,7 +319,8 @@ mod tests {
         let (tx, _) = broadcast::channel(16);
         let hub = LiveHub::default();
         let src = tx.clone();
-        let mut a = hub.subscribe("a", move || src.subscribe());
+        let (_stx, srx) = broadcast::channel(4);
+        let mut a = hub.subscribe("a", move || (src.subscribe(), srx));
         let b = hub.subscribe("b", || unreachable!("started once"));
         drop(b);
         // The dispatcher cannot run in between: it misses notices.
@@ -270,7 +331,48 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!((got.user_id.as_str(), got.key), ("a", None));
+        assert_eq!(
+            got,
+            Notice::Item(ItemChanged {
+                user_id: "a".into(),
+                key: None,
+                cause: Cause::Event
+            })
+        );
         assert_eq!(hub.users(), 1, "b's entry is dropped once nobody listens");
+    }
+
+    /// A saved-search notice reaches its user's streams only; lost ones reach every stream.
+    #[tokio::test(flavor = "current_thread")]
+    async fn saved_search_notices_reach_their_users_streams() {
+        let (tx, _) = broadcast::channel::<ItemChanged>(16);
+        let (stx, _) = broadcast::channel::<String>(4);
+        let hub = LiveHub::default();
+        let (src, ssrc) = (tx.clone(), stx.clone());
+        let mut a = hub.subscribe("a", move || (src.subscribe(), ssrc.subscribe()));
+        let mut b = hub.subscribe("b", || unreachable!("started once"));
+        tokio::task::yield_now().await;
+        stx.send("b".into()).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), b.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, Notice::Searches);
+        tokio::task::yield_now().await;
+        assert!(matches!(
+            a.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ));
+        // The dispatcher cannot run in between: it misses notices of "c".
+        for _ in 0..10 {
+            stx.send("c".into()).unwrap();
+        }
+        for rx in [&mut a, &mut b] {
+            let got = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got, Notice::Searches);
+        }
     }
 }

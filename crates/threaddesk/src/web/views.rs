@@ -685,8 +685,20 @@ pub struct QueuePage {
     pub elsewhere: Vec<(QueueFilter, usize)>,
     /// The user's saved searches (sidebar).
     pub saved_searches: Vec<SavedSearchView>,
+    /// The name the search shown would be saved under (empty without a text): the live
+    /// stream's new list of saved searches marks it.
+    pub search_name: String,
     /// At inbox zero: items marked done in the last 7 days (said under "Inbox zero").
     pub done_week: Option<i64>,
+}
+
+/// The sidebar's saved searches alone (`_saved_searches.html`), for the live stream.
+#[derive(Debug, Clone, Template)]
+#[template(path = "saved_searches_fragment.html")]
+pub struct SavedSearchesFragment {
+    /// Only `csrf` is read (the remove buttons' forms).
+    pub layout: Layout,
+    pub saved_searches: Vec<SavedSearchView>,
 }
 
 /// A saved search as the sidebar lists it.

@@ -172,6 +172,7 @@ pub(crate) fn queue_page() -> QueuePage {
             href: "/?q=deploy%2A".into(),
             active: false,
         }],
+        search_name: String::new(),
         done_week: None,
     }
 }
