@@ -151,35 +151,32 @@ impl LocalTime {
     /// A message's time: `14:05`, `Yesterday 14:05`, `Mon 14:05`, `Dec 3 14:05`.
     #[must_use]
     pub fn post(&self, ms: impl Borrow<i64>) -> String {
-        let ms = *ms.borrow();
-        let Some(pref) = self.pref else {
-            return views::short_time(ms);
-        };
-        let (l, n, ago) = Self::days_ago(pref, ms, self.now);
-        let clock = Self::clock_of(pref, &l);
-        match ago {
-            i64::MIN..=0 => clock,
-            1 => format!("Yesterday {clock}"),
-            2..=6 => format!("{} {clock}", Self::weekday(&l)),
-            _ => format!("{} {clock}", Self::date(&l, &n)),
-        }
+        self.day_and_clock(*ms.borrow(), false)
     }
 
     /// A time to come (snoozes): `today 14:05`, `tomorrow 09:00`, `Mon 09:00`, `Dec 3 09:00`.
     #[must_use]
     pub fn future(&self, ms: impl Borrow<i64>) -> String {
-        let ms = *ms.borrow();
+        self.day_and_clock(*ms.borrow(), true)
+    }
+
+    /// The clock after the day: named for today and the next (`future`) or the last day,
+    /// a weekday within a week, else a date (for a message, today's has no day).
+    fn day_and_clock(&self, ms: i64, future: bool) -> String {
         let Some(pref) = self.pref else {
             return views::short_time(ms);
         };
         let (l, n, ago) = Self::days_ago(pref, ms, self.now);
         let clock = Self::clock_of(pref, &l);
-        match -ago {
-            i64::MIN..=0 => format!("today {clock}"),
-            1 => format!("tomorrow {clock}"),
-            2..=6 => format!("{} {clock}", Self::weekday(&l)),
-            _ => format!("{} {clock}", Self::date(&l, &n)),
-        }
+        let day = match (if future { -ago } else { ago }, future) {
+            (i64::MIN..=0, false) => return clock,
+            (i64::MIN..=0, true) => "today".to_owned(),
+            (1, false) => "Yesterday".to_owned(),
+            (1, true) => "tomorrow".to_owned(),
+            (2..=6, _) => Self::weekday(&l).to_owned(),
+            _ => Self::date(&l, &n),
+        };
+        format!("{day} {clock}")
     }
 
     /// [`Self::future`] of a time that may be absent (an item not snoozed: empty).
