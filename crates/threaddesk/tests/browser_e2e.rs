@@ -740,7 +740,8 @@ async fn time_labels_are_served_as_the_page_writes_them() {
 
 /// The queue's rows outside the window are skipped by the browser (CSS `content-visibility:
 /// auto`: neither laid out nor painted, research P-5) and rendered once reached: `j` down to
-/// the last row scrolls it into view at its full height, selected and focused.
+/// the last row scrolls it into view at its full height, selected and focused. The sidebar,
+/// taller than the window, scrolls on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_outside_the_window_render_when_reached() {
     if !browser_or_skip() {
@@ -787,6 +788,22 @@ async fn rows_outside_the_window_render_when_reached() {
         "the last row is drawn at a row's height: {after}"
     );
     b.screenshot(&screenshot_dir().join("queue-last-row.png"))
+        .await
+        .unwrap();
+
+    // The sidebar, taller than this window, scrolls on its own: its last link can be reached
+    // wherever the queue is scrolled, and the queue stays where it is.
+    let side = b
+        .eval("(() => { const s = document.querySelector('.sidebar'); const y = scrollY; s.scrollTop = s.scrollHeight;
+            const last = [...s.querySelectorAll('.side-link')].pop().getBoundingClientRect();
+            return { overflows: s.scrollHeight > s.clientHeight, scrolled: s.scrollTop > 0, queueScrolled: y > 0,
+                     inside: last.top >= 0 && last.bottom <= innerHeight, queueStill: scrollY === y }; })()")
+        .await
+        .unwrap();
+    for field in ["overflows", "scrolled", "queueScrolled", "inside", "queueStill"] {
+        assert_eq!(side[field], Value::Bool(true), "{field}: {side}");
+    }
+    b.screenshot(&screenshot_dir().join("queue-sidebar-scrolled.png"))
         .await
         .unwrap();
 }
