@@ -706,6 +706,13 @@ function createQueue() {
     for (const r of rows()) { const c = checkOf(r); if (c) c.checked = false; }
     syncPicks();
   }
+  // Every row shown (the page, as filtered), or none when they all are.
+  function pickAll() {
+    const shown = rows();
+    const all = shown.length > 0 && shown.every((r) => checkOf(r)?.checked);
+    for (const r of shown) { const c = checkOf(r); if (c) c.checked = !all; }
+    syncPicks();
+  }
   const BULK_DONE = { done: "marked done", snooze: "snoozed", read: "marked read", unread: "marked unread", undo: "back in the inbox" };
   async function bulk(action, payload = {}) {
     const sel = picks();
@@ -804,6 +811,9 @@ function createQueue() {
     snooze: () => (picks().length ? openSnooze((until) => bulk("snooze", { until })) : snooze(selected())),
     toggleUnread: () => (picks().length ? bulk(picks().some((r) => r.dataset.unread === "true") ? "read" : "unread") : toggleUnread(selected())),
     pick: () => pick(selected()),
+    pickAll,
+    clearPicks,
+    hasPicks: () => picks().length > 0,
     toggleFollow: () => toggleFollow(selected()),
     open: (hash) => open(selected(), hash),
     permalink: () => selected()?.dataset.permalink,
@@ -1542,6 +1552,7 @@ on("u", () => current()?.toggleUnread());
 on("f", () => current()?.toggleFollow());
 on("z", () => undo());
 on("x", () => { if (!conv) queue?.pick(); });
+on("a", () => { if (!conv) queue?.pickAll(); });
 on("r", () => (conv ? conv.reply() : queue?.open("#reply")));
 on("v", () => { const url = current()?.permalink(); if (url) window.open(url, "_blank", "noopener"); });
 on("/", () => {
@@ -1572,6 +1583,8 @@ document.addEventListener("keydown", (e) => {
       else t.blur();
     } else if (conv) {
       toQueue();
+    } else if (queue?.hasPicks()) {
+      queue.clearPicks();
     }
     return;
   }

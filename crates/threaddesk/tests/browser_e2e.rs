@@ -485,6 +485,26 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .eval("[...document.querySelectorAll('#queue > li.item')].slice(0, 2).map(li => li.dataset.key)")
         .await
         .unwrap();
+    // `a` selects every row shown, `a` again none; `Esc` clears a selection too.
+    const PICKED: &str = "[document.getElementById('bulk-bar').hidden, document.getElementById('bulk-count').textContent, document.querySelectorAll('#queue > li.item.picked').length, document.querySelectorAll('#queue > li.item').length]";
+    b.press("a").await.unwrap();
+    let all = b.eval(PICKED).await.unwrap();
+    let n = all[3].as_u64().unwrap();
+    assert_eq!(
+        all,
+        serde_json::json!([false, format!("{n} selected:"), n, n])
+    );
+    b.press("a").await.unwrap();
+    assert_eq!(
+        b.eval(PICKED).await.unwrap(),
+        serde_json::json!([true, "0 selected:", 0, n])
+    );
+    b.press("a").await.unwrap();
+    b.press("Escape").await.unwrap();
+    assert_eq!(
+        b.eval(PICKED).await.unwrap(),
+        serde_json::json!([true, "0 selected:", 0, n])
+    );
     select_with_keys(&mut b, picked[0].as_str().unwrap()).await;
     b.press("x").await.unwrap();
     b.press("j").await.unwrap();
@@ -800,7 +820,13 @@ async fn rows_outside_the_window_render_when_reached() {
                      inside: last.top >= 0 && last.bottom <= innerHeight, queueStill: scrollY === y }; })()")
         .await
         .unwrap();
-    for field in ["overflows", "scrolled", "queueScrolled", "inside", "queueStill"] {
+    for field in [
+        "overflows",
+        "scrolled",
+        "queueScrolled",
+        "inside",
+        "queueStill",
+    ] {
         assert_eq!(side[field], Value::Bool(true), "{field}: {side}");
     }
     b.screenshot(&screenshot_dir().join("queue-sidebar-scrolled.png"))

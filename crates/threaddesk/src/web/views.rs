@@ -627,7 +627,7 @@ pub const SHORTCUTS: &[Shortcut] = &[
     sc(&["g", "i"], "Go to the queue", "Move"),
     sc(
         &["Esc"],
-        "Close a menu, leave the reply box, back to the queue",
+        "Close a menu, leave the reply box, back to the queue, clear the selection",
         "Move",
     ),
     sc(
@@ -643,6 +643,7 @@ pub const SHORTCUTS: &[Shortcut] = &[
         "Select / unselect (e, s, u then act on all selected)",
         "Triage",
     ),
+    sc(&["a"], "Select every row shown, or none", "Triage"),
     sc(&["u"], "Mark read / unread", "Triage"),
     sc(&["f"], "Follow / unfollow the thread", "Triage"),
     sc(&["r"], "Reply", "Conversation"),
