@@ -71,6 +71,7 @@ pub async fn item(
     State(state): State<AppState>,
     ApiUser(user): ApiUser,
     Path(key): Path<String>,
+    pctx: pages::PageCtx,
 ) -> Result<Response, WebError> {
     if let Some(ended) =
         super::backfill::ensure_posts_or_ended(&state, &user.user_id, &key, false).await
@@ -78,7 +79,7 @@ pub async fn item(
         return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
-    let loaded = pages::load_item(&state, &us, &key)?;
+    let loaded = pages::load_item(&state, &us, &key, &pctx.time(&state))?;
     let saved = saved_set(&us)?;
     let item = with_saved(&loaded.item, item_post(&loaded.item.key), &saved);
     let posts: Vec<serde_json::Value> = loaded

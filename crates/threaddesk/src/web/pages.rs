@@ -100,6 +100,12 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageCtx {
 }
 
 impl PageCtx {
+    /// Time labels in the reader's time, now.
+    #[must_use]
+    pub fn time(&self, state: &AppState) -> LocalTime {
+        LocalTime::new(self.clock, state.now())
+    }
+
     /// The frame of a page for someone not signed in.
     fn signed_out(&self) -> Layout {
         Layout {
@@ -124,7 +130,7 @@ pub fn layout(state: &AppState, user: &CurrentUser, us: &UserStore<'_>, page: &P
         csrf: user.csrf.expose().to_owned(),
         nonce: page.nonce.clone(),
         theme: page.theme,
-        time: LocalTime::new(page.clock, state.now()),
+        time: page.time(state),
     }
 }
 
@@ -411,7 +417,7 @@ pub async fn queue(
         mut ctx,
         elsewhere,
     } = load_queue(&state, &us, &req)?;
-    let failed = failed_actions(&us, &mut ctx)?;
+    let failed = failed_actions(&us, &mut ctx, &pctx.time(&state))?;
     let shown = crate::inbox::searches::SavedSearch::name_for(
         &req.q,
         req.filter.as_str(),
@@ -461,13 +467,14 @@ pub async fn queue(
 fn failed_actions(
     us: &UserStore<'_>,
     ctx: &mut Context,
+    time: &LocalTime,
 ) -> Result<Vec<views::FailedAction>, WebError> {
     let rows = us
         .outbox_rows(Some(crate::store::OutboxState::Failed))
         .map_err(WebError::internal)?;
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
-        let Some(view) = present::undelivered_view(row) else {
+        let Some(view) = present::undelivered_view(row, time) else {
             continue;
         };
         let title = match ItemKey::parse(&row.item_key) {
@@ -536,7 +543,12 @@ pub struct LoadedItem {
 }
 
 /// The conversation of an item for the page and the API.
-pub fn load_item(state: &AppState, us: &UserStore<'_>, key: &str) -> Result<LoadedItem, WebError> {
+pub fn load_item(
+    state: &AppState,
+    us: &UserStore<'_>,
+    key: &str,
+    time: &LocalTime,
+) -> Result<LoadedItem, WebError> {
     let key = ItemKey::parse(key).map_err(|_| {
         WebError::BadRequest("item key must be t_<post id> or c_<channel id>".into())
     })?;
@@ -562,7 +574,7 @@ pub fn load_item(state: &AppState, us: &UserStore<'_>, key: &str) -> Result<Load
         .undelivered(&key)
         .map_err(WebError::internal)?
         .iter()
-        .filter_map(present::undelivered_view)
+        .filter_map(|r| present::undelivered_view(r, time))
         .collect();
     Ok(LoadedItem {
         item: summary,
@@ -585,7 +597,7 @@ pub async fn item(
         return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
-    let loaded = match load_item(&state, &us, &key) {
+    let loaded = match load_item(&state, &us, &key, &pctx.time(&state)) {
         Ok(v) => v,
         Err(WebError::NotFound) => {
             return Ok(error_page(
@@ -625,11 +637,11 @@ pub async fn item_fragment(
         return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
-    let loaded = load_item(&state, &us, &key)?;
+    let loaded = load_item(&state, &us, &key, &pctx.time(&state))?;
     let fragment = ItemFragment {
         layout: Layout {
             csrf: user.csrf.expose().to_owned(),
-            time: LocalTime::new(pctx.clock, state.now()),
+            time: pctx.time(&state),
             ..Layout::default()
         },
         item: loaded.item,

@@ -4,9 +4,10 @@ use std::collections::HashMap;
 
 use serde::Deserialize;
 
+use super::local_time::LocalTime;
 use super::render::RenderCtx;
 use super::views::{
-    self, AuthorView, FileView, ItemKind, ItemSummary, PostView, ReactionView, SafeHtml, TeamView,
+    AuthorView, FileView, ItemKind, ItemSummary, PostView, ReactionView, SafeHtml, TeamView,
     UndeliveredView,
 };
 use crate::inbox::{self, ItemKey};
@@ -374,7 +375,7 @@ pub fn post_view(p: &Post, ctx: &Context, rctx: &RenderCtx) -> PostView {
 /// pending message), other actions only once they failed (while they wait they are already
 /// shown by the item's state). `None` for rows shown nowhere.
 #[must_use]
-pub fn undelivered_view(row: &OutboxRow) -> Option<UndeliveredView> {
+pub fn undelivered_view(row: &OutboxRow, time: &LocalTime) -> Option<UndeliveredView> {
     use crate::sync::Action as A;
     let state = match row.state {
         OutboxState::Queued => "queued",
@@ -393,7 +394,7 @@ pub fn undelivered_view(row: &OutboxRow) -> Option<UndeliveredView> {
         Some(A::MarkUnread { .. }) => "Mark unread".to_owned(),
         Some(A::Done { .. }) => "Done".to_owned(),
         Some(A::UndoDone { .. }) => "Undo done".to_owned(),
-        Some(A::Snooze { until, .. }) => format!("Snooze until {}", views::short_time(*until)),
+        Some(A::Snooze { until, .. }) => format!("Snooze until {}", time.future(until)),
         Some(A::Unsnooze { .. }) => "Unsnooze".to_owned(),
         Some(A::Follow { .. }) => "Follow the thread".to_owned(),
         Some(A::Unfollow { .. }) => "Unfollow the thread".to_owned(),
@@ -478,19 +479,42 @@ mod tests {
             c = "c".repeat(26)
         );
         let read = format!(r#"{{"action":"mark_read","key":"t_{}"}}"#, "a".repeat(26));
-        let v = undelivered_view(&outbox_row(OutboxState::Queued, &reply, None)).unwrap();
+        let v = undelivered_view(
+            &outbox_row(OutboxState::Queued, &reply, None),
+            &LocalTime::default(),
+        )
+        .unwrap();
         assert_eq!((v.state, v.what.as_str()), ("queued", "Reply"));
         assert_eq!(v.message.as_deref(), Some("hi\nthere"));
         assert!(v.reason.is_none() && v.can_discard());
-        let v = undelivered_view(&outbox_row(OutboxState::Inflight, &reply, None)).unwrap();
+        let v = undelivered_view(
+            &outbox_row(OutboxState::Inflight, &reply, None),
+            &LocalTime::default(),
+        )
+        .unwrap();
         assert!(!v.can_discard(), "in flight: cannot be discarded");
-        assert!(undelivered_view(&outbox_row(OutboxState::Queued, &read, None)).is_none());
-        assert!(undelivered_view(&outbox_row(OutboxState::Sent, &reply, None)).is_none());
-        let v = undelivered_view(&outbox_row(
-            OutboxState::Failed,
-            &read,
-            Some("403 api.context.permissions.app_error"),
-        ))
+        assert!(
+            undelivered_view(
+                &outbox_row(OutboxState::Queued, &read, None),
+                &LocalTime::default()
+            )
+            .is_none()
+        );
+        assert!(
+            undelivered_view(
+                &outbox_row(OutboxState::Sent, &reply, None),
+                &LocalTime::default()
+            )
+            .is_none()
+        );
+        let v = undelivered_view(
+            &outbox_row(
+                OutboxState::Failed,
+                &read,
+                Some("403 api.context.permissions.app_error"),
+            ),
+            &LocalTime::default(),
+        )
         .unwrap();
         assert_eq!((v.state, v.what.as_str()), ("failed", "Mark read"));
         assert_eq!(
@@ -499,8 +523,29 @@ mod tests {
                 "Mattermost does not allow you to do this here (HTTP 403: api.context.permissions.app_error)"
             )
         );
-        let v = undelivered_view(&outbox_row(OutboxState::Failed, "{not json", None)).unwrap();
+        let v = undelivered_view(
+            &outbox_row(OutboxState::Failed, "{not json", None),
+            &LocalTime::default(),
+        )
+        .unwrap();
         assert_eq!(v.what, "An action this version cannot read");
+        // A snooze says its time as the page would: in the reader's time when known.
+        let until = 1_796_553_000_000; // 2026-12-06 10:30 UTC
+        let snooze = format!(
+            r#"{{"action":"snooze","key":"t_{}","until":{until}}}"#,
+            "a".repeat(26)
+        );
+        let failed = outbox_row(OutboxState::Failed, &snooze, Some("403"));
+        let what = |time: &LocalTime| undelivered_view(&failed, time).unwrap().what;
+        assert_eq!(
+            what(&LocalTime::default()),
+            "Snooze until Dec 6 2026, 10:30 UTC"
+        );
+        let india = crate::web::local_time::ClockPref::parse("330.12");
+        assert_eq!(
+            what(&LocalTime::new(india, until - 86_400_000)),
+            "Snooze until tomorrow 4:00 PM"
+        );
     }
 
     #[test]

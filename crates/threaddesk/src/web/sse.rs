@@ -28,6 +28,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use super::AppState;
 use super::error::WebError;
+use super::local_time::{ClockPref, LocalTime};
 use super::present::{self, Context};
 use super::session::ApiUser;
 use crate::inbox::ItemKey;
@@ -144,7 +145,13 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> bool {
 /// The event for one item of one user; after a delivery attempt (`outbox`), with the user's
 /// actions on it that Mattermost refused (`failed`), so a page that does not show the
 /// conversation can still say so at once.
-fn item_event(state: &AppState, user: &UserId, key: &ItemKey, outbox: bool) -> Option<Event> {
+fn item_event(
+    state: &AppState,
+    user: &UserId,
+    key: &ItemKey,
+    outbox: bool,
+    clock: Option<ClockPref>,
+) -> Option<Event> {
     let us = state.store().for_user(user);
     let detail = us.item(key, 1).ok()?;
     let item = match detail {
@@ -163,7 +170,7 @@ fn item_event(state: &AppState, user: &UserId, key: &ItemKey, outbox: bool) -> O
             .undelivered(key)
             .ok()?
             .iter()
-            .filter_map(present::undelivered_view)
+            .filter_map(|r| present::undelivered_view(r, &LocalTime::new(clock, state.now())))
             .filter(crate::web::views::UndeliveredView::failed)
             .map(|mut u| {
                 // The text stays on the conversation page; the notice names the action.
@@ -191,8 +198,11 @@ pub async fn events(
     let rx = state.live().subscribe(user.user_id.as_str(), move || {
         (engine.subscribe(), engine.subscribe_searches())
     });
-    let csrf = user.csrf.expose().to_owned();
-    let stream = changes(state, user.user_id, csrf, rx);
+    let reader = Reader {
+        csrf: user.csrf.expose().to_owned(),
+        clock: super::session::cookie(&headers, ClockPref::COOKIE).and_then(ClockPref::parse),
+    };
+    let stream = changes(state, user.user_id, reader, rx);
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
@@ -219,16 +229,23 @@ fn searches_event(state: &AppState, user: &UserId, csrf: &str) -> Option<Event> 
     )
 }
 
+/// What a stream's events are rendered for, besides the user: the page's CSRF token (the
+/// saved searches' remove forms) and the reader's clock (`td_clock`, for times in the text).
+struct Reader {
+    csrf: String,
+    clock: Option<ClockPref>,
+}
+
 fn changes(
     state: AppState,
     user: UserId,
-    csrf: String,
+    reader: Reader,
     rx: broadcast::Receiver<Notice>,
 ) -> impl Stream<Item = Result<Event, Infallible>> {
     let signed_out = state.inner().signed_out.subscribe();
     futures_util::stream::unfold(
-        (state, user, csrf, rx, signed_out),
-        |(state, user, csrf, mut rx, mut signed_out)| async move {
+        (state, user, reader, rx, signed_out),
+        |(state, user, reader, mut rx, mut signed_out)| async move {
             loop {
                 tokio::select! {
                     // Signed out (everywhere): the stream ends.
@@ -239,8 +256,8 @@ fn changes(
                     },
                     change = rx.recv() => match change {
                         Ok(Notice::Searches) => {
-                            if let Some(ev) = searches_event(&state, &user, &csrf) {
-                                return Some((Ok(ev), (state, user, csrf, rx, signed_out)));
+                            if let Some(ev) = searches_event(&state, &user, &reader.csrf) {
+                                return Some((Ok(ev), (state, user, reader, rx, signed_out)));
                             }
                         }
                         Ok(Notice::Item(change)) if change.user_id == user.as_str() => {
@@ -250,18 +267,19 @@ fn changes(
                                     &user,
                                     key,
                                     change.cause == Cause::Outbox,
+                                    reader.clock,
                                 ),
                                 None => Some(Event::default().event("reload").data("{}")),
                             };
                             if let Some(ev) = ev {
-                                return Some((Ok(ev), (state, user, csrf, rx, signed_out)));
+                                return Some((Ok(ev), (state, user, reader, rx, signed_out)));
                             }
                         }
                         Ok(_) => {}
                         Err(RecvError::Lagged(_)) => {
                             return Some((
                                 Ok(Event::default().event("reload").data("{}")),
-                                (state, user, csrf, rx, signed_out),
+                                (state, user, reader, rx, signed_out),
                             ));
                         }
                         Err(RecvError::Closed) => return None,
