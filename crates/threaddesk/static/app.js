@@ -1530,6 +1530,10 @@ function connectLive() {
       const link = shown ? next.querySelector(`[data-search="${CSS.escape(shown)}"]`) : null;
       if (link) { link.classList.add("active"); link.setAttribute("aria-current", "page"); }
       box.replaceWith(next);
+      // The search shown: "Saved", or the button to save it.
+      const savedNote = $("#search-saved");
+      const saveForm = $("#save-search-form");
+      if (savedNote && saveForm) { savedNote.hidden = !link; saveForm.hidden = !!link; }
     });
   };
   start();

@@ -1244,7 +1244,7 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
         .await
         .unwrap();
     b.wait_for(
-        "document.querySelector('#search-saved') && [...document.querySelectorAll('nav[aria-label=\"Saved searches\"] .side-link')].some(a => a.textContent.includes('zebracorn') && a.getAttribute('aria-current') === 'page')",
+        "document.querySelector('#search-saved:not([hidden])') && [...document.querySelectorAll('nav[aria-label=\"Saved searches\"] .side-link')].some(a => a.textContent.includes('zebracorn') && a.getAttribute('aria-current') === 'page')",
         WAIT,
     )
     .await
@@ -1313,7 +1313,7 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     )
     .await;
     b.wait_for(
-        "[...document.querySelectorAll('#saved-searches .side-link')].map(a => a.textContent.trim()).join('|') === 'deploys (phone)' && !document.querySelector('#saved-searches [aria-current]')",
+        "[...document.querySelectorAll('#saved-searches .side-link')].map(a => a.textContent.trim()).join('|') === 'deploys (phone)' && !document.querySelector('#saved-searches [aria-current]') && document.getElementById('search-saved').hidden && !document.getElementById('save-search-form').hidden",
         WAIT,
     )
     .await

@@ -1704,9 +1704,20 @@ async fn saved_searches_live_in_mattermost_preferences() {
     assert_eq!(r.status().as_u16(), 303);
     assert_eq!(r.headers()["location"], "/?q=quokka");
     let page = alice.get("/?q=quokka").await.unwrap().text().await.unwrap();
-    assert!(page.contains("id=\"search-saved\""), "shown as saved");
+    assert!(
+        page.contains("id=\"search-saved\">")
+            && page
+                .contains("id=\"save-search-form\" method=\"post\" action=\"/searches\" hidden>"),
+        "shown as saved"
+    );
     assert!(page.contains("aria-label=\"Saved searches\""));
-    assert!(page.contains("href=\"/?q=quokka\" aria-current=\"page\""));
+    let name = threaddesk::inbox::searches::SavedSearch::name_for("quokka", "all", "");
+    assert!(
+        page.contains(&format!(
+            "href=\"/?q=quokka\" data-search=\"{name}\" aria-current=\"page\""
+        )),
+        "the saved search is the one shown"
+    );
     let quokka = mm_saved_searches(&stack, "alice").await;
     assert_eq!(quokka.len(), 1, "in Mattermost: {quokka:?}");
 
