@@ -71,7 +71,7 @@ pub fn saved_search_views(
 }
 
 /// What a full page takes from the request besides the user: the CSP nonce of the response
-/// (security middleware) and the UI preference cookie (the colour theme).
+/// (security middleware) and the UI-preference cookies (the colour theme, the reader's clock).
 #[derive(Debug, Clone, Default)]
 pub struct PageCtx {
     pub nonce: String,
