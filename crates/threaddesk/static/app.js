@@ -1529,7 +1529,14 @@ function connectLive() {
       const shown = body.dataset.search;
       const link = shown ? next.querySelector(`[data-search="${CSS.escape(shown)}"]`) : null;
       if (link) { link.classList.add("active"); link.setAttribute("aria-current", "page"); }
+      // Focus on a link (or its remove button) of the old list moves to the same one in the new.
+      const focused = box.contains(document.activeElement) ? document.activeElement.closest(".side-saved")?.querySelector("[data-search]")?.dataset.search : null;
+      const wasButton = document.activeElement?.classList.contains("side-remove");
       box.replaceWith(next);
+      if (focused) {
+        const again = next.querySelector(`[data-search="${CSS.escape(focused)}"]`);
+        (wasButton ? again?.closest(".side-saved")?.querySelector(".side-remove") : again)?.focus();
+      }
       // The search shown: "Saved", or the button to save it.
       const savedNote = $("#search-saved");
       const saveForm = $("#save-search-form");

@@ -1307,6 +1307,10 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     )
     .await
     .unwrap();
+    // The keyboard focus on a saved search stays on it when the list changes around it.
+    b.eval("document.querySelector('#saved-searches [href=\"/?q=deploy\"]').focus()")
+        .await
+        .unwrap();
     mm(
         format!("/api/v4/users/{me}/preferences/delete"),
         prefs(&zebra, ""),
@@ -1319,9 +1323,11 @@ async fn the_filter_box_searches_every_message_and_opens_at_the_one_found() {
     .await
     .unwrap();
     assert_eq!(
-        b.eval("window.__samePage === true").await.unwrap(),
-        serde_json::json!(true),
-        "the page was not reloaded"
+        b.eval("[window.__samePage === true, document.activeElement.matches('#saved-searches [href=\"/?q=deploy\"]')]")
+            .await
+            .unwrap(),
+        serde_json::json!([true, true]),
+        "the page was not reloaded, the focus stayed"
     );
     b.goto(&format!("{}/settings", stack.url)).await.unwrap();
     b.wait_for("document.querySelector('#triage')", WAIT)
