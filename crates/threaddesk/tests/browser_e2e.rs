@@ -781,6 +781,44 @@ async fn rows_outside_the_window_render_when_reached() {
     .await
     .unwrap();
     b.goto(&format!("{}/", stack.url)).await.unwrap();
+    // A row's buttons exist only where shown (the selected row, hover), in room every row keeps.
+    const ACTIONS: &str = "[...document.querySelectorAll('#queue > li.item')].slice(0, 2).map(li => [li.classList.contains('selected'),
+        [...li.querySelectorAll('.item-actions > button')].every(x => x.getBoundingClientRect().width > 0), li.querySelector('.item-link').getBoundingClientRect().width])";
+    let rows = b.eval(ACTIONS).await.unwrap();
+    assert_eq!(
+        (&rows[0][0], &rows[0][1], &rows[1][0], &rows[1][1]),
+        (
+            &Value::Bool(true),
+            &Value::Bool(true),
+            &Value::Bool(false),
+            &Value::Bool(false)
+        ),
+        "{rows}"
+    );
+    assert_eq!(rows[0][2], rows[1][2], "the same room on every row: {rows}");
+    let at = b
+        .eval("(() => { const r = document.querySelectorAll('#queue > li.item')[1].getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()")
+        .await
+        .unwrap();
+    b.call(
+        "Input.dispatchMouseEvent",
+        serde_json::json!({"type": "mouseMoved", "x": at[0], "y": at[1]}),
+    )
+    .await
+    .unwrap();
+    let hovered = b.eval(ACTIONS).await.unwrap();
+    assert_eq!(
+        hovered[1][1],
+        Value::Bool(true),
+        "shown on hover: {hovered}"
+    );
+    assert_eq!(hovered[1][2], rows[1][2], "nothing moved: {hovered}");
+    b.call(
+        "Input.dispatchMouseEvent",
+        serde_json::json!({"type": "mouseMoved", "x": 5, "y": 5}),
+    )
+    .await
+    .unwrap();
     const LAST: &str = "(() => { const rows = document.querySelectorAll('#queue > li.item'); const last = rows[rows.length - 1]; const box = last.getBoundingClientRect();
         return { rows: rows.length, below: box.top > innerHeight, inside: box.top >= 0 && box.bottom <= innerHeight, height: box.height,
                  rendered: last.querySelector('.item-title').checkVisibility({ contentVisibilityAuto: true }),
