@@ -41,13 +41,13 @@ function currentTheme() {
   const html = document.documentElement;
   return html.classList.contains("theme-dark") ? "dark" : html.classList.contains("theme-light") ? "light" : "system";
 }
-function saveTheme(theme) {
+// A UI-preference cookie (the theme, the clock) for a year, or removed (`keep` false).
+function savePref(name, value, keep = true) {
   const secure = location.protocol === "https:" ? "; Secure" : "";
-  const keep = theme === "system" ? "Max-Age=0" : "Max-Age=31536000";
-  document.cookie = `${THEME_COOKIE}=${theme}; Path=/; ${keep}; SameSite=Lax${secure}`;
+  document.cookie = `${name}=${value}; Path=/; Max-Age=${keep ? 31536000 : 0}; SameSite=Lax${secure}`;
 }
 function setTheme(theme) {
-  saveTheme(theme);
+  savePref(THEME_COOKIE, theme, theme !== "system");
   applyTheme(theme);
   $$('#theme-choice input[name="theme"]').forEach((r) => { r.checked = r.value === theme; });
 }
@@ -193,9 +193,7 @@ document.addEventListener("pointerover", (e) => {
 const CLOCK_COOKIE = "td_clock";
 function saveClock() {
   const value = `${-new Date().getTimezoneOffset()}.${uses12h() ? 12 : 24}`;
-  if (document.cookie.split("; ").includes(`${CLOCK_COOKIE}=${value}`)) return;
-  const secure = location.protocol === "https:" ? "; Secure" : "";
-  document.cookie = `${CLOCK_COOKIE}=${value}; Path=/; Max-Age=31536000; SameSite=Lax${secure}`;
+  if (!document.cookie.split("; ").includes(`${CLOCK_COOKIE}=${value}`)) savePref(CLOCK_COOKIE, value);
 }
 
 // ---------- Snooze ----------

@@ -87,19 +87,26 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for PageCtx {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self {
-            nonce: parts
-                .extensions
-                .get::<CspNonce>()
-                .map(|n| n.0.clone())
-                .unwrap_or_default(),
-            theme: views::Theme::from_cookie(session::cookie(&parts.headers, views::Theme::COOKIE)),
-            clock: session::cookie(&parts.headers, ClockPref::COOKIE).and_then(ClockPref::parse),
-        })
+        let nonce = parts
+            .extensions
+            .get::<CspNonce>()
+            .map(|n| n.0.clone())
+            .unwrap_or_default();
+        Ok(Self::from_headers(&parts.headers, nonce))
     }
 }
 
 impl PageCtx {
+    /// The UI-preference cookies of a request, with the response's nonce.
+    #[must_use]
+    pub fn from_headers(headers: &HeaderMap, nonce: String) -> Self {
+        Self {
+            nonce,
+            theme: views::Theme::from_cookie(session::cookie(headers, views::Theme::COOKIE)),
+            clock: session::cookie(headers, ClockPref::COOKIE).and_then(ClockPref::parse),
+        }
+    }
+
     /// Time labels in the reader's time, now.
     #[must_use]
     pub fn time(&self, state: &AppState) -> LocalTime {
@@ -418,15 +425,15 @@ pub async fn queue(
         elsewhere,
     } = load_queue(&state, &us, &req)?;
     let failed = failed_actions(&us, &mut ctx, &pctx.time(&state))?;
-    let shown = crate::inbox::searches::SavedSearch::name_for(
-        &req.q,
-        req.filter.as_str(),
-        req.team.as_deref().unwrap_or(""),
-    );
+    // The name the search shown would be saved under (none without a text).
     let search_name = if req.q.is_empty() {
         String::new()
     } else {
-        shown
+        crate::inbox::searches::SavedSearch::name_for(
+            &req.q,
+            req.filter.as_str(),
+            req.team.as_deref().unwrap_or(""),
+        )
     };
     let saved_searches = saved_search_views(&us, &search_name)?;
     let done_week = if items.is_empty()
@@ -637,11 +644,12 @@ pub async fn item_fragment(
         return Ok(ended);
     }
     let us = state.store().for_user(&user.user_id);
-    let loaded = load_item(&state, &us, &key, &pctx.time(&state))?;
+    let time = pctx.time(&state);
+    let loaded = load_item(&state, &us, &key, &time)?;
     let fragment = ItemFragment {
         layout: Layout {
             csrf: user.csrf.expose().to_owned(),
-            time: pctx.time(&state),
+            time,
             ..Layout::default()
         },
         item: loaded.item,
@@ -710,11 +718,7 @@ pub async fn signin_error_status(
 ) -> Response {
     let (binding, set) = super::auth::pre_binding(state, headers);
     // The nonce of an error render: a fresh one is set by the middleware for this response.
-    let pctx = PageCtx {
-        nonce: String::new(),
-        theme: views::Theme::from_cookie(session::cookie(headers, views::Theme::COOKIE)),
-        clock: None,
-    };
+    let pctx = PageCtx::from_headers(headers, String::new());
     let mut res = render(&signin_page(
         state,
         binding,

@@ -166,11 +166,12 @@ fn item_event(
     };
     let mut data = json!({ "key": key.to_string(), "item": item });
     if outbox {
+        let time = LocalTime::new(clock, state.now());
         let failed: Vec<_> = us
             .undelivered(key)
             .ok()?
             .iter()
-            .filter_map(|r| present::undelivered_view(r, &LocalTime::new(clock, state.now())))
+            .filter_map(|r| present::undelivered_view(r, &time))
             .filter(crate::web::views::UndeliveredView::failed)
             .map(|mut u| {
                 // The text stays on the conversation page; the notice names the action.
@@ -200,7 +201,7 @@ pub async fn events(
     });
     let reader = Reader {
         csrf: user.csrf.expose().to_owned(),
-        clock: super::session::cookie(&headers, ClockPref::COOKIE).and_then(ClockPref::parse),
+        clock: super::pages::PageCtx::from_headers(&headers, String::new()).clock,
     };
     let stream = changes(state, user.user_id, reader, rx);
     Sse::new(stream)
