@@ -912,6 +912,7 @@ function buildPost(p, cont) {
   li.id = `post-${p.id}`;
   li.tabIndex = -1;
   Object.assign(li.dataset, { postId: p.id, authorId: p.author.id, ts: String(p.create_at) });
+  if (typeof p.outbox_marker === "string") li.dataset.marker = p.outbox_marker;
   const gutter = el("div", "post-gutter");
   if (cont) {
     const t = el("time", "post-time-mini");
@@ -1105,8 +1106,12 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
       if (box.value.trim() === message) { box.value = ""; grow(); }
       session.del(draftKey);
       status.textContent = res && res.pending ? "Queued — it will be sent as soon as Mattermost answers." : "Sent.";
-      // Shown as the refresh below will list it, until the server's own list replaces it.
-      posts.append(buildUndelivered({ id: res?.outbox_ids?.[0], state: "sending", what: "Reply", message }));
+      // Shown as the refresh below will list it, until the server's own list replaces it —
+      // unless the reply has arrived already (a refresh answered before this did).
+      const marker = res?.reply_markers?.[0];
+      if (!(marker && $(`:scope > .post[data-marker="${CSS.escape(marker)}"]`, posts))) {
+        posts.append(buildUndelivered({ id: res?.outbox_ids?.[0], state: "sending", what: "Reply", message }));
+      }
       window.scrollTo({ top: document.body.scrollHeight });
       refresh();
     } catch (err) {

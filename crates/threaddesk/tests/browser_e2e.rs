@@ -12,7 +12,7 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::Stack;
 use support::browser::{self, Browser};
 
@@ -306,16 +306,54 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
             .unwrap();
         wait_post_shown(&mut b, text).await;
     }
-    // No reply is left pending once Mattermost has it. (Not at once: when a refresh that
-    // already lists the last reply answers before the reply's own request does, its
-    // "Sending…" placeholder is added after it and goes with the next refresh, a round trip
-    // later. What this guards against is a placeholder that never goes.)
+    // No reply is left pending once Mattermost has it.
     b.wait_for(
         "document.querySelectorAll('#posts > li.pending').length === 0",
         WAIT,
     )
     .await
     .unwrap();
+
+    // A reply whose post arrives and is shown (by the live stream's refresh) before the
+    // reply's own answer reaches the page gets no "Sending…" copy, not even for a moment:
+    // the answer (202) is held here until the post is on the page.
+    b.call(
+        "Fetch.enable",
+        json!({"patterns": [{"urlPattern": "*/api/v1/items/*/reply", "requestStage": "Response"}]}),
+    )
+    .await
+    .unwrap();
+    b.eval("window.__pendingAdded = 0; new MutationObserver((ms) => { for (const m of ms) for (const n of m.addedNodes) if (n.classList?.contains('pending')) window.__pendingAdded++; }).observe(document.getElementById('posts'), { childList: true }); true")
+        .await
+        .unwrap();
+    let text = "Shown before its own answer";
+    send_reply(&mut b, text).await;
+    let held = b.wait_event("Fetch.requestPaused", WAIT).await.unwrap();
+    stack
+        .wait_posted_once(&root_id, &token, text)
+        .await
+        .unwrap();
+    wait_post_shown(&mut b, text).await;
+    b.call(
+        "Fetch.continueRequest",
+        json!({"requestId": held["requestId"]}),
+    )
+    .await
+    .unwrap();
+    b.call("Fetch.disable", json!({})).await.unwrap();
+    // The box empties as the answer is read, in the same task that would add the copy.
+    b.wait_for("document.getElementById('reply-box').value === ''", WAIT)
+        .await
+        .unwrap();
+    let seen = b
+        .eval(&format!("({{ added: window.__pendingAdded, copies: [...document.querySelectorAll('#posts > li')].filter(li => li.textContent.includes({text:?})).length }})"))
+        .await
+        .unwrap();
+    assert_eq!(
+        seen,
+        json!({"added": 0, "copies": 1}),
+        "a reply shown twice"
+    );
 
     // A reply Mattermost refuses stays with its text, the reason and Retry / Discard; Retry
     // delivers it, Discard drops it (clicked: app.js acts through the API in place).

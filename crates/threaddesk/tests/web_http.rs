@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{Session, Stack};
+use threaddesk::store::{OutboxState, UserId};
 
 /// Every route with a method (path parameters filled with syntactically valid ids).
 const ITEM: &str = "t_aaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -1036,6 +1037,82 @@ async fn wait_conversation(
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A reply whose post has arrived (Mattermost's live event) while the outbox has not heard
+/// Mattermost's answer to it yet is listed once, as the post, not also as "Sending…"; the
+/// post and the reply's answer name the same marker (the page adds no "Sending…" copy of a
+/// reply already shown). Here the answer is lost twice: the outbox learns of the post only by
+/// a resend a second or more later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_that_has_arrived_is_listed_once() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let key = items
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .find(|k| k.starts_with("t_"))
+        .unwrap()
+        .to_owned();
+    let faults = &stack.sim.sim.inner().faults;
+    faults.lose_next_responses(2, "POST", "/api/v4/posts");
+    let text = "Arrived before its answer";
+    let r = alice
+        .post_json(
+            &format!("/api/v1/items/{key}/reply"),
+            &json!({ "message": text }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let ack: Value = r.json().await.unwrap();
+    let marker = ack["reply_markers"][0].as_str().unwrap().to_owned();
+    let outbox_id = ack["outbox_ids"][0].as_i64().unwrap();
+    let shown = |b: &Value| {
+        b["posts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["html"].as_str().is_some_and(|h| h.contains(text)))
+    };
+    let b = wait_conversation(&mut alice, &key, "the reply's post", shown).await;
+    let uid = UserId::parse(&stack.driver().user_id("alice").unwrap()).unwrap();
+    let row = stack
+        .app
+        .state
+        .store()
+        .for_user(&uid)
+        .outbox_row(outbox_id)
+        .unwrap()
+        .unwrap();
+    assert_ne!(
+        row.state,
+        OutboxState::Sent,
+        "the outbox had heard the answer: this answer was not in the window under test"
+    );
+    let post = b["posts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|p| p["outbox_marker"].is_string())
+        .unwrap_or_else(|| panic!("no post names its marker: {b}"));
+    assert_eq!(post["outbox_marker"], json!(marker));
+    assert_eq!(b["undelivered"], json!([]), "listed twice: {b}");
+    // The page says the same: one copy, the post, carrying the marker.
+    let page = item_page(&mut alice, &key).await;
+    assert_eq!(page.matches(text).count(), 1, "{page}");
+    assert!(page.contains(&format!("data-marker=\"{marker}\"")));
+    assert!(!page.contains("Sending…"));
+    // Another author's posts name no marker.
+    assert!(
+        b["posts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["outbox_marker"].is_string())
+            .all(|p| p["author"]["username"] == "alice")
+    );
 }
 
 /// The user's undelivered actions on `key`, as the JSON API lists them (waits until `ready`).

@@ -263,6 +263,10 @@ pub struct ActionAck {
     pub outbox_id: i64,
     #[serde(serialize_with = "ser_key")]
     pub key: Option<ItemKey>,
+    /// A reply's marker (`props.threaddesk_outbox_id` of the post it becomes), so that the page
+    /// can tell that the reply has already arrived; `None` for other actions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub marker: Option<String>,
 }
 
 #[allow(clippy::ref_option)]
@@ -334,6 +338,10 @@ pub(crate) async fn act_many(
             optimistic.touch(Some(k));
         }
     }
+    let markers: Vec<Option<String>> = news
+        .iter()
+        .map(|n| Some(n.marker.clone()).filter(|m| !m.is_empty()))
+        .collect();
     let store = Arc::clone(&inner.store);
     let u = user.clone();
     let ids = tokio::task::spawn_blocking(move || -> Result<Vec<i64>, SyncError> {
@@ -364,9 +372,11 @@ pub(crate) async fn act_many(
     Ok(ids
         .into_iter()
         .zip(keys)
-        .map(|(outbox_id, key)| ActionAck {
+        .zip(markers)
+        .map(|((outbox_id, key), marker)| ActionAck {
             outbox_id,
             key: Some(key),
+            marker,
         })
         .collect())
 }

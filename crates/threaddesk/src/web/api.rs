@@ -166,6 +166,9 @@ pub async fn act(
     let body = parse_body(&body)?;
     let done = perform(&state, &user.user_id, &key, &action, body).await?;
     let mut answer = json!({ "ok": true, "pending": true, "outbox_ids": done.outbox_ids });
+    if !done.reply_markers.is_empty() {
+        answer["reply_markers"] = json!(done.reply_markers);
+    }
     if let Some(post) = done.unread_from {
         answer["unread_from"] = json!(post);
     }
@@ -177,6 +180,9 @@ pub async fn act(
 pub struct Performed {
     /// The outbox rows written.
     pub outbox_ids: Vec<i64>,
+    /// A reply's marker: the `outbox_marker` of its post once it has arrived (see
+    /// [`super::views::PostView::outbox_marker`]).
+    pub reply_markers: Vec<String>,
     /// `read`: the oldest message that was unread before it. Marking the item unread from it
     /// (`unread` with this `post_id`) takes the read back exactly.
     pub unread_from: Option<String>,
@@ -207,6 +213,7 @@ pub async fn perform(
         return match done {
             Ok(()) => Ok(Performed {
                 outbox_ids: vec![id],
+                reply_markers: Vec::new(),
                 unread_from: None,
             }),
             Err(OutboxActionError::NotFound) => Err(WebError::NotFound),
@@ -222,7 +229,8 @@ pub async fn perform(
         .await
         .map_err(action_error)?;
     Ok(Performed {
-        outbox_ids: acks.into_iter().map(|a| a.outbox_id).collect(),
+        outbox_ids: acks.iter().map(|a| a.outbox_id).collect(),
+        reply_markers: acks.into_iter().filter_map(|a| a.marker).collect(),
         unread_from,
     })
 }

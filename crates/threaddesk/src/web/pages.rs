@@ -1,6 +1,6 @@
 //! HTML pages. Each handler: load the user, query the user-scoped store, render.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use askama::Template;
 use axum::Form;
@@ -577,10 +577,17 @@ pub fn load_item(
         .map(|p| present::post_view(p, &ctx, &rctx))
         .collect();
     let has_older = posts.len() >= CONVERSATION_POSTS;
+    // A reply whose post has arrived (by the live events) before the outbox has heard
+    // Mattermost's answer is shown once, as the post.
+    let arrived: HashSet<&str> = posts
+        .iter()
+        .filter_map(|p| p.outbox_marker.as_deref())
+        .collect();
     let undelivered = us
         .undelivered(&key)
         .map_err(WebError::internal)?
         .iter()
+        .filter(|r| !arrived.contains(r.marker.as_str()))
         .filter_map(|r| present::undelivered_view(r, time))
         .collect();
     Ok(LoadedItem {

@@ -368,7 +368,23 @@ pub fn post_view(p: &Post, ctx: &Context, rctx: &RenderCtx) -> PostView {
         reactions,
         files: if deleted { Vec::new() } else { files },
         is_root: p.root_id.is_empty(),
+        outbox_marker: outbox_marker(p, &ctx.me.user_id),
     }
+}
+
+/// The outbox marker of a post the reader sent through ThreadDesk (`props.threaddesk_outbox_id`
+/// of one of the reader's own posts; another author's props name no outbox row of the reader).
+#[must_use]
+pub fn outbox_marker(p: &Post, me: &str) -> Option<String> {
+    if p.user_id != me {
+        return None;
+    }
+    let props: serde_json::Value = serde_json::from_str(p.props.expose()).ok()?;
+    props
+        .get(crate::sync::outbox::MARKER_PROP)?
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
 }
 
 /// An undelivered outbox row as the conversation shows it: replies in every state (the
@@ -469,6 +485,44 @@ mod tests {
             last_error: error.map(str::to_owned),
             post_id: None,
             created_at: 5,
+        }
+    }
+
+    #[test]
+    fn only_the_readers_own_posts_name_an_outbox_marker() {
+        let post = |user: &str, props: &str| Post {
+            post_id: "p".repeat(26),
+            channel_id: "c".repeat(26),
+            root_id: String::new(),
+            user_id: user.to_owned(),
+            post_type: String::new(),
+            create_at: 1,
+            update_at: 1,
+            edit_at: 0,
+            delete_at: 0,
+            message: crate::store::MessageText::new("hi".to_owned()),
+            props: crate::store::JsonText::new(props.to_owned()),
+            file_ids: crate::store::JsonText::new("[]".to_owned()),
+            reactions: crate::store::JsonText::new("[]".to_owned()),
+            metadata: crate::store::JsonText::new("{}".to_owned()),
+        };
+        let me = "m".repeat(26);
+        let marked = r#"{"threaddesk_outbox_id":"abc"}"#;
+        assert_eq!(
+            outbox_marker(&post(&me, marked), &me).as_deref(),
+            Some("abc")
+        );
+        // Another author's post may carry any props: it names no outbox row of the reader.
+        assert_eq!(outbox_marker(&post(&"o".repeat(26), marked), &me), None);
+        for props in [
+            "{}",
+            "",
+            "not json",
+            r#"{"threaddesk_outbox_id":""}"#,
+            r#"{"threaddesk_outbox_id":7}"#,
+            "[]",
+        ] {
+            assert_eq!(outbox_marker(&post(&me, props), &me), None, "{props}");
         }
     }
 

@@ -462,6 +462,11 @@ pub struct PostView {
     pub files: Vec<FileView>,
     /// The thread's root post.
     pub is_root: bool,
+    /// A reply the reader sent through ThreadDesk: its outbox marker
+    /// (`props.threaddesk_outbox_id`), which the reply's 202 answer names too, so that a page
+    /// that already shows the reply adds no "Sending…" copy of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_marker: Option<String>,
 }
 
 impl PostView {

@@ -289,9 +289,40 @@ impl Browser {
         Ok(())
     }
 
+    /// The browser's DevTools WebSocket address (for a second connection, e.g. a bench's tracer),
+    /// read from the profile's `DevToolsActivePort`.
+    pub fn devtools_url(&self) -> Result<String> {
+        let txt = std::fs::read_to_string(self.profile.join("DevToolsActivePort"))?;
+        let mut lines = txt.lines();
+        let (Some(port), Some(path)) = (lines.next(), lines.next()) else {
+            bail!("DevToolsActivePort has no port and path");
+        };
+        Ok(format!("ws://127.0.0.1:{port}{path}"))
+    }
+
     /// Messages of every JavaScript dialog (alert/confirm/prompt) that opened so far.
     pub fn dialogs(&self) -> &[String] {
         &self.dialogs
+    }
+
+    /// Waits for the next protocol event `method` (e.g. `Fetch.requestPaused`), taking it off
+    /// the events seen so far first; its `params`.
+    pub async fn wait_event(&mut self, method: &str, timeout: Duration) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
+                let e = self.events.remove(i).unwrap_or_default();
+                return Ok(e["params"].clone());
+            }
+            let frame = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .map_err(|_| anyhow!("no {method} within {timeout:?}"))?
+                .ok_or_else(|| anyhow!("devtools connection closed"))??;
+            if let Message::Text(text) = frame {
+                let v: Value = serde_json::from_str(&text)?;
+                self.note_event(v).await?;
+            }
+        }
     }
 
     /// Drain pending protocol events (e.g. to catch a late dialog) for up to `wait`.

@@ -232,6 +232,7 @@ pub(crate) fn posts() -> Vec<PostView> {
             ],
             files: vec![],
             is_root: true,
+            outbox_marker: None,
         },
         PostView {
             id: "p2".into(),
@@ -262,6 +263,7 @@ pub(crate) fn posts() -> Vec<PostView> {
                 },
             ],
             is_root: false,
+            outbox_marker: None,
         },
         PostView {
             id: "p3".into(),
@@ -280,6 +282,7 @@ pub(crate) fn posts() -> Vec<PostView> {
             }],
             files: vec![],
             is_root: false,
+            outbox_marker: None,
         },
         PostView {
             id: "p4".into(),
@@ -291,6 +294,7 @@ pub(crate) fn posts() -> Vec<PostView> {
             reactions: vec![],
             files: vec![],
             is_root: false,
+            outbox_marker: None,
         },
         PostView {
             id: "p5".into(),
@@ -305,6 +309,7 @@ pub(crate) fn posts() -> Vec<PostView> {
             reactions: vec![],
             files: vec![],
             is_root: false,
+            outbox_marker: None,
         },
     ]
 }
