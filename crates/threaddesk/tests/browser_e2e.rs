@@ -51,39 +51,11 @@ async fn row_present(b: &mut Browser, key: &str) -> bool {
         == Value::Bool(true)
 }
 
-/// Sign in through the real OAuth flow and wait until the queue shows at least `rows` rows.
-async fn sign_in_to_queue(b: &mut Browser, url: &str, rows: u64) {
-    b.goto(&format!("{url}/")).await.unwrap();
-    b.wait_for("location.pathname === '/signin'", WAIT)
-        .await
-        .unwrap();
-    b.eval("document.querySelector('a[href=\"/auth/oauth/start\"]').click()")
-        .await
-        .unwrap();
-    b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let n = b
-            .eval("document.querySelectorAll('#queue > li.item').length")
-            .await
-            .unwrap();
-        if n.as_u64().unwrap_or(0) >= rows {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the queue never filled"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        b.goto(&format!("{url}/")).await.unwrap();
-    }
-}
-
 /// A browser signed in to the queue (3 rows at least), and the key of a thread in it that
 /// someone else started, with that person's id.
 async fn queue_with_a_thread_by_another(stack: &Stack) -> (Browser, String, String) {
     let mut b = Browser::launch().await.unwrap();
-    sign_in_to_queue(&mut b, &stack.url, 3).await;
+    b.sign_in_to_queue(&stack.url, 3, WAIT).await.unwrap();
     let keys: Vec<Value> = serde_json::from_value(
         b.eval(
             "[...document.querySelectorAll('#queue > li.item')].map(r => ({ key: r.dataset.key }))",
@@ -212,7 +184,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .await
         .unwrap();
     b.screenshot(&shots.join("signin.png")).await.unwrap();
-    sign_in_to_queue(&mut b, &stack.url, 3).await;
+    b.sign_in_to_queue(&stack.url, 3, WAIT).await.unwrap();
     b.screenshot(&shots.join("queue.png")).await.unwrap();
 
     // Keyboard only: j / k move the selection.
@@ -726,7 +698,7 @@ async fn time_labels_are_served_as_the_page_writes_them() {
     )
     .await
     .unwrap();
-    sign_in_to_queue(&mut b, &stack.url, 16).await;
+    b.sign_in_to_queue(&stack.url, 16, WAIT).await.unwrap();
     b.wait_for("document.cookie.includes('td_clock=330.12')", WAIT)
         .await
         .unwrap();
@@ -810,7 +782,7 @@ async fn rows_outside_the_window_render_when_reached() {
     }
     let stack = Stack::start().await.unwrap();
     let mut b = Browser::launch().await.unwrap();
-    sign_in_to_queue(&mut b, &stack.url, 16).await;
+    b.sign_in_to_queue(&stack.url, 16, WAIT).await.unwrap();
     // A short window: Chromium renders rows within half a window of it, and the demo has 20.
     b.call(
         "Emulation.setDeviceMetricsOverride",

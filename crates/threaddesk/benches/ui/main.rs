@@ -442,7 +442,7 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
     .await
     .unwrap();
     let mut b = Browser::launch().await.unwrap();
-    sign_in(&mut b, &stack.url).await;
+    b.sign_in_to_queue(&stack.url, 3, WAIT).await.unwrap();
     let items = stack
         .sign_in(mmsim::seed::DEMO_USERNAME)
         .await
@@ -558,26 +558,6 @@ async fn row_count(b: &mut Browser) -> u64 {
         .unwrap_or(0)
 }
 
-async fn sign_in(b: &mut Browser, url: &str) {
-    b.goto(&format!("{url}/")).await.unwrap();
-    b.wait_for("location.pathname === '/signin'", WAIT)
-        .await
-        .unwrap();
-    b.eval("document.querySelector('a[href=\"/auth/oauth/start\"]').click()")
-        .await
-        .unwrap();
-    b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if row_count(b).await >= 3 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "the queue never filled");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        b.goto(&format!("{url}/")).await.unwrap();
-    }
-}
-
 /// ", N without an Element Timing entry" when some opens reported none.
 fn missing(all: usize, with: usize) -> String {
     if all == with {
@@ -628,7 +608,7 @@ async fn main() {
     let started = Instant::now();
     let stack = Stack::start().await.unwrap();
     let mut b = Browser::launch().await.unwrap();
-    sign_in(&mut b, &stack.url).await;
+    b.sign_in_to_queue(&stack.url, 3, WAIT).await.unwrap();
     let queue_rows = row_count(&mut b).await;
 
     // Diagnosis only (`BENCH_TRACE=<dir>`): 16 cold opens, each printed with the page's own

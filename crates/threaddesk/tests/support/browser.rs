@@ -305,6 +305,37 @@ impl Browser {
         &self.dialogs
     }
 
+    /// ThreadDesk at `url`: signs in with the sign-in page's "Sign in with Mattermost" link
+    /// (mmsim approves the OAuth request at once) and loads the queue again until it lists at
+    /// least `rows` rows (the first sync may still be filling it).
+    pub async fn sign_in_to_queue(
+        &mut self,
+        url: &str,
+        rows: u64,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.goto(&format!("{url}/")).await?;
+        self.wait_for("location.pathname === '/signin'", timeout)
+            .await?;
+        self.eval("document.querySelector('a[href=\"/auth/oauth/start\"]').click()")
+            .await?;
+        self.wait_for("location.pathname === '/'", timeout).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let n = self
+                .eval("document.querySelectorAll('#queue > li.item').length")
+                .await?;
+            if n.as_u64().unwrap_or(0) >= rows {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the queue never listed {rows} rows (it lists {n})");
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.goto(&format!("{url}/")).await?;
+        }
+    }
+
     /// Waits for the next protocol event `method` (e.g. `Fetch.requestPaused`), taking it off
     /// the events seen so far first; its `params`.
     pub async fn wait_event(&mut self, method: &str, timeout: Duration) -> Result<Value> {
