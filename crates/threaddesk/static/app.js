@@ -992,6 +992,9 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
   const draftKey = `td:draft:${key}`;
   let sending = false;
   let refreshing = null;
+  // The marker of the last reply sent whose post has not arrived yet.
+  let awaiting = null;
+  const arrived = (marker) => !!$(`:scope > .post[data-marker="${CSS.escape(marker)}"]`, posts);
 
   function setState(it) {
     if (!it) return;
@@ -1062,6 +1065,10 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
         for (const n of $$(":scope > .post.pending", posts)) n.remove();
         const undelivered = data.undelivered || [];
         for (const u of undelivered) posts.append(buildUndelivered(u));
+        if (awaiting && arrived(awaiting)) {
+          awaiting = null;
+          if (!status.dataset.refused) status.textContent = "Sent.";
+        }
         if (undelivered.some((u) => u.state === "failed" && typeof u.message === "string")) {
           status.classList.add("error");
           status.dataset.refused = "1";
@@ -1105,12 +1112,21 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
       const res = await act(key, "reply", { message });
       if (box.value.trim() === message) { box.value = ""; grow(); }
       session.del(draftKey);
-      status.textContent = res && res.pending ? "Queued — it will be sent as soon as Mattermost answers." : "Sent.";
       // Shown as the refresh below will list it, until the server's own list replaces it —
       // unless the reply has arrived already (a refresh answered before this did).
       const marker = res?.reply_markers?.[0];
-      if (!(marker && $(`:scope > .post[data-marker="${CSS.escape(marker)}"]`, posts))) {
+      if (marker && arrived(marker)) {
+        status.textContent = "Sent.";
+      } else {
         posts.append(buildUndelivered({ id: res?.outbox_ids?.[0], state: "sending", what: "Reply", message }));
+        // "Sent." once its post is here (see refresh); while Mattermost does not answer, say so.
+        awaiting = marker || null;
+        const mine = awaiting;
+        setTimeout(() => {
+          if (awaiting && awaiting === mine && !status.dataset.refused && !arrived(mine)) {
+            status.textContent = "Queued — it will be sent as soon as Mattermost answers.";
+          }
+        }, 2000);
       }
       window.scrollTo({ top: document.body.scrollHeight });
       refresh();

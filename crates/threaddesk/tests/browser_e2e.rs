@@ -326,6 +326,33 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         json!({"added": 0, "copies": 1}),
         "a reply shown twice"
     );
+    assert_eq!(
+        b.eval("document.getElementById('reply-status').textContent")
+            .await
+            .unwrap(),
+        json!("Sent.")
+    );
+    // While Mattermost does not answer (two 503s: resent after 1-1.5 s, then 2-3 s), the
+    // reply says it waits for Mattermost; once its post is here, "Sent.".
+    let faults = &stack.sim.sim.inner().faults;
+    faults.set_error_route_prefix(Some("/api/v4/posts"));
+    faults.fail_next(2, 503);
+    let text = "Sent once Mattermost answers";
+    send_reply(&mut b, text).await;
+    b.wait_for(
+        "document.getElementById('reply-status').textContent === 'Queued — it will be sent as soon as Mattermost answers.'",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    wait_post_shown(&mut b, text).await;
+    b.wait_for(
+        "document.getElementById('reply-status').textContent === 'Sent.'",
+        WAIT,
+    )
+    .await
+    .unwrap();
+    faults.set_error_route_prefix(None);
 
     // A reply Mattermost refuses stays with its text, the reason and Retry / Discard; Retry
     // delivers it, Discard drops it (clicked: app.js acts through the API in place).
