@@ -8,7 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::json;
 use support::{Session, Stack, StackOptions, TestClock};
 
 #[tokio::test]
@@ -64,17 +63,9 @@ async fn near_expiry_oauth_tokens_are_refreshed_and_used_by_sync() {
     assert_eq!(new_status, 200);
 
     // The engine delivers with the new token: a reply reaches Mattermost.
-    let key = items
-        .iter()
-        .filter_map(|i| i["key"].as_str())
-        .find(|k| k.starts_with("t_"))
-        .unwrap()
-        .to_owned();
+    let key = support::first_thread(&items);
     let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": "sent after the token refresh"}),
-        )
+        .reply(&key, "sent after the token refresh")
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);

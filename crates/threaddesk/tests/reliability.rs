@@ -530,12 +530,7 @@ async fn kill9_during_reply_burst_acknowledged_replies_delivered_once() {
                 while !stop.load(Ordering::SeqCst) {
                     let msg = format!("burst t{trial} w{w} #{i}");
                     i += 1;
-                    let r = sess
-                        .post_json(
-                            &format!("/api/v1/items/{key}/reply"),
-                            &json!({"message": msg}),
-                        )
-                        .await;
+                    let r = sess.reply(&key, &msg).await;
                     let ok = r.is_ok_and(|r| r.status().as_u16() == 202);
                     sent.push((msg, ok));
                     if !ok {
@@ -1061,13 +1056,7 @@ async fn disk_full_refuses_replies_never_acknowledges_then_loses() {
     let mut refusal = String::new();
     for i in 0..400 {
         let msg = format!("disk full {i} {filler}");
-        let r = s
-            .post_json(
-                &format!("/api/v1/items/{key}/reply"),
-                &json!({"message": msg}),
-            )
-            .await
-            .unwrap();
+        let r = s.reply(&key, &msg).await.unwrap();
         let status = r.status().as_u16();
         sent.push((msg, status));
         if status != 202 {
@@ -1099,13 +1088,7 @@ async fn disk_full_refuses_replies_never_acknowledges_then_loses() {
     // Space returns.
     set_fsize(pid, None).unwrap();
     let after = "after the disk had room again".to_owned();
-    let r = s
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": after}),
-        )
-        .await
-        .unwrap();
+    let r = s.reply(&key, &after).await.unwrap();
     assert_eq!(r.status().as_u16(), 202, "no recovery once space returned");
     sent.push((after, 202));
     let deadline = Instant::now() + WAIT;

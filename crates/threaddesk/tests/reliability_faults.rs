@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use mattermost::{Client, RequestGate};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
 use support::freeze::FreezeProxy;
 use support::http;
 use support::mm::{count_in_thread, mm_get, mm_login};
@@ -486,12 +485,7 @@ async fn admin_status_page_says_rate_limited_during_a_429_storm() {
     let mut bob = stack.sign_in("bob").await.unwrap();
     let items = alice.wait_items(1).await.unwrap();
     bob.wait_items(1).await.unwrap();
-    let key = items
-        .iter()
-        .filter_map(|i| i["key"].as_str())
-        .find(|k| k.starts_with("t_"))
-        .unwrap()
-        .to_owned();
+    let key = support::first_thread(&items);
     let root = key.trim_start_matches("t_").to_owned();
     let page = |html: &str| -> Option<String> {
         let start = html.find("Mattermost rate limit")?;
@@ -515,13 +509,7 @@ async fn admin_status_page_says_rate_limited_during_a_429_storm() {
     let storm_start = Instant::now();
     stack.sim.sim.drop_all_websockets();
     let msg = "written during a 429 storm";
-    let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({ "message": msg }),
-        )
-        .await
-        .unwrap();
+    let r = alice.reply(&key, msg).await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let mut during = None;
     while storm_start.elapsed() < storm {

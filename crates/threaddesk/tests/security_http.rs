@@ -979,13 +979,7 @@ async fn whole_process_connects_only_to_the_configured_mattermost() {
             .as_u16(),
         200
     );
-    let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": "replied under strace"}),
-        )
-        .await
-        .unwrap();
+    let r = alice.reply(&key, "replied under strace").await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let token = {
         let r = support::http()

@@ -394,13 +394,7 @@ async fn reply_reaches_mattermost_and_pages_render() {
         .expect("a thread in the demo queue");
     let key = thread["key"].as_str().unwrap().to_owned();
     let root = key.trim_start_matches("t_").to_owned();
-    let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": "Reply from the HTTP test"}),
-        )
-        .await
-        .unwrap();
+    let r = alice.reply(&key, "Reply from the HTTP test").await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     // It arrives in Mattermost once (the outbox delivers in the background).
     let token = stack.mm_token("alice").await.unwrap();
@@ -542,12 +536,7 @@ async fn replying_works_without_javascript() {
     let stack = Stack::start().await.unwrap();
     let mut alice = stack.sign_in("alice").await.unwrap();
     let items = alice.wait_items(1).await.unwrap();
-    let key = items
-        .iter()
-        .filter_map(|i| i["key"].as_str())
-        .find(|k| k.starts_with("t_"))
-        .unwrap()
-        .to_owned();
+    let key = support::first_thread(&items);
     // The page's reply form posts here.
     let page = alice
         .get(&format!("/items/{key}"))
@@ -1049,22 +1038,11 @@ async fn a_reply_that_has_arrived_is_listed_once() {
     let stack = Stack::start().await.unwrap();
     let mut alice = stack.sign_in("alice").await.unwrap();
     let items = alice.wait_items(1).await.unwrap();
-    let key = items
-        .iter()
-        .filter_map(|i| i["key"].as_str())
-        .find(|k| k.starts_with("t_"))
-        .unwrap()
-        .to_owned();
+    let key = support::first_thread(&items);
     let faults = &stack.sim.sim.inner().faults;
     faults.lose_next_responses(2, "POST", "/api/v4/posts");
     let text = "Arrived before its answer";
-    let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({ "message": text }),
-        )
-        .await
-        .unwrap();
+    let r = alice.reply(&key, text).await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let ack: Value = r.json().await.unwrap();
     let marker = ack["reply_markers"][0].as_str().unwrap().to_owned();
@@ -1135,12 +1113,7 @@ async fn a_refused_reply_keeps_its_text_until_retried_or_discarded() {
     let mut alice = stack.sign_in("alice").await.unwrap();
     let mut bob = stack.sign_in("bob").await.unwrap();
     let items = alice.wait_items(1).await.unwrap();
-    let key = items
-        .iter()
-        .filter_map(|i| i["key"].as_str())
-        .find(|k| k.starts_with("t_"))
-        .unwrap()
-        .to_owned();
+    let key = support::first_thread(&items);
     let other_key = items
         .iter()
         .filter_map(|i| i["key"].as_str())
@@ -1153,13 +1126,7 @@ async fn a_refused_reply_keeps_its_text_until_retried_or_discarded() {
     let refused_reply = async |s: &mut Session, text: &str| -> Value {
         faults.set_error_route_prefix(Some("/api/v4/posts"));
         faults.fail_next(1, 403);
-        let r = s
-            .post_json(
-                &format!("/api/v1/items/{key}/reply"),
-                &json!({ "message": text }),
-            )
-            .await
-            .unwrap();
+        let r = s.reply(&key, text).await.unwrap();
         assert_eq!(r.status().as_u16(), 202);
         let list = wait_undelivered(s, &key, "the reply refused", |l| {
             l.first().is_some_and(|u| u["state"] == "failed")

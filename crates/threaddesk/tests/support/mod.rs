@@ -285,6 +285,19 @@ where
 }
 
 /// A reqwest client that never follows redirects and keeps no cookies (the tests do).
+/// The key of the first thread (`t_…`) among items as `GET /api/v1/items` lists them.
+///
+/// # Panics
+/// If there is none.
+pub fn first_thread(items: &[Value]) -> String {
+    items
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .find(|k| k.starts_with("t_"))
+        .expect("a thread among the items")
+        .to_owned()
+}
+
 pub fn http() -> reqwest::Client {
     install_crypto();
     reqwest::Client::builder()
@@ -369,6 +382,13 @@ impl Session {
             .await?;
         self.take_cookies(r.headers());
         Ok(r)
+    }
+
+    /// Replies to item `key` as the page does (`POST /api/v1/items/{key}/reply`).
+    pub async fn reply(&mut self, key: &str, message: &str) -> Result<reqwest::Response> {
+        let body = serde_json::json!({ "message": message });
+        self.post_json(&format!("/api/v1/items/{key}/reply"), &body)
+            .await
     }
 
     /// POST JSON with the session's CSRF header.
