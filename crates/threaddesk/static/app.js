@@ -1121,6 +1121,7 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
         posts.append(buildUndelivered({ id: res?.outbox_ids?.[0], state: "sending", what: "Reply", message }));
         // "Sent." once its post is here (see refresh); while Mattermost does not answer, say so.
         awaiting = marker || null;
+        if (!awaiting) status.textContent = ""; // nothing to follow it by: the placeholder says it
         const mine = awaiting;
         setTimeout(() => {
           if (awaiting && awaiting === mine && !status.dataset.refused && !arrived(mine)) {
