@@ -347,22 +347,24 @@ async fn html_ab(b: &Browser, page_url: &str, pairs: Vec<(String, String)>) {
             let arm = n % 2;
             n += 1;
             if arm == 1 {
-                // A `*` in `from` matches any text (its first match only); the text it matched
-                // is `$*` in the `to` of this pair and of the pairs after it (to move a tag).
+                // A `*` in `from` matches any text (every match, left to right); the text it
+                // matched last is `$*` in the `to` of this pair and of the pairs after it (to
+                // move a tag).
                 let mut matched = String::new();
                 for (from, to) in &pairs {
                     if let Some((pre, post)) = from.split_once('*') {
-                        let start = html
-                            .find(pre)
-                            .unwrap_or_else(|| panic!("BENCH_AB_HTML: the page has no {pre:?}"));
-                        let len = html[start + pre.len()..]
-                            .find(post)
-                            .unwrap_or_else(|| panic!("BENCH_AB_HTML: the page has no {from:?}"));
-                        matched = html[start + pre.len()..start + pre.len() + len].to_owned();
-                        html.replace_range(
-                            start..start + pre.len() + len + post.len(),
-                            &to.replace("$*", &matched),
-                        );
+                        let mut at = 0;
+                        while let Some(found) = html[at..].find(pre) {
+                            let start = at + found;
+                            let Some(len) = html[start + pre.len()..].find(post) else {
+                                break;
+                            };
+                            matched = html[start + pre.len()..start + pre.len() + len].to_owned();
+                            let with = to.replace("$*", &matched);
+                            html.replace_range(start..start + pre.len() + len + post.len(), &with);
+                            at = start + with.len();
+                        }
+                        assert!(at > 0, "BENCH_AB_HTML: the page has no {from:?}");
                     } else {
                         assert!(
                             html.contains(from.as_str()),
