@@ -63,13 +63,7 @@ async fn demo_at_trace_logs_no_message_text_or_secret() {
     let (status, _) = alice.json(&format!("/api/v1/items/{key}")).await.unwrap();
     assert_eq!(status, 200);
     let reply = format!("demo canary {:016x}", rand::random::<u64>());
-    let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &serde_json::json!({ "message": reply }),
-        )
-        .await
-        .unwrap();
+    let r = alice.reply(&key, &reply).await.unwrap();
     assert_eq!(r.status().as_u16(), 202);
     texts.push(reply);
     // Live activity runs every second: let a few messages flow through sync and the stream.

@@ -172,10 +172,7 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
 
     // A reply through the API reaches Mattermost.
     let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": format!("my reply {canary} four")}),
-        )
+        .reply(&key, &format!("my reply {canary} four"))
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
@@ -184,20 +181,14 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
     // Failure paths: injected 5xx, then an outage, each with a reply in flight.
     stack.sim.sim.inner().faults.fail_next(3, 500);
     let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": format!("retried {canary} five")}),
-        )
+        .reply(&key, &format!("retried {canary} five"))
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     wait_in_thread(&stack, &alice_token, &root, &format!("{canary} five")).await;
     stack.sim.sim.outage(Duration::from_millis(1500));
     let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": format!("outage {canary} six")}),
-        )
+        .reply(&key, &format!("outage {canary} six"))
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
@@ -205,18 +196,12 @@ async fn no_message_text_or_secret_in_any_log_line_at_trace() {
     // A refused reply (4xx from Mattermost: permanent failure, kept for the user).
     stack.sim.sim.inner().faults.fail_next(1, 400);
     let _ = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": format!("refused {canary} seven")}),
-        )
+        .reply(&key, &format!("refused {canary} seven"))
         .await
         .unwrap();
     // Invalid input echoing nothing: too long.
     let r = alice
-        .post_json(
-            &format!("/api/v1/items/{key}/reply"),
-            &json!({"message": format!("{canary} ").repeat(1000)}),
-        )
+        .reply(&key, &format!("{canary} ").repeat(1000))
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
