@@ -568,6 +568,7 @@ function createQueue() {
       const n = counts[el.dataset.count];
       el.textContent = n > 0 ? String(n) : "";
     }
+    document.title = counted(titleBase);
   }
   function refreshSoon() {
     clearTimeout(countsTimer);
@@ -1296,6 +1297,7 @@ let prefetching = null; // { key, promise }
 let prefetchQueue = []; // keys wanted after the one in flight, first first
 let opening = 0; // a newer open (or Back) supersedes a slower one
 let queueView = null; // { title, scrollY } of the queue while a conversation is shown
+let titleBase = body.dataset.page === "queue" ? document.title.replace(/^\(\d+\) /, "") : document.title;
 const inPlaceOpen = () => !!queueView && !!conv;
 const idle = (fn, timeout = 500) => (window.requestIdleCallback ? requestIdleCallback(fn, { timeout }) : setTimeout(fn, 50));
 
@@ -1425,10 +1427,21 @@ async function openInPlace(key, { hash = "", push = true } = {}) {
   }
   showConversation(f, hash);
 }
+// The page title has the Inbox count as the sidebar shows it in front ("(12) Inbox ·
+// ThreadDesk"; none at inbox zero), as the server renders the queue's: a tab in the background
+// says how far from zero the queue is. `titleBase` is the title without it.
+function counted(base) {
+  const n = $('[data-count="all"]')?.textContent.trim();
+  return n ? `(${n}) ${base}` : base;
+}
+function showTitle(base) {
+  titleBase = base;
+  document.title = counted(base);
+}
 function showConversation(f, hash) {
   const main = $("#main");
   const layout = $(".queue-layout", main);
-  if (!conv) queueView = { title: document.title, scrollY: window.scrollY };
+  if (!conv) queueView = { title: titleBase, scrollY: window.scrollY };
   conv = null;
   // The other boxes laid out ahead go (their ids at once: ids are unique in the page).
   for (const g of fragments.values()) dropAhead(g, { later: true });
@@ -1459,7 +1472,7 @@ function showConversation(f, hash) {
   view.hidden = false;
   body.dataset.page = "item";
   body.dataset.itemKey = root.dataset.key;
-  document.title = `${root.dataset.title} · ThreadDesk`;
+  showTitle(`${root.dataset.title} · ThreadDesk`);
   if (window.scrollY) window.scrollTo(0, 0);
   prefetchQueue = []; // what the queue wanted ahead: the conversation's own requests first
   conv = createConversation({ inPlace: true, hash });
@@ -1482,7 +1495,7 @@ function showQueue() {
   if (layout) layout.hidden = false;
   body.dataset.page = "queue";
   delete body.dataset.itemKey;
-  document.title = queueView.title;
+  showTitle(queueView.title);
   window.scrollTo(0, queueView.scrollY);
   queueView = null;
   queue.shown();

@@ -406,6 +406,22 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     b.press("i").await.unwrap();
     b.wait_for("location.pathname === '/'", WAIT).await.unwrap();
     wait_row(&mut b, &key, true).await;
+    // The tab's title counts the Inbox as the sidebar does, live.
+    let inbox = b
+        .eval("Number(document.querySelector('[data-count=\"all\"]').textContent)")
+        .await
+        .unwrap()
+        .as_i64()
+        .unwrap();
+    let inbox_title = |n: i64| {
+        let title = if n > 0 {
+            format!("({n}) Inbox · ThreadDesk")
+        } else {
+            "Inbox · ThreadDesk".to_owned()
+        };
+        format!("document.title === {title:?}")
+    };
+    b.wait_for(&inbox_title(inbox), WAIT).await.unwrap();
     select_with_keys(&mut b, &key).await;
     b.press("e").await.unwrap();
     let deadline = tokio::time::Instant::now() + WAIT;
@@ -416,6 +432,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    b.wait_for(&inbox_title(inbox - 1), WAIT).await.unwrap();
 
     // Live: another user replies; the item comes back without a reload.
     b.eval("window.__noReload = 'still here'").await.unwrap();
@@ -426,6 +443,7 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         .reply(&other, &root_id, "New activity after done")
         .unwrap();
     wait_row(&mut b, &key, true).await;
+    b.wait_for(&inbox_title(inbox), WAIT).await.unwrap();
     assert_eq!(
         b.eval("window.__noReload").await.unwrap(),
         Value::String("still here".into()),
@@ -1027,6 +1045,18 @@ async fn open_in_place_back_reply_and_plain_address() {
         "focus moved into the conversation"
     );
     assert_eq!(state["conversations"], 1);
+    // The conversation's title, with the Inbox count in front as on the queue.
+    let title = state["title"].as_str().unwrap_or_default();
+    let count = title
+        .strip_prefix('(')
+        .and_then(|t| t.split_once(") "))
+        .map(|(n, _)| n);
+    assert!(
+        count.is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n > 0))
+            && title.ends_with(" · ThreadDesk")
+            && !title.contains("Inbox"),
+        "{title}"
+    );
     // Shown from the box laid out ahead: the whole conversation, in order, as the server has it.
     let same = b
         .eval(&format!(

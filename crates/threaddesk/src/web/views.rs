@@ -802,6 +802,15 @@ impl QueuePage {
         href
     }
 
+    /// The page title's prefix: the Inbox count as the sidebar shows it (`"(12) "`, or `""` at
+    /// inbox zero), so that a tab in the background says how far from zero the queue is.
+    pub fn title_count(&self) -> String {
+        match self.counts.get(QueueFilter::All) {
+            0 => String::new(),
+            n => format!("({n}) "),
+        }
+    }
+
     pub fn filter_tabs(&self) -> Vec<FilterTab> {
         QueueFilter::ALL
             .into_iter()
@@ -1453,6 +1462,23 @@ mod tests {
         page.items.clear();
         let html = page.render().unwrap();
         assert!(html.contains("Inbox zero"));
+    }
+
+    /// The title starts with the Inbox count (whatever view is shown), and has none at zero.
+    #[test]
+    fn the_title_counts_the_inbox() {
+        let mut page = samples::queue_page();
+        let html = page.render().unwrap();
+        assert!(
+            html.contains("<title>(6) Inbox · ThreadDesk</title>"),
+            "{html}"
+        );
+        page.filter = QueueFilter::Done;
+        let html = page.render().unwrap();
+        assert!(html.contains("<title>(6) Done · ThreadDesk</title>"));
+        page.counts.all = 0;
+        let html = page.render().unwrap();
+        assert!(html.contains("<title>Done · ThreadDesk</title>"));
     }
 
     /// `cargo test -p threaddesk --lib web::views::tests::preview -- --ignored` writes every
