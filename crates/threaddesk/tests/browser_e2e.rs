@@ -816,6 +816,72 @@ async fn time_labels_are_served_as_the_page_writes_them() {
         .unwrap();
 }
 
+/// On a phone-sized screen nothing scrolls sideways but the strips of views and teams, each on
+/// its own: the queue, a conversation opened in place and the settings fit the window (the
+/// strips used to widen the page to their full length, and every row's badges and time were
+/// off screen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_sized_window_scrolls_nothing_sideways() {
+    if !browser_or_skip() {
+        return;
+    }
+    let stack = Stack::start().await.unwrap();
+    let mut b = Browser::launch().await.unwrap();
+    b.sign_in_to_queue(&stack.url, 16, WAIT).await.unwrap();
+    b.call(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+    )
+    .await
+    .unwrap();
+    // What sticks out of the window, strips aside.
+    // (A page wider than the screen widens a mobile browser's layout viewport: `innerWidth`.)
+    const WIDE: &str = "({ width: innerWidth, page: document.documentElement.scrollWidth - innerWidth, out: [...document.querySelectorAll('body *')]
+        .filter(e => !e.closest('.side-list, dialog, .skip-link') && e.getClientRects().length && e.getBoundingClientRect().right > innerWidth + 0.5)
+        .slice(0, 5).map(e => e.tagName + '.' + e.className) })";
+    b.goto(&format!("{}/", stack.url)).await.unwrap();
+    b.wait_for("document.querySelectorAll('.side-list').length === 2", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.eval(WIDE).await.unwrap(),
+        json!({"width": 390, "page": 0, "out": []}),
+        "the queue"
+    );
+    // The strips are wider than the window and scroll on their own.
+    let strips = b
+        .eval("[...document.querySelectorAll('.side-list')].map(l => l.scrollWidth > l.clientWidth && getComputedStyle(l).overflowX === 'auto')")
+        .await
+        .unwrap();
+    assert_eq!(strips, json!([true, true]));
+    // A row's time is on screen.
+    let time = b
+        .eval("document.querySelector('#queue > li.item .item-time').getBoundingClientRect().right <= innerWidth")
+        .await
+        .unwrap();
+    assert_eq!(time, json!(true));
+    let shots = screenshot_dir();
+    b.screenshot(&shots.join("queue-phone.png")).await.unwrap();
+    b.press("Enter").await.unwrap();
+    b.wait_for("document.body.dataset.page === 'item'", WAIT)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.eval(WIDE).await.unwrap(),
+        json!({"width": 390, "page": 0, "out": []}),
+        "a conversation"
+    );
+    b.screenshot(&shots.join("conversation-phone.png"))
+        .await
+        .unwrap();
+    b.goto(&format!("{}/settings", stack.url)).await.unwrap();
+    assert_eq!(
+        b.eval(WIDE).await.unwrap(),
+        json!({"width": 390, "page": 0, "out": []}),
+        "the settings"
+    );
+}
+
 /// The queue's rows outside the window are skipped by the browser (CSS `content-visibility:
 /// auto`: neither laid out nor painted, research P-5) and rendered once reached: `j` down to
 /// the last row scrolls it into view at its full height, selected and focused. The sidebar,
