@@ -650,6 +650,56 @@ async fn the_queue_is_served_without_the_selection_bar() {
     assert!(page.contains("class=\"bulk-bar shown-without-js\""));
 }
 
+/// Bad input on a page address is answered with a page (status and message as the API's),
+/// not the API's JSON; the API itself still answers JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_errors_are_pages() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let key = support::first_thread(&items);
+    for (path, status, says) in [
+        ("/items/bad", 400, "item key must be t_"),
+        ("/?filter=bogus", 400, "unknown filter"),
+        ("/?cursor=%FF", 400, ""),
+        ("/admin/status", 404, "not found"),
+    ] {
+        let r = alice.get(path).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+        let kind = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let csp = r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let page = r.text().await.unwrap();
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        assert!(page.contains(says), "{path}: {page}");
+        // The whole page, signed in, its script allowed by the response's own nonce.
+        assert!(page.contains("Sign out"), "{path}");
+        let nonce = csp
+            .split("'nonce-")
+            .nth(1)
+            .unwrap()
+            .split('\'')
+            .next()
+            .unwrap();
+        assert!(page.contains(&format!("nonce=\"{nonce}\"")), "{path}");
+    }
+    // A form posted with a stale CSRF token: a page saying so.
+    let r = alice
+        .post_form(&format!("/items/{key}/done"), &[("csrf", "stale")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let page = r.text().await.unwrap();
+    assert!(page.contains("CSRF"), "{page}");
+    assert!(page.starts_with("<!doctype html>"));
+    // The API answers JSON, as before.
+    let (status, v) = alice.json("/api/v1/items?filter=bogus").await.unwrap();
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().contains("unknown filter"));
+}
+
 /// A text filter finds matches anywhere in the queue, not only among the newest rows: the
 /// filtered pages follow their cursor through every item (it used to filter the first 200).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

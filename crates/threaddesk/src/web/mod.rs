@@ -282,6 +282,10 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(pages::readyz))
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pages::errors_as_pages,
+        ))
         .layer(axum::middleware::from_fn(security::headers))
         .with_state(state)
 }

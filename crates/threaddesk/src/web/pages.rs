@@ -1094,6 +1094,76 @@ pub fn error_page(
     res
 }
 
+/// Addresses whose errors stay JSON: the API, and what pages fetch or embed rather than show
+/// (fragments, media, assets, probes).
+fn errors_stay_json(path: &str) -> bool {
+    ["/api/", "/fragments/", "/media/", "/static/"]
+        .iter()
+        .any(|p| path.starts_with(p))
+        || matches!(path, "/healthz" | "/readyz")
+}
+
+/// Pages answer an error as a page: a handler's [`WebError`] (JSON, as the API wants it) on a
+/// page address (`/items/<bad key>`, `/?filter=bogus`, a form posted with a stale CSRF token,
+/// `/admin/status` for a user who is not an admin) becomes the error page, with the same status,
+/// message and `Set-Cookie` / `Retry-After`. Inside the security layer, so the page's script
+/// nonce is the response's.
+pub async fn errors_as_pages(
+    State(state): State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if errors_stay_json(req.uri().path()) {
+        return next.run(req).await;
+    }
+    let headers = req.headers().clone();
+    let nonce = req
+        .extensions()
+        .get::<CspNonce>()
+        .map(|n| n.0.clone())
+        .unwrap_or_default();
+    let res = next.run(req).await;
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !json || !(res.status().is_client_error() || res.status().is_server_error()) {
+        return res;
+    }
+    let (parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| {
+            parts
+                .status
+                .canonical_reason()
+                .unwrap_or("error")
+                .to_owned()
+        });
+    let (mut probe, ()) = axum::http::Request::new(()).into_parts();
+    probe.headers = headers;
+    let user = match <MaybeUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(
+        &mut probe, &state,
+    )
+    .await
+    {
+        Ok(MaybeUser(u)) => u,
+        Err(_) => None,
+    };
+    let pctx = PageCtx::from_headers(&probe.headers, nonce);
+    let mut page = error_page(&state, user.as_ref(), &pctx, parts.status, &message);
+    for name in [header::SET_COOKIE, header::RETRY_AFTER] {
+        for v in parts.headers.get_all(&name) {
+            page.headers_mut().append(name.clone(), v.clone());
+        }
+    }
+    page
+}
+
 /// Fallback: 404 as JSON under `/api/`, as a page elsewhere.
 pub async fn not_found(
     State(state): State<AppState>,
