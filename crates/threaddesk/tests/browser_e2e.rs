@@ -816,24 +816,33 @@ async fn time_labels_are_served_as_the_page_writes_them() {
         .unwrap();
 }
 
-/// On a phone-sized screen nothing scrolls sideways but the strips of views and teams, each on
-/// its own: the queue, a conversation opened in place and the settings fit the window (the
-/// strips used to widen the page to their full length, and every row's badges and time were
-/// off screen).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_sized_window_scrolls_nothing_sideways() {
+/// A stack and a browser signed in to its queue (16 rows at least) in a window of `width` ×
+/// `height` (`mobile`: a phone's viewport rules); `None` without a browser (`browser_or_skip`).
+async fn signed_in_in_window(width: u32, height: u32, mobile: bool) -> Option<(Stack, Browser)> {
     if !browser_or_skip() {
-        return;
+        return None;
     }
     let stack = Stack::start().await.unwrap();
     let mut b = Browser::launch().await.unwrap();
     b.sign_in_to_queue(&stack.url, 16, WAIT).await.unwrap();
     b.call(
         "Emulation.setDeviceMetricsOverride",
-        json!({"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": true}),
+        json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile}),
     )
     .await
     .unwrap();
+    Some((stack, b))
+}
+
+/// On a phone-sized screen nothing scrolls sideways but the strips of views and teams, each on
+/// its own: the queue, a conversation opened in place and the settings fit the window (the
+/// strips used to widen the page to their full length, and every row's badges and time were
+/// off screen).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_sized_window_scrolls_nothing_sideways() {
+    let Some((stack, mut b)) = signed_in_in_window(390, 844, true).await else {
+        return;
+    };
     // What sticks out of the window, strips aside.
     // (A page wider than the screen widens a mobile browser's layout viewport: `innerWidth`.)
     const WIDE: &str = "({ width: innerWidth, page: document.documentElement.scrollWidth - innerWidth, out: [...document.querySelectorAll('body *')]
@@ -888,19 +897,10 @@ async fn a_phone_sized_window_scrolls_nothing_sideways() {
 /// taller than the window, scrolls on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_outside_the_window_render_when_reached() {
-    if !browser_or_skip() {
-        return;
-    }
-    let stack = Stack::start().await.unwrap();
-    let mut b = Browser::launch().await.unwrap();
-    b.sign_in_to_queue(&stack.url, 16, WAIT).await.unwrap();
     // A short window: Chromium renders rows within half a window of it, and the demo has 20.
-    b.call(
-        "Emulation.setDeviceMetricsOverride",
-        serde_json::json!({"width": 1280, "height": 480, "deviceScaleFactor": 1, "mobile": false}),
-    )
-    .await
-    .unwrap();
+    let Some((stack, mut b)) = signed_in_in_window(1280, 480, false).await else {
+        return;
+    };
     b.goto(&format!("{}/", stack.url)).await.unwrap();
     // A row's buttons exist only where shown (the selected row, hover), in room every row keeps.
     const ACTIONS: &str = "[...document.querySelectorAll('#queue > li.item')].slice(0, 2).map(li => [li.classList.contains('selected'),
