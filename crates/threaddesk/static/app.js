@@ -1011,6 +1011,16 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
       ul.textContent = it.unread ? ul.dataset.labelUnread : ul.dataset.labelRead;
       ub.setAttribute("formaction", `${itemPath(key)}/${it.unread ? "read" : "unread"}`);
     }
+    if (typeof it.saved === "boolean" && root.dataset.kind === "thread") {
+      root.dataset.saved = String(it.saved);
+      const sb = $('[data-action="toggle-save"]', root);
+      if (sb) {
+        sb.setAttribute("aria-pressed", String(it.saved));
+        sb.setAttribute("formaction", `${itemPath(key)}/${it.saved ? "unsave" : "save"}`);
+        const l = $(".btn-label", sb);
+        l.textContent = it.saved ? l.dataset.labelOn : l.dataset.labelOff;
+      }
+    }
     const fb = $('[data-action="toggle-follow"]', root);
     if (fb) {
       fb.setAttribute("aria-pressed", String(!!it.following));
@@ -1034,6 +1044,7 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
   const state = () => ({
     unread: root.dataset.unread === "true", following: root.dataset.following === "true",
     done: root.dataset.done === "true", snoozed_until: Number(root.dataset.snoozedUntil) || null,
+    saved: root.dataset.saved === "true",
   });
   const nearBottom = () => window.innerHeight + window.scrollY >= document.body.scrollHeight - 160;
 
@@ -1230,6 +1241,8 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
     toggleUnread: () => flipState("unread", "unread", "read", (v) => (v ? "Marked unread." : "Marked read.")),
     toggleFollow: () => root.dataset.kind === "thread" && flipState("following", "follow", "unfollow",
       (v) => (v ? "Following the thread." : "Unfollowed. You'll follow again if you're mentioned.")),
+    toggleSave: () => root.dataset.kind === "thread" && flipState("saved", "save", "unsave",
+      (v) => (v ? "Saved in Mattermost." : "Removed from your saved messages.")),
     save: async () => {
       try { await act(key, "save"); toast("Saved in Mattermost."); } catch (err) { showError(err); }
     },
@@ -1254,7 +1267,7 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
     const b = e.target.closest(".toolbar [data-action]");
     if (!b || b.tagName === "A") return;
     e.preventDefault(); // the toolbar is a form for pages without JavaScript
-    ({ done: api2.done, snooze: api2.snooze, "toggle-unread": api2.toggleUnread, "toggle-follow": api2.toggleFollow, save: api2.save })[b.dataset.action]?.();
+    ({ done: api2.done, snooze: api2.snooze, "toggle-unread": api2.toggleUnread, "toggle-follow": api2.toggleFollow, "toggle-save": api2.toggleSave, save: api2.save })[b.dataset.action]?.();
   });
   const found = hash.startsWith("#post-") ? $(`.post[data-post-id="${CSS.escape(hash.slice(6))}"]`, posts) : null;
   if (hash === "#reply") api2.reply();

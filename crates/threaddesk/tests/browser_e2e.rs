@@ -354,6 +354,39 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
     .unwrap();
     faults.set_error_route_prefix(None);
 
+    // Save: the thread's button says whether its root is saved and toggles it in Mattermost.
+    let me = stack.driver().user_id("alice").unwrap();
+    for (label, saved) in [("Saved", true), ("Save", false)] {
+        b.eval("document.querySelector('#conv [data-action=\"toggle-save\"]').click()")
+            .await
+            .unwrap();
+        b.wait_for(
+            &format!("(() => {{ const x = document.querySelector('#conv [data-action=\"toggle-save\"]'); return x.getAttribute('aria-pressed') === '{saved}' && x.textContent.trim() === '{label}'; }})()"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+        support::poll(WAIT, "Mattermost's flagged_post", || {
+            let (stack, token, me, root) = (&stack, &token, &me, &root_id);
+            async move {
+                let (_, prefs) = stack
+                    .mm_get(
+                        &format!("/api/v4/users/{me}/preferences/flagged_post"),
+                        token,
+                    )
+                    .await
+                    .ok()?;
+                let has = prefs.as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|p| p["name"] == json!(root) && p["value"] == "true")
+                });
+                (has == saved).then_some(())
+            }
+        })
+        .await
+        .unwrap();
+    }
+
     // A reply Mattermost refuses stays with its text, the reason and Retry / Discard; Retry
     // delivers it, Discard drops it (clicked: app.js acts through the API in place).
     let faults = &stack.sim.sim.inner().faults;

@@ -766,6 +766,87 @@ async fn text_filter_reaches_old_items_page_by_page() {
     assert_eq!(found.len(), 3, "no match twice: {found:?}");
 }
 
+/// A thread's Save button says whether its root is saved and toggles it (as a form without
+/// JavaScript too): "Save" saves it in Mattermost (`flagged_post`), "Saved" takes it back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_threads_save_button_shows_and_toggles_the_saved_state() {
+    let stack = Stack::start().await.unwrap();
+    let mut alice = stack.sign_in("alice").await.unwrap();
+    let items = alice.wait_items(1).await.unwrap();
+    let key = support::first_thread(&items);
+    let root = key[2..].to_owned();
+    let token = stack.mm_token("alice").await.unwrap();
+    let me = stack.driver().user_id("alice").unwrap();
+    let button = |page: &str| -> String {
+        let at = page.find("data-action=\"toggle-save\"").expect("a toggle");
+        page[at..at + page[at..].find("</button>").unwrap()].to_owned()
+    };
+    let flagged = || {
+        let (stack, token, me, root) = (&stack, &token, &me, &root);
+        async move {
+            let (status, prefs) = stack
+                .mm_get(
+                    &format!("/api/v4/users/{me}/preferences/flagged_post"),
+                    token,
+                )
+                .await
+                .unwrap();
+            assert!(status == 200 || status == 404, "{status}");
+            prefs.as_array().is_some_and(|a| {
+                a.iter()
+                    .any(|p| p["name"] == json!(root) && p["value"] == "true")
+            })
+        }
+    };
+    assert!(!flagged().await);
+    let page = item_page(&mut alice, &key).await;
+    let b = button(&page);
+    assert!(
+        b.contains("aria-pressed=\"false\"")
+            && b.contains(&format!("formaction=\"/items/{key}/save\""))
+            && b.contains(">Save<"),
+        "{b}"
+    );
+    let csrf = alice.csrf.clone();
+    for (action, saved) in [("save", true), ("unsave", false)] {
+        let r = alice
+            .post_form(&format!("/items/{key}/{action}"), &[("csrf", &csrf)])
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 303, "{action}");
+        let b = button(&item_page(&mut alice, &key).await);
+        let (pressed, next, label) = if saved {
+            ("true", "unsave", ">Saved<")
+        } else {
+            ("false", "save", ">Save<")
+        };
+        assert!(
+            b.contains(&format!("aria-pressed=\"{pressed}\""))
+                && b.contains(&format!("formaction=\"/items/{key}/{next}\""))
+                && b.contains(label),
+            "{action}: {b}"
+        );
+        assert_eq!(item_state(&mut alice, &key).await["saved"], json!(saved));
+        support::poll(
+            std::time::Duration::from_secs(15),
+            "Mattermost's flagged_post",
+            || async { (flagged().await == saved).then_some(()) },
+        )
+        .await
+        .unwrap();
+    }
+    // A DM has no saved state of its own: its button saves the latest message.
+    let dm = items
+        .iter()
+        .filter_map(|i| i["key"].as_str())
+        .find(|k| k.starts_with("c_"))
+        .unwrap()
+        .to_owned();
+    let page = item_page(&mut alice, &dm).await;
+    assert!(!page.contains("toggle-save"));
+    assert!(page.contains(&format!("formaction=\"/items/{dm}/save\"")));
+}
+
 async fn item_page(s: &mut Session, key: &str) -> String {
     let r = s.get(&format!("/items/{key}")).await.unwrap();
     assert_eq!(r.status().as_u16(), 200);

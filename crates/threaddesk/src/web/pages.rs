@@ -547,6 +547,9 @@ pub struct LoadedItem {
     pub has_older: bool,
     /// The user's actions on the item not delivered yet ([`present::undelivered_view`]).
     pub undelivered: Vec<views::UndeliveredView>,
+    /// A thread's root is among the user's saved posts (a DM/GM item has no saved state of its
+    /// own: its messages carry theirs).
+    pub saved: bool,
 }
 
 /// The conversation of an item for the page and the API.
@@ -590,11 +593,20 @@ pub fn load_item(
         .filter(|r| !arrived.contains(r.marker.as_str()))
         .filter_map(|r| present::undelivered_view(r, time))
         .collect();
+    let saved = match &key {
+        ItemKey::Thread(root) => us
+            .saved_posts()
+            .map_err(WebError::internal)?
+            .iter()
+            .any(|p| p == root),
+        ItemKey::Channel(_) => false,
+    };
     Ok(LoadedItem {
         item: summary,
         posts,
         has_older,
         undelivered,
+        saved,
     })
 }
 
@@ -630,6 +642,7 @@ pub async fn item(
         posts: loaded.posts,
         has_older: loaded.has_older,
         undelivered: loaded.undelivered,
+        saved: loaded.saved,
     };
     Ok(render(&page))
 }
@@ -663,6 +676,7 @@ pub async fn item_fragment(
         posts: loaded.posts,
         has_older: loaded.has_older,
         undelivered: loaded.undelivered,
+        saved: loaded.saved,
     };
     Ok(render(&fragment))
 }

@@ -948,6 +948,8 @@ pub struct ItemPage {
     pub has_older: bool,
     /// The user's actions on this item not delivered yet, oldest first.
     pub undelivered: Vec<UndeliveredView>,
+    /// A thread's root is among the user's saved posts (Mattermost's `flagged_post`).
+    pub saved: bool,
 }
 
 impl ItemPage {
@@ -975,6 +977,8 @@ pub struct ItemFragment {
     pub has_older: bool,
     /// The user's actions on this item not delivered yet, oldest first.
     pub undelivered: Vec<UndeliveredView>,
+    /// As [`ItemPage::saved`].
+    pub saved: bool,
 }
 
 impl ItemFragment {

@@ -339,6 +339,7 @@ pub(crate) fn item_page() -> ItemPage {
                 created_at: NOW - 1_000,
             },
         ],
+        saved: true,
     }
 }
 
