@@ -366,22 +366,8 @@ async fn sign_in_triage_and_live_updates_in_a_real_browser() {
         )
         .await
         .unwrap();
-        support::poll(WAIT, "Mattermost's flagged_post", || {
-            let (stack, token, me, root) = (&stack, &token, &me, &root_id);
-            async move {
-                let (_, prefs) = stack
-                    .mm_get(
-                        &format!("/api/v4/users/{me}/preferences/flagged_post"),
-                        token,
-                    )
-                    .await
-                    .ok()?;
-                let has = prefs.as_array().is_some_and(|a| {
-                    a.iter()
-                        .any(|p| p["name"] == json!(root) && p["value"] == "true")
-                });
-                (has == saved).then_some(())
-            }
+        support::poll(WAIT, "Mattermost's flagged_post", || async {
+            (stack.mm_saved(&me, &token, &root_id).await.ok()? == saved).then_some(())
         })
         .await
         .unwrap();

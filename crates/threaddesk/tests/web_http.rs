@@ -781,24 +781,8 @@ async fn a_threads_save_button_shows_and_toggles_the_saved_state() {
         let at = page.find("data-action=\"toggle-save\"").expect("a toggle");
         page[at..at + page[at..].find("</button>").unwrap()].to_owned()
     };
-    let flagged = || {
-        let (stack, token, me, root) = (&stack, &token, &me, &root);
-        async move {
-            let (status, prefs) = stack
-                .mm_get(
-                    &format!("/api/v4/users/{me}/preferences/flagged_post"),
-                    token,
-                )
-                .await
-                .unwrap();
-            assert!(status == 200 || status == 404, "{status}");
-            prefs.as_array().is_some_and(|a| {
-                a.iter()
-                    .any(|p| p["name"] == json!(root) && p["value"] == "true")
-            })
-        }
-    };
-    assert!(!flagged().await);
+    let flagged = || stack.mm_saved(&me, &token, &root);
+    assert!(!flagged().await.unwrap());
     let page = item_page(&mut alice, &key).await;
     let b = button(&page);
     assert!(
@@ -830,7 +814,7 @@ async fn a_threads_save_button_shows_and_toggles_the_saved_state() {
         support::poll(
             std::time::Duration::from_secs(15),
             "Mattermost's flagged_post",
-            || async { (flagged().await == saved).then_some(()) },
+            || async { (flagged().await.ok()? == saved).then_some(()) },
         )
         .await
         .unwrap();

@@ -124,6 +124,24 @@ impl Stack {
         Ok((status, r.json().await.unwrap_or(Value::Null)))
     }
 
+    /// Whether Mattermost has `post_id` among the saved posts (`flagged_post` preferences) of
+    /// the user of `token` (`user_id`).
+    pub async fn mm_saved(&self, user_id: &str, token: &str, post_id: &str) -> Result<bool> {
+        let (status, prefs) = self
+            .mm_get(
+                &format!("/api/v4/users/{user_id}/preferences/flagged_post"),
+                token,
+            )
+            .await?;
+        if status != 200 && status != 404 {
+            bail!("flagged_post preferences: HTTP {status}");
+        }
+        Ok(prefs.as_array().is_some_and(|a| {
+            a.iter()
+                .any(|p| p["name"].as_str() == Some(post_id) && p["value"] == "true")
+        }))
+    }
+
     /// A thread item of `items` whose root was written by someone other than `username`:
     /// returns (item key, root author's user id) — the author can always reply in it.
     pub async fn thread_by_other(
