@@ -162,58 +162,83 @@ const DIAG_PREP: &str = r"(() => {
   return true;
 })()";
 
-/// Diagnosis only: a second DevTools connection to the same browser (its port from the
-/// profile's `DevToolsActivePort`), recording a Chromium trace.
-struct Tracer {
+/// Diagnosis only: a second DevTools connection to the same browser (its address from the
+/// profile's `DevToolsActivePort`), for tracing and the HTML A/B.
+struct DevTools {
     ws: tokio_tungstenite::WebSocketStream<
         tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
     >,
     id: u64,
+    /// Events read while waiting for an answer, oldest first.
+    events: std::collections::VecDeque<Value>,
 }
-impl Tracer {
-    async fn connect() -> Tracer {
-        let tmp = std::env::temp_dir();
-        let prefix = format!("td-chromium-{}-", std::process::id());
-        let dir = std::fs::read_dir(&tmp)
-            .unwrap()
-            .filter_map(Result::ok)
-            .find(|e| e.file_name().to_string_lossy().starts_with(&prefix))
-            .unwrap()
-            .path();
-        let txt = std::fs::read_to_string(dir.join("DevToolsActivePort")).unwrap();
-        let mut lines = txt.lines();
-        let port = lines.next().unwrap();
-        let path = lines.next().unwrap();
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}{path}"))
+impl DevTools {
+    async fn connect(b: &Browser) -> DevTools {
+        let (ws, _) = tokio_tungstenite::connect_async(b.devtools_url().unwrap())
             .await
             .unwrap();
-        Tracer { ws, id: 0 }
+        DevTools {
+            ws,
+            id: 0,
+            events: std::collections::VecDeque::new(),
+        }
     }
-    async fn call(&mut self, method: &str, params: Value) -> (Value, Vec<Value>) {
-        use futures_util::{SinkExt, StreamExt};
+    /// One call, on `session`'s target or the browser's; events read meanwhile are kept.
+    async fn call(&mut self, session: Option<&str>, method: &str, params: Value) -> Value {
+        use futures_util::SinkExt;
         self.id += 1;
-        let msg = serde_json::json!({"id": self.id, "method": method, "params": params});
+        let mut msg = serde_json::json!({"id": self.id, "method": method, "params": params});
+        if let Some(s) = session {
+            msg["sessionId"] = serde_json::json!(s);
+        }
         self.ws
             .send(tokio_tungstenite::tungstenite::Message::Text(
                 msg.to_string().into(),
             ))
             .await
             .unwrap();
-        let mut events = Vec::new();
         loop {
-            let m = self.ws.next().await.unwrap().unwrap();
-            let tokio_tungstenite::tungstenite::Message::Text(t) = m else {
-                continue;
-            };
-            let v: Value = serde_json::from_str(&t).unwrap();
+            let v = self.read().await.expect("the DevTools connection closed");
             if v["id"].as_u64() == Some(self.id) {
-                return (v["result"].clone(), events);
+                assert!(v.get("error").is_none(), "{method}: {v}");
+                return v["result"].clone();
             }
-            events.push(v);
+            self.events.push_back(v);
         }
     }
+    /// The next event `method` (those kept first); `None` once the connection closes.
+    async fn event(&mut self, method: &str) -> Option<Value> {
+        if let Some(i) = self.events.iter().position(|e| e["method"] == method) {
+            return self.events.remove(i);
+        }
+        loop {
+            let v = self.read().await?;
+            if v["method"] == method {
+                return Some(v);
+            }
+        }
+    }
+    /// The next message from the browser; `None` once the connection closes.
+    async fn read(&mut self) -> Option<Value> {
+        use futures_util::StreamExt;
+        loop {
+            let m = self.ws.next().await?.ok()?;
+            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
+                return serde_json::from_str(&t).ok();
+            }
+        }
+    }
+}
+
+/// Diagnosis only: a Chromium trace recorded over a [`DevTools`] connection.
+struct Tracer(DevTools);
+impl Tracer {
+    async fn connect(b: &Browser) -> Tracer {
+        Tracer(DevTools::connect(b).await)
+    }
     async fn start(&mut self) {
-        self.call(
+        self.0.call(
+            None,
             "Tracing.start",
             serde_json::json!({"transferMode": "ReturnAsStream", "traceConfig": {"includedCategories": [
                 "devtools.timeline", "disabled-by-default-devtools.timeline", "blink", "cc", "viz",
@@ -223,24 +248,21 @@ impl Tracer {
         .await;
     }
     async fn stop(&mut self, out: &Path) {
-        use futures_util::StreamExt;
-        let (_, mut events) = self.call("Tracing.end", serde_json::json!({})).await;
-        let stream = loop {
-            if let Some(e) = events
-                .iter()
-                .find(|e| e["method"] == "Tracing.tracingComplete")
-            {
-                break e["params"]["stream"].as_str().unwrap().to_owned();
-            }
-            let m = self.ws.next().await.unwrap().unwrap();
-            if let tokio_tungstenite::tungstenite::Message::Text(t) = m {
-                events.push(serde_json::from_str(&t).unwrap());
-            }
-        };
+        self.0
+            .call(None, "Tracing.end", serde_json::json!({}))
+            .await;
+        let done = self
+            .0
+            .event("Tracing.tracingComplete")
+            .await
+            .expect("no trace");
+        let stream = done["params"]["stream"].as_str().unwrap().to_owned();
         let mut data = String::new();
         loop {
-            let (r, _) = self
+            let r = self
+                .0
                 .call(
+                    None,
                     "IO.read",
                     serde_json::json!({"handle": stream, "size": 1 << 20}),
                 )
@@ -264,36 +286,10 @@ impl Tracer {
 /// decoded, with its new length).
 async fn html_ab(b: &Browser, page_url: &str, pairs: Vec<(String, String)>) {
     use base64::Engine as _;
-    use futures_util::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let (mut ws, _) = tokio_tungstenite::connect_async(b.devtools_url().unwrap())
-        .await
-        .unwrap();
-    let mut id = 0u64;
-    let mut pending = std::collections::VecDeque::new();
-    // One call and its answer; events read meanwhile are kept for the loop below.
-    macro_rules! call {
-        ($session:expr, $method:expr, $params:expr) => {{
-            id += 1;
-            let mut msg = serde_json::json!({"id": id, "method": $method, "params": $params});
-            if let Some(s) = $session {
-                msg["sessionId"] = serde_json::json!(s);
-            }
-            ws.send(Message::Text(msg.to_string().into())).await.unwrap();
-            loop {
-                let Some(Ok(Message::Text(t))) = ws.next().await else {
-                    panic!("the A/B connection closed");
-                };
-                let v: Value = serde_json::from_str(&t).unwrap();
-                if v["id"].as_u64() == Some(id) {
-                    assert!(v.get("error").is_none(), "{}: {v}", $method);
-                    break v["result"].clone();
-                }
-                pending.push_back(v);
-            }
-        }};
-    }
-    let targets = call!(None::<&str>, "Target.getTargets", serde_json::json!({}));
+    let mut dt = DevTools::connect(b).await;
+    let targets = dt
+        .call(None, "Target.getTargets", serde_json::json!({}))
+        .await;
     let target = targets["targetInfos"]
         .as_array()
         .unwrap()
@@ -301,38 +297,32 @@ async fn html_ab(b: &Browser, page_url: &str, pairs: Vec<(String, String)>) {
         .find(|t| t["type"] == "page" && t["url"].as_str().is_some_and(|u| u.starts_with(page_url)))
         .expect("no page of the stack open")["targetId"]
         .clone();
-    let attached = call!(
-        None::<&str>,
-        "Target.attachToTarget",
-        serde_json::json!({"targetId": target, "flatten": true})
-    );
+    let attached = dt
+        .call(
+            None,
+            "Target.attachToTarget",
+            serde_json::json!({"targetId": target, "flatten": true}),
+        )
+        .await;
     let session = attached["sessionId"].as_str().unwrap().to_owned();
-    call!(
+    dt.call(
         Some(&session),
         "Fetch.enable",
-        serde_json::json!({"patterns": [{"urlPattern": page_url, "resourceType": "Document", "requestStage": "Response"}]})
-    );
+        serde_json::json!({"patterns": [{"urlPattern": page_url, "resourceType": "Document", "requestStage": "Response"}]}),
+    )
+    .await;
     tokio::spawn(async move {
         let mut n = 0usize;
-        loop {
-            let v = match pending.pop_front() {
-                Some(v) => v,
-                None => {
-                    let Some(Ok(m)) = ws.next().await else { return };
-                    let Message::Text(t) = m else { continue };
-                    serde_json::from_str(&t).unwrap()
-                }
-            };
-            if v["method"] != "Fetch.requestPaused" {
-                continue;
-            }
+        while let Some(v) = dt.event("Fetch.requestPaused").await {
             let p = &v["params"];
             let request = p["requestId"].clone();
-            let r = call!(
-                Some(&session),
-                "Fetch.getResponseBody",
-                serde_json::json!({"requestId": request})
-            );
+            let r = dt
+                .call(
+                    Some(&session),
+                    "Fetch.getResponseBody",
+                    serde_json::json!({"requestId": request}),
+                )
+                .await;
             let raw = r["body"].as_str().unwrap_or_default();
             let mut html = if r["base64Encoded"].as_bool() == Some(true) {
                 String::from_utf8(
@@ -385,13 +375,14 @@ async fn html_ab(b: &Browser, page_url: &str, pairs: Vec<(String, String)>) {
                     name != "content-length" && name != "content-encoding"
                 })
                 .collect();
-            call!(
+            dt.call(
                 Some(&session),
                 "Fetch.fulfillRequest",
                 serde_json::json!({"requestId": request, "responseCode": p["responseStatusCode"],
                     "responseHeaders": headers,
-                    "body": base64::engine::general_purpose::STANDARD.encode(html)})
-            );
+                    "body": base64::engine::general_purpose::STANDARD.encode(html)}),
+            )
+            .await;
         }
     });
 }
@@ -490,7 +481,7 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
         }
         let mut tracer = None;
         if trace.is_some() {
-            let mut t = Tracer::connect().await;
+            let mut t = Tracer::connect(&b).await;
             t.start().await;
             tokio::time::sleep(Duration::from_millis(200)).await;
             tracer = Some(t);
@@ -513,8 +504,6 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
                 (i % 2 == 0 && adopted == 0) || (i % 2 == 1 && adopted > 0),
                 "the A/B style sheet was not applied ({adopted} rules in load {i})"
             );
-            ab_series[i % 2].push(loads[i][0].as_f64().unwrap_or(f64::NAN));
-            ab_list[i % 2].push(loads[i][5].as_f64().unwrap_or(f64::NAN));
         }
         if ab_html.is_some() {
             let series = b.eval(AB_SERIES).await.unwrap().as_i64().unwrap_or(-1);
@@ -522,6 +511,8 @@ async fn queue_loads(n: usize, trace: Option<&Path>) -> QueueLoads {
                 series == (i % 2) as i64,
                 "load {i} was not held by the A/B connection as expected (series {series})"
             );
+        }
+        if ab.is_some() || ab_html.is_some() {
             ab_series[i % 2].push(loads[i][0].as_f64().unwrap_or(f64::NAN));
             ab_list[i % 2].push(loads[i][5].as_f64().unwrap_or(f64::NAN));
         }
@@ -595,8 +586,7 @@ async fn main() {
     let loads = common::env_usize("BENCH_LOADS", 200);
     let replies = common::env_usize("BENCH_REPLIES", 20);
     // Diagnosis only (`BENCH_TRACE=<dir> BENCH_TRACE_LOADS=<n>`, default 3): `n` loads of the
-    // queue page at 10,000 items, each recorded as a Chromium trace, and nothing else (one
-    // browser: the tracer finds it by this process's id).
+    // queue page at 10,000 items, each recorded as a Chromium trace, and nothing else.
     if let (Some(dir), Some(n)) = (trace_dir(), std::env::var_os("BENCH_TRACE_LOADS")) {
         let n = n.to_str().and_then(|n| n.parse().ok()).unwrap_or(3);
         let large = queue_loads(n, Some(&dir)).await;
@@ -634,7 +624,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             b.eval(DIAG_PREP).await.unwrap();
             let mut tracer = if n < 4 {
-                Some(Tracer::connect().await)
+                Some(Tracer::connect(&b).await)
             } else {
                 None
             };
