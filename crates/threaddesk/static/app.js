@@ -1011,23 +1011,20 @@ function createConversation({ inPlace = false, hash = location.hash } = {}) {
       ul.textContent = it.unread ? ul.dataset.labelUnread : ul.dataset.labelRead;
       ub.setAttribute("formaction", `${itemPath(key)}/${it.unread ? "read" : "unread"}`);
     }
+    // A toggle of the toolbar (pressed, its label, the form's next action) as `on` says.
+    const toggle = (action, on, yes, no) => {
+      const b = $(`[data-action="${action}"]`, root);
+      if (!b) return;
+      b.setAttribute("aria-pressed", String(on));
+      b.setAttribute("formaction", `${itemPath(key)}/${on ? no : yes}`);
+      const l = $(".btn-label", b);
+      l.textContent = on ? l.dataset.labelOn : l.dataset.labelOff;
+    };
     if (typeof it.saved === "boolean" && root.dataset.kind === "thread") {
       root.dataset.saved = String(it.saved);
-      const sb = $('[data-action="toggle-save"]', root);
-      if (sb) {
-        sb.setAttribute("aria-pressed", String(it.saved));
-        sb.setAttribute("formaction", `${itemPath(key)}/${it.saved ? "unsave" : "save"}`);
-        const l = $(".btn-label", sb);
-        l.textContent = it.saved ? l.dataset.labelOn : l.dataset.labelOff;
-      }
+      toggle("toggle-save", it.saved, "save", "unsave");
     }
-    const fb = $('[data-action="toggle-follow"]', root);
-    if (fb) {
-      fb.setAttribute("aria-pressed", String(!!it.following));
-      fb.setAttribute("formaction", `${itemPath(key)}/${it.following ? "unfollow" : "follow"}`);
-      const l = $(".btn-label", fb);
-      l.textContent = it.following ? l.dataset.labelOn : l.dataset.labelOff;
-    }
+    toggle("toggle-follow", !!it.following, "follow", "unfollow");
     const st = $("#conv-state");
     if (st) {
       st.replaceChildren();

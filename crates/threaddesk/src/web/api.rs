@@ -80,12 +80,12 @@ pub async fn item(
     }
     let us = state.store().for_user(&user.user_id);
     let loaded = pages::load_item(&state, &us, &key, &pctx.time(&state))?;
-    let saved = saved_set(&us)?;
-    let item = with_saved(&loaded.item, item_post(&loaded.item.key), &saved);
+    let saved = &loaded.saved_posts;
+    let item = with_saved(&loaded.item, item_post(&loaded.item.key), saved);
     let posts: Vec<serde_json::Value> = loaded
         .posts
         .iter()
-        .map(|p| with_saved(p, Some(p.id.as_str()), &saved))
+        .map(|p| with_saved(p, Some(p.id.as_str()), saved))
         .collect();
     Ok(Json(json!({
         "item": item,
@@ -97,7 +97,7 @@ pub async fn item(
 }
 
 /// The user's saved posts (Mattermost's `flagged_post` preferences, mirrored by the sync).
-fn saved_set(
+pub(super) fn saved_set(
     us: &crate::store::UserStore<'_>,
 ) -> Result<std::collections::HashSet<String>, WebError> {
     Ok(us
@@ -109,7 +109,7 @@ fn saved_set(
 
 /// The post whose saved state an item shows: a thread's root (what the `save` action on the
 /// item saves); a DM/GM item has none (its messages carry their own `saved`).
-fn item_post(key: &str) -> Option<&str> {
+pub(super) fn item_post(key: &str) -> Option<&str> {
     key.strip_prefix("t_")
 }
 

@@ -547,9 +547,18 @@ pub struct LoadedItem {
     pub has_older: bool,
     /// The user's actions on the item not delivered yet ([`present::undelivered_view`]).
     pub undelivered: Vec<views::UndeliveredView>,
+    /// The user's saved posts (Mattermost's `flagged_post`): the item's and its messages'
+    /// saved state.
+    pub saved_posts: HashSet<String>,
+}
+
+impl LoadedItem {
     /// A thread's root is among the user's saved posts (a DM/GM item has no saved state of its
     /// own: its messages carry theirs).
-    pub saved: bool,
+    #[must_use]
+    pub fn saved(&self) -> bool {
+        super::api::item_post(&self.item.key).is_some_and(|root| self.saved_posts.contains(root))
+    }
 }
 
 /// The conversation of an item for the page and the API.
@@ -593,20 +602,13 @@ pub fn load_item(
         .filter(|r| !arrived.contains(r.marker.as_str()))
         .filter_map(|r| present::undelivered_view(r, time))
         .collect();
-    let saved = match &key {
-        ItemKey::Thread(root) => us
-            .saved_posts()
-            .map_err(WebError::internal)?
-            .iter()
-            .any(|p| p == root),
-        ItemKey::Channel(_) => false,
-    };
+    let saved_posts = super::api::saved_set(us)?;
     Ok(LoadedItem {
         item: summary,
         posts,
         has_older,
         undelivered,
-        saved,
+        saved_posts,
     })
 }
 
@@ -636,13 +638,14 @@ pub async fn item(
         }
         Err(e) => return Err(e),
     };
+    let saved = loaded.saved();
     let page = ItemPage {
         layout: layout(&state, &user, &us, &pctx),
         item: loaded.item,
         posts: loaded.posts,
         has_older: loaded.has_older,
         undelivered: loaded.undelivered,
-        saved: loaded.saved,
+        saved,
     };
     Ok(render(&page))
 }
@@ -666,6 +669,7 @@ pub async fn item_fragment(
     let us = state.store().for_user(&user.user_id);
     let time = pctx.time(&state);
     let loaded = load_item(&state, &us, &key, &time)?;
+    let saved = loaded.saved();
     let fragment = ItemFragment {
         layout: Layout {
             csrf: user.csrf.expose().to_owned(),
@@ -676,7 +680,7 @@ pub async fn item_fragment(
         posts: loaded.posts,
         has_older: loaded.has_older,
         undelivered: loaded.undelivered,
-        saved: loaded.saved,
+        saved,
     };
     Ok(render(&fragment))
 }
@@ -1130,7 +1134,11 @@ pub async fn errors_as_pages(
     if errors_stay_json(req.uri().path()) {
         return next.run(req).await;
     }
-    let headers = req.headers().clone();
+    // What the error page reads of the request: the session and UI-preference cookies.
+    let mut cookies = HeaderMap::new();
+    for v in req.headers().get_all(header::COOKIE) {
+        cookies.append(header::COOKIE, v.clone());
+    }
     let nonce = req
         .extensions()
         .get::<CspNonce>()
@@ -1159,7 +1167,7 @@ pub async fn errors_as_pages(
                 .to_owned()
         });
     let (mut probe, ()) = axum::http::Request::new(()).into_parts();
-    probe.headers = headers;
+    probe.headers = cookies;
     let user = match <MaybeUser as axum::extract::FromRequestParts<AppState>>::from_request_parts(
         &mut probe, &state,
     )
