@@ -182,8 +182,13 @@ pub fn dm_partner(channel_name: &str, me: &str) -> Option<String> {
 /// The marker carried by a post's props, if it is one of ours.
 #[must_use]
 pub fn outbox_marker(p: &mm::Post) -> Option<&str> {
-    p.props
-        .0
+    marker_in(&p.props.0)
+}
+
+/// The outbox marker among a post's props (`props.threaddesk_outbox_id`), if any.
+#[must_use]
+pub fn marker_in(props: &serde_json::Map<String, serde_json::Value>) -> Option<&str> {
+    props
         .get(super::outbox::MARKER_PROP)
         .and_then(serde_json::Value::as_str)
 }

@@ -379,10 +379,9 @@ pub fn outbox_marker(p: &Post, me: &str) -> Option<String> {
     if p.user_id != me {
         return None;
     }
-    let props: serde_json::Value = serde_json::from_str(p.props.expose()).ok()?;
-    props
-        .get(crate::sync::outbox::MARKER_PROP)?
-        .as_str()
+    let props: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(p.props.expose()).ok()?;
+    crate::sync::convert::marker_in(&props)
         .filter(|m| !m.is_empty())
         .map(str::to_owned)
 }
